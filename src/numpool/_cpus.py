@@ -1,0 +1,67 @@
+"""How many cores numpool may use: affinity, cgroup quota, physical cores.
+
+``os.cpu_count()`` answers "how many logical CPUs has the machine", which is
+the wrong question in a container limited to 2 CPUs of a 64-core host, or
+under ``taskset``. :func:`usable_cpus` answers "how many can this process
+actually run on": the CPU affinity mask, further capped by a cgroup CPU quota
+(v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``). :func:`default_workers` is the
+smaller of that and the physical core count (psutil), since NumPy kernels
+gain little from hyper-threads.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from pathlib import Path
+
+__all__ = ["cgroup_cpu_limit", "default_workers", "physical_cores", "usable_cpus"]
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """The cgroup CPU quota in cores (e.g. 1.5), or None when there is none."""
+    v2 = _read(root / "cpu.max")
+    if v2 is not None:
+        quota, _, period = v2.partition(" ")
+        if quota != "max" and period:
+            return int(quota) / int(period)
+        return None
+    quota_us = _read(root / "cpu" / "cpu.cfs_quota_us") or _read(root / "cpu.cfs_quota_us")
+    period_us = _read(root / "cpu" / "cpu.cfs_period_us") or _read(root / "cpu.cfs_period_us")
+    if quota_us and period_us and int(quota_us) > 0:
+        return int(quota_us) / int(period_us)
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def usable_cpus() -> int:
+    """Logical CPUs this process may run on (affinity mask and cgroup quota)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        n = os.cpu_count() or 1
+    quota = cgroup_cpu_limit()
+    if quota is not None:
+        n = min(n, max(1, math.ceil(quota)))
+    return max(1, n)
+
+
+@functools.lru_cache(maxsize=1)
+def physical_cores() -> int:
+    """Physical cores of the machine (psutil), or the logical count when unknown."""
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    """Workers numpool starts when none are asked for: usable cores, capped at physical."""
+    return max(1, min(usable_cpus(), physical_cores()))

@@ -1,0 +1,186 @@
+"""The one engine behind every backend: split, submit, bound, collect, clean up.
+
+apply(func, x)::
+
+    probe: func(x[:1]) in the caller ─▶ output dtype and trailing shape
+    rows split into `chunks` blocks ─▶ transport.apply_io(x, out) gives, per
+    block, (src, dst) handles ─▶ backend.submit(apply_block, ...) ─▶ each
+    worker writes its rows into the one output array ─▶ io.finish()
+
+map(func, *iterables)::
+
+    tasks zipped and batched by `chunksize` ─▶ transport.map_io() encodes a
+    batch (stages arrays) as it is submitted ─▶ at most
+    backend.max_in_flight() batches outstanding ─▶ results decoded into their
+    slots of the result list, staging released as each batch completes
+
+On any error the not-yet-started work is cancelled and the transport's
+``abort`` releases every segment (unlinking those a worker may still
+touch); a broken process pool becomes :class:`WorkerCrashedError`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import TimeoutError as FuturesTimeout
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+import numpy as np
+
+from ._errors import WorkerCrashedError, annotate
+from .backends import Backend
+from .backends._worker import apply_block, check_block, run_tasks
+
+__all__ = ["apply", "map_tasks"]
+
+Job = tuple[int, Callable[..., Any], tuple[Any, ...]]
+
+
+def _drive(backend: Backend, jobs: Iterable[Job], on_done: Callable[[int, Any], None],
+           describe: Callable[[int], str], timeout: float | None = None) -> None:
+    """Submit jobs with at most ``backend.max_in_flight()`` outstanding; feed results."""
+    limit = backend.max_in_flight()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pending: dict[Future[Any], int] = {}
+
+    def harvest() -> None:
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        done, _ = wait(pending, timeout=remaining, return_when=FIRST_COMPLETED)
+        if not done:
+            raise FuturesTimeout(f"numpool: work not finished within timeout={timeout} s")
+        for f in done:
+            key = pending.pop(f)
+            try:
+                res = f.result()
+            except BrokenProcessPool as e:
+                raise WorkerCrashedError(_crash_message(backend, describe(key))) from e
+            on_done(key, res)
+
+    try:
+        for key, fn, args in jobs:
+            while len(pending) >= limit:
+                harvest()
+            pending[backend.submit(fn, *args)] = key
+        while pending:
+            harvest()
+    except BaseException as e:
+        for f in pending:
+            f.cancel()
+        if backend.name == "threads" and not isinstance(e, KeyboardInterrupt):
+            # Threads write into the caller's memory: let running blocks finish before
+            # the caller sees the error (they cannot be stopped; work is bounded).
+            wait(pending)
+        raise
+
+
+def _crash_message(backend: Backend, what: str) -> str:
+    return (
+        f"a worker process of the {backend.name!r} backend died while numpool was running "
+        f"{what} (killed by a signal, e.g. the out-of-memory killer, or a crash in native "
+        "code). The pool starts fresh workers on the next call; if memory is the cause, "
+        "use fewer workers or smaller blocks (chunks=)."
+    )
+
+
+def probe(func: Callable[..., Any], x: np.ndarray) -> np.ndarray:
+    """func on the first row (or on the empty x): the output's dtype and trailing shape."""
+    sample = x[:1]
+    try:
+        res = func(sample)
+    except Exception as e:
+        raise annotate(e, "row 0 (numpool calls func(x[:1]) first to learn the output "
+                          "dtype and shape)") from None
+    if not isinstance(res, np.ndarray) or res.ndim == 0:
+        raise TypeError(
+            f"apply: func(x[:1]) returned {type(res).__name__}"
+            f"{' (0-d)' if isinstance(res, np.ndarray) else ''}; apply needs a function that "
+            "returns an array with one row per input row, like np.exp or lambda b: 2*b + 1"
+        )
+    check_block(res, sample.shape[0], res.shape[1:], res.dtype, "row 0")
+    return res
+
+
+def bounds(rows: int, chunks: int) -> list[int]:
+    """Block edges: ``chunks`` blocks whose sizes differ by at most one row."""
+    return [i * rows // chunks for i in range(chunks + 1)]
+
+
+def apply(backend: Backend, func: Callable[..., Any], x: np.ndarray, out: np.ndarray | None,
+          chunks: int | None, check_out: Callable[[np.ndarray | None, tuple[int, ...],
+                                                   np.dtype], None]) -> np.ndarray:
+    """Run ``func`` blockwise over axis 0 of ``x`` into one output array."""
+    with backend.scope():
+        first = probe(func, x)
+        tail, dtype = first.shape[1:], first.dtype
+        shape = (x.shape[0], *tail)
+        check_out(out, shape, dtype)
+        rows = x.shape[0]
+        if rows <= 1:
+            # Nothing to split: the probe was the whole job (rows == 1), or run it on empty x.
+            res = first if rows == 1 else func(x)
+            check_block(res, rows, tail, dtype, "the whole (empty or single-row) input")
+            if out is None:
+                return res
+            np.copyto(out, res, casting="no")
+            return out
+        n = min(rows, chunks if chunks is not None else backend.default_chunks(rows, x.nbytes))
+        edges = bounds(rows, n)
+        io = backend.transport.apply_io(x, out, shape, dtype)
+
+        def where(i: int) -> str:
+            return f"block {i} of {n} (rows {edges[i]}:{edges[i + 1]})"
+
+        def jobs() -> Iterator[Job]:
+            for i in range(n):
+                src, dst = io.block(edges[i], edges[i + 1])
+                yield i, apply_block, (func, src, dst, where(i), tail, dtype)
+
+        def on_done(i: int, res: Any) -> None:
+            if res is not None:
+                io.took(edges[i], edges[i + 1], res)
+
+        try:
+            _drive(backend, jobs(), on_done, where)
+        except BaseException:
+            io.abort()
+            raise
+        return io.finish()
+
+
+def map_tasks(backend: Backend, func: Callable[..., Any], columns: Sequence[Sequence[Any]],
+              chunksize: int | None, timeout: float | None = None) -> list[Any]:
+    """``[func(*args) for args in zip(*columns)]``, in parallel, results in order."""
+    total = len(columns[0])
+    if total == 0:
+        return []
+    tasks = list(enumerate(zip(*columns)))
+    size = chunksize if chunksize is not None else backend.default_chunksize(total)
+    batches = [tasks[i : i + size] for i in range(0, total, size)]
+    results: list[Any] = [None] * total
+
+    with backend.scope():
+        io = backend.transport.map_io()
+
+        def describe(b: int) -> str:
+            first, last = batches[b][0][0], batches[b][-1][0]
+            return f"task {first} of {total}" if first == last else f"tasks {first}-{last} of {total}"
+
+        def jobs() -> Iterator[Job]:
+            for b, batch in enumerate(batches):
+                sent, slots = io.encode(batch)
+                yield b, run_tasks, (func, sent, slots, total)
+
+        def on_done(b: int, res: list[Any]) -> None:
+            for (index, _), r in zip(batches[b], io.decode(batches[b], res)):
+                results[index] = r
+
+        try:
+            _drive(backend, jobs(), on_done, describe, timeout)
+        except BaseException:
+            io.abort()
+            raise
+        io.finish()
+    return results

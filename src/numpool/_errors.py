@@ -1,0 +1,65 @@
+"""numpool's exceptions.
+
+Every exception numpool raises on its own account derives from
+:class:`NumpoolError`, and also from the built-in a user would catch for the
+same situation, so ``except RuntimeError`` keeps working::
+
+    Exception
+     └── NumpoolError
+          ├── WorkerCrashedError      (+ RuntimeError)  a worker process died
+          ├── SharedMemoryError       (+ MemoryError)   /dev/shm cannot hold the data
+          └── BackendUnavailableError (+ ImportError)   an optional extra is missing
+
+Errors raised by the user's own function are *not* wrapped: they reach the
+caller with their own type, with the block or task index added to the
+message (see :func:`annotate`), and with the worker's traceback chained as
+``__cause__`` when they come from another process.
+
+Bad arguments raise plain :class:`TypeError` / :class:`ValueError` naming the
+argument, what was expected and what was given.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendUnavailableError",
+    "NumpoolError",
+    "SharedMemoryError",
+    "WorkerCrashedError",
+    "annotate",
+]
+
+
+class NumpoolError(Exception):
+    """Base class of every exception numpool raises on its own account."""
+
+
+class WorkerCrashedError(NumpoolError, RuntimeError):
+    """A worker process died (killed, out of memory, crashed) while running work."""
+
+
+class SharedMemoryError(NumpoolError, MemoryError):
+    """Shared memory could not be allocated (for example, /dev/shm is too small)."""
+
+
+class BackendUnavailableError(NumpoolError, ImportError):
+    """A backend needs an optional dependency that is not installed."""
+
+
+def annotate(exc: BaseException, where: str) -> BaseException:
+    """Add ``where`` (e.g. "block 3 of 8, rows 30:40") to ``exc``'s message, in place.
+
+    The exception keeps its type. When its first argument is a message string,
+    the location is appended to it so that ``str(exc)`` shows it; otherwise
+    (no args, or non-string args such as ``KeyError(3)``) it is attached as a
+    note (Python 3.11+) or as the sole argument when there was none.
+    """
+    suffix = f"[numpool: raised by func on {where}]"
+    args = exc.args
+    if args and isinstance(args[0], str) and not isinstance(exc, KeyError):
+        exc.args = (f"{args[0]} {suffix}", *args[1:])
+    elif not args:
+        exc.args = (suffix,)
+    elif hasattr(exc, "add_note"):
+        exc.add_note(suffix)
+    return exc

@@ -1,0 +1,42 @@
+"""numpool's backends: thin modules over one engine (``numpool._engine``).
+
+========== ===========================================================
+serial     in the caller's thread; the reference
+threads    a thread pool; NumPy releases the GIL, arrays are shared
+processes  worker processes; arrays travel through shared memory
+pickle     worker processes; arrays pickled (the naive baseline)
+========== ===========================================================
+
+A backend registers itself in ``BACKENDS`` by name; ``get`` builds one.
+"""
+
+from __future__ import annotations
+
+from ._base import Backend
+from .pickled import PickleBackend
+from .processes import ProcessesBackend
+from .serial import SerialBackend
+from .threads import ThreadsBackend
+
+__all__ = ["BACKENDS", "Backend", "get", "names"]
+
+BACKENDS: dict[str, type[Backend]] = {}
+
+
+def register(cls: type[Backend]) -> type[Backend]:
+    """Make a backend class available by its ``name``."""
+    BACKENDS[cls.name] = cls
+    return cls
+
+
+for _cls in (SerialBackend, ThreadsBackend, ProcessesBackend, PickleBackend):
+    register(_cls)
+
+
+def names() -> list[str]:
+    return sorted(BACKENDS)
+
+
+def get(name: str, workers: int, blas_threads: int | None) -> Backend:
+    """A new backend instance by name."""
+    return BACKENDS[name](workers, blas_threads)

@@ -1,0 +1,65 @@
+"""The interface every backend implements: an executor, a transport, a BLAS scope.
+
+A backend is deliberately thin (see ``numpool/_engine.py`` for the one
+engine that splits work, bounds what is in flight and collects results):
+
+* ``submit(fn, *args)`` runs a callable somewhere and returns a Future;
+* ``transport`` says how arrays reach ``fn`` (see ``_transport.py``);
+* ``scope()`` is held around every apply/map call (the threads backend
+  sets the process-wide BLAS limit there);
+* ``default_chunks`` / ``default_chunksize`` size the work for that backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from typing import Any, ClassVar
+
+from ._transport import Transport
+
+__all__ = ["Backend"]
+
+_MiB = 1 << 20
+
+
+class Backend:
+    """Base class of numpool's backends."""
+
+    name: ClassVar[str]
+    transport: ClassVar[Transport] = Transport()
+    #: bytes of input per apply block that amortise one task's overhead
+    block_bytes: ClassVar[int] = _MiB
+
+    def __init__(self, workers: int, blas_threads: int | None) -> None:
+        self.workers = workers
+        self.blas_threads = blas_threads
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        raise NotImplementedError
+
+    def scope(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def default_chunks(self, rows: int, nbytes: int) -> int:
+        """Blocks for apply: ~block_bytes each, at least 4 per worker, at most 64."""
+        w = self.workers
+        return max(1, min(rows, max(4 * w, min(64 * w, nbytes // self.block_bytes))))
+
+    def default_chunksize(self, tasks: int) -> int:
+        return 1
+
+    def max_in_flight(self) -> int:
+        """Batches submitted ahead of completion (bounds staged memory)."""
+        return 2 * self.workers
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        pass
+
+    def broken(self) -> bool:
+        return False
+
+    def describe(self) -> Iterator[str]:
+        yield f"workers={self.workers}"
+        yield f"blas_threads={self.blas_threads}"

@@ -1,0 +1,272 @@
+"""How arrays travel to workers and back: one transport per kind of backend.
+
+================  ===========================  ================================
+transport         apply block                  map task
+================  ===========================  ================================
+Direct            views of x and out           arguments as they are
+(serial, threads) (func writes into out)       (same address space)
+Pickled (pickle)  x[a:b] pickled, result       arguments and result pickled
+                  pickled back, copied to out  (the naive multiprocessing way)
+Shared            ShmRef of x and out rows     array arguments staged (or
+(processes)       (worker writes in place)     SharedArray: as is), results
+                                               written into reserved slots
+================  ===========================  ================================
+
+Each call gets an ``*IO`` object that prepares what to send, takes results,
+and on success (:meth:`finish`) or failure (:meth:`abort`) puts every
+segment it used back. After a failure a worker may still be using a
+segment, so it is unlinked rather than recycled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import shm
+from ..shm import Segment, ShmRef, Slot
+
+__all__ = ["Direct", "Pickled", "Shared", "Transport"]
+
+Task = tuple[int, tuple[Any, ...]]
+
+
+class ApplyIO:
+    """Per-call state of apply on a transport (Direct: plain views)."""
+
+    def __init__(self, x: np.ndarray, out: np.ndarray) -> None:
+        self.x = x
+        self.out = out
+
+    def block(self, a: int, b: int) -> tuple[Any, Any]:
+        """(src, dst) to send for rows a:b; dst None means "return the result"."""
+        return self.x[a:b], self.out[a:b]
+
+    def took(self, a: int, b: int, res: Any) -> None:
+        """A block's return value arrived (only used when dst was None)."""
+
+    def finish(self) -> np.ndarray:
+        return self.out
+
+    def abort(self) -> None:
+        pass
+
+
+class MapIO:
+    """Per-call state of map on a transport (Direct: arguments as they are)."""
+
+    slots = False
+
+    def encode(self, batch: list[Task]) -> tuple[list[Task], list[Slot | None] | None]:
+        return batch, None
+
+    def decode(self, batch: list[Task], results: list[Any]) -> list[Any]:
+        return results
+
+    def drop(self, batch: list[Task]) -> None:
+        """A batch that failed or was cancelled: release what it held."""
+
+    def finish(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+class Transport:
+    """Direct: workers share the caller's memory (serial, threads)."""
+
+    name = "direct"
+
+    def apply_io(self, x: np.ndarray, out: np.ndarray | None, shape: tuple[int, ...],
+                 dtype: np.dtype) -> ApplyIO:
+        return ApplyIO(x, out if out is not None else np.empty(shape, dtype))
+
+    def map_io(self) -> MapIO:
+        return MapIO()
+
+
+Direct = Transport
+
+
+class _PickledApply(ApplyIO):
+    def block(self, a: int, b: int) -> tuple[Any, Any]:
+        return self.x[a:b], None
+
+    def took(self, a: int, b: int, res: Any) -> None:
+        self.out[a:b] = res
+
+
+class Pickled(Transport):
+    """Everything pickled through the executor's pipes: the baseline to beat."""
+
+    name = "pickle"
+
+    def apply_io(self, x: np.ndarray, out: np.ndarray | None, shape: tuple[int, ...],
+                 dtype: np.dtype) -> ApplyIO:
+        return _PickledApply(x, out if out is not None else np.empty(shape, dtype))
+
+
+def _rows(ref: ShmRef, a: int, b: int) -> ShmRef:
+    """The ShmRef of rows a:b of the array ``ref`` points at."""
+    step = ref.strides[0] if ref.strides else 0
+    return ref._replace(offset=ref.offset + a * step, shape=(b - a, *ref.shape[1:]))
+
+
+def _stage(arr: np.ndarray, held: list[Segment]) -> ShmRef:
+    """A ShmRef for ``arr``: its own segment if shared, else a copy in a warm one."""
+    ref = shm.shared_ref(arr)
+    if ref is not None:
+        return ref
+    seg = shm.arena().take(arr.nbytes)
+    held.append(seg)
+    view = seg.ndarray(arr.shape, arr.dtype)
+    np.copyto(view, arr, casting="no")
+    return ShmRef(seg.name, 0, arr.shape, arr.dtype, view.strides)
+
+
+def _release(segs: list[Segment], ok: bool) -> None:
+    for seg in segs:
+        if ok:
+            shm.arena().give(seg)
+        else:
+            seg.unlink()
+    segs.clear()
+
+
+class _SharedApply(ApplyIO):
+    def __init__(self, x: np.ndarray, out: np.ndarray | None, shape: tuple[int, ...],
+                 dtype: np.dtype) -> None:
+        self.held: list[Segment] = []
+        self.owned: Segment | None = None  # segment of a result we hand out
+        self.user_out = out
+        self.shape = shape
+        self.dtype = dtype
+        try:
+            self.src = _stage(x, self.held)
+            dst = shm.shared_ref(out) if out is not None else None
+            if dst is None:
+                seg = shm.arena().take(int(np.prod(shape)) * dtype.itemsize)
+                if out is None:
+                    self.owned = seg
+                else:
+                    self.held.append(seg)  # a temporary, copied into the user's out at the end
+                dst = ShmRef(seg.name, 0, shape, dtype, seg.ndarray(shape, dtype).strides)
+            self.dst = dst
+        except BaseException:
+            self.abort()
+            raise
+
+    def block(self, a: int, b: int) -> tuple[Any, Any]:
+        return _rows(self.src, a, b), _rows(self.dst, a, b)
+
+    def finish(self) -> np.ndarray:
+        if self.owned is not None:
+            result: np.ndarray = shm.wrap(self.owned, self.shape, self.dtype)
+            self.owned = None
+        elif self.user_out is not None and shm.shared_ref(self.user_out) is None:
+            temp = self.held[-1].ndarray(self.shape, self.dtype)
+            np.copyto(self.user_out, temp, casting="no")
+            result = self.user_out
+        else:
+            assert self.user_out is not None
+            result = self.user_out
+        _release(self.held, ok=True)
+        return result
+
+    def abort(self) -> None:
+        if self.owned is not None:
+            self.held.append(self.owned)
+            self.owned = None
+        _release(self.held, ok=False)
+
+
+class _SharedMap(MapIO):
+    slots = True
+
+    def __init__(self) -> None:
+        # id(array) -> [ref, segment or None, uses, array]: each array staged once per call
+        self.staged: dict[int, list[Any]] = {}
+        self.slots_of: dict[int, list[Segment | None]] = {}  # first task index -> slots
+        self.guess = -1  # bytes reserved per result; learnt from the first results
+
+    def _arg(self, a: Any) -> Any:
+        if not isinstance(a, np.ndarray) or a.dtype.hasobject or a.nbytes == 0:
+            return a
+        entry = self.staged.get(id(a))
+        if entry is None:
+            held: list[Segment] = []
+            ref = _stage(a, held)
+            entry = self.staged[id(a)] = [ref, held[0] if held else None, 0, a]
+        entry[2] += 1
+        return entry[0]
+
+    def encode(self, batch: list[Task]) -> tuple[list[Task], list[Slot | None] | None]:
+        sent: list[Task] = []
+        slots: list[Segment | None] = []
+        for index, args in batch:
+            sent.append((index, tuple(self._arg(a) for a in args)))
+            size = self.guess
+            if size < 0:  # no result seen yet: guess "as big as the largest array argument"
+                size = max((a.nbytes for a in args if isinstance(a, np.ndarray)), default=0)
+            slots.append(shm.arena().take(size) if size > 0 else None)
+        self.slots_of[batch[0][0]] = slots
+        return sent, [Slot(s.name, s.size) if s else None for s in slots]
+
+    def _unstage(self, batch: list[Task], ok: bool) -> None:
+        for _, args in batch:
+            for a in args:
+                entry = self.staged.get(id(a)) if isinstance(a, np.ndarray) else None
+                if entry is None or entry[3] is not a:
+                    continue
+                entry[2] -= 1
+                if entry[2] == 0:
+                    del self.staged[id(a)]
+                    if entry[1] is not None:
+                        _release([entry[1]], ok)
+
+    def decode(self, batch: list[Task], results: list[Any]) -> list[Any]:
+        slots = self.slots_of.pop(batch[0][0])
+        self._unstage(batch, ok=True)
+        out = []
+        for res, slot in zip(results, slots):
+            if isinstance(res, ShmRef):
+                if slot is not None and res.name == slot.name:
+                    seg, slot = slot, None
+                else:
+                    seg = Segment.attach(res.name, populate=False)
+                res = shm.wrap(seg, res.shape, res.dtype, res.offset, res.strides)
+                self.guess = max(self.guess, res.nbytes)
+            else:  # not an array (or an empty one): stop reserving slots by guess
+                self.guess = max(self.guess, 0)
+            if slot is not None:
+                shm.arena().give(slot)
+            out.append(res)
+        return out
+
+    def drop(self, batch: list[Task]) -> None:
+        self._unstage(batch, ok=False)
+        _release([s for s in self.slots_of.pop(batch[0][0], []) if s is not None], ok=False)
+
+    def abort(self) -> None:
+        for entry in self.staged.values():
+            if entry[1] is not None:
+                entry[1].unlink()
+        self.staged.clear()
+        for slots in self.slots_of.values():
+            _release([s for s in slots if s is not None], ok=False)
+        self.slots_of.clear()
+
+
+class Shared(Transport):
+    """Arrays travel by name through shared-memory segments (see numpool.shm)."""
+
+    name = "shared memory"
+
+    def apply_io(self, x: np.ndarray, out: np.ndarray | None, shape: tuple[int, ...],
+                 dtype: np.dtype) -> ApplyIO:
+        return _SharedApply(x, out, shape, dtype)
+
+    def map_io(self) -> MapIO:
+        return _SharedMap()

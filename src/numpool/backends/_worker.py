@@ -1,0 +1,134 @@
+"""What runs on a worker: one apply block, or one batch of map tasks.
+
+The same two functions run in every backend: in the caller's thread
+(serial), in a pool thread (threads) or in a worker process (processes,
+pickle). Arguments are either arrays (in-process, or pickled) or
+:class:`~numpool.shm.ShmRef` names that :func:`resolve` maps through the
+process's cached :class:`~numpool.shm.Attachments`.
+
+This module is preloaded by the forkserver, so workers start with NumPy
+already imported.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import blas
+from .._errors import annotate
+from ..shm import Attachments, Segment, ShmRef, Slot
+
+_attachments: Attachments | None = None
+_owner: int | None = None  # pid of the parent that owns segments made here
+
+
+def init_worker(blas_threads: int | None, shm_directory: str | None, owner: int | None) -> None:
+    """Worker-process initializer: BLAS limit, segment cache, Ctrl-C left to the parent."""
+    global _attachments, _owner
+    # Ctrl-C reaches the whole process group; the parent decides what stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if blas_threads is not None:
+        blas.limit_this_process(blas_threads)
+    _attachments = Attachments(shm_directory)
+    _owner = owner
+
+
+def resolve(obj: Any) -> Any:
+    """The array behind a ShmRef; anything else unchanged."""
+    if isinstance(obj, ShmRef):
+        if _attachments is None:
+            raise RuntimeError("numpool: a shared-memory reference reached an uninitialised worker")
+        return _attachments.resolve(obj)
+    return obj
+
+
+def _is_unary_ufunc(func: Any) -> bool:
+    return isinstance(func, np.ufunc) and func.nin == 1 and func.nout == 1
+
+
+def check_block(res: Any, rows: int, tail: tuple[int, ...], dtype: np.dtype, where: str) -> None:
+    """Raise a ValueError/TypeError when a block's result does not fit the output."""
+    if not isinstance(res, np.ndarray):
+        raise TypeError(
+            f"apply: func returned {type(res).__name__} for {where}; it must return a NumPy "
+            f"array with one row per input row (expected shape {(rows, *tail)}, dtype {dtype})"
+        )
+    if res.shape != (rows, *tail):
+        raise ValueError(
+            f"apply: func returned shape {res.shape} for {where}; expected {(rows, *tail)}. "
+            "apply needs a blockwise function: each block of rows must map to the same "
+            "number of rows, with the trailing shape of func(x[:1])"
+        )
+    if res.dtype != dtype:
+        raise TypeError(
+            f"apply: func returned dtype {res.dtype} for {where}, expected {dtype} "
+            "(the dtype of the output array)"
+        )
+
+
+def apply_block(func: Callable[..., Any], src: Any, dst: Any, where: str,
+                tail: tuple[int, ...], dtype: np.dtype) -> Any:
+    """Run ``func`` on one block; write into ``dst`` (None: return the result)."""
+    block = resolve(src)
+    target = resolve(dst) if dst is not None else None
+    try:
+        if target is not None and _is_unary_ufunc(func):
+            # ufuncs write straight into the output: no temporary, no copy.
+            res = func(block, out=target)
+        else:
+            res = func(block)
+    except Exception as e:
+        raise annotate(e, where) from None
+    check_block(res, block.shape[0], tail, dtype, where)
+    if target is None:
+        return res
+    if res is not target:
+        np.copyto(target, res, casting="no")
+    return None
+
+
+def run_tasks(func: Callable[..., Any], batch: Sequence[tuple[int, tuple[Any, ...]]],
+              slots: Sequence[Slot | None] | None, total: int) -> list[Any]:
+    """Run map tasks ``func(*args)``; array results go back through shared memory.
+
+    ``slots``, given by the processes backend, are segments the parent
+    reserved for the results (sized by a guess); a result that does not fit
+    goes into a new segment owned by the parent. Without slots, results are
+    returned as they are.
+    """
+    out = []
+    for k, (index, args) in enumerate(batch):
+        try:
+            res = func(*[resolve(a) for a in args])
+        except Exception as e:
+            raise annotate(e, f"task {index} of {total}") from None
+        if slots is not None:
+            res = _result_to_shm(res, slots[k])
+        out.append(res)
+    return out
+
+
+def _result_to_shm(res: Any, slot: Slot | None) -> Any:
+    if not isinstance(res, np.ndarray) or res.dtype.hasobject or res.nbytes == 0:
+        return res
+    if slot is not None and res.nbytes <= slot.size:
+        assert _attachments is not None
+        seg = _attachments.segment(slot.name)
+    else:
+        seg = Segment.create(res.nbytes, _attachments.directory if _attachments else None,
+                             owner=_owner or os.getppid())
+    view = seg.ndarray(res.shape, res.dtype)
+    np.copyto(view, res, casting="no")
+    return ShmRef(seg.name, 0, res.shape, res.dtype, view.strides)
+
+
+def worker_info() -> dict[str, Any]:
+    """What a worker sees: pid and threadpoolctl's info (used by tests and ``doctor``)."""
+    from threadpoolctl import threadpool_info
+
+    return {"pid": os.getpid(), "threadpools": threadpool_info()}
