@@ -29,8 +29,10 @@ class Backend:
 
     name: ClassVar[str]
     transport: ClassVar[Transport] = Transport()
-    #: bytes of input per apply block that amortise one task's overhead
-    block_bytes: ClassVar[int] = _MiB
+    #: bytes of input per apply block: fewer, larger blocks cost fewer hand-offs, but
+    #: at least 4 blocks per worker keep the load balanced. Measured (np.exp, 10M
+    #: float64, 2 threads): 8 blocks 2.2x serial, 16 2.1x, 76 1.8x.
+    block_bytes: ClassVar[int] = 8 * _MiB
 
     def __init__(self, workers: int, blas_threads: int | None) -> None:
         self.workers = workers
@@ -43,7 +45,7 @@ class Backend:
         return contextlib.nullcontext()
 
     def default_chunks(self, rows: int, nbytes: int) -> int:
-        """Blocks for apply: ~block_bytes each, at least 4 per worker, at most 64."""
+        """Blocks for apply: ~block_bytes each, at least 4 per worker, at most 64 per worker."""
         w = self.workers
         return max(1, min(rows, max(4 * w, min(64 * w, nbytes // self.block_bytes))))
 

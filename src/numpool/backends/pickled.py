@@ -18,3 +18,8 @@ __all__ = ["PickleBackend"]
 class PickleBackend(ProcessesBackend):
     name = "pickle"
     transport = Pickled()
+
+    def default_chunksize(self, tasks: int) -> int:
+        # What multiprocessing.Pool.starmap does: divmod(tasks, 4 * workers), rounded up.
+        size, extra = divmod(tasks, 4 * self.workers)
+        return max(1, size + bool(extra))

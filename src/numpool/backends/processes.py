@@ -49,8 +49,9 @@ def _context() -> Any:
 class ProcessesBackend(Backend):
     name = "processes"
     transport = Shared()
-    #: a task costs ~0.1-0.3 ms of pipe round trip: larger blocks than threads
-    block_bytes = 4 * _MiB
+    #: a task costs a pipe round trip through the executor's threads: measured on
+    #: np.exp over 10M SharedArray, 2 workers: 4 blocks 1.80x serial, 8 1.74x, 19 1.55x
+    block_bytes = 32 * _MiB
 
     def __init__(self, workers: int, blas_threads: int | None) -> None:
         super().__init__(workers, blas_threads)
@@ -82,7 +83,7 @@ class ProcessesBackend(Backend):
 
     def default_chunks(self, rows: int, nbytes: int) -> int:
         w = self.workers
-        return max(1, min(rows, max(2 * w, min(16 * w, nbytes // self.block_bytes))))
+        return max(1, min(rows, max(4 * w, min(16 * w, nbytes // self.block_bytes))))
 
     def default_chunksize(self, tasks: int) -> int:
         # One message per batch: fewer round trips for many small tasks.

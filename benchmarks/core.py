@@ -1,0 +1,145 @@
+"""Core engine benchmarks (issue 2): ratios against serial NumPy, one run, warm pools.
+
+Run:  python benchmarks/core.py [--quick] [--json FILE]
+
+Prints one line per measurement: the median of the repeats, and the ratio
+(speed-up) against its serial reference measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_info
+
+import numpool
+from numpool._cpus import physical_cores, usable_cpus
+
+
+def timeit(fn: Callable[[], Any], repeat: int) -> float:
+    """Median wall time of ``repeat`` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def py_loop(block: np.ndarray) -> np.ndarray:
+    """A GIL-holding function: a pure-Python loop over elements."""
+    out = np.empty_like(block)
+    for i in range(len(block)):
+        v = float(block[i])
+        out[i] = math.sqrt(v * v + 1.0) - v
+    return out
+
+
+def machine() -> dict[str, Any]:
+    blas = [f"{i['internal_api']} {i['version']} ({i.get('threading_layer')}, "
+            f"{i['num_threads']} threads)" for i in threadpool_info() if i["user_api"] == "blas"]
+    return {"python": platform.python_version(), "numpy": np.__version__,
+            "cpu": platform.processor() or platform.machine(), "usable_cpus": usable_cpus(),
+            "physical_cores": physical_cores(), "blas": blas}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="10x smaller, for a smoke run")
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--json", help="also write the figures to this file")
+    args = ap.parse_args()
+    scale = 10 if args.quick else 1
+    rows: list[dict[str, Any]] = []
+
+    def report(name: str, t: float, ref: float | None = None, note: str = "") -> None:
+        ratio = ref / t if ref else None
+        rows.append({"name": name, "seconds": t, "speedup": ratio, "note": note})
+        r = f"{ratio:6.2f}x" if ratio else "       "
+        print(f"{name:58s} {t * 1e3:10.2f} ms {r} {note}", flush=True)
+
+    print(json.dumps(machine()))
+    threads = numpool.Pool("threads")
+    procs = numpool.Pool("processes")
+    pickle = numpool.Pool("pickle")
+    R = args.repeat
+
+    # 1. np.exp over 10M float64
+    x = np.random.default_rng(0).random(10_000_000 // scale)
+    ser = timeit(lambda: np.exp(x), R)
+    report("exp 10M: serial np.exp(x)", ser)
+    report("exp 10M: threads apply", timeit(lambda: threads.apply(np.exp, x), R), ser)
+    sx, sout = numpool.share(x), numpool.share(np.empty_like(x))
+    report("exp 10M: processes apply, SharedArray x and out",
+           timeit(lambda: procs.apply(np.exp, sx, out=sout), R), ser)
+    report("exp 10M: processes apply, plain x (copied in)",
+           timeit(lambda: procs.apply(np.exp, x), R), ser)
+    report("exp 10M: pickle apply", timeit(lambda: pickle.apply(np.exp, x), max(3, R // 2)), ser)
+
+    # 2. GIL-holding function over 1M elements
+    g = np.random.default_rng(1).random(1_000_000 // scale)
+    ser_g = timeit(lambda: py_loop(g), 3)
+    report("py_loop 1M: serial", ser_g)
+    report("py_loop 1M: threads apply", timeit(lambda: threads.apply(py_loop, g), 3), ser_g)
+    report("py_loop 1M: processes apply", timeit(lambda: procs.apply(py_loop, g), 3), ser_g)
+
+    # 3. map(np.matmul) over 20 pairs of 2000x2000
+    n = 2000 if not args.quick else 600
+    d1 = [np.ones((n, n)) for _ in range(20)]
+    d2 = [np.ones((n, n)) for _ in range(20)]
+    ser_m = timeit(lambda: [a.dot(b) for a, b in zip(d1, d2)], 3)
+    report(f"matmul 20x{n}^2: serial list comprehension, BLAS on all cores", ser_m)
+    t_thr = timeit(lambda: threads.map(np.matmul, d1, d2), 3)
+    report(f"matmul 20x{n}^2: threads map", t_thr, ser_m)
+    t_proc = timeit(lambda: procs.map(np.matmul, d1, d2), 3)
+    report(f"matmul 20x{n}^2: processes map", t_proc, ser_m)
+    t_pick = timeit(lambda: pickle.map(np.matmul, d1, d2), 2)
+    report(f"matmul 20x{n}^2: pickle map", t_pick, ser_m,
+           f"threads {t_pick / t_thr:.1f}x / processes {t_pick / t_proc:.1f}x faster than pickle")
+    del d1, d2
+
+    # 4. processes with a plain 800 MB input: transport overhead vs memcpy
+    big = np.random.default_rng(2).random(100_000_000 // scale)
+    dst = np.empty_like(big)
+    t_copy = timeit(lambda: np.copyto(dst, big), 3)
+    report("800 MB: one memcpy", t_copy)
+    sbig = numpool.share(big)
+    t_shared = timeit(lambda: procs.apply(np.negative, sbig), 3)
+    t_plain = timeit(lambda: procs.apply(np.negative, big), 3)
+    report("800 MB: processes apply(np.negative), SharedArray input", t_shared)
+    report("800 MB: processes apply(np.negative), plain input", t_plain, None,
+           f"overhead {(t_plain - t_shared) * 1e3:.0f} ms = {(t_plain - t_shared) / t_copy:.2f} "
+           "memcpy's")
+    del sbig, dst
+
+    # 5. peak memory of apply (threads): private allocations during the call
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    y = threads.apply(np.exp, x)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    report("peak memory of threads apply(np.exp, 10M)", 0.0, None,
+           f"peak {peak / 2**20:.1f} MiB allocated for input {x.nbytes / 2**20:.0f} MiB + "
+           f"output {y.nbytes / 2**20:.0f} MiB: {(x.nbytes + peak) / (x.nbytes + y.nbytes):.3f}"
+           " of input+output")
+
+    for p in (threads, procs, pickle):
+        p.shutdown()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine(), "rows": rows, "pid": os.getpid()}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

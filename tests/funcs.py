@@ -1,0 +1,93 @@
+"""Module-level functions for the tests: worker processes import them by name."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+
+import numpy as np
+
+
+def affine(b: np.ndarray) -> np.ndarray:
+    """A general (non-ufunc) blockwise function valid for every tested dtype."""
+    return b * 2 + 1
+
+
+def rownorm(b: np.ndarray) -> np.ndarray:
+    """Row-wise normalisation of a 2-D block."""
+    return b / np.linalg.norm(b, axis=1, keepdims=True)
+
+
+def rowsum(b: np.ndarray) -> np.ndarray:
+    """Changes the trailing shape: (rows, k) -> (rows,)."""
+    return b.sum(axis=1)
+
+
+def py_loop(b: np.ndarray) -> np.ndarray:
+    """Holds the GIL: a pure-Python loop over elements."""
+    out = np.empty_like(b)
+    for i in range(len(b)):
+        out[i] = math.sqrt(float(b[i]) ** 2 + 1.0)
+    return out
+
+
+def scale(a: np.ndarray, k: float) -> np.ndarray:
+    return a * k
+
+
+def total(a: np.ndarray) -> float:
+    return float(a.sum())
+
+
+def pair(a: np.ndarray, b: np.ndarray) -> tuple[float, np.ndarray]:
+    return float(a.sum()), a + b
+
+
+class Boom(ValueError):
+    """A user error type the tests expect back unchanged."""
+
+
+def fail_on_big(b: np.ndarray) -> np.ndarray:
+    """Raises for blocks holding a value above 0.5 (the probe row is below it)."""
+    if (b > 0.5).any():
+        raise Boom("value above 0.5")
+    return b.copy()
+
+
+def fail_task(a: np.ndarray, i: int) -> np.ndarray:
+    if i == 3:
+        raise KeyError(i)
+    return a + i
+
+
+def wrong_rows(b: np.ndarray) -> np.ndarray:
+    """Right for the probe (1 row), wrong for bigger blocks."""
+    return b[:1].copy()
+
+
+def wrong_dtype(b: np.ndarray) -> np.ndarray:
+    return b.astype(np.float64) if len(b) == 1 else b.astype(np.float32)
+
+
+def not_an_array(b: np.ndarray) -> list[float]:
+    return list(b)
+
+
+def die(b: np.ndarray) -> np.ndarray:
+    """SIGKILLs the worker process it runs in (the OOM killer's way)."""
+    if len(b) > 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(10)
+    return b.copy()
+
+
+def blas_info(_: object = None) -> list[dict]:
+    from threadpoolctl import threadpool_info
+
+    return [i for i in threadpool_info() if i["user_api"] in ("blas", "openmp")]
+
+
+def pid(_: object = None) -> int:
+    return os.getpid()
