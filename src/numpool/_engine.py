@@ -180,6 +180,9 @@ def map_tasks(backend: Backend, func: Callable[..., Any], columns: Sequence[Sequ
         try:
             _drive(backend, jobs(), on_done, describe, timeout)
         except BaseException:
+            # The traceback keeps this frame alive: drop finished results now so their
+            # shared memory returns at once, not when the caller lets go of the error.
+            results.clear()
             io.abort()
             raise
         io.finish()

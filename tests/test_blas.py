@@ -1,0 +1,101 @@
+"""BLAS/OpenMP thread budgets: computed, applied in workers, restored after calls."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+import funcs
+import numpool
+from numpool import blas
+from numpool._cpus import cgroup_cpu_limit, default_workers, usable_cpus
+
+
+def blas_threads_now() -> set[int]:
+    return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+
+needs_blas = pytest.mark.skipif(not blas_threads_now(), reason="no BLAS found by threadpoolctl")
+
+
+def test_budget_never_oversubscribes() -> None:
+    """workers * blas_threads <= usable cores, and at least one thread each."""
+    for w in range(1, 9):
+        b = blas.budget_for(w)
+        assert b >= 1
+        assert w * b <= max(usable_cpus(), w)
+    assert blas.budget_for(4, 3) == 3
+
+
+def test_default_workers_within_usable_cpus() -> None:
+    assert 1 <= default_workers() <= usable_cpus()
+
+
+def test_cgroup_quota_parsing(tmp_path) -> None:
+    """cpu.max "150000 100000" means 1.5 cores; "max" means none."""
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert cgroup_cpu_limit(tmp_path) == 1.5
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_limit(tmp_path) is None
+    assert cgroup_cpu_limit(tmp_path / "missing") is None
+
+
+@needs_blas
+@pytest.mark.parametrize("backend", ["processes", "pickle"])
+def test_worker_processes_run_with_the_limit(backend: str) -> None:
+    """Inside a worker, threadpoolctl reports the pool's BLAS budget."""
+    with numpool.Pool(backend, workers=2, blas_threads=1) as pool:
+        infos = pool.map(funcs.blas_info, range(4))
+    seen = {i["num_threads"] for info in infos for i in info if i["user_api"] == "blas"}
+    assert seen == {1}
+
+
+@needs_blas
+def test_threads_backend_limits_during_the_call_and_restores() -> None:
+    """threads: the process-wide limit holds during apply/map and is restored after."""
+    before = blas_threads_now()
+    with numpool.Pool("threads", workers=2, blas_threads=1) as pool:
+        seen = pool.map(funcs.blas_info, range(3))
+        assert {i["num_threads"] for info in seen for i in info if i["user_api"] == "blas"} == {1}
+    assert blas_threads_now() == before
+
+
+@needs_blas
+def test_blas_threads_context_and_decorator() -> None:
+    """numpool.blas_threads(n) limits inside and restores outside, as both forms."""
+    before = blas_threads_now()
+    with numpool.blas_threads(1):
+        assert blas_threads_now() == {1}
+    assert blas_threads_now() == before
+
+    @numpool.blas_threads(1)
+    def inner() -> set[int]:
+        return blas_threads_now()
+
+    assert inner() == {1}
+    assert blas_threads_now() == before
+
+
+@needs_blas
+def test_process_budget_overlapping_callers() -> None:
+    """Nested/overlapping budgets: the outermost sets, the last one out restores."""
+    before = blas_threads_now()
+    with blas.process_budget(1):
+        with blas.process_budget(1):
+            assert blas_threads_now() == {1}
+        assert blas_threads_now() == {1}
+    assert blas_threads_now() == before
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+def test_blas_threads_rejects_bad_counts(bad) -> None:
+    with pytest.raises((TypeError, ValueError), match="blas_threads"):
+        numpool.blas_threads(bad)
+
+
+def test_matmul_under_budget_is_exact() -> None:
+    """Limiting BLAS threads does not change matmul of exactly representable data."""
+    a = np.ones((64, 64))
+    with numpool.Pool("threads", workers=2) as pool:
+        assert all((r == 64.0).all() for r in pool.map(np.matmul, [a] * 4, [a] * 4))
