@@ -47,11 +47,20 @@ def py_loop(block: np.ndarray) -> np.ndarray:
 
 
 def machine() -> dict[str, Any]:
-    blas = [f"{i['internal_api']} {i['version']} ({i.get('threading_layer')}, "
-            f"{i['num_threads']} threads)" for i in threadpool_info() if i["user_api"] == "blas"]
-    return {"python": platform.python_version(), "numpy": np.__version__,
-            "cpu": platform.processor() or platform.machine(), "usable_cpus": usable_cpus(),
-            "physical_cores": physical_cores(), "blas": blas}
+    blas = [
+        f"{i['internal_api']} {i['version']} ({i.get('threading_layer')}, "
+        f"{i['num_threads']} threads)"
+        for i in threadpool_info()
+        if i["user_api"] == "blas"
+    ]
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "usable_cpus": usable_cpus(),
+        "physical_cores": physical_cores(),
+        "blas": blas,
+    }
 
 
 def main() -> None:
@@ -81,10 +90,16 @@ def main() -> None:
     report("exp 10M: serial np.exp(x)", ser)
     report("exp 10M: threads apply", timeit(lambda: threads.apply(np.exp, x), R), ser)
     sx, sout = numpool.share(x), numpool.share(np.empty_like(x))
-    report("exp 10M: processes apply, SharedArray x and out",
-           timeit(lambda: procs.apply(np.exp, sx, out=sout), R), ser)
-    report("exp 10M: processes apply, plain x (copied in)",
-           timeit(lambda: procs.apply(np.exp, x), R), ser)
+    report(
+        "exp 10M: processes apply, SharedArray x and out",
+        timeit(lambda: procs.apply(np.exp, sx, out=sout), R),
+        ser,
+    )
+    report(
+        "exp 10M: processes apply, plain x (copied in)",
+        timeit(lambda: procs.apply(np.exp, x), R),
+        ser,
+    )
     report("exp 10M: pickle apply", timeit(lambda: pickle.apply(np.exp, x), max(3, R // 2)), ser)
 
     # 2. GIL-holding function over 1M elements
@@ -98,16 +113,19 @@ def main() -> None:
     n = 2000 if not args.quick else 600
     d1 = [np.ones((n, n)) for _ in range(20)]
     d2 = [np.ones((n, n)) for _ in range(20)]
-    ser_m = timeit(lambda: [a.dot(b) for a, b in zip(d1, d2)], 3)
+    ser_m = timeit(lambda: [a.dot(b) for a, b in zip(d1, d2, strict=True)], 3)
     report(f"matmul 20x{n}^2: serial list comprehension, BLAS on all cores", ser_m)
     t_thr = timeit(lambda: threads.map(np.matmul, d1, d2), 3)
     report(f"matmul 20x{n}^2: threads map", t_thr, ser_m)
     t_proc = timeit(lambda: procs.map(np.matmul, d1, d2), 3)
     report(f"matmul 20x{n}^2: processes map", t_proc, ser_m)
     t_pick = timeit(lambda: pickle.map(np.matmul, d1, d2), 2)
-    report(f"matmul 20x{n}^2: pickle map", t_pick, ser_m,
-           f"threads {t_pick / t_thr:.1f}x / processes {t_pick / t_proc:.1f}x faster than pickle")
-    del d1, d2
+    report(
+        f"matmul 20x{n}^2: pickle map",
+        t_pick,
+        ser_m,
+        f"threads {t_pick / t_thr:.1f}x / processes {t_pick / t_proc:.1f}x faster than pickle",
+    )
 
     # 4. processes with a plain 800 MB input: transport overhead vs memcpy
     big = np.random.default_rng(2).random(100_000_000 // scale)
@@ -118,10 +136,13 @@ def main() -> None:
     t_shared = timeit(lambda: procs.apply(np.negative, sbig), 3)
     t_plain = timeit(lambda: procs.apply(np.negative, big), 3)
     report("800 MB: processes apply(np.negative), SharedArray input", t_shared)
-    report("800 MB: processes apply(np.negative), plain input", t_plain, None,
-           f"overhead {(t_plain - t_shared) * 1e3:.0f} ms = {(t_plain - t_shared) / t_copy:.2f} "
-           "memcpy's")
-    del sbig, dst
+    report(
+        "800 MB: processes apply(np.negative), plain input",
+        t_plain,
+        None,
+        f"overhead {(t_plain - t_shared) * 1e3:.0f} ms = {(t_plain - t_shared) / t_copy:.2f} "
+        "memcpy's",
+    )
 
     # 5. peak memory of apply (threads): private allocations during the call
     tracemalloc.start()
@@ -129,10 +150,14 @@ def main() -> None:
     y = threads.apply(np.exp, x)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    report("peak memory of threads apply(np.exp, 10M)", 0.0, None,
-           f"peak {peak / 2**20:.1f} MiB allocated for input {x.nbytes / 2**20:.0f} MiB + "
-           f"output {y.nbytes / 2**20:.0f} MiB: {(x.nbytes + peak) / (x.nbytes + y.nbytes):.3f}"
-           " of input+output")
+    report(
+        "peak memory of threads apply(np.exp, 10M)",
+        0.0,
+        None,
+        f"peak {peak / 2**20:.1f} MiB allocated for input {x.nbytes / 2**20:.0f} MiB + "
+        f"output {y.nbytes / 2**20:.0f} MiB: {(x.nbytes + peak) / (x.nbytes + y.nbytes):.3f}"
+        " of input+output",
+    )
 
     for p in (threads, procs, pickle):
         p.shutdown()

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import gc
-import os
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 import numpool
+from helpers import segments
 from numpool import shm
 from numpool._api import shutdown_default_pools
 
-from helpers import segments
-
 settings.register_profile(
-    "numpool", deadline=None, max_examples=30,
+    "numpool",
+    deadline=None,
+    max_examples=30,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 settings.load_profile("numpool")

@@ -38,8 +38,12 @@ def test_apply_equals_serial(pool: numpool.Pool, func, shape, dtype) -> None:
 def test_apply_views_and_orders(pool: numpool.Pool, layout: str) -> None:
     """Non-contiguous, Fortran-ordered and reversed inputs give the same bits."""
     base = make((301, 6), np.float64)
-    x = {"strided": base[::3], "fortran": np.asfortranarray(base), "negative": base[::-1],
-         "column-slice": base[:, 1:4]}[layout]
+    x = {
+        "strided": base[::3],
+        "fortran": np.asfortranarray(base),
+        "negative": base[::-1],
+        "column-slice": base[:, 1:4],
+    }[layout]
     assert_same(pool.apply(np.sin, x, chunks=7), np.sin(x))
     assert_same(pool.apply(funcs.affine, x, chunks=5), funcs.affine(x))
 
@@ -97,15 +101,19 @@ def test_apply_property(pool: numpool.Pool, x: np.ndarray, chunks: int | None) -
     assert_same(pool.apply(funcs.affine, x, chunks=chunks), funcs.affine(x))
 
 
-@given(n=st.integers(0, 40), k=st.integers(1, 6), chunksize=st.one_of(st.none(), st.integers(1, 9)),
-       dtype=st.sampled_from(DTYPES))
+@given(
+    n=st.integers(0, 40),
+    k=st.integers(1, 6),
+    chunksize=st.one_of(st.none(), st.integers(1, 9)),
+    dtype=st.sampled_from(DTYPES),
+)
 def test_map_property(pool: numpool.Pool, n: int, k: int, chunksize: int | None, dtype) -> None:
     """Property: map(func, xs, ks) == [func(x, k) ...] for any count and chunksize."""
     xs = [make((k, 3), dtype, seed=i) for i in range(n)]
     ks = list(range(n))
     got = pool.map(funcs.scale, xs, ks, chunksize=chunksize)
     assert len(got) == n
-    for g, x, kk in zip(got, xs, ks):
+    for g, x, kk in zip(got, xs, ks, strict=True):
         assert_same(g, funcs.scale(x, kk))
 
 
@@ -113,7 +121,7 @@ def test_map_matmul_like_experiment_a(pool: numpool.Pool) -> None:
     """The starmap(op, zip(data1, data2)) of experiment A, bit for bit."""
     d1 = [make((60, 60), np.float64, seed=i) for i in range(7)]
     d2 = [make((60, 60), np.float64, seed=100 + i) for i in range(7)]
-    for got, a, b in zip(pool.map(np.matmul, d1, d2), d1, d2):
+    for got, a, b in zip(pool.map(np.matmul, d1, d2), d1, d2, strict=True):
         assert_same(got, np.matmul(a, b))
 
 
@@ -124,14 +132,15 @@ def test_map_mixed_results_and_repeated_arrays(pool: numpool.Pool) -> None:
     assert pool.map(funcs.total, [a] * 5) == [funcs.total(a)] * 5
     got = pool.map(funcs.pair, [a, s, a[::2]], [s, a, a[1::2]])
     want = [funcs.pair(a, a), funcs.pair(a, a), funcs.pair(a[::2], a[1::2])]
-    for (g0, g1), (w0, w1) in zip(got, want):
+    for (g0, g1), (w0, w1) in zip(got, want, strict=True):
         assert g0 == w0
         assert_same(g1, w1)
 
 
 def test_map_results_grow(pool: numpool.Pool) -> None:
     """Results bigger than any argument (the slot guess is too small) still come back."""
-    got = pool.map(np.outer, [np.arange(3.0), np.arange(300.0)], [np.arange(3.0), np.arange(300.0)])
+    small, big = np.arange(3.0), np.arange(300.0)
+    got = pool.map(np.outer, [small, big], [small, big])
     assert_same(got[1], np.outer(np.arange(300.0), np.arange(300.0)))
 
 

@@ -36,28 +36,34 @@ def test_map_error_names_the_task(pool: numpool.Pool) -> None:
     assert len(pool.map(funcs.fail_task, xs[:3], range(3))) == 3
 
 
-@pytest.mark.parametrize(("func", "exc", "match"), [
-    (funcs.wrong_rows, ValueError, r"shape \(1,\) for block"),
-    (funcs.wrong_dtype, TypeError, "dtype float32"),
-    (funcs.not_an_array, TypeError, "returned list"),
-])
+@pytest.mark.parametrize(
+    ("func", "exc", "match"),
+    [
+        (funcs.wrong_rows, ValueError, r"shape \(1,\) for block"),
+        (funcs.wrong_dtype, TypeError, "dtype float32"),
+        (funcs.not_an_array, TypeError, "returned list"),
+    ],
+)
 def test_func_returning_the_wrong_thing(pool: numpool.Pool, func, exc, match) -> None:
     """A func whose blocks do not fit the output gives a clear error, not garbage."""
     with pytest.raises(exc, match=match):
         pool.apply(func, np.arange(100.0), chunks=4)
 
 
-@pytest.mark.parametrize(("kwargs", "exc", "match"), [
-    ({"func": 3}, TypeError, "func must be callable"),
-    ({"x": None}, TypeError, "x must be array-like"),
-    ({"x": "text"}, TypeError, "x must be array-like"),
-    ({"x": np.float64(3.0)}, ValueError, "at least one dimension"),
-    ({"chunks": 0}, ValueError, "chunks must be >= 1"),
-    ({"chunks": 2.5}, TypeError, "chunks must be a positive int"),
-    ({"out": np.empty(7)}, ValueError, r"out has shape \(7,\)"),
-    ({"out": np.empty(10, np.float32)}, TypeError, "out has dtype float32"),
-    ({"out": [0.0] * 10}, TypeError, "out must be a NumPy array"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"func": 3}, TypeError, "func must be callable"),
+        ({"x": None}, TypeError, "x must be array-like"),
+        ({"x": "text"}, TypeError, "x must be array-like"),
+        ({"x": np.float64(3.0)}, ValueError, "at least one dimension"),
+        ({"chunks": 0}, ValueError, "chunks must be >= 1"),
+        ({"chunks": 2.5}, TypeError, "chunks must be a positive int"),
+        ({"out": np.empty(7)}, ValueError, r"out has shape \(7,\)"),
+        ({"out": np.empty(10, np.float32)}, TypeError, "out has dtype float32"),
+        ({"out": [0.0] * 10}, TypeError, "out must be a NumPy array"),
+    ],
+)
 def test_apply_bad_arguments(pool: numpool.Pool, kwargs, exc, match) -> None:
     """Bad arguments raise TypeError/ValueError naming the argument and what was expected."""
     args = {"func": np.exp, "x": np.arange(10.0), **kwargs}
@@ -82,19 +88,21 @@ def test_apply_read_only_out() -> None:
 def test_object_dtype_through_processes_is_refused() -> None:
     """Object arrays cannot live in shared memory: say so and suggest threads."""
     with pytest.raises(TypeError, match="backend='threads'"):
-        numpool.apply(funcs.affine, np.array([1, 2], dtype=object), backend="processes",
-                      workers=2)
+        numpool.apply(funcs.affine, np.array([1, 2], dtype=object), backend="processes", workers=2)
     assert list(numpool.apply(funcs.affine, np.array([1, 2], dtype=object))) == [3, 5]
 
 
-@pytest.mark.parametrize(("kwargs", "exc", "match"), [
-    ({"backend": "gpu"}, ValueError, "backend must be one of"),
-    ({"backend": None}, ValueError, "backend must be one of"),
-    ({"workers": 0}, ValueError, "workers must be >= 1"),
-    ({"workers": -2}, ValueError, "workers must be >= 1"),
-    ({"workers": "4"}, TypeError, "workers must be a positive int"),
-    ({"blas_threads": 0}, ValueError, "blas_threads must be >= 1"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"backend": "gpu"}, ValueError, "backend must be one of"),
+        ({"backend": None}, ValueError, "backend must be one of"),
+        ({"workers": 0}, ValueError, "workers must be >= 1"),
+        ({"workers": -2}, ValueError, "workers must be >= 1"),
+        ({"workers": "4"}, TypeError, "workers must be a positive int"),
+        ({"blas_threads": 0}, ValueError, "blas_threads must be >= 1"),
+    ],
+)
 def test_pool_bad_options(kwargs, exc, match) -> None:
     with pytest.raises(exc, match=match):
         numpool.Pool(**kwargs)

@@ -20,10 +20,24 @@ def test_all_is_sorted_and_complete() -> None:
 def test_fixed_signatures() -> None:
     """The names and keywords other issues depend on."""
     assert list(inspect.signature(numpool.apply).parameters) == [
-        "func", "x", "out", "chunks", "backend", "workers", "blas_threads"]
+        "func",
+        "x",
+        "out",
+        "chunks",
+        "backend",
+        "workers",
+        "blas_threads",
+    ]
     assert list(inspect.signature(numpool.map).parameters) == [
-        "func", "iterables", "backend", "workers", "chunksize", "blas_threads"]
-    assert list(inspect.signature(numpool.Pool).parameters) == ["backend", "workers", "blas_threads"]
+        "func",
+        "iterables",
+        "backend",
+        "workers",
+        "chunksize",
+        "blas_threads",
+    ]
+    params = list(inspect.signature(numpool.Pool).parameters)
+    assert params == ["backend", "workers", "blas_threads"]
 
 
 def test_exception_hierarchy() -> None:

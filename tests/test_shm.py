@@ -28,7 +28,9 @@ def test_segment_is_private_and_unguessable() -> None:
     assert not os.path.exists(seg.path)
 
 
-@pytest.mark.parametrize("name", ["psm_123", "numpool-1-zz", "../etc/passwd", "numpool-x-0123456789abcdef"])
+@pytest.mark.parametrize(
+    "name", ["psm_123", "numpool-1-zz", "../etc/passwd", "numpool-x-0123456789abcdef"]
+)
 def test_attach_refuses_foreign_names(name: str) -> None:
     """Workers never attach to a segment whose name numpool did not make."""
     with pytest.raises(ValueError, match="not a numpool segment"):
@@ -102,14 +104,14 @@ def test_arena_reuses_warm_segments_and_bounds_idle_bytes() -> None:
         s2 = ar.take(2**20 - 100)
         assert s2 is s1 and ar.reused == 1
         big = [ar.take(2**20) for _ in range(5)]
-        for s in big + [s2]:
+        for s in [*big, s2]:
             ar.give(s)
         assert ar.idle_bytes <= 3 * 2**20
-        assert sum(not s.unlinked for s in big + [s2]) == 3
+        assert sum(not s.unlinked for s in [*big, s2]) == 3
     finally:
         ar.release()
     assert ar.idle_bytes == 0
-    assert all(s.unlinked for s in big + [s2]), "no pool using the arena: nothing kept"
+    assert all(s.unlinked for s in [*big, s2]), "no pool using the arena: nothing kept"
 
 
 def test_full_shm_is_an_error_not_a_crash(tmp_path) -> None:

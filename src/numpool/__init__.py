@@ -20,7 +20,6 @@ Layout::
     cli.py         the ``numpool`` command
 """
 
-
 from ._api import apply, map
 from ._errors import BackendUnavailableError, NumpoolError, SharedMemoryError, WorkerCrashedError
 from ._pool import Pool

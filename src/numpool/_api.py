@@ -19,8 +19,11 @@ _lock = threading.Lock()
 
 def _pool(backend: Any, workers: Any, blas_threads: Any) -> Pool:
     """The pool for these options, created on first use and reused afterwards."""
-    key = (check_backend(backend), check_count("workers", workers),
-           check_count("blas_threads", blas_threads))
+    key = (
+        check_backend(backend),
+        check_count("workers", workers),
+        check_count("blas_threads", blas_threads),
+    )
     with _lock:
         pool = _pools.get(key)
         if pool is None or pool.closed:
@@ -40,9 +43,16 @@ def shutdown_default_pools() -> None:
 atexit.register(shutdown_default_pools)
 
 
-def apply(func: Callable[..., Any], x: Any, *, out: np.ndarray | None = None,
-          chunks: int | None = None, backend: str = "threads", workers: int | None = None,
-          blas_threads: int | None = None) -> np.ndarray:
+def apply(
+    func: Callable[..., Any],
+    x: Any,
+    *,
+    out: np.ndarray | None = None,
+    chunks: int | None = None,
+    backend: str = "threads",
+    workers: int | None = None,
+    blas_threads: int | None = None,
+) -> np.ndarray:
     """Apply a blockwise function over axis 0 of a big array, in parallel.
 
     ``x`` is split into ``chunks`` blocks of rows; ``func(block)`` runs on
@@ -95,9 +105,14 @@ def apply(func: Callable[..., Any], x: Any, *, out: np.ndarray | None = None,
     return _pool(backend, workers, blas_threads).apply(func, x, out=out, chunks=chunks)
 
 
-def map(func: Callable[..., Any], *iterables: Iterable[Any], backend: str = "threads",
-        workers: int | None = None, chunksize: int | None = None,
-        blas_threads: int | None = None) -> list[Any]:
+def map(
+    func: Callable[..., Any],
+    *iterables: Iterable[Any],
+    backend: str = "threads",
+    workers: int | None = None,
+    chunksize: int | None = None,
+    blas_threads: int | None = None,
+) -> list[Any]:
     """Run ``func`` over zipped iterables in parallel, like ``Pool.starmap(func, zip(...))``.
 
     Parameters

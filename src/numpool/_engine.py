@@ -39,8 +39,13 @@ __all__ = ["apply", "map_tasks"]
 Job = tuple[int, Callable[..., Any], tuple[Any, ...]]
 
 
-def _drive(backend: Backend, jobs: Iterable[Job], on_done: Callable[[int, Any], None],
-           describe: Callable[[int], str], timeout: float | None = None) -> None:
+def _drive(
+    backend: Backend,
+    jobs: Iterable[Job],
+    on_done: Callable[[int, Any], None],
+    describe: Callable[[int], str],
+    timeout: float | None = None,
+) -> None:
     """Submit jobs with at most ``backend.max_in_flight()`` outstanding; feed results."""
     limit = backend.max_in_flight()
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -91,8 +96,9 @@ def probe(func: Callable[..., Any], x: np.ndarray) -> np.ndarray:
     try:
         res = func(sample)
     except Exception as e:
-        raise annotate(e, "row 0 (numpool calls func(x[:1]) first to learn the output "
-                          "dtype and shape)") from None
+        raise annotate(
+            e, "row 0 (numpool calls func(x[:1]) first to learn the output dtype and shape)"
+        ) from None
     if not isinstance(res, np.ndarray) or res.ndim == 0:
         raise TypeError(
             f"apply: func(x[:1]) returned {type(res).__name__}"
@@ -108,9 +114,14 @@ def bounds(rows: int, chunks: int) -> list[int]:
     return [i * rows // chunks for i in range(chunks + 1)]
 
 
-def apply(backend: Backend, func: Callable[..., Any], x: np.ndarray, out: np.ndarray | None,
-          chunks: int | None, check_out: Callable[[np.ndarray | None, tuple[int, ...],
-                                                   np.dtype], None]) -> np.ndarray:
+def apply(
+    backend: Backend,
+    func: Callable[..., Any],
+    x: np.ndarray,
+    out: np.ndarray | None,
+    chunks: int | None,
+    check_out: Callable[[np.ndarray | None, tuple[int, ...], np.dtype], None],
+) -> np.ndarray:
     """Run ``func`` blockwise over axis 0 of ``x`` into one output array."""
     with backend.scope():
         first = probe(func, x)
@@ -150,13 +161,18 @@ def apply(backend: Backend, func: Callable[..., Any], x: np.ndarray, out: np.nda
         return io.finish()
 
 
-def map_tasks(backend: Backend, func: Callable[..., Any], columns: Sequence[Sequence[Any]],
-              chunksize: int | None, timeout: float | None = None) -> list[Any]:
+def map_tasks(
+    backend: Backend,
+    func: Callable[..., Any],
+    columns: Sequence[Sequence[Any]],
+    chunksize: int | None,
+    timeout: float | None = None,
+) -> list[Any]:
     """``[func(*args) for args in zip(*columns)]``, in parallel, results in order."""
     total = len(columns[0])
     if total == 0:
         return []
-    tasks = list(enumerate(zip(*columns)))
+    tasks = list(enumerate(zip(*columns, strict=True)))
     size = chunksize if chunksize is not None else backend.default_chunksize(total)
     batches = [tasks[i : i + size] for i in range(0, total, size)]
     results: list[Any] = [None] * total
@@ -166,7 +182,8 @@ def map_tasks(backend: Backend, func: Callable[..., Any], columns: Sequence[Sequ
 
         def describe(b: int) -> str:
             first, last = batches[b][0][0], batches[b][-1][0]
-            return f"task {first} of {total}" if first == last else f"tasks {first}-{last} of {total}"
+            span = f"task {first}" if first == last else f"tasks {first}-{last}"
+            return f"{span} of {total}"
 
         def jobs() -> Iterator[Job]:
             for b, batch in enumerate(batches):
@@ -174,7 +191,7 @@ def map_tasks(backend: Backend, func: Callable[..., Any], columns: Sequence[Sequ
                 yield b, run_tasks, (func, sent, slots, total)
 
         def on_done(b: int, res: list[Any]) -> None:
-            for (index, _), r in zip(batches[b], io.decode(batches[b], res)):
+            for (index, _), r in zip(batches[b], io.decode(batches[b], res), strict=True):
                 results[index] = r
 
         try:

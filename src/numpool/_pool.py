@@ -29,8 +29,9 @@ def check_count(name: str, value: Any, *, allow_none: bool = True) -> int | None
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be a positive int or None, got {type(value).__name__} "
-                        f"{value!r}")
+        raise TypeError(
+            f"{name} must be a positive int or None, got {type(value).__name__} {value!r}"
+        )
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
     return int(value)
@@ -47,15 +48,18 @@ def as_input_array(x: Any) -> np.ndarray:
         arr = x
     else:
         if x is None or isinstance(x, (str, bytes, dict, set)) or callable(x):
-            raise TypeError(f"apply: x must be array-like (an ndarray, list, ...), got "
-                            f"{type(x).__name__}")
+            raise TypeError(
+                f"apply: x must be array-like (an ndarray, list, ...), got {type(x).__name__}"
+            )
         try:
             arr = np.asarray(x)
         except (ValueError, TypeError) as e:
             raise TypeError(f"apply: x could not be converted to an array: {e}") from e
     if arr.ndim == 0:
-        raise ValueError(f"apply: x must have at least one dimension (apply splits axis 0); "
-                         f"got a 0-d array {arr!r}. Call func(x) directly.")
+        raise ValueError(
+            f"apply: x must have at least one dimension (apply splits axis 0); "
+            f"got a 0-d array {arr!r}. Call func(x) directly."
+        )
     return arr
 
 
@@ -68,19 +72,25 @@ def check_out(x: np.ndarray) -> Callable[[np.ndarray | None, tuple[int, ...], np
         if not isinstance(out, np.ndarray):
             raise TypeError(f"apply: out must be a NumPy array, got {type(out).__name__}")
         if out.shape != shape:
-            raise ValueError(f"apply: out has shape {out.shape}, expected {shape} "
-                             "(rows of x by the trailing shape of func(x[:1]))")
+            raise ValueError(
+                f"apply: out has shape {out.shape}, expected {shape} "
+                "(rows of x by the trailing shape of func(x[:1]))"
+            )
         if out.dtype != dtype:
-            raise TypeError(f"apply: out has dtype {out.dtype}, expected {dtype} "
-                            "(the dtype func returns)")
+            raise TypeError(
+                f"apply: out has dtype {out.dtype}, expected {dtype} (the dtype func returns)"
+            )
         if not out.flags.writeable:
             raise ValueError("apply: out is read-only")
-        same = (out.ctypes.data == x.ctypes.data and out.strides == x.strides
-                and out.shape == x.shape)
+        same = (
+            out.ctypes.data == x.ctypes.data and out.strides == x.strides and out.shape == x.shape
+        )
         if not same and np.may_share_memory(out, x):
-            raise ValueError("apply: out overlaps x without being the same array; blocks "
-                             "could read rows another block already overwrote. Pass a "
-                             "separate out, or out=x itself for an in-place update")
+            raise ValueError(
+                "apply: out overlaps x without being the same array; blocks "
+                "could read rows another block already overwrote. Pass a "
+                "separate out, or out=x itself for an in-place update"
+            )
 
     return check
 
@@ -114,8 +124,9 @@ class Pool(Executor):
     (2.0, [1.0, 1.0])
     """
 
-    def __init__(self, backend: str = "threads", workers: int | None = None,
-                 blas_threads: int | None = None) -> None:
+    def __init__(
+        self, backend: str = "threads", workers: int | None = None, blas_threads: int | None = None
+    ) -> None:
         name = check_backend(backend)
         n = check_count("workers", workers) or default_workers()
         blas = check_count("blas_threads", blas_threads)
@@ -154,8 +165,14 @@ class Pool(Executor):
         check_func("submit", fn)
         return self._backend.submit(fn, *args, **kwargs)
 
-    def apply(self, func: Callable[..., Any], x: Any, *, out: np.ndarray | None = None,
-              chunks: int | None = None) -> np.ndarray:
+    def apply(
+        self,
+        func: Callable[..., Any],
+        x: Any,
+        *,
+        out: np.ndarray | None = None,
+        chunks: int | None = None,
+    ) -> np.ndarray:
         """Apply a blockwise ``func`` over axis 0 of ``x``, into one output array.
 
         See :func:`numpool.apply`.
@@ -172,8 +189,13 @@ class Pool(Executor):
             )
         return _engine.apply(self._backend, func, arr, out, n, check_out(arr))
 
-    def map(self, func: Callable[..., Any], *iterables: Iterable[Any],
-            timeout: float | None = None, chunksize: int | None = None) -> list[Any]:
+    def map(  # type: ignore[override]  # a list (all results, in order), not a lazy iterator
+        self,
+        func: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int | None = None,
+    ) -> list[Any]:
         """``[func(*args) for args in zip(*iterables)]`` in parallel; a list, in order.
 
         Keeps ``Executor.map``'s signature; see :func:`numpool.map`.
@@ -196,8 +218,10 @@ class Pool(Executor):
 
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""
-        return (f"<numpool.Pool backend={self.backend!r} workers={self.workers} "
-                f"blas_threads={self.blas_threads}{state}>")
+        return (
+            f"<numpool.Pool backend={self.backend!r} workers={self.workers} "
+            f"blas_threads={self.blas_threads}{state}>"
+        )
 
 
 def check_iterables(iterables: tuple[Iterable[Any], ...]) -> list[list[Any]]:
@@ -209,11 +233,14 @@ def check_iterables(iterables: tuple[Iterable[Any], ...]) -> list[list[Any]]:
         try:
             columns.append(list(it))
         except TypeError:
-            raise TypeError(f"map: argument {i + 1} after func must be iterable, got "
-                            f"{type(it).__name__}") from None
+            raise TypeError(
+                f"map: argument {i + 1} after func must be iterable, got {type(it).__name__}"
+            ) from None
     lengths = [len(c) for c in columns]
     if len(set(lengths)) > 1:
-        raise ValueError(f"map: the iterables have unequal lengths {lengths}; numpool.map "
-                         "zips them like Pool.starmap(func, zip(...)) and refuses to drop "
-                         "items silently")
+        raise ValueError(
+            f"map: the iterables have unequal lengths {lengths}; numpool.map "
+            "zips them like Pool.starmap(func, zip(...)) and refuses to drop "
+            "items silently"
+        )
     return columns

@@ -43,6 +43,7 @@ Lifetimes:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
 import mmap
 import os
@@ -112,7 +113,9 @@ class Segment:
         self.unlinked = False
 
     @classmethod
-    def create(cls, nbytes: int, directory: str | None = None, owner: int | None = None) -> Segment:
+    def create(
+        cls, nbytes: int, directory: str | None = None, owner: int | None = None
+    ) -> Segment:
         """Create, reserve and map a new segment of at least ``nbytes`` bytes."""
         directory = directory or shm_dir()
         size = max(_PAGE, -(-nbytes // _PAGE) * _PAGE)
@@ -156,11 +159,18 @@ class Segment:
             os.close(fd)
         return cls(name, path, buf)
 
-    def ndarray(self, shape: tuple[int, ...], dtype: Any, offset: int = 0,
-                strides: tuple[int, ...] | None = None, cls: type = np.ndarray) -> np.ndarray:
+    def ndarray(
+        self,
+        shape: tuple[int, ...],
+        dtype: Any,
+        offset: int = 0,
+        strides: tuple[int, ...] | None = None,
+        cls: type = np.ndarray,
+    ) -> np.ndarray:
         """A view of this segment's memory as an array (C order unless ``strides``)."""
-        return np.ndarray.__new__(cls, shape, dtype, buffer=self.buf, offset=offset,
-                                  strides=strides)
+        return np.ndarray.__new__(
+            cls, shape, dtype, buffer=self.buf, offset=offset, strides=strides
+        )
 
     def unlink(self) -> None:
         """Remove the name; the memory goes when the last mapping is gone."""
@@ -173,16 +183,15 @@ class Segment:
 
 
 def _unlink_path(path: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _no_space_message(size: int, directory: str) -> str:
     try:
         st = os.statvfs(directory)
-        free = f"{st.f_bavail * st.f_frsize / 2**20:.0f} MiB free of {st.f_blocks * st.f_frsize / 2**20:.0f} MiB"
+        mib = st.f_frsize / 2**20
+        free = f"{st.f_bavail * mib:.0f} MiB free of {st.f_blocks * mib:.0f} MiB"
     except OSError:
         free = "free space unknown"
     return (
@@ -361,13 +370,18 @@ def _owning_segment(a: np.ndarray) -> Segment | None:
     return None
 
 
-def wrap(seg: Segment, shape: tuple[int, ...], dtype: Any, offset: int = 0,
-         strides: tuple[int, ...] | None = None) -> SharedArray:
+def wrap(
+    seg: Segment,
+    shape: tuple[int, ...],
+    dtype: Any,
+    offset: int = 0,
+    strides: tuple[int, ...] | None = None,
+) -> SharedArray:
     """Make a SharedArray that owns ``seg``; the segment is recycled when it dies."""
-    a = seg.ndarray(shape, dtype, offset, strides, cls=SharedArray)
+    a: SharedArray = seg.ndarray(shape, dtype, offset, strides, cls=SharedArray)  # type: ignore[assignment]
     a._np_segment = seg
     weakref.finalize(a, _arena.give, seg)
-    return a  # type: ignore[return-value]
+    return a
 
 
 def shared_ref(a: np.ndarray) -> ShmRef | None:

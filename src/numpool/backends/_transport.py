@@ -79,8 +79,9 @@ class Transport:
 
     name = "direct"
 
-    def apply_io(self, x: np.ndarray, out: np.ndarray | None, shape: tuple[int, ...],
-                 dtype: np.dtype) -> ApplyIO:
+    def apply_io(
+        self, x: np.ndarray, out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype
+    ) -> ApplyIO:
         return ApplyIO(x, out if out is not None else np.empty(shape, dtype))
 
     def map_io(self) -> MapIO:
@@ -103,8 +104,9 @@ class Pickled(Transport):
 
     name = "pickle"
 
-    def apply_io(self, x: np.ndarray, out: np.ndarray | None, shape: tuple[int, ...],
-                 dtype: np.dtype) -> ApplyIO:
+    def apply_io(
+        self, x: np.ndarray, out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype
+    ) -> ApplyIO:
         return _PickledApply(x, out if out is not None else np.empty(shape, dtype))
 
 
@@ -136,8 +138,9 @@ def _release(segs: list[Segment], ok: bool) -> None:
 
 
 class _SharedApply(ApplyIO):
-    def __init__(self, x: np.ndarray, out: np.ndarray | None, shape: tuple[int, ...],
-                 dtype: np.dtype) -> None:
+    def __init__(
+        self, x: np.ndarray, out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype
+    ) -> None:
         self.held: list[Segment] = []
         self.owned: Segment | None = None  # segment of a result we hand out
         self.user_out = out
@@ -230,7 +233,7 @@ class _SharedMap(MapIO):
         slots = self.slots_of.pop(batch[0][0])
         self._unstage(batch, ok=True)
         out = []
-        for res, slot in zip(results, slots):
+        for res, slot in zip(results, slots, strict=True):
             if isinstance(res, ShmRef):
                 if slot is not None and res.name == slot.name:
                     seg, slot = slot, None
@@ -264,8 +267,9 @@ class Shared(Transport):
 
     name = "shared memory"
 
-    def apply_io(self, x: np.ndarray, out: np.ndarray | None, shape: tuple[int, ...],
-                 dtype: np.dtype) -> ApplyIO:
+    def apply_io(
+        self, x: np.ndarray, out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype
+    ) -> ApplyIO:
         return _SharedApply(x, out, shape, dtype)
 
     def map_io(self) -> MapIO:

@@ -42,7 +42,10 @@ def resolve(obj: Any) -> Any:
     """The array behind a ShmRef; anything else unchanged."""
     if isinstance(obj, ShmRef):
         if _attachments is None:
-            raise RuntimeError("numpool: a shared-memory reference reached an uninitialised worker")
+            raise RuntimeError(
+                "numpool: a shared-memory reference reached a worker that "
+                "was not initialised for it"
+            )
         return _attachments.resolve(obj)
     return obj
 
@@ -71,8 +74,14 @@ def check_block(res: Any, rows: int, tail: tuple[int, ...], dtype: np.dtype, whe
         )
 
 
-def apply_block(func: Callable[..., Any], src: Any, dst: Any, where: str,
-                tail: tuple[int, ...], dtype: np.dtype) -> Any:
+def apply_block(
+    func: Callable[..., Any],
+    src: Any,
+    dst: Any,
+    where: str,
+    tail: tuple[int, ...],
+    dtype: np.dtype,
+) -> Any:
     """Run ``func`` on one block; write into ``dst`` (None: return the result)."""
     block = resolve(src)
     target = resolve(dst) if dst is not None else None
@@ -92,8 +101,12 @@ def apply_block(func: Callable[..., Any], src: Any, dst: Any, where: str,
     return None
 
 
-def run_tasks(func: Callable[..., Any], batch: Sequence[tuple[int, tuple[Any, ...]]],
-              slots: Sequence[Slot | None] | None, total: int) -> list[Any]:
+def run_tasks(
+    func: Callable[..., Any],
+    batch: Sequence[tuple[int, tuple[Any, ...]]],
+    slots: Sequence[Slot | None] | None,
+    total: int,
+) -> list[Any]:
     """Run map tasks ``func(*args)``; array results go back through shared memory.
 
     ``slots``, given by the processes backend, are segments the parent
@@ -120,8 +133,11 @@ def _result_to_shm(res: Any, slot: Slot | None) -> Any:
         assert _attachments is not None
         seg = _attachments.segment(slot.name)
     else:
-        seg = Segment.create(res.nbytes, _attachments.directory if _attachments else None,
-                             owner=_owner or os.getppid())
+        seg = Segment.create(
+            res.nbytes,
+            _attachments.directory if _attachments else None,
+            owner=_owner or os.getppid(),
+        )
     view = seg.ndarray(res.shape, res.dtype)
     np.copyto(view, res, casting="no")
     return ShmRef(seg.name, 0, res.shape, res.dtype, view.strides)

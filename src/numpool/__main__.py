@@ -1,0 +1,7 @@
+"""``python -m numpool``: the numpool command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

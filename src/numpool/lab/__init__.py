@@ -1,0 +1,1 @@
+"""numpool's lab: the reproduced experiments and demos behind the ``numpool`` command."""
