@@ -231,10 +231,13 @@ class Arena:
 
     Pools call :meth:`acquire` when they start and :meth:`release` when they
     shut down; with no pool left, idle segments are unlinked at once and
-    returned segments are not kept.
+    returned segments are not kept. ``factory`` makes a new one of a given
+    size (default: a shared-memory :class:`Segment`; ``numpool._buffers``
+    uses it for private memory).
     """
 
-    def __init__(self, max_idle: int | None = None) -> None:
+    def __init__(self, max_idle: int | None = None, factory: Any = None) -> None:
+        self.factory = factory or Segment.create
         self._lock = threading.RLock()
         self._idle: OrderedDict[str, Segment] = OrderedDict()  # LRU order
         self._idle_bytes = 0
@@ -254,7 +257,7 @@ class Arena:
                     self.reused += 1
                     return seg
             self.created += 1
-        return Segment.create(size)
+        return self.factory(size)
 
     def give(self, seg: Segment) -> None:
         """Take a segment back for reuse (or unlink it when not worth keeping)."""

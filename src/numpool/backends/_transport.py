@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import shm
+from .. import _buffers, shm
 from ..shm import Segment, ShmRef, Slot
 
 __all__ = ["Direct", "Pickled", "Shared", "Transport"]
@@ -75,14 +75,24 @@ class MapIO:
 
 
 class Transport:
-    """Direct: workers share the caller's memory (serial, threads)."""
+    """Direct: workers share the caller's memory (serial, threads).
+
+    With ``recycle``, new outputs come from warm recycled memory
+    (``numpool._buffers``) instead of fresh pages.
+    """
 
     name = "direct"
+
+    def __init__(self, recycle: bool = False) -> None:
+        self.recycle = recycle
+
+    def new_out(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        return _buffers.empty(shape, dtype) if self.recycle else np.empty(shape, dtype)
 
     def apply_io(
         self, x: np.ndarray, out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype
     ) -> ApplyIO:
-        return ApplyIO(x, out if out is not None else np.empty(shape, dtype))
+        return ApplyIO(x, out if out is not None else self.new_out(shape, dtype))
 
     def map_io(self) -> MapIO:
         return MapIO()
@@ -107,7 +117,7 @@ class Pickled(Transport):
     def apply_io(
         self, x: np.ndarray, out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype
     ) -> ApplyIO:
-        return _PickledApply(x, out if out is not None else np.empty(shape, dtype))
+        return _PickledApply(x, out if out is not None else self.new_out(shape, dtype))
 
 
 def _rows(ref: ShmRef, a: int, b: int) -> ShmRef:

@@ -52,6 +52,7 @@ class ProcessesBackend(Backend):
     #: a task costs a pipe round trip through the executor's threads: measured on
     #: np.exp over 10M SharedArray, 2 workers: 4 blocks 1.80x serial, 8 1.74x, 19 1.55x
     block_bytes = 32 * _MiB
+    blocks_per_worker = (4, 16)
 
     def __init__(self, workers: int, blas_threads: int | None) -> None:
         super().__init__(workers, blas_threads)
@@ -80,10 +81,6 @@ class ProcessesBackend(Backend):
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         return self.executor().submit(fn, *args, **kwargs)
-
-    def default_chunks(self, rows: int, nbytes: int) -> int:
-        w = self.workers
-        return max(1, min(rows, max(4 * w, min(16 * w, nbytes // self.block_bytes))))
 
     def default_chunksize(self, tasks: int) -> int:
         # One message per batch: fewer round trips for many small tasks.

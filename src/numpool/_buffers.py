@@ -1,0 +1,79 @@
+"""Recycled private memory for the output arrays of in-process backends.
+
+Why: writing into freshly allocated memory costs page faults and zeroing,
+which are bound by memory bandwidth and do not speed up with more threads.
+Measured on the 2-core machine, np.exp over 10M float64 with 2 threads:
+2.2x serial into an already-touched output, 1.6x into a fresh one. A program
+that calls ``apply`` in a loop and drops each result can hand the next
+call warm memory instead, as the shared-memory arena does for segments.
+
+How: an output is a plain ndarray over an anonymous private mmap (advised
+for transparent huge pages, as NumPy advises its own large allocations).
+Because the array's base is the mmap, every view of the result keeps the
+result itself alive (NumPy stops collapsing view chains at a non-array
+base), so the finalizer that returns the buffer to the arena runs only
+once the result and all its views are gone. The arena is bounded
+(``$NUMPOOL_PRIVATE_ARENA_BYTES``, default min(512 MiB, RAM/16)) and emptied
+when the last threads pool shuts down.
+"""
+
+from __future__ import annotations
+
+import atexit
+import mmap
+import os
+import weakref
+from typing import Any
+
+import numpy as np
+
+from .shm import Arena
+
+__all__ = ["PrivateBuffer", "arena", "empty"]
+
+
+class PrivateBuffer:
+    """Anonymous private memory, recycled through an :class:`~numpool.shm.Arena`."""
+
+    __slots__ = ("__weakref__", "buf", "name", "size", "unlinked")
+
+    def __init__(self, size: int) -> None:
+        self.buf = mmap.mmap(-1, size)
+        if hasattr(mmap, "MADV_HUGEPAGE"):
+            self.buf.madvise(mmap.MADV_HUGEPAGE)
+        self.size = size
+        self.name = f"private-{id(self):x}"
+        self.unlinked = False
+
+    def unlink(self) -> None:
+        """Leave the arena; the memory goes with the last array using it."""
+        self.unlinked = True
+
+
+def _default_max_idle() -> int:
+    configured = os.environ.get("NUMPOOL_PRIVATE_ARENA_BYTES")
+    if configured:
+        return int(configured)
+    import psutil
+
+    return int(min(512 << 20, psutil.virtual_memory().total // 16))
+
+
+_arena = Arena(max_idle=_default_max_idle(), factory=PrivateBuffer)
+atexit.register(_arena.clear)
+
+
+def arena() -> Arena:
+    """The process-wide arena of idle private output buffers."""
+    return _arena
+
+
+def empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Like ``np.empty``, in warm recycled memory when the arena has some."""
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    if nbytes < (1 << 20):  # small: malloc is as fast and keeps nothing idle
+        return np.empty(shape, dtype)
+    buf = _arena.take(nbytes)
+    a: Any = np.ndarray(shape, dtype, buffer=buf.buf)
+    weakref.finalize(a, _arena.give, buf)
+    return a
