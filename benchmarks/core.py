@@ -14,21 +14,29 @@ import math
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
-import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import psutil
 from threadpoolctl import threadpool_info
 
 import numpool
 from numpool._cpus import physical_cores, usable_cpus
 
 
-def timeit(fn: Callable[[], Any], repeat: int) -> float:
-    """Median wall time of ``repeat`` calls, after one warm-up call."""
-    fn()
+def timeit(fn: Callable[[], Any], repeat: int, warmup: int = 5) -> float:
+    """Median wall time of ``repeat`` calls, after ``warmup`` calls.
+
+    Several warm-up calls: a processes pool needs a few calls before every
+    worker has started and mapped the segments once (measured: 160 ms, then
+    11-15 ms, then a steady 5.5 ms for np.exp over 10M SharedArray).
+    """
+    for _ in range(warmup):
+        fn()
     times = []
     for _ in range(repeat):
         t = time.perf_counter()
@@ -63,7 +71,41 @@ def machine() -> dict[str, Any]:
     }
 
 
+STAGED_NOTE = "; parent only: the staged copy of x (workers write the shared output)"
+
+
+def _vm_hwm() -> int:
+    """Peak resident memory of this process since the last reset (Linux VmHWM), bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def peak_memory(backend: str, scale: int) -> None:
+    """Print the peak RSS of one apply call relative to input + output (Linux only)."""
+    x = np.random.default_rng(0).random(10_000_000 // scale)
+    pool = numpool.Pool(backend)
+    pool.apply(np.exp, x[:1000])  # start the workers; not part of the measured call
+    rss = psutil.Process().memory_info().rss
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM to the current RSS
+    y = pool.apply(np.exp, x)
+    grown = _vm_hwm() - rss
+    ratio = (x.nbytes + grown) / (x.nbytes + y.nbytes)
+    print(
+        f"{ratio:.3f} peak RSS grew {grown / 2**20:.1f} MiB for input {x.nbytes / 2**20:.0f} "
+        f"MiB + output {y.nbytes / 2**20:.0f} MiB: peak = {ratio:.3f} x (input + output)"
+        f"{'' if backend == 'threads' else STAGED_NOTE}"
+    )
+    pool.shutdown()
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--peak-memory":
+        peak_memory(sys.argv[2], int(sys.argv[3]))
+        return
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="10x smaller, for a smoke run")
     ap.add_argument("--repeat", type=int, default=7)
@@ -144,20 +186,16 @@ def main() -> None:
         "memcpy's",
     )
 
-    # 5. peak memory of apply (threads): private allocations during the call
-    tracemalloc.start()
-    tracemalloc.reset_peak()
-    y = threads.apply(np.exp, x)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    report(
-        "peak memory of threads apply(np.exp, 10M)",
-        0.0,
-        None,
-        f"peak {peak / 2**20:.1f} MiB allocated for input {x.nbytes / 2**20:.0f} MiB + "
-        f"output {y.nbytes / 2**20:.0f} MiB: {(x.nbytes + peak) / (x.nbytes + y.nbytes):.3f}"
-        " of input+output",
-    )
+    # 5. peak memory of apply, in fresh processes (RSS counts mmap'd outputs too)
+    for backend in ("threads", "processes"):
+        r = subprocess.run(
+            [sys.executable, __file__, "--peak-memory", backend, str(scale)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        _, note = r.stdout.strip().split(" ", 1)
+        report(f"peak memory of {backend} apply(np.exp, x), first call", 0.0, None, note)
 
     for p in (threads, procs, pickle):
         p.shutdown()

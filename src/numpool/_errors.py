@@ -51,8 +51,8 @@ def annotate(exc: BaseException, where: str) -> BaseException:
 
     The exception keeps its type. When its first argument is a message string,
     the location is appended to it so that ``str(exc)`` shows it; otherwise
-    (no args, or non-string args such as ``KeyError(3)``) it is attached as a
-    note (Python 3.11+) or as the sole argument when there was none.
+    it becomes the sole argument when there was none, and a note
+    (``__notes__``) when the arguments are not a message (``KeyError(3)``).
     """
     suffix = f"[numpool: raised by func on {where}]"
     args = exc.args
@@ -62,4 +62,6 @@ def annotate(exc: BaseException, where: str) -> BaseException:
         exc.args = (suffix,)
     elif hasattr(exc, "add_note"):
         exc.add_note(suffix)
+    else:  # Python 3.10: what add_note does (not shown in 3.10 tracebacks, but kept)
+        exc.__notes__ = [*getattr(exc, "__notes__", []), suffix]
     return exc
