@@ -67,3 +67,29 @@ def test_processes_use_distinct_workers() -> None:
     with numpool.Pool("processes", workers=2) as pool:
         pids = set(pool.map(funcs.pid, range(8)))
     assert os.getpid() not in pids and 1 <= len(pids) <= 2
+
+
+def test_interpreter_exit_cleans_up() -> None:
+    """A script that never shuts its pools down exits at once, silently, leaving nothing."""
+    import subprocess
+    import sys
+
+    from helpers import segments
+
+    before = segments()
+    code = (
+        "import numpy as np, numpool\n"
+        "x = numpool.share(np.linspace(0, 1, 10**6))\n"
+        "y = numpool.apply(np.exp, x, backend='processes', workers=2)\n"
+        "z = numpool.map(np.negative, [x, x], backend='pickle', workers=2)\n"
+        "w = numpool.apply(np.exp, np.ones(10**6))\n"
+        "print(float(y[1]), float(z[0][1]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    step = np.linspace(0, 1, 10**6)[1]
+    assert proc.stdout.split() == [repr(float(np.exp(step))), repr(float(-step))]
+    assert proc.stderr == "", "no warnings (resource_tracker or otherwise) at exit"
+    assert segments() <= before

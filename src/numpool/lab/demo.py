@@ -38,8 +38,11 @@ def py_loop(block: np.ndarray) -> np.ndarray:
     return out
 
 
-def _time(fn: Callable[[], Any], repeat: int) -> float:
-    fn()  # warm-up: starts workers, maps segments
+def _time(fn: Callable[[], Any], repeat: int, warmup: int = 5) -> float:
+    # A fresh processes pool needs a few calls before every worker has started
+    # and mapped the segments (benchmarks/RESULTS.md).
+    for _ in range(warmup):
+        fn()
     times = []
     for _ in range(repeat):
         t = time.perf_counter()
