@@ -10,25 +10,11 @@ and output. Prints the speed-up against serial np.exp(x) per chunk count.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
 import numpool
-
-
-def median_time(fn: Callable[[], Any], repeat: int = 9, warmup: int = 5) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+from numpool.lab.timing import median_time
 
 
 def main() -> None:
@@ -38,14 +24,14 @@ def main() -> None:
     x = np.random.default_rng(0).random(args.n)
     out = np.empty_like(x)
     sx, sout = numpool.share(x), numpool.share(out)
-    ser = median_time(lambda: np.exp(x))
+    ser = median_time(lambda: np.exp(x), 9)
     print(f"serial np.exp over {args.n:,}: {ser * 1e3:.2f} ms")
     with numpool.Pool("threads", workers=2) as th, numpool.Pool("processes", workers=2) as pr:
         print(f"{'chunks':>7} {'threads':>9} {'threads out=':>13} {'processes shm':>14}")
         for c in (2, 4, 8, 10, 16, 32, 76):
-            t1 = median_time(lambda c=c: th.apply(np.exp, x, chunks=c))
-            t2 = median_time(lambda c=c: th.apply(np.exp, x, out=out, chunks=c))
-            t3 = median_time(lambda c=c: pr.apply(np.exp, sx, out=sout, chunks=c))
+            t1 = median_time(lambda c=c: th.apply(np.exp, x, chunks=c), 9)
+            t2 = median_time(lambda c=c: th.apply(np.exp, x, out=out, chunks=c), 9)
+            t3 = median_time(lambda c=c: pr.apply(np.exp, sx, out=sout, chunks=c), 9)
             print(f"{c:7d} {ser / t1:8.2f}x {ser / t2:12.2f}x {ser / t3:13.2f}x", flush=True)
 
 

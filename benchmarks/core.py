@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
-import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -26,32 +22,8 @@ from threadpoolctl import threadpool_info
 
 import numpool
 from numpool._cpus import physical_cores, usable_cpus
-
-
-def timeit(fn: Callable[[], Any], repeat: int, warmup: int = 5) -> float:
-    """Median wall time of ``repeat`` calls, after ``warmup`` calls.
-
-    Several warm-up calls: a processes pool needs a few calls before every
-    worker has started and mapped the segments once (measured: 160 ms, then
-    11-15 ms, then a steady 5.5 ms for np.exp over 10M SharedArray).
-    """
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def py_loop(block: np.ndarray) -> np.ndarray:
-    """A GIL-holding function: a pure-Python loop over elements."""
-    out = np.empty_like(block)
-    for i in range(len(block)):
-        v = float(block[i])
-        out[i] = math.sqrt(v * v + 1.0) - v
-    return out
+from numpool.lab.demo import py_loop
+from numpool.lab.timing import median_time
 
 
 def machine() -> dict[str, Any]:
@@ -128,40 +100,41 @@ def main() -> None:
 
     # 1. np.exp over 10M float64
     x = np.random.default_rng(0).random(10_000_000 // scale)
-    ser = timeit(lambda: np.exp(x), R)
+    ser = median_time(lambda: np.exp(x), R)
     report("exp 10M: serial np.exp(x)", ser)
-    report("exp 10M: threads apply", timeit(lambda: threads.apply(np.exp, x), R), ser)
+    report("exp 10M: threads apply", median_time(lambda: threads.apply(np.exp, x), R), ser)
     sx, sout = numpool.share(x), numpool.share(np.empty_like(x))
     report(
         "exp 10M: processes apply, SharedArray x and out",
-        timeit(lambda: procs.apply(np.exp, sx, out=sout), R),
+        median_time(lambda: procs.apply(np.exp, sx, out=sout), R),
         ser,
     )
     report(
         "exp 10M: processes apply, plain x (copied in)",
-        timeit(lambda: procs.apply(np.exp, x), R),
+        median_time(lambda: procs.apply(np.exp, x), R),
         ser,
     )
-    report("exp 10M: pickle apply", timeit(lambda: pickle.apply(np.exp, x), max(3, R // 2)), ser)
+    t_pickle_exp = median_time(lambda: pickle.apply(np.exp, x), max(3, R // 2))
+    report("exp 10M: pickle apply", t_pickle_exp, ser)
 
     # 2. GIL-holding function over 1M elements
     g = np.random.default_rng(1).random(1_000_000 // scale)
-    ser_g = timeit(lambda: py_loop(g), 3)
+    ser_g = median_time(lambda: py_loop(g), 3)
     report("py_loop 1M: serial", ser_g)
-    report("py_loop 1M: threads apply", timeit(lambda: threads.apply(py_loop, g), 3), ser_g)
-    report("py_loop 1M: processes apply", timeit(lambda: procs.apply(py_loop, g), 3), ser_g)
+    report("py_loop 1M: threads apply", median_time(lambda: threads.apply(py_loop, g), 3), ser_g)
+    report("py_loop 1M: processes apply", median_time(lambda: procs.apply(py_loop, g), 3), ser_g)
 
     # 3. map(np.matmul) over 20 pairs of 2000x2000
     n = 2000 if not args.quick else 600
     d1 = [np.ones((n, n)) for _ in range(20)]
     d2 = [np.ones((n, n)) for _ in range(20)]
-    ser_m = timeit(lambda: [a.dot(b) for a, b in zip(d1, d2, strict=True)], 3)
+    ser_m = median_time(lambda: [a.dot(b) for a, b in zip(d1, d2, strict=True)], 3)
     report(f"matmul 20x{n}^2: serial list comprehension, BLAS on all cores", ser_m)
-    t_thr = timeit(lambda: threads.map(np.matmul, d1, d2), 3)
+    t_thr = median_time(lambda: threads.map(np.matmul, d1, d2), 3)
     report(f"matmul 20x{n}^2: threads map", t_thr, ser_m)
-    t_proc = timeit(lambda: procs.map(np.matmul, d1, d2), 3)
+    t_proc = median_time(lambda: procs.map(np.matmul, d1, d2), 3)
     report(f"matmul 20x{n}^2: processes map", t_proc, ser_m)
-    t_pick = timeit(lambda: pickle.map(np.matmul, d1, d2), 2)
+    t_pick = median_time(lambda: pickle.map(np.matmul, d1, d2), 2)
     report(
         f"matmul 20x{n}^2: pickle map",
         t_pick,
@@ -172,11 +145,11 @@ def main() -> None:
     # 4. processes with a plain 800 MB input: transport overhead vs memcpy
     big = np.random.default_rng(2).random(100_000_000 // scale)
     dst = np.empty_like(big)
-    t_copy = timeit(lambda: np.copyto(dst, big), 3)
+    t_copy = median_time(lambda: np.copyto(dst, big), 3)
     report("800 MB: one memcpy", t_copy)
     sbig = numpool.share(big)
-    t_shared = timeit(lambda: procs.apply(np.negative, sbig), 3)
-    t_plain = timeit(lambda: procs.apply(np.negative, big), 3)
+    t_shared = median_time(lambda: procs.apply(np.negative, sbig), 3)
+    t_plain = median_time(lambda: procs.apply(np.negative, big), 3)
     report("800 MB: processes apply(np.negative), SharedArray input", t_shared)
     report(
         "800 MB: processes apply(np.negative), plain input",

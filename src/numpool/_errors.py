@@ -63,5 +63,5 @@ def annotate(exc: BaseException, where: str) -> BaseException:
     elif hasattr(exc, "add_note"):
         exc.add_note(suffix)
     else:  # Python 3.10: what add_note does (not shown in 3.10 tracebacks, but kept)
-        exc.__notes__ = [*getattr(exc, "__notes__", []), suffix]
+        exc.__notes__ = [*getattr(exc, "__notes__", []), suffix]  # type: ignore[attr-defined]
     return exc

@@ -13,7 +13,7 @@ engine that splits work, bounds what is in flight and collects results):
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, ClassVar
 
@@ -64,10 +64,3 @@ class Backend:
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         pass
-
-    def broken(self) -> bool:
-        return False
-
-    def describe(self) -> Iterator[str]:
-        yield f"workers={self.workers}"
-        yield f"blas_threads={self.blas_threads}"

@@ -3,7 +3,7 @@
 ================  ===========================  ================================
 transport         apply block                  map task
 ================  ===========================  ================================
-Direct            views of x and out           arguments as they are
+Transport         views of x and out           arguments as they are
 (serial, threads) (func writes into out)       (same address space)
 Pickled (pickle)  x[a:b] pickled, result       arguments and result pickled
                   pickled back, copied to out  (the naive multiprocessing way)
@@ -27,7 +27,7 @@ import numpy as np
 from .. import _buffers, shm
 from ..shm import Segment, ShmRef, Slot
 
-__all__ = ["Direct", "Pickled", "Shared", "Transport"]
+__all__ = ["Pickled", "Shared", "Transport"]
 
 Task = tuple[int, tuple[Any, ...]]
 
@@ -56,16 +56,11 @@ class ApplyIO:
 class MapIO:
     """Per-call state of map on a transport (Direct: arguments as they are)."""
 
-    slots = False
-
     def encode(self, batch: list[Task]) -> tuple[list[Task], list[Slot | None] | None]:
         return batch, None
 
     def decode(self, batch: list[Task], results: list[Any]) -> list[Any]:
         return results
-
-    def drop(self, batch: list[Task]) -> None:
-        """A batch that failed or was cancelled: release what it held."""
 
     def finish(self) -> None:
         pass
@@ -96,9 +91,6 @@ class Transport:
 
     def map_io(self) -> MapIO:
         return MapIO()
-
-
-Direct = Transport
 
 
 class _PickledApply(ApplyIO):
@@ -196,8 +188,6 @@ class _SharedApply(ApplyIO):
 
 
 class _SharedMap(MapIO):
-    slots = True
-
     def __init__(self) -> None:
         # id(array) -> [ref, segment or None, uses, array]: each array staged once per call
         self.staged: dict[int, list[Any]] = {}
@@ -257,10 +247,6 @@ class _SharedMap(MapIO):
                 shm.arena().give(slot)
             out.append(res)
         return out
-
-    def drop(self, batch: list[Task]) -> None:
-        self._unstage(batch, ok=False)
-        _release([s for s in self.slots_of.pop(batch[0][0], []) if s is not None], ok=False)
 
     def abort(self) -> None:
         for entry in self.staged.values():

@@ -86,14 +86,6 @@ class ProcessesBackend(Backend):
         # One message per batch: fewer round trips for many small tasks.
         return max(1, tasks // (8 * self.workers))
 
-    def broken(self) -> bool:
-        return bool(self._executor is not None and getattr(self._executor, "_broken", False))
-
-    def worker_pids(self) -> list[int]:
-        ex = self._executor
-        procs = getattr(ex, "_processes", None) or {}
-        return sorted(procs)
-
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
             ex, self._executor = self._executor, None

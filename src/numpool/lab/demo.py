@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import functools
 import math
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
 import numpy as np
 
 import numpool
+
+from .timing import median_time
 
 __all__ = ["py_loop", "run"]
 
@@ -38,19 +38,6 @@ def py_loop(block: np.ndarray) -> np.ndarray:
     return out
 
 
-def _time(fn: Callable[[], Any], repeat: int, warmup: int = 5) -> float:
-    # A fresh processes pool needs a few calls before every worker has started
-    # and mapped the segments (benchmarks/RESULTS.md).
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def run(
     quick: bool = False, workers: int | None = None, repeat: int = 3, stream: TextIO = sys.stdout
 ) -> list[dict[str, Any]]:
@@ -60,7 +47,7 @@ def run(
     pools = {b: numpool.Pool(b, workers=workers) for b in ("threads", "processes", "pickle")}
 
     def line(workload: str, variant: str, fn: Callable[[], Any], ref: float | None) -> float:
-        t = _time(fn, repeat)
+        t = median_time(fn, repeat)
         ref = ref or t
         rows.append({"workload": workload, "variant": variant, "seconds": t, "speedup": ref / t})
         print(f"  {variant:44s} {t * 1e3:10.1f} ms {ref / t:8.2f}x", file=stream, flush=True)
