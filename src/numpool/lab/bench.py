@@ -1,0 +1,203 @@
+"""``numpool bench``: reproduce both experiments, run numpool and peers, report.
+
+Flow::
+
+    plan (sizes; RAM and /dev/shm checked, batch scaled down if needed)
+      -> machine facts + hardware limits (copy GB/s, matmul GFLOP/s)
+      -> experiment A (matmul) -> experiment B (exp, B1-B4) -> B5 grid
+      -> derived figures (speed-up, % of hardware) -> results.json,
+         report.md, PNG plots, terminal tables
+
+Every row is repeated up to ``--repeat`` times, fewer once it has used its
+time budget, so the default run fits in about 8 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._cpus import physical_cores, usable_cpus
+from ..shm import shm_dir
+from . import grid, machine, matmul, vector
+from .rows import Row, measure
+
+__all__ = ["PARTS", "Plan", "make_plan", "run"]
+
+PARTS = ("matmul", "exp", "grid")
+PUBLISHED_PAIRS, PUBLISHED_SIZE, PUBLISHED_ELEMENTS = 100, 2000, 10_000_000
+GiB = 1 << 30
+
+
+@dataclass
+class Plan:
+    """What a bench run will do, decided before it starts."""
+
+    parts: list[str]
+    quick: bool
+    repeat: int
+    workers: int
+    out: Path
+    peers: bool
+    pairs: int
+    size: int
+    elements: int
+    grid_elements: int
+    row_budget_s: float
+    cell_budget_s: float
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["out"] = str(self.out)
+        return d
+
+
+def matmul_peak_bytes(pairs: int, size: int, workers: int) -> float:
+    """Peak memory of experiment A, dominated by the pickling variants A3/A4.
+
+    Model (bytes per array S): the data 2nS and results nS in the parent,
+    one pickled chunk of c = n/w tasks (2cS) and its results (cS) in
+    flight, and per worker the chunk received and unpickled plus results
+    (4cS): (3 + 3/w + 4) nS, plus one more nS of margin for the other rows.
+    """
+    s = size * size * 8
+    return (8 + 3 / workers) * pairs * s
+
+
+def make_plan(
+    parts: Sequence[str], quick: bool, repeat: int, workers: int | None, out: Path, peers: bool
+) -> Plan:
+    import psutil
+
+    w = workers or max(1, min(physical_cores(), usable_cpus()))
+    p = Plan(
+        parts=list(parts),
+        quick=quick,
+        repeat=repeat,
+        workers=w,
+        out=out,
+        peers=peers,
+        pairs=10 if quick else PUBLISHED_PAIRS,
+        size=1000 if quick else PUBLISHED_SIZE,
+        elements=1 << 20 if quick else PUBLISHED_ELEMENTS,
+        # np.split(data, 128) needs a multiple of 128: 2**20 in --quick
+        grid_elements=1 << 20 if quick else PUBLISHED_ELEMENTS,
+        row_budget_s=2.0 if quick else 15.0,
+        cell_budget_s=0.3 if quick else 2.5,
+    )
+    if quick:
+        p.notes.append(
+            "--quick: 10 pairs of 1000x1000 (published: 100 of 2000x2000), "
+            f"{p.elements:,} elements (published: 10M), grid over {p.grid_elements:,}"
+        )
+    if "matmul" in p.parts:
+        avail = 0.85 * psutil.virtual_memory().available
+        st = __import__("os").statvfs(shm_dir())
+        shm_free = 0.9 * st.f_bavail * st.f_frsize
+        s = p.size * p.size * 8
+        fit_ram = math.floor(avail / (matmul_peak_bytes(1, p.size, w)))
+        fit_shm = math.floor(shm_free / (3 * s))  # SharedArray row: inputs + results
+        fit = min(fit_ram, fit_shm)
+        if fit < p.pairs:
+            old = p.pairs
+            p.pairs = max(2 * w, fit)
+            why = "RAM" if fit_ram <= fit_shm else f"/dev/shm ({shm_dir()})"
+            p.notes.append(
+                f"experiment A scaled down from {old} to {p.pairs} pairs of {p.size}x{p.size}: "
+                f"the pickling variants (A3/A4) would need about "
+                f"{matmul_peak_bytes(old, p.size, w) / GiB:.1f} GiB at the full size and "
+                f"{why} allows about {min(avail, shm_free * 3) / GiB:.1f} GiB; the ratios "
+                "between rows are what matter, not the batch size"
+            )
+    return p
+
+
+Progress = Callable[[str], None]
+
+
+def run(plan: Plan, progress: Progress | None = None) -> dict[str, Any]:
+    """Run the plan; return the results document (also what results.json holds)."""
+    say = progress or (lambda _msg: None)
+    say("measuring the machine's limits")
+    doc: dict[str, Any] = {
+        "numpool_bench": 1,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(["numpool", *sys.argv[1:]]) if sys.argv else "numpool bench",
+        "plan": plan.as_dict(),
+        "machine": machine.describe(),
+        "limits": machine.limits(plan.quick),
+        "experiments": {},
+        "rows": [],
+    }
+
+    def measurer(budget: float, repeat: int | None = None) -> Callable[[Row, Any], Row]:
+        def go(row: Row, fn: Any) -> Row:
+            n = repeat or plan.repeat
+            return measure(
+                row,
+                fn,
+                n,
+                budget,
+                on_repeat=lambda i: say(f"{row.id}: {row.label} (run {i + 1}/{n})"),
+            )
+
+        return go
+
+    rows: list[Row] = []
+    normal = measurer(plan.row_budget_s)
+    if "matmul" in plan.parts:
+        r, info = matmul.run(plan.pairs, plan.size, plan.workers, plan.peers, normal)
+        rows += r
+        doc["experiments"]["A"] = info
+    if "exp" in plan.parts:
+        r, info = vector.run(
+            plan.elements,
+            plan.workers,
+            plan.peers,
+            normal,
+            measurer(plan.row_budget_s, repeat=min(plan.repeat, 3)),
+        )
+        rows += r
+        doc["experiments"]["B"] = info
+    if "grid" in plan.parts:
+        r, info = grid.run(plan.grid_elements, plan.workers, measurer(plan.cell_budget_s))
+        rows += r
+        doc["experiments"]["B5"] = info
+    doc["rows"] = [row.as_dict() for row in rows]
+    derive(doc)
+    return doc
+
+
+def _serial(doc: dict[str, Any], rid: str) -> float | None:
+    for r in doc["rows"]:
+        if r["id"] == rid and r["median_s"]:
+            return float(r["median_s"])
+    return None
+
+
+def derive(doc: dict[str, Any]) -> None:
+    """Add speed-ups and hardware fractions to every row, in place."""
+    lim = doc["limits"]
+    cores = doc["machine"]["usable_cores"]
+    a1, b1 = _serial(doc, "A1"), _serial(doc, "B1")
+    a_info, b_info = doc["experiments"].get("A"), doc["experiments"].get("B")
+    for r in doc["rows"]:
+        t = r["median_s"]
+        if not t:
+            continue
+        if r["experiment"] == "A" and a_info:
+            r["speedup"] = a1 / t if a1 else None
+            gflops = a_info["flops_per_run"] / t
+            r["gflops"] = gflops / 1e9
+            r["pct_of_peak"] = 100 * gflops / lim["matmul_flops_all_cores"]
+        elif r["experiment"] in ("B", "B5"):
+            n = (b_info or doc["experiments"]["B5"])["elements"]
+            r["speedup"] = b1 / t if b1 else None
+            r["gbps"] = 2 * n * 8 / t / 1e9
+            r["ideal_fraction"] = (b1 / cores) / t if b1 else None

@@ -1,0 +1,191 @@
+"""Experiment A: a batch of matrix multiplications (seed-experiments.md).
+
+Data: two lists of ``n`` arrays ``numpy.ones((size, size))``; task ``i`` is
+``data1[i].dot(data2[i])``. The tutorial timed the whole program, list
+creation included; here creation is timed once on its own and each row
+times the work, so that "creation + work" is the published figure's
+equivalent and the work alone is comparable across rows.
+
+A1  serial list comprehension, BLAS left multithreaded
+A2  multiprocessing.Pool() (default workers), pool.starmap(op, zip(data1, data2))
+A3  Pool(workers), starmap(..., chunksize=n // workers)
+A4  as A3, OMP_NUM_THREADS=1 set before the workers import NumPy (spawned
+    workers: forked ones would inherit an already loaded OpenBLAS)
+
+The pool is created inside the timed region, as in the tutorial's program.
+What each pool's workers saw of BLAS is read with threadpoolctl from inside
+a worker, outside the timed region.
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+import numpool
+
+from . import meter, peers
+from .rows import PEERS_HINT, Row
+
+__all__ = ["op", "run"]
+
+
+def op(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The tutorial's task."""
+    return x.dot(y)
+
+
+def worker_blas() -> list[dict[str, Any]]:
+    """threadpoolctl's view of BLAS/OpenMP from inside a worker."""
+    from threadpoolctl import threadpool_info
+
+    return [
+        {"internal_api": i["internal_api"], "num_threads": i["num_threads"]}
+        for i in threadpool_info()
+    ]
+
+
+@contextmanager
+def _env(**values: str) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _a4_pool(workers: int) -> Any:
+    """Pool(workers) whose workers import NumPy with OMP_NUM_THREADS=1 already set."""
+    ctx = mp.get_context("spawn")
+    with _env(OMP_NUM_THREADS="1"):
+        return ctx.Pool(workers, initializer=meter.install_in_worker, initargs=(meter.counters(),))
+
+
+def variants(
+    d1: list[np.ndarray], d2: list[np.ndarray], workers: int
+) -> list[tuple[str, str, Callable[[], Any], Callable[[], Any]]]:
+    """(id, label, timed work, pool factory for the BLAS probe) for A1-A4."""
+    n = len(d1)
+
+    def a1() -> Any:
+        return [op(a, b) for a, b in zip(d1, d2, strict=True)]
+
+    def a2() -> Any:
+        with mp.Pool() as pool:
+            return pool.starmap(op, zip(d1, d2, strict=True))
+
+    def a3() -> Any:
+        with mp.Pool(workers) as pool:
+            return pool.starmap(op, zip(d1, d2, strict=True), chunksize=max(1, n // workers))
+
+    def a4() -> Any:
+        with _a4_pool(workers) as pool:
+            return pool.starmap(op, zip(d1, d2, strict=True), chunksize=max(1, n // workers))
+
+    return [
+        ("A1", "serial list comprehension, BLAS multithreaded", a1, lambda: None),
+        ("A2", "multiprocessing.Pool() default workers, starmap", a2, lambda: mp.Pool()),
+        (
+            "A3",
+            f"Pool({workers}), starmap chunksize={max(1, n // workers)}",
+            a3,
+            lambda: mp.Pool(workers),
+        ),
+        (
+            "A4",
+            "as A3, OMP_NUM_THREADS=1 before workers import NumPy",
+            a4,
+            lambda: _a4_pool(workers),
+        ),
+    ]
+
+
+def _shared_row(
+    d1: list[np.ndarray],
+    d2: list[np.ndarray],
+    workers: int,
+    measure: Callable[[Row, Callable[[], Any]], Row],
+) -> Row:
+    """processes with SharedArray inputs; the shared copies are freed on return."""
+    t = time.perf_counter()
+    s1, s2 = [numpool.share(a) for a in d1], [numpool.share(a) for a in d2]
+    share_s = time.perf_counter() - t
+    with numpool.Pool("processes", workers=workers) as pool:
+        row = Row(
+            "A",
+            "numpool-processes-shared",
+            "numpool processes, SharedArray inputs",
+            "numpool",
+            note=f"numpool.share() of the inputs took {share_s:.2f} s, once",
+        )
+        row.extra["share_s"] = share_s
+        return measure(row, functools.partial(pool.map, np.matmul, s1, s2))
+
+
+def run(
+    n: int,
+    size: int,
+    workers: int,
+    use_peers: bool,
+    measure: Callable[[Row, Callable[[], Any]], Row],
+) -> tuple[list[Row], dict[str, Any]]:
+    """Run experiment A; return its rows and facts (creation time, sizes)."""
+    t = time.perf_counter()
+    d1 = [np.ones((size, size)) for _ in range(n)]
+    d2 = [np.ones((size, size)) for _ in range(n)]
+    info: dict[str, Any] = {
+        "pairs": n,
+        "size": size,
+        "create_s": time.perf_counter() - t,
+        "flops_per_run": n * 2 * size**3,
+        "bytes_per_array": size * size * 8,
+    }
+    rows = []
+    for rid, label, work, pool_factory in variants(d1, d2, workers):
+        row = Row("A", rid, label, "reproduction")
+        if rid != "A1":
+            with pool_factory() as pool:
+                row.extra["worker_blas"] = pool.apply(worker_blas)
+                row.extra["pool_workers"] = pool._processes
+        else:
+            row.extra["worker_blas"] = worker_blas()
+        rows.append(measure(row, work))
+
+    for backend in ("threads", "processes"):
+        with numpool.Pool(backend, workers=workers) as pool:
+            row = Row(
+                "A",
+                f"numpool-{backend}",
+                f"numpool.Pool({backend!r}).map(np.matmul)",
+                "numpool",
+                note=f"blas_threads={pool.blas_threads}",
+            )
+            rows.append(measure(row, functools.partial(pool.map, np.matmul, d1, d2)))
+    rows.append(_shared_row(d1, d2, workers, measure))
+
+    for pid, label, factory in peers.MATMUL:
+        row = Row("A", pid, label, "peer")
+        try:
+            fn = factory(d1, d2, workers)
+        except ModuleNotFoundError:
+            row.status, row.note = "not installed", PEERS_HINT
+            rows.append(row)
+            continue
+        if not use_peers:
+            row.status, row.note = "skipped", "--no-peers"
+            rows.append(row)
+            continue
+        rows.append(measure(row, fn))
+    return rows, info

@@ -1,0 +1,87 @@
+"""A bench row: one variant of one experiment, its timings and where the time went."""
+
+from __future__ import annotations
+
+import statistics
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .meter import PickleMeter
+
+__all__ = ["Row", "measure"]
+
+PEERS_HINT = "not installed: pip install 'numpool[peers]'"
+
+
+@dataclass
+class Row:
+    """One line of a bench table."""
+
+    experiment: str  # "A" (matmul), "B" (exp), "B5" (grid)
+    id: str  # "A1".."A4", "B1".."B4", or e.g. "numpool-threads", "joblib-loky"
+    label: str
+    kind: str  # "reproduction" | "numpool" | "peer"
+    status: str = "ok"  # ok | not installed | failed
+    note: str = ""
+    times: list[float] = field(default_factory=list)
+    bytes_moved: float | None = None  # pickled through pipes per run
+    parent_pickle_s: float | None = None  # per run, in the calling process
+    worker_pickle_s: float | None = None  # per run, summed over workers (when metered)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.times) if self.times else None
+
+    @property
+    def min(self) -> float | None:
+        return min(self.times) if self.times else None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["median_s"], d["min_s"] = self.median, self.min
+        return d
+
+
+def measure(
+    row: Row,
+    fn: Callable[[], Any],
+    repeat: int,
+    budget_s: float,
+    metered: bool = True,
+    on_repeat: Callable[[int], None] | None = None,
+) -> Row:
+    """Time ``fn`` up to ``repeat`` times (fewer once ``budget_s`` is spent).
+
+    With ``metered``, bytes and seconds of pickling are recorded per run
+    (the median over runs). A failure marks the row failed with the reason.
+    """
+    moved: list[dict[str, float]] = []
+    try:
+        for i in range(repeat):
+            if on_repeat:
+                on_repeat(i)
+            if metered:
+                with PickleMeter() as m:
+                    t = time.perf_counter()
+                    fn()
+                    row.times.append(time.perf_counter() - t)
+                moved.append(m.result)
+            else:
+                t = time.perf_counter()
+                fn()
+                row.times.append(time.perf_counter() - t)
+            if sum(row.times) >= budget_s:
+                break
+    except Exception as e:  # a bench keeps going; the row says what happened
+        row.status = "failed"
+        row.note = f"{type(e).__name__}: {e}"
+        row.extra["traceback"] = traceback.format_exc(limit=5)
+    if moved:
+        row.bytes_moved = statistics.median(m["bytes_moved"] for m in moved)
+        row.parent_pickle_s = statistics.median(m["parent_pickle_s"] for m in moved)
+        row.worker_pickle_s = statistics.median(m["worker_pickle_s"] for m in moved)
+    return row
