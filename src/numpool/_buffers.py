@@ -38,7 +38,8 @@ class PrivateBuffer:
     __slots__ = ("__weakref__", "buf", "name", "size", "unlinked")
 
     def __init__(self, size: int) -> None:
-        self.buf = mmap.mmap(-1, size)
+        # MAP_PRIVATE: plain process memory like malloc (transparent huge pages), not shmem
+        self.buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         if hasattr(mmap, "MADV_HUGEPAGE"):
             self.buf.madvise(mmap.MADV_HUGEPAGE)
         self.size = size

@@ -136,14 +136,16 @@ def run(plan: Plan, progress: Progress | None = None) -> dict[str, Any]:
         "rows": [],
     }
 
-    def measurer(budget: float, repeat: int | None = None) -> Callable[[Row, Any], Row]:
-        def go(row: Row, fn: Any) -> Row:
+    def measurer(budget: float, repeat: int | None = None) -> Callable[..., Row]:
+        def go(row: Row, fn: Any, warmup: Any = None, warmup_runs: int = 0) -> Row:
             n = repeat or plan.repeat
             return measure(
                 row,
                 fn,
                 n,
                 budget,
+                warmup=warmup,
+                warmup_runs=warmup_runs,
                 on_repeat=lambda i: say(f"{row.id}: {row.label} (run {i + 1}/{n})"),
             )
 

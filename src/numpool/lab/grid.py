@@ -27,9 +27,7 @@ def cell(data: np.ndarray, workers: int, splits: int, chunksize: int) -> np.ndar
         return np.concatenate(pool.map(np.exp, np.split(data, splits), chunksize=chunksize))
 
 
-def run(
-    n: int, workers: int, measure: Callable[[Row, Callable[[], Any]], Row]
-) -> tuple[list[Row], dict[str, Any]]:
+def run(n: int, workers: int, measure: Callable[..., Row]) -> tuple[list[Row], dict[str, Any]]:
     data = np.random.rand(n)
     rows = []
     for s in SIZES:

@@ -14,7 +14,8 @@ A4  as A3, OMP_NUM_THREADS=1 set before the workers import NumPy (spawned
 
 The pool is created inside the timed region, as in the tutorial's program.
 What each pool's workers saw of BLAS is read with threadpoolctl from inside
-a worker, outside the timed region.
+a worker, outside the timed region. numpool and peer rows, whose pools start
+lazily, get one untimed warm-up call on the first ``workers`` pairs.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import numpy as np
 import numpool
 
 from . import meter, peers
-from .rows import PEERS_HINT, Row
+from .rows import Row
 
 __all__ = ["op", "run"]
 
@@ -116,7 +117,7 @@ def _shared_row(
     d1: list[np.ndarray],
     d2: list[np.ndarray],
     workers: int,
-    measure: Callable[[Row, Callable[[], Any]], Row],
+    measure: Callable[..., Row],
 ) -> Row:
     """processes with SharedArray inputs; the shared copies are freed on return."""
     t = time.perf_counter()
@@ -131,7 +132,12 @@ def _shared_row(
             note=f"numpool.share() of the inputs took {share_s:.2f} s, once",
         )
         row.extra["share_s"] = share_s
-        return measure(row, functools.partial(pool.map, np.matmul, s1, s2))
+        return measure(
+            row,
+            functools.partial(pool.map, np.matmul, s1, s2),
+            warmup=functools.partial(pool.map, np.matmul, s1[:workers], s2[:workers]),
+            warmup_runs=1,
+        )
 
 
 def run(
@@ -139,7 +145,7 @@ def run(
     size: int,
     workers: int,
     use_peers: bool,
-    measure: Callable[[Row, Callable[[], Any]], Row],
+    measure: Callable[..., Row],
 ) -> tuple[list[Row], dict[str, Any]]:
     """Run experiment A; return its rows and facts (creation time, sizes)."""
     t = time.perf_counter()
@@ -152,17 +158,12 @@ def run(
         "flops_per_run": n * 2 * size**3,
         "bytes_per_array": size * size * 8,
     }
-    rows = []
-    for rid, label, work, pool_factory in variants(d1, d2, workers):
-        row = Row("A", rid, label, "reproduction")
-        if rid != "A1":
-            with pool_factory() as pool:
-                row.extra["worker_blas"] = pool.apply(worker_blas)
-                row.extra["pool_workers"] = pool._processes
-        else:
-            row.extra["worker_blas"] = worker_blas()
-        rows.append(measure(row, work))
-
+    # Rows that fork this process run last: after a fork the parent's arrays stay slow
+    # to read from several threads until rewritten (np.exp over 10M with 2 threads:
+    # 5.1 ms before, 9.0 ms after a Pool came and went). numpool never forks the
+    # caller (its workers come from a forkserver).
+    reproduction = variants(d1, d2, workers)
+    rows = [_reproduction_row(*reproduction[0], measure)]
     for backend in ("threads", "processes"):
         with numpool.Pool(backend, workers=workers) as pool:
             row = Row(
@@ -172,20 +173,42 @@ def run(
                 "numpool",
                 note=f"blas_threads={pool.blas_threads}",
             )
-            rows.append(measure(row, functools.partial(pool.map, np.matmul, d1, d2)))
+            rows.append(
+                measure(
+                    row,
+                    functools.partial(pool.map, np.matmul, d1, d2),
+                    warmup_runs=1,
+                    warmup=functools.partial(pool.map, np.matmul, d1[:workers], d2[:workers]),
+                )
+            )
     rows.append(_shared_row(d1, d2, workers, measure))
-
-    for pid, label, factory in peers.MATMUL:
-        row = Row("A", pid, label, "peer")
-        try:
-            fn = factory(d1, d2, workers)
-        except ModuleNotFoundError:
-            row.status, row.note = "not installed", PEERS_HINT
-            rows.append(row)
-            continue
-        if not use_peers:
-            row.status, row.note = "skipped", "--no-peers"
-            rows.append(row)
-            continue
-        rows.append(measure(row, fn))
+    # warm-up on the first `workers` pairs only: starts the pools, not 10 s of work
+    rows += peers.run_rows(
+        "A",
+        peers.MATMUL,
+        (d1, d2, workers),
+        (d1[:workers], d2[:workers], workers),
+        1,
+        use_peers,
+        measure,
+    )
+    rows[1:1] = [_reproduction_row(*v, measure) for v in reproduction[1:]]
     return rows, info
+
+
+def _reproduction_row(
+    rid: str,
+    label: str,
+    work: Callable[[], Any],
+    pool_factory: Callable[[], Any],
+    measure: Callable[..., Row],
+) -> Row:
+    """A1-A4; what BLAS looked like inside the pool's workers is recorded first."""
+    row = Row("A", rid, label, "reproduction")
+    if rid == "A1":
+        row.extra["worker_blas"] = worker_blas()
+    else:
+        with pool_factory() as pool:
+            row.extra["worker_blas"] = pool.apply(worker_blas)
+            row.extra["pool_workers"] = pool._processes
+    return measure(row, work)

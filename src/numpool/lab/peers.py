@@ -95,14 +95,46 @@ def numexpr_exp(x: np.ndarray, w: int) -> Callable[[], Any]:
 
 
 #: (row id, label, factory) for each experiment
+#: (thread-based first: starting loky's processes forks this one, see run_rows)
 MATMUL = [
-    ("joblib-loky", "joblib Parallel (loky processes)", joblib_loky_matmul),
     ("joblib-threads", "joblib Parallel (threads)", joblib_threads_matmul),
     ("dask-threads", "dask.array matmul (threaded scheduler)", dask_matmul),
+    ("joblib-loky", "joblib Parallel (loky processes)", joblib_loky_matmul),
 ]
 VECTOR = [
-    ("joblib-loky", "joblib Parallel (loky processes), 4 parts/worker", joblib_loky_exp),
     ("joblib-threads", "joblib Parallel (threads), 4 parts/worker", joblib_threads_exp),
     ("dask-threads", "dask.array exp (threaded scheduler)", dask_exp),
     ("numexpr", "numexpr.evaluate('exp(x)')", numexpr_exp),
+    ("joblib-loky", "joblib Parallel (loky processes), 4 parts/worker", joblib_loky_exp),
 ]
+
+
+def run_rows(
+    experiment: str,
+    table: list[Any],
+    args: tuple[Any, ...],
+    warm_args: tuple[Any, ...],
+    warmup_runs: int,
+    use_peers: bool,
+    measure: Callable[..., Any],
+) -> list[Any]:
+    """Measure every peer of ``table`` on ``args`` (warmed up on ``warm_args``).
+
+    A peer that is not installed, or skipped by --no-peers, keeps its row.
+    """
+    from .rows import PEERS_HINT, Row
+
+    rows = []
+    for pid, label, factory in table:
+        row = Row(experiment, pid, label, "peer")
+        try:
+            fn = factory(*args)
+        except ModuleNotFoundError:
+            row.status, row.note = "not installed", PEERS_HINT
+        else:
+            if use_peers:
+                row = measure(row, fn, warmup=factory(*warm_args), warmup_runs=warmup_runs)
+            else:
+                row.status, row.note = "skipped", "--no-peers"
+        rows.append(row)
+    return rows

@@ -9,7 +9,8 @@ B4  numpy.split(data, 64), pool.map(exp, parts, chunksize=1), concatenate
 
 B2-B4 share one ``multiprocessing.Pool(workers)`` created outside the timed
 region (B5, in grid.py, times pool creation too); its initializer only
-installs the pickle meter in the workers.
+installs the pickle meter in the workers. numpool and peer rows get
+``WARMUP`` untimed calls first, for the same reason.
 """
 
 from __future__ import annotations
@@ -24,14 +25,16 @@ import numpy as np
 import numpool
 
 from . import meter, peers
-from .rows import PEERS_HINT, Row
+from .rows import Row
 
 __all__ = ["run"]
 
+#: untimed calls before timing numpool and peer rows (their pools start lazily;
+#: B2-B4's multiprocessing.Pool starts its workers at creation, outside the timing)
+WARMUP = 3
 
-def _shared_row(
-    data: np.ndarray, workers: int, measure: Callable[[Row, Callable[[], Any]], Row]
-) -> Row:
+
+def _shared_row(data: np.ndarray, workers: int, measure: Callable[..., Row]) -> Row:
     """processes with SharedArray input and output; freed on return."""
     sx, sout = numpool.share(data), numpool.share(np.empty_like(data))
     with numpool.Pool("processes", workers=workers) as npool:
@@ -41,38 +44,53 @@ def _shared_row(
             "numpool processes, SharedArray data and out",
             "numpool",
         )
-        return measure(row, functools.partial(npool.apply, np.exp, sx, out=sout))
+        return measure(
+            row, functools.partial(npool.apply, np.exp, sx, out=sout), warmup_runs=WARMUP
+        )
 
 
 def run(
     n: int,
     workers: int,
     use_peers: bool,
-    measure: Callable[[Row, Callable[[], Any]], Row],
-    measure_slow: Callable[[Row, Callable[[], Any]], Row],
+    measure: Callable[..., Row],
+    measure_slow: Callable[..., Row],
 ) -> tuple[list[Row], dict[str, Any]]:
     """Run B1-B4, numpool and peers; ``measure_slow`` is for the per-element variants."""
     data = np.random.rand(n)
     info = {"elements": n, "bytes": data.nbytes}
     rows = [measure(Row("B", "B1", "serial exp(data)", "reproduction"), lambda: np.exp(data))]
+    # numpool and peers first: the multiprocessing.Pool of B2-B4 forks this process,
+    # which leaves `data` slow to read from several threads (see matmul.run).
+    for backend in ("threads", "processes"):
+        with numpool.Pool(backend, workers=workers) as npool:
+            row = Row(
+                "B",
+                f"numpool-{backend}",
+                f"numpool.Pool({backend!r}).apply(np.exp, data)",
+                "numpool",
+            )
+            rows.append(
+                measure(row, functools.partial(npool.apply, np.exp, data), warmup_runs=WARMUP)
+            )
+    rows.append(_shared_row(data, workers, measure))
+    rows += peers.run_rows(
+        "B", peers.VECTOR, (data, workers), (data, workers), WARMUP, use_peers, measure
+    )
     with mp.Pool(
         workers, initializer=meter.install_in_worker, initargs=(meter.counters(),)
     ) as pool:
-        rows.append(
+        rows[1:1] = [
             measure_slow(
                 Row(
                     "B", "B2", f"Pool({workers}).map(exp, data), default chunksize", "reproduction"
                 ),
                 lambda: np.asarray(pool.map(np.exp, data)),
-            )
-        )
-        rows.append(
+            ),
             measure_slow(
                 Row("B", "B3", f"Pool({workers}).map(exp, data, chunksize=1000)", "reproduction"),
                 lambda: np.asarray(pool.map(np.exp, data, chunksize=1000)),
-            )
-        )
-        rows.append(
+            ),
             measure(
                 Row(
                     "B",
@@ -81,35 +99,6 @@ def run(
                     "reproduction",
                 ),
                 lambda: np.concatenate(pool.map(np.exp, np.split(data, 64), chunksize=1)),
-            )
-        )
-
-    for backend in ("threads", "processes"):
-        with numpool.Pool(backend, workers=workers) as npool:
-            rows.append(
-                measure(
-                    Row(
-                        "B",
-                        f"numpool-{backend}",
-                        f"numpool.Pool({backend!r}).apply(np.exp, data)",
-                        "numpool",
-                    ),
-                    functools.partial(npool.apply, np.exp, data),
-                )
-            )
-    rows.append(_shared_row(data, workers, measure))
-
-    for pid, label, factory in peers.VECTOR:
-        row = Row("B", pid, label, "peer")
-        try:
-            fn = factory(data, workers)
-        except ModuleNotFoundError:
-            row.status, row.note = "not installed", PEERS_HINT
-            rows.append(row)
-            continue
-        if not use_peers:
-            row.status, row.note = "skipped", "--no-peers"
-            rows.append(row)
-            continue
-        rows.append(measure(row, fn))
+            ),
+        ]
     return rows, info
