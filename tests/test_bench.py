@@ -137,3 +137,16 @@ def test_plan_scales_matmul_down_when_memory_is_short(monkeypatch, tmp_path) -> 
     assert plan.pairs < bench.PUBLISHED_PAIRS
     assert bench.matmul_peak_bytes(plan.pairs, plan.size, 2) <= 0.85 * Mem.available
     assert any("scaled down" in n for n in plan.notes)
+
+
+def test_plan_refuses_when_nothing_fits(monkeypatch, tmp_path) -> None:
+    """With too little memory for even one pair, the plan says so instead of crashing later."""
+    import psutil
+
+    class Mem:
+        available = 50 << 20
+        total = 1 << 30
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Mem())
+    with pytest.raises(MemoryError, match="--quick"):
+        bench.make_plan(["matmul"], False, 1, 2, tmp_path, True)

@@ -120,9 +120,13 @@ def _bench(args: argparse.Namespace) -> int:
     err = Console(stderr=True)
     if not err.is_terminal:  # a log file or CI: do not wrap the tables at 80 columns
         err = Console(stderr=True, width=160)
-    plan = bench.make_plan(
-        parts, args.quick, args.repeat, args.workers, args.out, not args.no_peers
-    )
+    try:
+        plan = bench.make_plan(
+            parts, args.quick, args.repeat, args.workers, args.out, not args.no_peers
+        )
+    except MemoryError as e:
+        err.print(f"[red]numpool bench:[/red] {e}")
+        return 1
     err.print(
         f"[bold]numpool bench[/bold] {' '.join(parts)}: {plan.workers} workers, "
         f"up to {plan.repeat} runs per row, report in {plan.out}/"

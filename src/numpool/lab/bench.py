@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -98,22 +99,30 @@ def make_plan(
         )
     if "matmul" in p.parts:
         avail = 0.85 * psutil.virtual_memory().available
-        st = __import__("os").statvfs(shm_dir())
+        st = os.statvfs(shm_dir())
         shm_free = 0.9 * st.f_bavail * st.f_frsize
         s = p.size * p.size * 8
         fit_ram = math.floor(avail / (matmul_peak_bytes(1, p.size, w)))
         fit_shm = math.floor(shm_free / (3 * s))  # SharedArray row: inputs + results
         fit = min(fit_ram, fit_shm)
+        if fit < 1:
+            raise MemoryError(
+                f"experiment A does not fit even at one pair of {p.size}x{p.size}: "
+                f"{avail / GiB:.1f} GiB of RAM and {shm_free / GiB:.1f} GiB of {shm_dir()} "
+                "are free. Try --quick, or `numpool bench exp` / `numpool bench grid`."
+            )
         if fit < p.pairs:
             old = p.pairs
-            p.pairs = max(2 * w, fit)
-            why = "RAM" if fit_ram <= fit_shm else f"/dev/shm ({shm_dir()})"
+            p.pairs = fit
+            if fit_ram <= fit_shm:
+                why = f"{avail / GiB:.1f} GiB of RAM is available (85% of what is free)"
+            else:
+                why = f"{shm_dir()} has {shm_free / GiB:.1f} GiB free for the SharedArray row"
             p.notes.append(
                 f"experiment A scaled down from {old} to {p.pairs} pairs of {p.size}x{p.size}: "
                 f"the pickling variants (A3/A4) would need about "
-                f"{matmul_peak_bytes(old, p.size, w) / GiB:.1f} GiB at the full size and "
-                f"{why} allows about {min(avail, shm_free * 3) / GiB:.1f} GiB; the ratios "
-                "between rows are what matter, not the batch size"
+                f"{matmul_peak_bytes(old, p.size, w) / GiB:.1f} GiB at the full size and {why}; "
+                "the ratios between rows are what matter, not the batch size"
             )
     return p
 
