@@ -158,10 +158,12 @@ def _bench(args: argparse.Namespace) -> int:
     if "B5" in doc["experiments"]:
         for sentence in report.explain(doc, "B5"):
             err.print(f"  {sentence}")
+    for error in doc.get("errors", []):
+        err.print(f"[red]experiment failed:[/red] {error}")
     err.print("written: " + ", ".join(str(p) for p in paths))
     if args.json:
         print(json.dumps(doc, indent=1, default=str))
-    return 0
+    return 1 if doc.get("errors") else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MATMUL", "VECTOR", "installed"]
+__all__ = ["MATMUL", "VECTOR", "installed", "run_rows", "shutdown"]
 
 
 def installed(module: str) -> bool:
@@ -107,6 +107,17 @@ VECTOR = [
     ("numexpr", "numexpr.evaluate('exp(x)')", numexpr_exp),
     ("joblib-loky", "joblib Parallel (loky processes), 4 parts/worker", joblib_loky_exp),
 ]
+
+
+def shutdown() -> None:
+    """Stop what the peers left running (joblib's reusable loky executor keeps its
+    worker processes, and its memmapping folders in /dev/shm, until told to stop)."""
+    import sys
+
+    if "joblib" in sys.modules:
+        from joblib.externals.loky import get_reusable_executor
+
+        get_reusable_executor().shutdown(wait=True)
 
 
 def run_rows(

@@ -254,6 +254,8 @@ def write(doc: dict[str, Any], out: Path) -> list[Path]:
     ]
     if plan["notes"]:
         md += ["**Notes.**", "", *[f"- {n}" for n in plan["notes"]], ""]
+    if doc.get("errors"):
+        md += ["**Errors.**", "", *[f"- `{e}`" for e in doc["errors"]], ""]
     md += [
         "Columns: median and min of the runs; *vs serial*: speed-up against A1 or B1; "
         "*moved*: bytes pickled through pipes per run (parent's tasks out + results in); "
