@@ -172,20 +172,22 @@ def _in_fresh_process(
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None, str | None]:
     """Run one experiment in a spawned process, relaying its progress messages."""
     import multiprocessing as mp
-    import queue as queue_mod
+    import time
 
     ctx = mp.get_context("spawn")
-    q = ctx.Queue()
+    # SimpleQueue pickles in the sending thread, before a row's meter starts; a Queue's
+    # feeder thread would pickle progress messages inside the measured window.
+    q = ctx.SimpleQueue()
     proc = ctx.Process(target=_experiment_main, args=(part, plan, q), name=f"bench-{part}")
     proc.start()
     try:
         while True:
-            try:
-                kind, *payload = q.get(timeout=1.0)
-            except queue_mod.Empty:
-                if not proc.is_alive():
+            if q.empty():
+                if not proc.is_alive() and q.empty():
                     return [], None, f"the experiment process died (exit code {proc.exitcode})"
+                time.sleep(0.05)
                 continue
+            kind, *payload = q.get()
             if kind == "say":
                 say(payload[0])
             elif kind == "done":
