@@ -11,37 +11,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 from typing import Any
 
 import numpy as np
 import psutil
-from threadpoolctl import threadpool_info
 
 import numpool
-from numpool._cpus import physical_cores, usable_cpus
 from numpool.lab.demo import py_loop
+from numpool.lab.machine import describe
 from numpool.lab.timing import median_time
-
-
-def machine() -> dict[str, Any]:
-    blas = [
-        f"{i['internal_api']} {i['version']} ({i.get('threading_layer')}, "
-        f"{i['num_threads']} threads)"
-        for i in threadpool_info()
-        if i["user_api"] == "blas"
-    ]
-    return {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "cpu": platform.processor() or platform.machine(),
-        "usable_cpus": usable_cpus(),
-        "physical_cores": physical_cores(),
-        "blas": blas,
-    }
-
 
 STAGED_NOTE = "; parent only: the staged copy of x (workers write the shared output)"
 
@@ -92,7 +72,7 @@ def main() -> None:
         r = f"{ratio:6.2f}x" if ratio else "       "
         print(f"{name:58s} {t * 1e3:10.2f} ms {r} {note}", flush=True)
 
-    print(json.dumps(machine()))
+    print(json.dumps(describe(), default=str))
     threads = numpool.Pool("threads")
     procs = numpool.Pool("processes")
     pickle = numpool.Pool("pickle")
@@ -174,7 +154,7 @@ def main() -> None:
         p.shutdown()
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": machine(), "rows": rows, "pid": os.getpid()}, f, indent=1)
+            json.dump({"machine": describe(), "rows": rows, "pid": os.getpid()}, f, indent=1)
 
 
 if __name__ == "__main__":

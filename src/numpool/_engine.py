@@ -74,9 +74,9 @@ def _drive(
     except BaseException as e:
         for f in pending:
             f.cancel()
-        if backend.name == "threads" and not isinstance(e, KeyboardInterrupt):
-            # Threads write into the caller's memory: let running blocks finish before
-            # the caller sees the error (they cannot be stopped; work is bounded).
+        if backend.in_process and not isinstance(e, KeyboardInterrupt):
+            # In-process workers write into the caller's memory: let running blocks
+            # finish before the caller sees the error (they cannot be stopped).
             wait(pending)
         raise
 
@@ -202,5 +202,4 @@ def map_tasks(
             results.clear()
             io.abort()
             raise
-        io.finish()
     return results

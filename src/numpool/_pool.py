@@ -181,12 +181,6 @@ class Pool(Executor):
         check_func("apply", func)
         arr = as_input_array(x)
         n = check_count("chunks", chunks)
-        if self.backend in ("processes",) and arr.dtype.hasobject:
-            raise TypeError(
-                f"apply: x has dtype {arr.dtype}, which holds Python objects; the processes "
-                "backend moves arrays through shared memory, which needs fixed-size dtypes. "
-                "Use backend='threads' (or 'pickle'), or convert x to a numeric dtype."
-            )
         return _engine.apply(self._backend, func, arr, out, n, check_out(arr))
 
     def map(  # type: ignore[override]  # a list (all results, in order), not a lazy iterator

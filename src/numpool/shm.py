@@ -243,7 +243,6 @@ class Arena:
         self._idle_bytes = 0
         self._users = 0
         self.max_idle = max_idle if max_idle is not None else _default_max_idle()
-        self.created = 0  # segments created (for stats and tests)
         self.reused = 0
 
     def take(self, nbytes: int) -> Segment:
@@ -256,7 +255,6 @@ class Arena:
                     self._idle_bytes -= seg.size
                     self.reused += 1
                     return seg
-            self.created += 1
         return self.factory(size)
 
     def give(self, seg: Segment) -> None:
@@ -470,6 +468,3 @@ class Attachments:
         d = self.directory or shm_dir()
         for name in [n for n in self._segs if not os.path.exists(os.path.join(d, n))]:
             del self._segs[name]
-
-    def clear(self) -> None:
-        self._segs.clear()

@@ -62,9 +62,6 @@ class MapIO:
     def decode(self, batch: list[Task], results: list[Any]) -> list[Any]:
         return results
 
-    def finish(self) -> None:
-        pass
-
     def abort(self) -> None:
         pass
 
@@ -148,6 +145,12 @@ class _SharedApply(ApplyIO):
         self.user_out = out
         self.shape = shape
         self.dtype = dtype
+        if x.dtype.hasobject:
+            raise TypeError(
+                f"apply: x has dtype {x.dtype}, which holds Python objects; the processes "
+                "backend moves arrays through shared memory, which needs fixed-size dtypes. "
+                "Use backend='threads' (or 'pickle'), or convert x to a numeric dtype."
+            )
         try:
             self.src = _stage(x, self.held)
             dst = shm.shared_ref(out) if out is not None else None

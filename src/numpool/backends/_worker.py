@@ -141,10 +141,3 @@ def _result_to_shm(res: Any, slot: Slot | None) -> Any:
     view = seg.ndarray(res.shape, res.dtype)
     np.copyto(view, res, casting="no")
     return ShmRef(seg.name, 0, res.shape, res.dtype, view.strides)
-
-
-def worker_info() -> dict[str, Any]:
-    """What a worker sees: pid and threadpoolctl's info (used by tests and ``doctor``)."""
-    from threadpoolctl import threadpool_info
-
-    return {"pid": os.getpid(), "threadpools": threadpool_info()}

@@ -49,6 +49,7 @@ def _context() -> Any:
 class ProcessesBackend(Backend):
     name = "processes"
     transport: ClassVar[Transport] = Shared()
+    in_process = False
     #: a task costs a pipe round trip through the executor's threads: measured on
     #: np.exp over 10M SharedArray, 2 workers: 4 blocks 1.80x serial, 8 1.74x, 19 1.55x
     block_bytes = 32 * _MiB
