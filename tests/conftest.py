@@ -21,7 +21,7 @@ settings.register_profile(
 )
 settings.load_profile("numpool")
 
-BACKENDS = ["serial", "threads", "processes", "pickle"]
+BACKENDS = ["serial", "threads", "processes", "pickle", "auto"]
 
 
 @pytest.fixture(scope="session", autouse=True)

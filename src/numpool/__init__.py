@@ -2,15 +2,19 @@
 
 ``apply`` a blockwise function over a big array, ``map`` a function over
 independent array tasks, or hold a :class:`Pool` (a
-``concurrent.futures.Executor``). Backends: ``threads`` (NumPy releases the
-GIL), ``processes`` (arrays through shared memory, never pickled),
-``serial`` and ``pickle`` (the naive baseline). BLAS threads are budgeted
-so that workers never oversubscribe the cores.
+``concurrent.futures.Executor``). Backends: ``auto`` (the default: measures
+and chooses), ``threads`` (NumPy releases the GIL), ``processes`` (arrays
+through shared memory, never pickled), ``serial`` and ``pickle`` (the
+naive baseline). BLAS threads are budgeted so that workers never
+oversubscribe the cores.
 
 Layout::
 
-    _api.py        apply / map / share, module-level pools
+    _api.py        apply / map / plan / last_stats, module-level pools
     _pool.py       Pool (the Executor) and argument checks
+    _planner.py    backend="auto": measure on the input, choose, run the rest
+    _plan.py       Plan (the choice and why) and the decision cache
+    _stats.py      Stats: what one call did (tasks, bytes moved, busy time)
     _engine.py     the one engine: split, submit, bound, collect, clean up
     backends/      one thin module per backend + the transports
     shm.py         shared-memory segments, arena, SharedArray
@@ -20,9 +24,11 @@ Layout::
     cli.py         the ``numpool`` command
 """
 
-from ._api import apply, map
+from ._api import apply, last_stats, map, plan
 from ._errors import BackendUnavailableError, NumpoolError, SharedMemoryError, WorkerCrashedError
+from ._plan import Plan
 from ._pool import Pool
+from ._stats import Stats
 from .blas import blas_threads
 from .shm import SharedArray, share
 
@@ -31,13 +37,17 @@ __version__ = "0.1.0"
 __all__ = [
     "BackendUnavailableError",
     "NumpoolError",
+    "Plan",
     "Pool",
     "SharedArray",
     "SharedMemoryError",
+    "Stats",
     "WorkerCrashedError",
     "__version__",
     "apply",
     "blas_threads",
+    "last_stats",
     "map",
+    "plan",
     "share",
 ]

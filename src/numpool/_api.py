@@ -1,4 +1,4 @@
-"""The module-level functions: apply, map, share, on lazily created shared pools."""
+"""The module-level functions: apply, map, plan, last_stats, on lazily created shared pools."""
 
 from __future__ import annotations
 
@@ -9,12 +9,26 @@ from typing import Any
 
 import numpy as np
 
-from ._pool import Pool, check_backend, check_count
+from ._plan import Plan
+from ._pool import AUTO, Pool, check_backend, check_count
+from ._stats import Stats
 
-__all__ = ["apply", "map", "shutdown_default_pools"]
+__all__ = ["apply", "last_stats", "map", "plan", "shutdown_default_pools"]
 
 _pools: dict[tuple[str, int | None, int | None], Pool] = {}
 _lock = threading.Lock()
+_local = threading.local()
+
+
+def last_stats() -> Stats | None:
+    """Figures of this thread's last module-level :func:`apply` or :func:`map` call.
+
+    Tasks, bytes moved between processes, time copying versus computing,
+    busy time per worker, and for ``backend="auto"`` the :class:`Plan` it
+    followed (``print(numpool.last_stats())``). ``Pool.last_stats`` gives
+    the same for a pool's own calls.
+    """
+    return getattr(_local, "stats", None)
 
 
 def _pool(backend: Any, workers: Any, blas_threads: Any) -> Pool:
@@ -49,7 +63,7 @@ def apply(
     *,
     out: np.ndarray | None = None,
     chunks: int | None = None,
-    backend: str = "threads",
+    backend: str = AUTO,
     workers: int | None = None,
     blas_threads: int | None = None,
 ) -> np.ndarray:
@@ -75,11 +89,15 @@ def apply(
         and func's dtype. ``out=x`` updates in place. With the processes
         backend a :class:`~numpool.SharedArray` ``out`` costs no copy.
     chunks : int, optional
-        Number of blocks (capped at ``len(x)``). Default: ~1 MiB blocks,
-        4 to 64 per worker (threads); ~4 MiB, 2 to 16 per worker (processes).
+        Number of blocks (capped at ``len(x)``). Default: ~8 MiB blocks,
+        4 to 64 per worker (threads); ~32 MiB, 4 to 16 per worker
+        (processes); with ``auto``, also no block under ~1 ms (threads) or
+        ~5 ms (processes) of measured work.
     backend, workers, blas_threads
-        As for :class:`numpool.Pool`. The pool is created on first use and
-        reused by later calls with the same options.
+        As for :class:`numpool.Pool`; ``backend="auto"`` (default) measures
+        on the first rows and picks serial, threads or processes (see
+        :func:`numpool.plan`). The pool is created on first use and reused
+        by later calls with the same options.
 
     Returns
     -------
@@ -102,13 +120,15 @@ def apply(
     >>> bool((y == np.exp(x)).all())
     True
     """
-    return _pool(backend, workers, blas_threads).apply(func, x, out=out, chunks=chunks)
+    pool = _pool(backend, workers, blas_threads)
+    result, _local.stats = pool.apply_with_stats(func, x, out=out, chunks=chunks)
+    return result
 
 
 def map(
     func: Callable[..., Any],
     *iterables: Iterable[Any],
-    backend: str = "threads",
+    backend: str = AUTO,
     workers: int | None = None,
     chunksize: int | None = None,
     blas_threads: int | None = None,
@@ -128,7 +148,8 @@ def map(
         As for :class:`numpool.Pool`.
     chunksize : int, optional
         Tasks sent to a worker in one message. Default: 1 (threads);
-        ``tasks // (8 * workers)`` (processes).
+        ``tasks // (8 * workers)`` (processes); with ``auto``, also enough
+        tasks for ~1 ms of measured work per message.
 
     Returns
     -------
@@ -142,4 +163,53 @@ def map(
     >>> [float(r.sum()) for r in numpool.map(np.matmul, a, a)]
     [27.0, 27.0, 27.0, 27.0]
     """
-    return _pool(backend, workers, blas_threads).map(func, *iterables, chunksize=chunksize)
+    pool = _pool(backend, workers, blas_threads)
+    results, _local.stats = pool.map_with_stats(func, *iterables, chunksize=chunksize)
+    return results
+
+
+def plan(
+    func: Callable[..., Any],
+    *args: Any,
+    kind: str | None = None,
+    workers: int | None = None,
+    blas_threads: int | None = None,
+    chunks: int | None = None,
+    chunksize: int | None = None,
+) -> Plan:
+    """How ``backend="auto"`` would run ``apply(func, x)`` or ``map(func, *iterables)``, and why.
+
+    The planner measures on a small sample of the real input: serial cost
+    per row or task, the speed-up of threads (does ``func`` release the
+    GIL?), and where that falls short and the work is big enough, the
+    speed-up of worker processes with the cost of copying the data into
+    shared memory and of starting them. The decision is cached per
+    (function, dtype, size class, options): the ``apply``/``map`` calls
+    that follow, and a loop of a thousand of them, measure nothing.
+
+    Parameters
+    ----------
+    func : callable
+    *args
+        One array (``apply``) or the iterables of ``map``.
+    kind : {"apply", "map"}, optional
+        Default: ``"apply"`` for a single ndarray, ``"map"`` otherwise.
+    workers, blas_threads, chunks, chunksize
+        As for :func:`apply` and :func:`map`.
+
+    Returns
+    -------
+    Plan
+        ``backend``, ``workers``, ``chunks``/``chunksize``, ``blas_threads``,
+        the measured figures, and :meth:`Plan.explain` (``print(plan)``).
+
+    Examples
+    --------
+    >>> import numpy as np, numpool
+    >>> p = numpool.plan(np.exp, np.ones(10_000))
+    >>> p.backend
+    'serial'
+    """
+    return _pool(AUTO, workers, blas_threads).plan(
+        func, *args, kind=kind, chunks=chunks, chunksize=chunksize
+    )

@@ -31,10 +31,11 @@ from typing import Any
 import numpy as np
 
 from ._errors import WorkerCrashedError, annotate
+from ._stats import Stats
 from .backends import Backend
 from .backends._worker import apply_block, check_block, run_tasks
 
-__all__ = ["apply", "map_tasks"]
+__all__ = ["apply", "map_tasks", "whole"]
 
 Job = tuple[int, Callable[..., Any], tuple[Any, ...]]
 
@@ -109,6 +110,19 @@ def probe(func: Callable[..., Any], x: np.ndarray) -> np.ndarray:
     return res
 
 
+def whole(func: Callable[..., Any], x: np.ndarray) -> np.ndarray:
+    """``func(x)`` in one call, checked as one block: serial apply with no probe."""
+    try:
+        res = func(x)
+    except Exception as e:
+        raise annotate(e, f"the whole input (rows 0:{x.shape[0]}, run serially)") from None
+    if not isinstance(res, np.ndarray) or res.ndim == 0:
+        probe(func, x)  # raises the usual TypeError (or func now fails on one row)
+        raise TypeError(f"apply: func(x) returned {type(res).__name__}, not an array")
+    check_block(res, x.shape[0], res.shape[1:], res.dtype, "the whole input")
+    return res
+
+
 def bounds(rows: int, chunks: int) -> list[int]:
     """Block edges: ``chunks`` blocks whose sizes differ by at most one row."""
     return [i * rows // chunks for i in range(chunks + 1)]
@@ -121,17 +135,29 @@ def apply(
     out: np.ndarray | None,
     chunks: int | None,
     check_out: Callable[[np.ndarray | None, tuple[int, ...], np.dtype], None],
+    stats: Stats | None = None,
+    layout: tuple[tuple[int, ...], np.dtype] | None = None,
+    row0: int = 0,
 ) -> np.ndarray:
-    """Run ``func`` blockwise over axis 0 of ``x`` into one output array."""
+    """Run ``func`` blockwise over axis 0 of ``x`` into one output array.
+
+    ``stats`` is filled as the call runs. ``layout`` (trailing shape, dtype
+    of the output), when the caller knows it, saves the probe; ``row0`` is
+    where ``x`` starts in the caller's array (for error messages).
+    """
+    stats = stats if stats is not None else Stats("apply", backend.name)
     with backend.scope():
-        first = probe(func, x)
-        tail, dtype = first.shape[1:], first.dtype
+        first = None
+        if layout is None:
+            first = probe(func, x)
+            layout = first.shape[1:], first.dtype
+        tail, dtype = layout
         shape = (x.shape[0], *tail)
         check_out(out, shape, dtype)
         rows = x.shape[0]
         if rows <= 1:
             # Nothing to split: the probe was the whole job (rows == 1), or run it on empty x.
-            res = first if rows == 1 else func(x)
+            res = first if (rows == 1 and first is not None) else func(x)
             check_block(res, rows, tail, dtype, "the whole (empty or single-row) input")
             if out is None:
                 return res
@@ -142,14 +168,16 @@ def apply(
         io = backend.transport.apply_io(x, out, shape, dtype)
 
         def where(i: int) -> str:
-            return f"block {i} of {n} (rows {edges[i]}:{edges[i + 1]})"
+            return f"block {i} of {n} (rows {edges[i] + row0}:{edges[i + 1] + row0})"
 
         def jobs() -> Iterator[Job]:
             for i in range(n):
                 src, dst = io.block(edges[i], edges[i + 1])
                 yield i, apply_block, (func, src, dst, where(i), tail, dtype)
 
-        def on_done(i: int, res: Any) -> None:
+        def on_done(i: int, done: tuple[Any, tuple[int, str], float]) -> None:
+            res, who, busy = done
+            stats.busy(who, busy)
             if res is not None:
                 io.took(edges[i], edges[i + 1], res)
 
@@ -158,7 +186,9 @@ def apply(
         except BaseException:
             io.abort()
             raise
-        return io.finish()
+        result = io.finish()
+        stats.moved(io.moved, io.move_s)
+        return result
 
 
 def map_tasks(
@@ -167,15 +197,24 @@ def map_tasks(
     columns: Sequence[Sequence[Any]],
     chunksize: int | None,
     timeout: float | None = None,
+    stats: Stats | None = None,
+    start: int = 0,
+    total: int | None = None,
 ) -> list[Any]:
-    """``[func(*args) for args in zip(*columns)]``, in parallel, results in order."""
-    total = len(columns[0])
-    if total == 0:
+    """``[func(*args) for args in zip(*columns)]``, in parallel, results in order.
+
+    ``start`` and ``total`` place these tasks in a bigger call, for error
+    messages ("task 40 of 100").
+    """
+    stats = stats if stats is not None else Stats("map", backend.name)
+    count = len(columns[0])
+    if count == 0:
         return []
-    tasks = list(enumerate(zip(*columns, strict=True)))
-    size = chunksize if chunksize is not None else backend.default_chunksize(total)
-    batches = [tasks[i : i + size] for i in range(0, total, size)]
-    results: list[Any] = [None] * total
+    total = total if total is not None else count
+    tasks = list(enumerate(zip(*columns, strict=True), start))
+    size = chunksize if chunksize is not None else backend.default_chunksize(count)
+    batches = [tasks[i : i + size] for i in range(0, count, size)]
+    results: list[Any] = [None] * count
 
     with backend.scope():
         io = backend.transport.map_io()
@@ -190,9 +229,12 @@ def map_tasks(
                 sent, slots = io.encode(batch)
                 yield b, run_tasks, (func, sent, slots, total)
 
-        def on_done(b: int, res: list[Any]) -> None:
+        def on_done(b: int, done: tuple[list[Any], tuple[int, str], float]) -> None:
+            res, who, busy = done
+            stats.busy(who, busy)
+            stats.tasks += len(res) - 1  # busy() counted the batch as one
             for (index, _), r in zip(batches[b], io.decode(batches[b], res), strict=True):
-                results[index] = r
+                results[index - start] = r
 
         try:
             _drive(backend, jobs(), on_done, describe, timeout)
@@ -202,4 +244,5 @@ def map_tasks(
             results.clear()
             io.abort()
             raise
+    stats.moved(io.moved, io.move_s)
     return results

@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import Executor, Future
 from typing import Any
 
 import numpy as np
 
-from . import _engine, backends
+from . import _engine, _planner, backends
 from ._cpus import default_workers
+from ._plan import Plan
+from ._stats import Stats
 from .blas import budget_for
 
 __all__ = ["Pool"]
 
+AUTO = "auto"
+
 
 def check_backend(backend: Any) -> str:
-    if not isinstance(backend, str) or backend not in backends.BACKENDS:
-        raise ValueError(
-            f"backend must be one of {', '.join(map(repr, backends.names()))}; got {backend!r}"
-        )
+    if not isinstance(backend, str) or (backend not in backends.BACKENDS and backend != AUTO):
+        choices = ", ".join(map(repr, [AUTO, *backends.names()]))
+        raise ValueError(f"backend must be one of {choices}; got {backend!r}")
     return backend
 
 
@@ -101,18 +106,27 @@ class Pool(Executor):
 
     Parameters
     ----------
-    backend : {"threads", "processes", "serial", "pickle"}
-        ``threads`` (default): NumPy releases the GIL, so threads run NumPy
-        code in parallel with no copies. ``processes``: worker processes, for
-        code that holds the GIL; arrays travel through shared memory.
-        ``serial``: the caller's thread. ``pickle``: processes that pickle
-        every array (the naive baseline, to compare against).
+    backend : {"auto", "threads", "processes", "serial", "pickle"}
+        ``auto`` (default): measure on the start of the input and choose
+        among serial, threads and processes (see :func:`numpool.plan`);
+        decisions are cached. ``threads``: NumPy releases the GIL, so
+        threads run NumPy code in parallel with no copies. ``processes``:
+        worker processes, for code that holds the GIL; arrays travel
+        through shared memory. ``serial``: the caller's thread. ``pickle``:
+        processes that pickle every array (the naive baseline).
     workers : int, optional
         Number of workers; default: usable cores (affinity and cgroup
         quota), at most the physical cores.
     blas_threads : int, optional
         BLAS/OpenMP threads per worker; default ``usable cores // workers``
         so the cores are never oversubscribed (serial: left alone).
+
+    Attributes
+    ----------
+    last_stats : Stats or None
+        Figures of the last apply/map call made through this pool: tasks,
+        bytes moved between processes, copy time, busy time per worker,
+        and for ``auto`` the :class:`~numpool.Plan` it followed.
 
     Examples
     --------
@@ -125,30 +139,51 @@ class Pool(Executor):
     """
 
     def __init__(
-        self, backend: str = "threads", workers: int | None = None, blas_threads: int | None = None
+        self, backend: str = AUTO, workers: int | None = None, blas_threads: int | None = None
     ) -> None:
         name = check_backend(backend)
         n = check_count("workers", workers) or default_workers()
-        blas = check_count("blas_threads", blas_threads)
-        if blas is None and name != "serial":
-            blas = budget_for(n)
-        self._backend = backends.get(name, n, blas)
+        given = check_count("blas_threads", blas_threads)
+        self._name = name
+        self._workers = 1 if name == "serial" else n
+        self._blas = given if (given is not None or name == "serial") else budget_for(n)
+        self._given_blas = given
+        self._backends: dict[str, backends.Backend] = {}
         self._closed = False
         self._lock = threading.Lock()
+        self.last_stats: Stats | None = None
+        if name != AUTO:
+            self._get(name)
+
+    def _get(self, name: str) -> backends.Backend:
+        """The backend ``name`` of this pool, created on first use (auto creates several)."""
+        backend = self._backends.get(name)
+        if backend is None:
+            with self._lock:
+                self._check_open()
+                backend = self._backends.get(name)
+                if backend is None:
+                    blas = self._given_blas if name == "serial" else self._blas
+                    backend = self._backends[name] = backends.get(name, self._workers, blas)
+        return backend
+
+    def _processes_warm(self) -> bool:
+        procs = self._backends.get("processes")
+        return procs is not None and bool(getattr(procs, "started", False))
 
     @property
     def backend(self) -> str:
-        """Name of the backend running the work."""
-        return self._backend.name
+        """Name of the backend (``"auto"``: see ``last_stats.plan`` for each call's choice)."""
+        return self._name
 
     @property
     def workers(self) -> int:
-        return self._backend.workers
+        return self._workers
 
     @property
     def blas_threads(self) -> int | None:
         """BLAS/OpenMP threads per worker (None: not limited)."""
-        return self._backend.blas_threads
+        return self._blas
 
     def _check_open(self) -> None:
         if self._closed:
@@ -158,12 +193,15 @@ class Pool(Executor):
         """Run ``fn(*args, **kwargs)`` on a worker; return a Future (the Executor API).
 
         Arguments are passed as the backend passes any object: shared in
-        memory (serial, threads) or pickled (processes, pickle). Use
+        memory (serial, threads) or pickled (processes, pickle). ``auto``
+        submits to threads: one call gives nothing to measure. Use
         :meth:`map` to send arrays through shared memory.
         """
         self._check_open()
         check_func("submit", fn)
-        return self._backend.submit(fn, *args, **kwargs)
+        return self._get("threads" if self._name == AUTO else self._name).submit(
+            fn, *args, **kwargs
+        )
 
     def apply(
         self,
@@ -177,11 +215,119 @@ class Pool(Executor):
 
         See :func:`numpool.apply`.
         """
+        result, self.last_stats = self.apply_with_stats(func, x, out=out, chunks=chunks)
+        return result
+
+    def apply_with_stats(
+        self,
+        func: Callable[..., Any],
+        x: Any,
+        *,
+        out: np.ndarray | None = None,
+        chunks: int | None = None,
+    ) -> tuple[np.ndarray, Stats]:
+        """:meth:`apply`, returning its :class:`~numpool.Stats` too (thread-safe)."""
+        t0 = time.perf_counter()
         self._check_open()
         check_func("apply", func)
         arr = as_input_array(x)
         n = check_count("chunks", chunks)
-        return _engine.apply(self._backend, func, arr, out, n, check_out(arr))
+        checker = check_out(arr)
+        if self._name != AUTO:
+            stats = Stats("apply", self._name)
+            result = _engine.apply(self._get(self._name), func, arr, out, n, checker, stats)
+        else:
+            stats = Stats("apply", "")
+            result = self._auto_apply(func, arr, out, n, checker, stats)
+        stats.wall_s = time.perf_counter() - t0
+        return result, stats
+
+    def _options(self) -> tuple[int, int | None]:
+        return self._workers, self._given_blas
+
+    def _auto_apply(
+        self,
+        func: Callable[..., Any],
+        x: np.ndarray,
+        out: np.ndarray | None,
+        chunks: int | None,
+        checker: Callable[[np.ndarray | None, tuple[int, ...], np.dtype], None],
+        stats: Stats,
+    ) -> np.ndarray:
+        if x.shape[0] <= 1:  # nothing to measure or split
+            stats.plan = _trivial_plan("apply", f"{x.shape[0]} row")
+            return _engine.apply(self._get("serial"), func, x, out, None, checker, stats)
+        key = _planner.apply_key(func, x, out, chunks, self._options())
+        plan = _planner.cache.get(key, _planner.REVISIT_AFTER)
+        if plan is None:
+            work = _planner.ApplyWork(func, x, out, checker)
+            plan = self._decide(work, stats, chunks, key)
+            _planner.cache.put(key, plan)
+            _planner.finish(work, plan, self._get, stats)
+            assert work.out is not None
+            return work.out
+        stats.plan = plan
+        stats.backend = plan.backend
+        backend = self._get(plan.backend)
+        if plan.backend == "serial" and out is None:
+            stats.tasks = 1
+            return _engine.whole(func, x)
+        if chunks is None:
+            item_s = plan.item_s * backend.workers / plan.speedups.get(plan.backend, 1.0)
+            chunks = _planner.apply_chunks(backend, x.shape[0], x.nbytes, item_s)
+        return _engine.apply(backend, func, x, out, chunks, checker, stats)
+
+    def _decide(self, work: _planner._Work, stats: Stats, size: int | None, key: Hashable) -> Plan:
+        repeated = _planner.cache.repeated(key)
+        plan = _planner.decide(
+            work, self._get, self._workers, self._blas, self._processes_warm, stats, repeated
+        )
+        if size is not None:  # the user's chunks=/chunksize= win over the planner's
+            if work.kind == "apply":
+                plan = dataclasses.replace(plan, chunks=size)
+            else:
+                plan = dataclasses.replace(plan, chunksize=size)
+        stats.plan = plan
+        return plan
+
+    def plan(
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        kind: str | None = None,
+        chunks: int | None = None,
+        chunksize: int | None = None,
+    ) -> Plan:
+        """What ``backend="auto"`` would do for ``apply(func, x)`` or ``map(func, *iterables)``.
+
+        See :func:`numpool.plan`.
+        """
+        self._check_open()
+        check_func("plan", func)
+        kind = _kind(kind, args)
+        stats = Stats(kind, "")
+        if kind == "apply":
+            if len(args) != 1:
+                raise TypeError(f"plan: apply takes one array after func, got {len(args)}")
+            x = as_input_array(args[0])
+            n = check_count("chunks", chunks)
+            if x.shape[0] <= 1:
+                return _trivial_plan("apply", f"{x.shape[0]} row")
+            key = _planner.apply_key(func, x, None, n, self._options())
+            work: _planner._Work = _planner.ApplyWork(func, x, None, check_out(x))
+            size = n
+        else:
+            columns = check_iterables(args)
+            size = check_count("chunksize", chunksize)
+            if len(columns[0]) <= 1:
+                return _trivial_plan("map", f"{len(columns[0])} task")
+            key = _planner.map_key(func, columns, size, self._options())
+            work = _planner.MapWork(func, columns)
+        plan = _planner.cache.get(key, _planner.REVISIT_AFTER)
+        if plan is None:
+            plan = self._decide(work, stats, size, key)
+            _planner.cache.put(key, plan)
+        return plan
 
     def map(  # type: ignore[override]  # a list (all results, in order), not a lazy iterator
         self,
@@ -194,17 +340,69 @@ class Pool(Executor):
 
         Keeps ``Executor.map``'s signature; see :func:`numpool.map`.
         """
+        results, self.last_stats = self.map_with_stats(
+            func, *iterables, timeout=timeout, chunksize=chunksize
+        )
+        return results
+
+    def map_with_stats(
+        self,
+        func: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int | None = None,
+    ) -> tuple[list[Any], Stats]:
+        """:meth:`map`, returning its :class:`~numpool.Stats` too (thread-safe)."""
+        t0 = time.perf_counter()
         self._check_open()
         check_func("map", func)
         columns = check_iterables(iterables)
         size = check_count("chunksize", chunksize)
-        return _engine.map_tasks(self._backend, func, columns, size, timeout)
+        if self._name != AUTO:
+            stats = Stats("map", self._name)
+            backend = self._get(self._name)
+            results = _engine.map_tasks(backend, func, columns, size, timeout, stats)
+        else:
+            stats = Stats("map", "")
+            results = self._auto_map(func, columns, size, timeout, stats)
+        stats.wall_s = time.perf_counter() - t0
+        return results, stats
+
+    def _auto_map(
+        self,
+        func: Callable[..., Any],
+        columns: list[list[Any]],
+        size: int | None,
+        timeout: float | None,
+        stats: Stats,
+    ) -> list[Any]:
+        tasks = len(columns[0])
+        if tasks <= 1:
+            stats.plan = _trivial_plan("map", f"{tasks} task")
+            return _engine.map_tasks(self._get("serial"), func, columns, None, timeout, stats)
+        key = _planner.map_key(func, columns, size, self._options())
+        plan = _planner.cache.get(key, _planner.REVISIT_AFTER)
+        if plan is None:
+            work = _planner.MapWork(func, columns, timeout)
+            plan = self._decide(work, stats, size, key)
+            _planner.cache.put(key, plan)
+            _planner.finish(work, plan, self._get, stats)
+            return work.results
+        stats.plan = plan
+        stats.backend = plan.backend
+        backend = self._get(plan.backend)
+        if size is None:
+            item_s = plan.item_s * backend.workers / plan.speedups.get(plan.backend, 1.0)
+            size = _planner.map_chunksize(backend, tasks, item_s)
+        return _engine.map_tasks(backend, func, columns, size, timeout, stats)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop the workers and release the pool's shared memory. Idempotent."""
         with self._lock:
             self._closed = True
-        self._backend.shutdown(wait=wait, cancel_futures=cancel_futures)
+            running = list(self._backends.values())
+        for backend in running:
+            backend.shutdown(wait=wait, cancel_futures=cancel_futures)
 
     @property
     def closed(self) -> bool:
@@ -216,6 +414,28 @@ class Pool(Executor):
             f"<numpool.Pool backend={self.backend!r} workers={self.workers} "
             f"blas_threads={self.blas_threads}{state}>"
         )
+
+
+def _kind(kind: str | None, args: tuple[Any, ...]) -> str:
+    """apply or map: given, or apply for one ndarray and map otherwise."""
+    if kind is None:
+        return "apply" if len(args) == 1 and isinstance(args[0], np.ndarray) else "map"
+    if kind not in ("apply", "map"):
+        raise ValueError(f"plan: kind must be 'apply' or 'map', got {kind!r}")
+    return kind
+
+
+def _trivial_plan(kind: str, what: str) -> Plan:
+    return Plan(
+        kind=kind,
+        backend="serial",
+        workers=1,
+        chunks=1 if kind == "apply" else None,
+        chunksize=None,
+        blas_threads=None,
+        what=f"{kind} over {what}",
+        reasons=("One item or none: nothing to split or measure.",),
+    )
 
 
 def check_iterables(iterables: tuple[Iterable[Any], ...]) -> list[list[Any]]:

@@ -24,6 +24,13 @@ __all__ = ["Backend"]
 _MiB = 1 << 20
 
 
+def _warm(func: Any, args: tuple[Any, ...] | None) -> None:
+    """A warm-up task: receiving ``func`` imports it in a worker process; running it
+    on a small sample walks its code path once."""
+    if func is not None and args is not None:
+        func(*args)
+
+
 class Backend:
     """Base class of numpool's backends."""
 
@@ -45,6 +52,18 @@ class Backend:
 
     def scope(self) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
+
+    def start(
+        self, func: Callable[..., Any] | None = None, args: tuple[Any, ...] | None = None
+    ) -> None:
+        """Start the workers and set up the BLAS scope now, not on the first call
+        (so that a timed first call measures the work, not the start). With
+        ``func``, each worker also loads it (a process imports its module), and
+        with ``args`` runs ``func(*args)`` once: a forked worker's first run of
+        a code path is slow while it copies the pages it touches (copy-on-write)."""
+        with self.scope():
+            for f in [self.submit(_warm, func, args) for _ in range(self.workers)]:
+                f.result()
 
     #: blocks per worker, at least and at most
     blocks_per_worker: ClassVar[tuple[int, int]] = (4, 64)

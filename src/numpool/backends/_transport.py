@@ -20,6 +20,7 @@ segment, so it is unlinked rather than recycled.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,18 @@ __all__ = ["Pickled", "Shared", "Transport"]
 Task = tuple[int, tuple[Any, ...]]
 
 
-class ApplyIO:
+class _Counted:
+    """Bytes that crossed a process boundary, and the caller's seconds copying them."""
+
+    moved: int = 0
+    move_s: float = 0.0
+
+    def count(self, nbytes: int, seconds: float = 0.0) -> None:
+        self.moved += nbytes
+        self.move_s += seconds
+
+
+class ApplyIO(_Counted):
     """Per-call state of apply on a transport (Direct: plain views)."""
 
     def __init__(self, x: np.ndarray, out: np.ndarray) -> None:
@@ -53,7 +65,7 @@ class ApplyIO:
         pass
 
 
-class MapIO:
+class MapIO(_Counted):
     """Per-call state of map on a transport (Direct: arguments as they are)."""
 
     def encode(self, batch: list[Task]) -> tuple[list[Task], list[Slot | None] | None]:
@@ -92,10 +104,27 @@ class Transport:
 
 class _PickledApply(ApplyIO):
     def block(self, a: int, b: int) -> tuple[Any, Any]:
-        return self.x[a:b], None
+        block = self.x[a:b]
+        self.count(block.nbytes)
+        return block, None
 
     def took(self, a: int, b: int, res: Any) -> None:
+        self.count(res.nbytes)
         self.out[a:b] = res
+
+
+def _array_bytes(values: Any) -> int:
+    return sum(v.nbytes for v in values if isinstance(v, np.ndarray))
+
+
+class _PickledMap(MapIO):
+    def encode(self, batch: list[Task]) -> tuple[list[Task], list[Slot | None] | None]:
+        self.count(sum(_array_bytes(args) for _, args in batch))
+        return batch, None
+
+    def decode(self, batch: list[Task], results: list[Any]) -> list[Any]:
+        self.count(_array_bytes(results))
+        return results
 
 
 class Pickled(Transport):
@@ -108,6 +137,9 @@ class Pickled(Transport):
     ) -> ApplyIO:
         return _PickledApply(x, out if out is not None else self.new_out(shape, dtype))
 
+    def map_io(self) -> MapIO:
+        return _PickledMap()
+
 
 def _rows(ref: ShmRef, a: int, b: int) -> ShmRef:
     """The ShmRef of rows a:b of the array ``ref`` points at."""
@@ -115,15 +147,17 @@ def _rows(ref: ShmRef, a: int, b: int) -> ShmRef:
     return ref._replace(offset=ref.offset + a * step, shape=(b - a, *ref.shape[1:]))
 
 
-def _stage(arr: np.ndarray, held: list[Segment]) -> ShmRef:
+def _stage(arr: np.ndarray, held: list[Segment], io: _Counted) -> ShmRef:
     """A ShmRef for ``arr``: its own segment if shared, else a copy in a warm one."""
     ref = shm.shared_ref(arr)
     if ref is not None:
         return ref
+    t0 = time.perf_counter()
     seg = shm.arena().take(arr.nbytes)
     held.append(seg)
     view = seg.ndarray(arr.shape, arr.dtype)
     np.copyto(view, arr, casting="no")
+    io.count(arr.nbytes, time.perf_counter() - t0)
     return ShmRef(seg.name, 0, arr.shape, arr.dtype, view.strides)
 
 
@@ -152,7 +186,7 @@ class _SharedApply(ApplyIO):
                 "Use backend='threads' (or 'pickle'), or convert x to a numeric dtype."
             )
         try:
-            self.src = _stage(x, self.held)
+            self.src = _stage(x, self.held, self)
             dst = shm.shared_ref(out) if out is not None else None
             if dst is None:
                 seg = shm.arena().take(int(np.prod(shape)) * dtype.itemsize)
@@ -174,8 +208,10 @@ class _SharedApply(ApplyIO):
             result: np.ndarray = shm.wrap(self.owned, self.shape, self.dtype)
             self.owned = None
         elif self.user_out is not None and shm.shared_ref(self.user_out) is None:
+            t0 = time.perf_counter()
             temp = self.held[-1].ndarray(self.shape, self.dtype)
             np.copyto(self.user_out, temp, casting="no")
+            self.count(temp.nbytes, time.perf_counter() - t0)
             result = self.user_out
         else:
             assert self.user_out is not None
@@ -203,7 +239,7 @@ class _SharedMap(MapIO):
         entry = self.staged.get(id(a))
         if entry is None:
             held: list[Segment] = []
-            ref = _stage(a, held)
+            ref = _stage(a, held, self)
             entry = self.staged[id(a)] = [ref, held[0] if held else None, 0, a]
         entry[2] += 1
         return entry[0]
@@ -243,6 +279,7 @@ class _SharedMap(MapIO):
                 else:
                     seg = Segment.attach(res.name, populate=False)
                 res = shm.wrap(seg, res.shape, res.dtype, res.offset, res.strides)
+                self.count(res.nbytes)  # written into shared memory by the worker
                 self.guess = max(self.guess, res.nbytes)
             else:  # not an array (or an empty one): stop reserving slots by guess
                 self.guess = max(self.guess, 0)

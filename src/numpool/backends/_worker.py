@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ import numpy as np
 
 from .. import blas
 from .._errors import annotate
+from .._stats import worker_name
 from ..shm import Attachments, Segment, ShmRef, Slot
 
 _attachments: Attachments | None = None
@@ -81,8 +83,12 @@ def apply_block(
     where: str,
     tail: tuple[int, ...],
     dtype: np.dtype,
-) -> Any:
-    """Run ``func`` on one block; write into ``dst`` (None: return the result)."""
+) -> tuple[Any, tuple[int, str], float]:
+    """Run ``func`` on one block; write into ``dst`` (None: return the result).
+
+    Returns (the result or None, who ran it, busy seconds) for ``Stats``.
+    """
+    t0 = time.perf_counter()
     block = resolve(src)
     target = resolve(dst) if dst is not None else None
     try:
@@ -95,10 +101,10 @@ def apply_block(
         raise annotate(e, where) from None
     check_block(res, block.shape[0], tail, dtype, where)
     if target is None:
-        return res
+        return res, worker_name(), time.perf_counter() - t0
     if res is not target:
         np.copyto(target, res, casting="no")
-    return None
+    return None, worker_name(), time.perf_counter() - t0
 
 
 def run_tasks(
@@ -106,14 +112,15 @@ def run_tasks(
     batch: Sequence[tuple[int, tuple[Any, ...]]],
     slots: Sequence[Slot | None] | None,
     total: int,
-) -> list[Any]:
+) -> tuple[list[Any], tuple[int, str], float]:
     """Run map tasks ``func(*args)``; array results go back through shared memory.
 
     ``slots``, given by the processes backend, are segments the parent
     reserved for the results (sized by a guess); a result that does not fit
     goes into a new segment owned by the parent. Without slots, results are
-    returned as they are.
+    returned as they are. Returns (results, who ran them, busy seconds).
     """
+    t0 = time.perf_counter()
     out = []
     for k, (index, args) in enumerate(batch):
         try:
@@ -123,7 +130,7 @@ def run_tasks(
         if slots is not None:
             res = _result_to_shm(res, slots[k])
         out.append(res)
-    return out
+    return out, worker_name(), time.perf_counter() - t0
 
 
 def _result_to_shm(res: Any, slot: Slot | None) -> Any:

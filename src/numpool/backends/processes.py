@@ -83,6 +83,12 @@ class ProcessesBackend(Backend):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         return self.executor().submit(fn, *args, **kwargs)
 
+    @property
+    def started(self) -> bool:
+        """Workers are running (a first call would not pay their start-up)."""
+        ex = self._executor
+        return ex is not None and not getattr(ex, "_broken", False)
+
     def default_chunksize(self, tasks: int) -> int:
         # One message per batch: fewer round trips for many small tasks.
         return max(1, tasks // (8 * self.workers))

@@ -1,0 +1,153 @@
+"""numpool.Plan: what backend="auto" chose, with the figures behind the choice.
+
+A :class:`Plan` is made by the planner (``numpool/_planner.py``) from
+measurements on the start of the real input, and kept in a small cache
+keyed by (function, kind of input, size class, options) so that a loop
+calling ``apply`` a thousand times measures once. This module holds the
+plan, its plain-words explanation, and the cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Plan", "PlanCache"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The backend and sizes ``backend="auto"`` runs a call with, and why.
+
+    ``print(plan)`` or :meth:`explain` gives the reasoning in plain words
+    with the measured figures behind it.
+
+    Attributes
+    ----------
+    kind : str
+        ``"apply"`` (items are rows) or ``"map"`` (items are tasks).
+    backend : str
+        ``"serial"``, ``"threads"`` or ``"processes"``.
+    workers : int
+        Workers of the chosen backend (1 for serial).
+    chunks : int or None
+        Blocks for apply (None for map).
+    chunksize : int or None
+        Tasks per message for map (None for apply).
+    blas_threads : int or None
+        BLAS threads per worker (None: left as they are).
+    cached : bool
+        True when an earlier call with the same function, input class and
+        options made this decision and nothing was measured this time.
+    item_s : float
+        Measured seconds per row (apply) or task (map), run serially.
+    serial_s : float
+        Estimated seconds to run the whole input serially.
+    speedups : dict
+        Measured speed-up over serial per backend tried, on a sample of the
+        real input (``{"threads": 1.9, "processes": 1.7}``).
+    reasons : tuple of str
+        The sentences :meth:`explain` prints.
+    """
+
+    kind: str
+    backend: str
+    workers: int
+    chunks: int | None
+    chunksize: int | None
+    blas_threads: int | None
+    cached: bool = False
+    what: str = ""
+    item_s: float = 0.0
+    serial_s: float = 0.0
+    speedups: dict[str, float] = field(default_factory=dict)
+    move_s: float = 0.0
+    startup_s: float = 0.0
+    probe_s: float = 0.0
+    measured_items: int = 0
+    revisit: bool = False
+    reasons: tuple[str, ...] = ()
+
+    def explain(self) -> str:
+        """The choice and the reasons for it, a few plain sentences."""
+        sizes = (
+            f"{self.chunks} block{'s' * (self.chunks != 1)}"
+            if self.chunks is not None
+            else f"chunksize {self.chunksize}"
+        )
+        head = f"{self.what} -> backend={self.backend!r}"
+        if self.backend != "serial":
+            head += f", {self.workers} workers, {sizes}"
+            if self.blas_threads is not None:
+                head += f", {self.blas_threads} BLAS thread{'s' * (self.blas_threads != 1)} each"
+        lines = [head + "."]
+        lines += [f"- {r}" for r in self.reasons]
+        if self.cached:
+            lines.append(
+                "- Cached: decided on an earlier call with the same function, dtype, size "
+                "class and options; nothing was measured this time."
+            )
+        elif self.probe_s:
+            unit = "rows" if self.kind == "apply" else "tasks"
+            lines.append(
+                f"- The first {self.measured_items:,} {unit} ran while measuring "
+                f"({self.probe_s * 1e3:.1f} ms); their results are kept, not thrown away."
+            )
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.explain()
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class PlanCache:
+    """An LRU map from a call's key to the Plan made for it (thread-safe)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._plans: OrderedDict[Hashable, Plan] = OrderedDict()
+        self._hits: dict[Hashable, int] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, revisit_after: int = 0) -> Plan | None:
+        """The plan for ``key``; None also when a plan marked ``revisit`` has been
+        used ``revisit_after`` times (the caller plans again, knowing the call repeats)."""
+        plan = self._plans.get(key)
+        if plan is not None:
+            with self._lock:
+                if key in self._plans:
+                    self._plans.move_to_end(key)
+                if plan.revisit:
+                    hits = self._hits[key] = self._hits.get(key, 0) + 1
+                    if hits >= revisit_after:
+                        del self._plans[key]
+                        return None
+        return plan
+
+    def repeated(self, key: Hashable) -> bool:
+        """Whether ``key`` was dropped for a revisit (its call keeps coming back)."""
+        return key in self._hits and key not in self._plans
+
+    def put(self, key: Hashable, plan: Plan) -> None:
+        with self._lock:
+            self._plans[key] = dataclasses.replace(plan, cached=True, probe_s=0.0)
+            self._plans.move_to_end(key)
+            if not plan.revisit:
+                self._hits.pop(key, None)
+            while len(self._plans) > self.size:
+                old, _ = self._plans.popitem(last=False)
+                self._hits.pop(old, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._plans.clear()
+            self._hits.clear()
+
+    def __len__(self) -> int:
+        return len(self._plans)

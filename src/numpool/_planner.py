@@ -1,0 +1,554 @@
+"""backend="auto": measure on the start of the real input, choose, run the rest.
+
+The planner never runs throw-away work. It walks through the input's rows
+(apply) or tasks (map) in stages, and every stage's results are part of
+the answer:
+
+1. **serial**, growing blocks in the caller's thread (1, 2, 4, ... x a
+   base size) until one takes ~0.2 ms or 1/16 of the input is done: the
+   cost per item, hence the serial cost of the rest. Work that small runs
+   serially to the end (a thread hand-off alone costs ~25 us).
+2. **threads**, one block per worker of at least ~1 ms each: the speed-up
+   of threads over serial on the same kind of rows. NumPy code that
+   releases the GIL comes close to the worker count; code that holds it
+   (a Python loop, a GIL-holding C call) gets ~1x, and so does a BLAS call
+   that already used every core serially.
+3. **processes**, only when threads fell short *and* the estimate says
+   processes could win: the rest of the work must outlast starting the
+   workers, and the data's copy into shared memory (measured copy
+   bandwidth) must not eat the gain. One block per worker of ~20 ms.
+4. The best measured speed-up wins (serial unless a parallel backend is at
+   least 10% faster; processes over threads only when 5% faster); the rest
+   of the input runs there with blocks sized from the measured cost.
+
+The decision is cached (``numpool._plan.PlanCache``) per (function, input
+class, size class, options), so later calls skip steps 1-3 entirely.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import _buffers, _engine, shm
+from ._errors import annotate
+from ._plan import Plan, PlanCache
+from ._stats import Stats, worker_name
+from .backends import Backend
+from .backends._worker import apply_block
+
+__all__ = [
+    "ApplyWork",
+    "MapWork",
+    "apply_chunks",
+    "apply_key",
+    "cache",
+    "decide",
+    "finish",
+    "map_chunksize",
+    "map_key",
+]
+
+#: a serial probe block is timed until it takes this long
+PROBE_S = 0.2e-3
+#: ... or until this fraction of the input is done
+PROBE_FRACTION = 1 / 16
+#: remaining serial work below this is not worth a thread hand-off (~25 us each, measured)
+SERIAL_BELOW_S = 0.25e-3
+#: work per worker in the threads trial (enough to time, small enough to stay cheap)
+THREADS_TRIAL_S = 1e-3
+#: work per worker in the processes trial (a round trip costs ~0.3-0.5 ms, measured)
+PROCESSES_TRIAL_S = 20e-3
+#: work each new worker process does before a trial: fresh workers run slowly while
+#: they copy the pages they touch (measured: a pure-Python loop at 2-3x its cost
+#: for the first tens of ms of 2 concurrent workers)
+WARM_S = 20e-3
+#: a trial runs this many rounds and keeps the best
+TRIAL_ROUNDS = 2
+#: a trial stage uses at most this fraction of what remains
+TRIAL_FRACTION = 1 / 3
+#: threads at this fraction of the worker count: GIL released, nothing to gain elsewhere
+GIL_FREE = 0.8
+#: what processes reach at best, per worker, before moving data (measured 0.88-0.93)
+PROCESS_EFFICIENCY = 0.9
+#: a parallel backend must beat serial by this much; processes must beat threads by ...
+PARALLEL_MARGIN = 1.05
+PROCESSES_MARGIN = 1.05
+#: the smallest block worth sending: threads (hand-off ~25 us), processes (~0.4 ms)
+MIN_BLOCK_S = {"threads": 1e-3, "processes": 5e-3}
+
+#: seconds to start worker processes, until measured in this process
+_startup_s = 0.15
+#: a plan that did not start processes only because of their start-up is made again
+#: once the same call has come back this many times (the start-up is then amortised)
+REVISIT_AFTER = 3
+#: a conservative memory-copy rate, only to decide whether processes are worth a trial
+#: (which then measures the real copies); warm tmpfs writes ran at ~20 GB/s here
+COPY_BYTES_PER_S = 5e9
+
+cache = PlanCache()
+
+
+def _func_key(func: Any) -> Hashable:
+    """A function's identity for the cache: a lambda made anew in a loop keeps its code."""
+    code = getattr(func, "__code__", None)
+    if code is not None:
+        return code
+    try:
+        hash(func)
+    except TypeError:
+        return id(func)
+    return func
+
+
+def apply_key(func: Any, x: np.ndarray, out: Any, chunks: Any, options: Hashable) -> Hashable:
+    return (
+        "apply",
+        _func_key(func),
+        x.dtype,
+        x.shape[1:],
+        x.nbytes.bit_length(),
+        shm.shared_ref(x) is not None,
+        out is not None,
+        chunks,
+        options,
+    )
+
+
+def _arg_class(a: Any) -> Hashable:
+    if isinstance(a, np.ndarray):
+        return (a.dtype, a.ndim, a.nbytes.bit_length())
+    return type(a).__qualname__
+
+
+def map_key(
+    func: Any, columns: Sequence[Sequence[Any]], chunksize: Any, options: Hashable
+) -> Hashable:
+    n = len(columns[0])
+    first = tuple(_arg_class(c[0]) for c in columns) if n else ()
+    return ("map", _func_key(func), n.bit_length(), first, chunksize, options)
+
+
+def _name(func: Any) -> str:
+    name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
+    if isinstance(func, np.ufunc):
+        return f"np.{func.__name__}"
+    return str(name) if name else type(func).__name__
+
+
+def _ms(s: float) -> str:
+    if s < 1e-6:
+        return f"{s * 1e9:.1f} ns"
+    if s >= 1:
+        return f"{s:.2f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.1f} ms"
+    return f"{s * 1e6:.0f} us"
+
+
+class _Work:
+    """The input, walked in stages: items [0, done) are finished."""
+
+    kind: str
+    func: Callable[..., Any]
+    n: int
+    done: int = 0
+    what: str
+
+    def prepare(self) -> None:
+        """Before anything is timed: learn the output's layout (apply)."""
+
+    def serial(self, a: int, b: int) -> float:
+        """Run items a:b in the caller; seconds spent in ``func``."""
+        raise NotImplementedError
+
+    def sample(self, per_item: float) -> tuple[Any, ...] | None:
+        """Small arguments (~WARM_S of work, a few MB) for warming up a worker, or None."""
+        raise NotImplementedError
+
+    def pretouch(self, a: int, b: int) -> None:
+        """Fault in the output for items a:b, so that a trial times compute, not
+        the kernel zeroing fresh (huge) pages, which the first writer pays."""
+
+    def run(self, backend: Backend, a: int, b: int, size: int | None, stats: Stats) -> None:
+        raise NotImplementedError
+
+    def move_bytes(self) -> int:
+        """Bytes per item that processes would copy (0 for data already shared)."""
+        raise NotImplementedError
+
+    def sizes(self, backend: Backend, item_s: float, items: int) -> int | None:
+        """chunks (apply) or chunksize (map) for ``items``; ``item_s``: a worker's
+        seconds per item on ``backend``."""
+        raise NotImplementedError
+
+
+class ApplyWork(_Work):
+    kind = "apply"
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        x: np.ndarray,
+        out: np.ndarray | None,
+        check_out: Callable[[np.ndarray | None, tuple[int, ...], np.dtype], None],
+    ) -> None:
+        self.func = func
+        self.x = x
+        self.n = x.shape[0]
+        self.out = out
+        self.check_out = check_out
+        self.tail: tuple[int, ...] = ()
+        self.dtype: np.dtype | None = None
+        self.what = (
+            f"apply({_name(func)}) over {self.n:,} rows of {x.dtype} "
+            f"({x.nbytes / 1e6:.1f} MB{', shared' if shm.shared_ref(x) is not None else ''})"
+        )
+
+    def prepare(self) -> None:
+        """Row 0 through the usual probe (output dtype and shape; ``out=`` checked),
+        then the output, allocated before any timing starts."""
+        first = _engine.probe(self.func, self.x)
+        self.tail, self.dtype = first.shape[1:], first.dtype
+        shape = (self.n, *self.tail)
+        self.check_out(self.out, shape, first.dtype)
+        if self.out is None:
+            self.out = _buffers.empty(shape, first.dtype)
+        self.out[:1] = first
+        self.done = 1
+
+    def serial(self, a: int, b: int) -> float:
+        assert self.out is not None and self.dtype is not None
+        # into func's own temporary, like a plain call; the copy into out is not timed
+        res, _, busy = apply_block(
+            self.func, self.x[a:b], None, f"block of rows {a}:{b}", self.tail, self.dtype
+        )
+        np.copyto(self.out[a:b], res, casting="no")
+        return float(busy)
+
+    def sample(self, per_item: float) -> tuple[Any, ...] | None:
+        row_bytes = max(1, self.x.nbytes // max(1, self.n))
+        k = min(self.n, max(1, int(WARM_S / max(per_item, 1e-12))), max(1, (4 << 20) // row_bytes))
+        return (np.ascontiguousarray(self.x[:k]),) if self.x.dtype.hasobject is False else None
+
+    def pretouch(self, a: int, b: int) -> None:
+        assert self.out is not None
+        if self.out[a:b].flags.writeable:
+            self.out[a:b] = 0
+
+    def run(self, backend: Backend, a: int, b: int, size: int | None, stats: Stats) -> None:
+        assert self.out is not None and self.dtype is not None
+        _engine.apply(
+            backend,
+            self.func,
+            self.x[a:b],
+            self.out[a:b],
+            size,
+            lambda *_: None,
+            stats=stats,
+            layout=(self.tail, self.dtype),
+            row0=a,
+        )
+
+    def move_bytes(self) -> int:
+        per_row = self.x.nbytes // max(1, self.n)
+        return 0 if shm.shared_ref(self.x) is not None else per_row
+
+    def sizes(self, backend: Backend, item_s: float, items: int) -> int | None:
+        return apply_chunks(backend, items, self.x.nbytes * items // max(1, self.n), item_s)
+
+
+class MapWork(_Work):
+    kind = "map"
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        columns: Sequence[Sequence[Any]],
+        timeout: float | None = None,
+    ) -> None:
+        self.func = func
+        self.columns = columns
+        self.timeout = timeout
+        self.n = len(columns[0])
+        self.results: list[Any] = [None] * self.n
+        self.what = f"map({_name(func)}) over {self.n:,} tasks"
+
+    def serial(self, a: int, b: int) -> float:
+        t0 = time.perf_counter()
+        for i in range(a, b):
+            try:
+                self.results[i] = self.func(*(c[i] for c in self.columns))
+            except Exception as e:
+                raise annotate(e, f"task {i} of {self.n}") from None
+        return time.perf_counter() - t0
+
+    def run(self, backend: Backend, a: int, b: int, size: int | None, stats: Stats) -> None:
+        cols = [c[a:b] for c in self.columns]
+        res = _engine.map_tasks(
+            backend, self.func, cols, size, self.timeout, stats, start=a, total=self.n
+        )
+        self.results[a:b] = res
+
+    def sample(self, per_item: float) -> tuple[Any, ...] | None:
+        args = tuple(c[0] for c in self.columns)
+        small = sum(a.nbytes for a in args if isinstance(a, np.ndarray)) < (1 << 20)
+        return args if per_item < WARM_S and small else None
+
+    def move_bytes(self) -> int:
+        """Array bytes per task: distinct unshared arguments, plus results."""
+        done = max(1, self.done)
+        seen: set[int] = set()
+        total = 0
+        for c in self.columns:
+            for a in c[:done]:
+                if isinstance(a, np.ndarray) and id(a) not in seen and shm.shared_ref(a) is None:
+                    seen.add(id(a))
+                    total += a.nbytes
+        total += sum(r.nbytes for r in self.results[:done] if isinstance(r, np.ndarray))
+        return total // done
+
+    def sizes(self, backend: Backend, item_s: float, items: int) -> int | None:
+        return map_chunksize(backend, items, item_s)
+
+
+def apply_chunks(backend: Backend, rows: int, nbytes: int, item_s: float) -> int:
+    """Blocks for ``rows`` on ``backend``: its default by bytes, but no block under
+    MIN_BLOCK_S of work (``item_s``: a worker's seconds per row)."""
+    if backend.name == "serial":
+        return 1
+    w = backend.workers
+    by_bytes = backend.default_chunks(rows, nbytes)
+    by_time = max(w, int(item_s * rows / MIN_BLOCK_S.get(backend.name, 1e-3)) // w * w)
+    return max(1, min(rows, by_bytes, by_time))
+
+
+def map_chunksize(backend: Backend, tasks: int, item_s: float) -> int | None:
+    """Tasks per message: the backend's default, or enough for ~1 ms of work."""
+    if backend.name == "serial":
+        return None
+    floor = math.ceil(MIN_BLOCK_S["threads"] / max(item_s, 1e-9))
+    return max(1, backend.default_chunksize(tasks), min(floor, tasks // backend.workers or 1))
+
+
+def _serial_probe(work: _Work, stats: Stats) -> float:
+    """Stage 1: growing serial blocks; returns seconds per item."""
+    n = work.n
+    work.prepare()
+    limit = max(1, int(n * PROBE_FRACTION))
+    size = 1 if work.kind == "map" else max(1, n >> 12)
+    per_item = 0.0
+    previous = math.inf
+    spent = 0.0
+    blocks = 0
+    while work.done < n:
+        b = min(size, n - work.done)
+        dt = work.serial(work.done, work.done + b)
+        stats.busy(worker_name(), dt)
+        work.done += b
+        spent += dt
+        blocks += 1
+        if work.kind == "apply":
+            # The faster of the two biggest blocks: small blocks are dominated by the
+            # call's fixed cost, and a block only ever runs slower than the function
+            # (first-call warm-up, page faults in its temporaries, an interrupt).
+            rate = dt / b
+            per_item = min(rate, previous)
+            previous = rate
+            if (dt >= PROBE_S and blocks >= 2) or work.done >= limit:
+                break
+        else:  # tasks vary: average them
+            per_item = spent / blocks
+            if spent >= PROBE_S or work.done >= limit:
+                break
+        size *= 2
+    return per_item
+
+
+def _trial(
+    work: _Work, backend: Backend, per_item: float, per_worker_s: float, stats: Stats
+) -> float | None:
+    """Run the next items on ``backend``, one block per worker, in TRIAL_ROUNDS rounds;
+    the best measured speed-up over serial (noise only ever slows a round down)."""
+    w = backend.workers
+    per_block = max(1, math.ceil(per_worker_s / max(per_item, 1e-12)))
+    budget = max(w, int((work.n - work.done) * TRIAL_FRACTION) // TRIAL_ROUNDS)
+    best: float | None = None
+    for _ in range(TRIAL_ROUNDS):
+        a = work.done
+        items = min(w * per_block, budget, work.n - a)
+        if items < w:
+            break
+        sub = Stats(work.kind, backend.name)
+        work.pretouch(a, a + items)
+        t0 = time.perf_counter()
+        work.run(backend, a, a + items, w if work.kind == "apply" else max(1, items // w), sub)
+        dt = time.perf_counter() - t0
+        work.done += items
+        stats.absorb(sub)
+        if dt > 0:
+            best = max(best or 0.0, per_item * items / dt)
+    return best
+
+
+def decide(
+    work: _Work,
+    get: Callable[[str], Backend],
+    workers: int,
+    blas_threads: int | None,
+    processes_warm: Callable[[], bool],
+    stats: Stats,
+    repeated: bool = False,
+) -> Plan:
+    """Stages 1-3 on ``work``; returns the plan for the rest (and for later calls)."""
+    global _startup_s
+    t_start = time.perf_counter()
+    serial = Stats(work.kind, "serial")
+    per_item = _serial_probe(work, serial)
+    stats.absorb(serial)
+    reasons: list[str] = []
+    speedups: dict[str, float] = {}
+    move_s = startup = 0.0
+    held_back = False
+    rest = work.n - work.done
+    serial_total = per_item * work.n
+    rest_s = per_item * rest
+    unit = "row" if work.kind == "apply" else "task"
+    reasons.append(
+        f"Serially, {_name(work.func)} took {_ms(per_item)} per {unit} "
+        f"(~{_ms(serial_total)} for all {work.n:,})."
+    )
+    choice = "serial"
+
+    if workers < 2:
+        reasons.append("Only 1 worker allowed (workers=1): serial.")
+    elif rest == 0:
+        reasons.append("Measuring finished the whole input: nothing left to run in parallel.")
+    elif rest_s < SERIAL_BELOW_S:
+        reasons.append(
+            f"The rest is ~{_ms(rest_s)} of work, under {_ms(SERIAL_BELOW_S)}: handing blocks "
+            "to threads (~25 us each) or processes (~0.4 ms each) would cost more than it saves."
+        )
+    else:
+        threads = get("threads")
+        threads.start()
+        sp = _trial(work, threads, per_item, THREADS_TRIAL_S, stats)
+        if sp is not None:
+            speedups["threads"] = sp
+            gil = (
+                "it releases the GIL"
+                if sp >= GIL_FREE * workers
+                else "it holds the GIL, or serial already kept the cores busy (BLAS)"
+            )
+            reasons.append(
+                f"{workers} threads ran {sp:.2f}x as fast as serial on a sample: {gil}."
+            )
+        best = max(1.0, speedups.get("threads", 1.0))
+        rest = work.n - work.done
+        rest_s = per_item * rest
+        if speedups.get("threads", 0.0) < GIL_FREE * workers and rest > 0:
+            move_s = work.move_bytes() * rest / COPY_BYTES_PER_S
+            warm = processes_warm()
+            startup = 0.0 if warm else _startup_s
+            held_back = False
+            hoped = rest_s / (workers * PROCESS_EFFICIENCY) + move_s
+            if hoped >= rest_s / best / PROCESSES_MARGIN:
+                reasons.append(
+                    f"Processes would need ~{_ms(hoped)} at best for the rest (copying the "
+                    f"data into shared memory ~{_ms(move_s)}), against ~{_ms(rest_s / best)}: "
+                    "not tried."
+                )
+            elif rest_s < startup and not repeated:
+                held_back = True
+                reasons.append(
+                    f"Starting {workers} worker processes (~{_ms(startup)}) costs more than the "
+                    f"remaining ~{_ms(rest_s)} of work: not started (the plan is made again if "
+                    f"this call repeats {REVISIT_AFTER} times)."
+                )
+            else:
+                procs = get("processes")
+                t0 = time.perf_counter()
+                try:
+                    # every worker loads func (imports its module); a cold pool starts here
+                    procs.start(work.func, None if warm else work.sample(per_item))
+                    sp = None
+                except Exception as e:  # func cannot reach a worker process
+                    reasons.append(
+                        f"Processes cannot run {_name(work.func)} ({type(e).__name__}: {e}): "
+                        "not tried. Define it at module level in an importable file to allow them."
+                    )
+                else:
+                    if not warm:
+                        startup = _startup_s = time.perf_counter() - t0
+                    sp = _trial(work, procs, per_item, PROCESSES_TRIAL_S, stats)
+                if sp is not None:
+                    speedups["processes"] = sp
+                    reasons.append(
+                        f"{workers} processes ran {sp:.2f}x as fast as serial on a sample "
+                        f"(copying into shared memory included; estimated ~{_ms(move_s)} for "
+                        f"the rest{f'; starting them took {_ms(startup)}' if not warm else ''})."
+                    )
+        thr = speedups.get("threads", 0.0)
+        prc = speedups.get("processes", 0.0)
+        if max(thr, prc) < PARALLEL_MARGIN:
+            reasons.append(
+                f"No parallel backend beat serial by {PARALLEL_MARGIN - 1:.0%}: serial."
+            )
+        elif prc >= thr * PROCESSES_MARGIN:
+            choice = "processes"
+        else:
+            choice = "threads"
+            if prc:
+                reasons.append(
+                    f"Processes were not {PROCESSES_MARGIN - 1:.0%} faster than threads: threads "
+                    "(no copies, no worker processes)."
+                )
+
+    backend = get(choice)
+    rest = work.n - work.done
+    sp = speedups.get(choice, 1.0)
+    # per-item cost on the chosen backend decides block sizes for this and later calls
+    size = work.sizes(backend, per_item * workers / max(sp, 1e-9), max(rest, 1))
+    plan = Plan(
+        kind=work.kind,
+        backend=choice,
+        workers=backend.workers,
+        chunks=size if work.kind == "apply" else None,
+        chunksize=size if work.kind == "map" else None,
+        blas_threads=backend.blas_threads,
+        what=work.what,
+        item_s=per_item,
+        serial_s=serial_total,
+        speedups=speedups,
+        move_s=move_s,
+        startup_s=startup,
+        probe_s=time.perf_counter() - t_start,
+        measured_items=work.done,
+        revisit=held_back,
+        reasons=tuple(reasons),
+    )
+    return plan
+
+
+def finish(work: _Work, plan: Plan, get: Callable[[str], Backend], stats: Stats) -> None:
+    """Run what the stages left, on the plan's backend."""
+    a = work.done
+    if a >= work.n:
+        return
+    size = plan.chunks if work.kind == "apply" else plan.chunksize
+    if plan.backend == "serial" and not (size and size > 1):
+        serial = Stats(work.kind, "serial")
+        serial.busy(worker_name(), work.serial(a, work.n))
+        stats.absorb(serial)
+    else:  # (serial too when the user asked for chunks)
+        backend = get(plan.backend)
+        sub = Stats(work.kind, backend.name)
+        if work.kind == "apply" and size is not None:
+            size = min(size, work.n - a)
+        work.run(backend, a, work.n, size, sub)
+        stats.absorb(sub)
+    work.done = work.n

@@ -1,0 +1,126 @@
+"""What one apply/map call did: ``Pool.last_stats`` and ``numpool.last_stats()``.
+
+The engine fills a :class:`Stats` as the call runs: the blocks or tasks it
+sent, the bytes that crossed a process boundary (copied into or out of
+shared memory, or pickled), the caller's time spent copying them, and each
+worker's busy time (measured inside the worker around ``func`` and its
+result hand-off). ``backend="auto"`` adds the :class:`~numpool.Plan` it
+followed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._plan import Plan
+
+__all__ = ["Stats", "worker_name"]
+
+
+def worker_name() -> tuple[int, str]:
+    """Who is running this block or task: (pid, thread name)."""
+    return os.getpid(), threading.current_thread().name
+
+
+@dataclass
+class Stats:
+    """Figures of one ``apply``/``map`` call.
+
+    Attributes
+    ----------
+    kind : str
+        ``"apply"`` or ``"map"``.
+    backend : str
+        The backend that ran the work (for ``auto``: the one it chose; a
+        first call that measured several lists them, e.g. ``"serial+threads"``).
+    tasks : int
+        Blocks (apply) or tasks (map) run.
+    wall_s : float
+        Seconds from the call to its return.
+    bytes_moved : int
+        Array bytes that crossed a process boundary: copied into or out of
+        shared memory, or pickled. 0 for serial and threads.
+    move_s : float
+        Seconds the caller spent copying arrays into or out of shared memory.
+    busy_s : dict
+        Seconds each worker spent running ``func`` (and handing its result
+        over), by worker: a thread name, or ``"pid N"`` for a process.
+    plan : Plan or None
+        The plan ``backend="auto"`` followed.
+    """
+
+    kind: str
+    backend: str
+    tasks: int = 0
+    wall_s: float = 0.0
+    bytes_moved: int = 0
+    move_s: float = 0.0
+    busy_s: dict[str, float] = field(default_factory=dict)
+    plan: Plan | None = None
+
+    @property
+    def compute_s(self) -> float:
+        """Total busy seconds over all workers."""
+        return sum(self.busy_s.values())
+
+    @property
+    def parallelism(self) -> float:
+        """Busy seconds per wall second: how many workers were kept busy on average."""
+        return self.compute_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    def busy(self, who: tuple[int, str], seconds: float) -> None:
+        pid, thread = who
+        key = thread if pid == os.getpid() else f"pid {pid}"
+        self.busy_s[key] = self.busy_s.get(key, 0.0) + seconds
+        self.tasks += 1
+
+    def moved(self, nbytes: int, seconds: float = 0.0) -> None:
+        self.bytes_moved += nbytes
+        self.move_s += seconds
+
+    def absorb(self, other: Stats) -> None:
+        """Add the figures of one stage of a call (auto runs several)."""
+        if other.backend not in self.backend.split("+"):
+            self.backend = f"{self.backend}+{other.backend}" if self.backend else other.backend
+        self.tasks += other.tasks
+        self.bytes_moved += other.bytes_moved
+        self.move_s += other.move_s
+        for k, v in other.busy_s.items():
+            self.busy_s[k] = self.busy_s.get(k, 0.0) + v
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "backend": self.backend,
+            "tasks": self.tasks,
+            "wall_s": self.wall_s,
+            "bytes_moved": self.bytes_moved,
+            "move_s": self.move_s,
+            "compute_s": self.compute_s,
+            "busy_s": dict(self.busy_s),
+            "plan": self.plan.as_dict() if self.plan is not None else None,
+        }
+
+    def __str__(self) -> str:
+        workers = ", ".join(f"{k} {v * 1e3:.1f}" for k, v in sorted(self.busy_s.items()))
+        unit = "blocks" if self.kind == "apply" else "tasks"
+        text = (
+            f"{self.kind} on {self.backend}: {self.tasks} {unit} "
+            f"in {self.wall_s * 1e3:.1f} ms; {_size(self.bytes_moved)} moved between processes "
+            f"({self.move_s * 1e3:.1f} ms copying in the caller); busy ms per worker: "
+            f"{workers or 'none'} (x{self.parallelism:.2f} parallel)"
+        )
+        return text
+
+
+def _size(n: int) -> str:
+    x = float(n)
+    for unit in ("B", "kB", "MB"):
+        if x < 1000:
+            return f"{x:.0f} B" if unit == "B" else f"{x:.1f} {unit}"
+        x /= 1000
+    return f"{x:.1f} GB"
