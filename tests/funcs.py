@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import signal
@@ -91,3 +92,21 @@ def blas_info(_: object = None) -> list[dict]:
 
 def pid(_: object = None) -> int:
     return os.getpid()
+
+
+# PyDLL keeps the GIL during the call (CDLL releases it): a sleep that holds the GIL,
+# so that threads cannot overlap it but processes can. Deterministic cost per row.
+_libc = ctypes.PyDLL(None)
+US_PER_ROW = 100
+
+
+def gil_sleep(b: np.ndarray) -> np.ndarray:
+    """Sleeps US_PER_ROW microseconds per row while holding the GIL."""
+    _libc.usleep(int(len(b) * US_PER_ROW))
+    return b * 2
+
+
+def gil_sleep_task(a: np.ndarray) -> np.ndarray:
+    """map: one task sleeps 2 ms holding the GIL."""
+    _libc.usleep(2000)
+    return a + 1

@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 #: a serial probe block is timed until it takes this long
-PROBE_S = 0.2e-3
+PROBE_S = 1e-3
 #: ... or until this fraction of the input is done
 PROBE_FRACTION = 1 / 16
 #: remaining serial work below this is not worth a thread hand-off (~25 us each, measured)
@@ -68,7 +68,7 @@ PROCESSES_TRIAL_S = 20e-3
 #: for the first tens of ms of 2 concurrent workers)
 WARM_S = 20e-3
 #: a trial runs this many rounds and keeps the best
-TRIAL_ROUNDS = 2
+TRIAL_ROUNDS = {"threads": 3, "processes": 2}
 #: a trial stage uses at most this fraction of what remains
 TRIAL_FRACTION = 1 / 3
 #: threads at this fraction of the worker count: GIL released, nothing to gain elsewhere
@@ -162,8 +162,9 @@ class _Work:
     def prepare(self) -> None:
         """Before anything is timed: learn the output's layout (apply)."""
 
-    def serial(self, a: int, b: int) -> float:
-        """Run items a:b in the caller; seconds spent in ``func``."""
+    def serial(self, a: int, b: int, direct: bool = False) -> float:
+        """Run items a:b in the caller; seconds spent in ``func``. ``direct``: write
+        straight into the (pre-touched) output, as a parallel block does."""
         raise NotImplementedError
 
     def sample(self, per_item: float) -> tuple[Any, ...] | None:
@@ -221,8 +222,14 @@ class ApplyWork(_Work):
         self.out[:1] = first
         self.done = 1
 
-    def serial(self, a: int, b: int) -> float:
+    def serial(self, a: int, b: int, direct: bool = False) -> float:
         assert self.out is not None and self.dtype is not None
+        if direct:
+            where = f"block of rows {a}:{b}"
+            _, _, busy = apply_block(
+                self.func, self.x[a:b], self.out[a:b], where, self.tail, self.dtype
+            )
+            return float(busy)
         # into func's own temporary, like a plain call; the copy into out is not timed
         res, _, busy = apply_block(
             self.func, self.x[a:b], None, f"block of rows {a}:{b}", self.tail, self.dtype
@@ -278,7 +285,7 @@ class MapWork(_Work):
         self.results: list[Any] = [None] * self.n
         self.what = f"map({_name(func)}) over {self.n:,} tasks"
 
-    def serial(self, a: int, b: int) -> float:
+    def serial(self, a: int, b: int, direct: bool = False) -> float:
         t0 = time.perf_counter()
         for i in range(a, b):
             try:
@@ -343,6 +350,7 @@ def _serial_probe(work: _Work, stats: Stats) -> float:
     size = 1 if work.kind == "map" else max(1, n >> 12)
     per_item = 0.0
     previous = math.inf
+    first = 0.0
     spent = 0.0
     blocks = 0
     while work.done < n:
@@ -361,9 +369,10 @@ def _serial_probe(work: _Work, stats: Stats) -> float:
             previous = rate
             if (dt >= PROBE_S and blocks >= 2) or work.done >= limit:
                 break
-        else:  # tasks vary: average them
-            per_item = spent / blocks
-            if spent >= PROBE_S or work.done >= limit:
+        else:  # tasks vary: average them, leaving out the first (it carries warm-up)
+            first = first if blocks > 1 else dt
+            per_item = (spent - first) / (work.done - 1) if work.done > 1 else spent
+            if (spent >= PROBE_S and work.done >= min(2, limit)) or work.done >= limit:
                 break
         size *= 2
     return per_item
@@ -372,27 +381,39 @@ def _serial_probe(work: _Work, stats: Stats) -> float:
 def _trial(
     work: _Work, backend: Backend, per_item: float, per_worker_s: float, stats: Stats
 ) -> float | None:
-    """Run the next items on ``backend``, one block per worker, in TRIAL_ROUNDS rounds;
-    the best measured speed-up over serial (noise only ever slows a round down)."""
+    """Paired rounds: a serial block, then one block per worker on ``backend``, each
+    pair timed back to back so that a slow phase of the machine hits both halves.
+    Threads: the median of the pairs' speed-ups; processes: the best (the first
+    round also pays the workers' warm-up)."""
     w = backend.workers
     per_block = max(1, math.ceil(per_worker_s / max(per_item, 1e-12)))
-    budget = max(w, int((work.n - work.done) * TRIAL_FRACTION) // TRIAL_ROUNDS)
-    best: float | None = None
-    for _ in range(TRIAL_ROUNDS):
+    rounds = TRIAL_ROUNDS[backend.name]
+    budget = max(w + 1, int((work.n - work.done) * TRIAL_FRACTION) // rounds)
+    ratios: list[float] = []
+    for _ in range(rounds):
         a = work.done
-        items = min(w * per_block, budget, work.n - a)
-        if items < w:
+        k = min(per_block, max(1, budget // (w + 1)), (work.n - a) // (w + 1))
+        if k < 1:
             break
+        work.pretouch(a, a + k)
+        t_serial = work.serial(a, a + k, direct=True)
+        stats.busy(worker_name(), t_serial)
+        a = work.done = a + k
+        items = w * k
         sub = Stats(work.kind, backend.name)
         work.pretouch(a, a + items)
         t0 = time.perf_counter()
-        work.run(backend, a, a + items, w if work.kind == "apply" else max(1, items // w), sub)
+        work.run(backend, a, a + items, w if work.kind == "apply" else max(1, k), sub)
         dt = time.perf_counter() - t0
         work.done += items
         stats.absorb(sub)
-        if dt > 0:
-            best = max(best or 0.0, per_item * items / dt)
-    return best
+        if dt > 0 and t_serial > 0:
+            ratios.append(t_serial * w / dt)
+    if not ratios:
+        return None
+    if backend.name == "threads":
+        return sorted(ratios)[len(ratios) // 2]
+    return max(ratios)
 
 
 def decide(
