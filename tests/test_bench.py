@@ -12,7 +12,7 @@ import pytest
 from numpool.lab import bench
 from numpool.lab.report import ratio
 
-NUMPOOL_ROWS = {"numpool-threads", "numpool-processes", "numpool-processes-shared"}
+NUMPOOL_ROWS = {"numpool-threads", "numpool-processes", "numpool-processes-shared", "numpool-auto"}
 PEER_ROWS = {
     "A": {"joblib-loky", "joblib-threads", "dask-threads"},
     "B": {"joblib-loky", "joblib-threads", "dask-threads", "numexpr"},
@@ -68,6 +68,10 @@ def test_numpool_and_peer_rows_present(quick_run) -> None:
         rows = {r["id"]: r for r in doc["rows"] if r["experiment"] == exp}
         for rid in NUMPOOL_ROWS:
             assert rows[rid]["status"] == "ok", rows[rid]["note"]
+        auto = rows["numpool-auto"]
+        assert "auto chose" in auto["note"] and "workers busy" in auto["note"]
+        assert auto["extra"]["stats"]["plan"]["backend"] in ("serial", "threads", "processes")
+        assert "MB moved" in rows["numpool-processes"]["note"]
         for rid in PEER_ROWS[exp]:
             assert rows[rid]["status"] in ("ok", "not installed"), rows[rid]
             if rows[rid]["status"] == "not installed":

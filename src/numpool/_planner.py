@@ -244,7 +244,8 @@ class ApplyWork(_Work):
 
     def pretouch(self, a: int, b: int) -> None:
         assert self.out is not None
-        if self.out[a:b].flags.writeable:
+        # never over rows still to be read (out=x, an in-place update)
+        if self.out[a:b].flags.writeable and not np.may_share_memory(self.out, self.x):
             self.out[a:b] = 0
 
     def run(self, backend: Backend, a: int, b: int, size: int | None, stats: Stats) -> None:
@@ -355,7 +356,10 @@ def _serial_probe(work: _Work, stats: Stats) -> float:
     blocks = 0
     while work.done < n:
         b = min(size, n - work.done)
-        dt = work.serial(work.done, work.done + b)
+        # into the output, its pages faulted in first: page faults of fresh memory are
+        # paid once by whoever writes first, and would swamp the function's own cost
+        work.pretouch(work.done, work.done + b)
+        dt = work.serial(work.done, work.done + b, direct=True)
         stats.busy(worker_name(), dt)
         work.done += b
         spent += dt
@@ -390,7 +394,8 @@ def _trial(
     rounds = TRIAL_ROUNDS[backend.name]
     budget = max(w + 1, int((work.n - work.done) * TRIAL_FRACTION) // rounds)
     ratios: list[float] = []
-    for _ in range(rounds):
+    grow = 6  # a round whose serial half is too short to time runs again with 2x the items
+    while len(ratios) < rounds:
         a = work.done
         k = min(per_block, max(1, budget // (w + 1)), (work.n - a) // (w + 1))
         if k < 1:
@@ -399,6 +404,10 @@ def _trial(
         t_serial = work.serial(a, a + k, direct=True)
         stats.busy(worker_name(), t_serial)
         a = work.done = a + k
+        if t_serial < per_worker_s / 2 and grow > 0 and k < budget // (w + 1):
+            grow -= 1
+            per_block = 2 * k
+            continue
         items = w * k
         sub = Stats(work.kind, backend.name)
         work.pretouch(a, a + items)
@@ -563,7 +572,7 @@ def finish(work: _Work, plan: Plan, get: Callable[[str], Backend], stats: Stats)
     size = plan.chunks if work.kind == "apply" else plan.chunksize
     if plan.backend == "serial" and not (size and size > 1):
         serial = Stats(work.kind, "serial")
-        serial.busy(worker_name(), work.serial(a, work.n))
+        serial.busy(worker_name(), work.serial(a, work.n, direct=True))
         stats.absorb(serial)
     else:  # (serial too when the user asked for chunks)
         backend = get(plan.backend)

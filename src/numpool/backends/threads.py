@@ -13,6 +13,7 @@ apply/map call by :func:`numpool.blas.process_budget`.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, ClassVar
@@ -42,6 +43,22 @@ class ThreadsBackend(Backend):
 
     def scope(self) -> contextlib.AbstractContextManager[None]:
         return process_budget(self.blas_threads)
+
+    def start(
+        self, func: Callable[..., Any] | None = None, args: tuple[Any, ...] | None = None
+    ) -> None:
+        """Start every thread now. The executor adds a thread only when no idle one is
+        left, so instant warm-up tasks would all run on one thread: each task here
+        waits until all ``workers`` are running at once."""
+        barrier = threading.Barrier(self.workers)
+
+        def meet() -> None:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait(timeout=5)
+
+        with self.scope():
+            for f in [self.submit(meet) for _ in range(self.workers)]:
+                f.result()
 
     def max_in_flight(self) -> int:
         # Threads share memory: nothing is staged per task, so keep every worker fed.

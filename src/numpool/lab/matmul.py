@@ -33,7 +33,7 @@ import numpy as np
 import numpool
 
 from . import meter, peers
-from .rows import Row
+from .rows import Row, attach_stats
 
 __all__ = ["op", "run"]
 
@@ -164,7 +164,7 @@ def run(
     # caller (its workers come from a forkserver).
     reproduction = variants(d1, d2, workers)
     rows = [_reproduction_row(*reproduction[0], measure)]
-    for backend in ("threads", "processes"):
+    for backend in ("threads", "processes", "auto"):
         with numpool.Pool(backend, workers=workers) as pool:
             row = Row(
                 "A",
@@ -181,6 +181,7 @@ def run(
                     warmup=functools.partial(pool.map, np.matmul, d1[:workers], d2[:workers]),
                 )
             )
+            attach_stats(rows[-1], pool.last_stats)
     rows.append(_shared_row(d1, d2, workers, measure))
     # warm-up on the first `workers` pairs only: starts the pools, not 10 s of work
     rows += peers.run_rows(

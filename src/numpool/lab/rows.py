@@ -93,3 +93,15 @@ def measure(
         row.parent_pickle_s = statistics.median(m["parent_pickle_s"] for m in moved)
         row.worker_pickle_s = statistics.median(m["worker_pickle_s"] for m in moved)
     return row
+
+
+def attach_stats(row: Row, stats: Any) -> Row:
+    """Add what numpool's last call did (``Pool.last_stats``) to a numpool row."""
+    if stats is None:
+        return row
+    row.extra["stats"] = stats.as_dict()
+    parts = [f"x{stats.parallelism:.2f} workers busy", f"{stats.bytes_moved / 1e6:.1f} MB moved"]
+    if stats.plan is not None:
+        parts.insert(0, f"auto chose {stats.plan.backend}")
+    row.note = "; ".join([*filter(None, [row.note]), *parts])
+    return row

@@ -25,7 +25,7 @@ import numpy as np
 import numpool
 
 from . import meter, peers
-from .rows import Row
+from .rows import Row, attach_stats
 
 __all__ = ["run"]
 
@@ -62,7 +62,7 @@ def run(
     rows = [measure(Row("B", "B1", "serial exp(data)", "reproduction"), lambda: np.exp(data))]
     # numpool and peers first: the multiprocessing.Pool of B2-B4 forks this process,
     # which leaves `data` slow to read from several threads (see matmul.run).
-    for backend in ("threads", "processes"):
+    for backend in ("threads", "processes", "auto"):
         with numpool.Pool(backend, workers=workers) as npool:
             row = Row(
                 "B",
@@ -73,6 +73,7 @@ def run(
             rows.append(
                 measure(row, functools.partial(npool.apply, np.exp, data), warmup_runs=WARMUP)
             )
+            attach_stats(rows[-1], npool.last_stats)
     rows.append(_shared_row(data, workers, measure))
     rows += peers.run_rows(
         "B", peers.VECTOR, (data, workers), (data, workers), WARMUP, use_peers, measure

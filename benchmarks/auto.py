@@ -1,0 +1,104 @@
+"""backend="auto" against every fixed backend (issue 4), one run, warm pools.
+
+Run:  python benchmarks/auto.py [--pairs N] [--repeat N]
+
+For each workload: serial NumPy, numpool on serial/threads/processes, then
+auto: its first call (measuring included, on a fresh decision cache) and its
+steady calls (cached decision). Ratios are speed-ups over serial NumPy taken
+in this run; "vs best" is auto's steady time against the best fixed backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import numpool
+from numpool import _planner
+from numpool.lab.demo import py_loop
+from numpool.lab.machine import describe
+from numpool.lab.timing import median_time
+
+
+def per_call(fn: Callable[[], Any], calls: int, repeat: int = 7) -> float:
+    """Median over ``repeat`` batches of the time of one call (for microsecond calls)."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        times.append((time.perf_counter() - t0) / calls)
+    return float(np.median(times))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--pairs", type=int, default=100, help="matmul pairs (experiment A: 100)")
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    print(json.dumps(describe(), default=str))
+    pools = {b: numpool.Pool(b) for b in ("serial", "threads", "processes")}
+    auto = numpool.Pool("auto")
+    R = args.repeat
+
+    def workload(name: str, plain: Callable[[], Any], run: Callable[[numpool.Pool], Any], r: int):
+        ser = median_time(plain, r)
+        fixed = {b: median_time(lambda p=p: run(p), r) for b, p in pools.items()}
+        _planner.cache.clear()
+        t0 = time.perf_counter()
+        run(auto)
+        first = time.perf_counter() - t0
+        plan = auto.last_stats.plan
+        steady = median_time(lambda: run(auto), r)
+        best = min(fixed, key=fixed.__getitem__)
+        print(f"\n## {name}\nserial NumPy {ser * 1e3:.2f} ms")
+        for b, t in fixed.items():
+            print(f"  {b:10s} {t * 1e3:10.2f} ms  {ser / t:5.2f}x")
+        print(
+            f"  auto first {first * 1e3:10.2f} ms  {ser / first:5.2f}x  (measuring included)\n"
+            f"  auto       {steady * 1e3:10.2f} ms  {ser / steady:5.2f}x  -> {plan.backend}; "
+            f"vs best fixed ({best}): {fixed[best] / steady:.3f}"
+        )
+        print("  " + plan.explain().replace("\n", "\n  "))
+        print("  last call: " + str(auto.last_stats))
+
+    x = np.random.default_rng(0).random(10_000_000)
+    workload("np.exp over 10M", lambda: np.exp(x), lambda p: p.apply(np.exp, x), 15)
+
+    g = np.random.default_rng(1).random(2_000_000)
+    workload("py_loop (GIL-holding) over 2M", lambda: py_loop(g), lambda p: p.apply(py_loop, g), R)
+
+    n = 2000
+    a = [np.random.default_rng(i).random((n, n)) for i in range(args.pairs)]
+    b = [np.random.default_rng(1000 + i).random((n, n)) for i in range(args.pairs)]
+    workload(
+        f"matmul batch, {args.pairs} pairs of {n}x{n} (experiment A)",
+        lambda: [u @ v for u, v in zip(a, b, strict=True)],
+        lambda p: p.map(np.matmul, a, b),
+        3,
+    )
+
+    s = np.random.default_rng(2).random(10_000)
+    plain = per_call(lambda: np.exp(s), 2000)
+    print(f"\n## np.exp over 10k\nplain np.exp {plain * 1e6:.2f} us")
+    for name, fn in [
+        ("numpool.apply(backend='serial')", lambda: numpool.apply(np.exp, s, backend="serial")),
+        ("Pool('serial').apply", lambda: pools["serial"].apply(np.exp, s)),
+        ("Pool('threads').apply", lambda: pools["threads"].apply(np.exp, s)),
+        ("numpool.apply (auto, cached)", lambda: numpool.apply(np.exp, s)),
+        ("Pool('auto').apply (cached)", lambda: auto.apply(np.exp, s)),
+    ]:
+        t = per_call(fn, 2000)
+        print(f"  {name:34s} {t * 1e6:8.2f} us  {t / plain:5.2f}x plain")
+    print("  " + numpool.last_stats().plan.explain().replace("\n", "\n  "))
+    for p in (*pools.values(), auto):
+        p.shutdown()
+
+
+if __name__ == "__main__":
+    main()
