@@ -240,7 +240,7 @@ class ApplyWork(_Work):
     def sample(self, per_item: float) -> tuple[Any, ...] | None:
         row_bytes = max(1, self.x.nbytes // max(1, self.n))
         k = min(self.n, max(1, int(WARM_S / max(per_item, 1e-12))), max(1, (4 << 20) // row_bytes))
-        return (np.ascontiguousarray(self.x[:k]),) if self.x.dtype.hasobject is False else None
+        return (np.ascontiguousarray(self.x[:k]),) if not self.x.dtype.hasobject else None
 
     def pretouch(self, a: int, b: int) -> None:
         assert self.out is not None
