@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _stats
 from ._plan import Plan
 from ._pool import AUTO, Pool, check_backend, check_count
 from ._stats import Stats
@@ -18,6 +19,9 @@ __all__ = ["apply", "last_stats", "map", "plan", "shutdown_default_pools"]
 _pools: dict[tuple[str, int | None, int | None], Pool] = {}
 _lock = threading.Lock()
 _local = threading.local()
+#: the auto pools by their options as given: apply's fast path for tiny inputs
+_auto: dict[tuple[Any, Any], Pool] = {}
+_auto_default: Pool | None = None  # ... and the one without options
 
 
 def last_stats() -> Stats | None:
@@ -28,7 +32,7 @@ def last_stats() -> Stats | None:
     followed (``print(numpool.last_stats())``). ``Pool.last_stats`` gives
     the same for a pool's own calls.
     """
-    return getattr(_local, "stats", None)
+    return _stats.last(getattr(_local, "stats", None))
 
 
 def _pool(backend: Any, workers: Any, blas_threads: Any) -> Pool:
@@ -42,6 +46,11 @@ def _pool(backend: Any, workers: Any, blas_threads: Any) -> Pool:
         pool = _pools.get(key)
         if pool is None or pool.closed:
             pool = _pools[key] = Pool(*key)
+            if key[0] == AUTO:
+                _auto[(workers, blas_threads)] = pool
+                if not (workers or blas_threads):
+                    global _auto_default
+                    _auto_default = pool
         return pool
 
 
@@ -50,6 +59,9 @@ def shutdown_default_pools() -> None:
     with _lock:
         pools = list(_pools.values())
         _pools.clear()
+        _auto.clear()
+        global _auto_default
+        _auto_default = None
     for pool in pools:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -120,6 +132,13 @@ def apply(
     >>> bool((y == np.exp(x)).all())
     True
     """
+    if out is None and chunks is None and backend == AUTO and type(x) is np.ndarray:
+        pool = _auto.get((workers, blas_threads)) if workers or blas_threads else _auto_default
+        if pool is not None:  # the one dict lookup before Pool._tiny's
+            hit = pool._tiny(func, x)
+            if hit is not None:
+                _local.stats = hit[1]
+                return hit[0]
     pool = _pool(backend, workers, blas_threads)
     result, _local.stats = pool.apply_with_stats(func, x, out=out, chunks=chunks)
     return result

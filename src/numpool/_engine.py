@@ -116,11 +116,16 @@ def whole(func: Callable[..., Any], x: np.ndarray) -> np.ndarray:
         res = func(x)
     except Exception as e:
         raise annotate(e, f"the whole input (rows 0:{x.shape[0]}, run serially)") from None
+    check_whole(func, x, res)
+    return res
+
+
+def check_whole(func: Callable[..., Any], x: np.ndarray, res: Any) -> None:
+    """Raise the usual TypeError/ValueError unless ``res`` is a valid ``func(x)``."""
     if not isinstance(res, np.ndarray) or res.ndim == 0:
         probe(func, x)  # raises the usual TypeError (or func now fails on one row)
         raise TypeError(f"apply: func(x) returned {type(res).__name__}, not an array")
     check_block(res, x.shape[0], res.shape[1:], res.dtype, "the whole input")
-    return res
 
 
 def bounds(rows: int, chunks: int) -> list[int]:

@@ -49,7 +49,14 @@ class Plan:
         Estimated seconds to run the whole input serially.
     speedups : dict
         Measured speed-up over serial per backend tried, on a sample of the
-        real input (``{"threads": 1.9, "processes": 1.7}``).
+        real input (``{"threads": 1.9, "processes": 1.7}``); the median of
+        ``observed`` when the decision took more than one call.
+    observed : dict
+        Every speed-up measured per backend, one per decision (``trials``).
+    trials : int
+        Calls that measured for this decision. A close call (the winner
+        under 1.5x the runner-up) is measured again on the next calls, up
+        to 3, and decided on the medians; then it is ``settled``.
     reasons : tuple of str
         The sentences :meth:`explain` prints.
     """
@@ -70,6 +77,9 @@ class Plan:
     probe_s: float = 0.0
     measured_items: int = 0
     revisit: bool = False
+    observed: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    trials: int = 1
+    settled: bool = True
     reasons: tuple[str, ...] = ()
 
     def explain(self) -> str:
@@ -114,10 +124,17 @@ class PlanCache:
         self._plans: OrderedDict[Hashable, Plan] = OrderedDict()
         self._hits: dict[Hashable, int] = {}
         self._lock = threading.Lock()
+        #: serial plans for work too small to try anything, by a cheaper key
+        #: (see ``Pool._tiny``): checked before anything else, in ~1 us
+        self.tiny: dict[Hashable, Plan] = {}
 
     def get(self, key: Hashable, revisit_after: int = 0) -> Plan | None:
-        """The plan for ``key``; None also when a plan marked ``revisit`` has been
-        used ``revisit_after`` times (the caller plans again, knowing the call repeats)."""
+        """The plan to run ``key`` with, or None: plan (again). None also when
+
+        - a plan marked ``revisit`` has been used ``revisit_after`` times (the
+          caller plans again, knowing the call repeats);
+        - the plan is not ``settled`` (a close call: measure again; the entry
+          stays, as the :meth:`prior` the next decision adds to)."""
         plan = self._plans.get(key)
         if plan is not None:
             with self._lock:
@@ -128,7 +145,14 @@ class PlanCache:
                     if hits >= revisit_after:
                         del self._plans[key]
                         return None
+            if not plan.settled:
+                return None
         return plan
+
+    def prior(self, key: Hashable) -> Plan | None:
+        """An unsettled plan for ``key``, whose measurements the next decision adds to."""
+        plan = self._plans.get(key)
+        return plan if plan is not None and not plan.settled else None
 
     def repeated(self, key: Hashable) -> bool:
         """Whether ``key`` was dropped for a revisit (its call keeps coming back)."""
@@ -144,10 +168,17 @@ class PlanCache:
                 old, _ = self._plans.popitem(last=False)
                 self._hits.pop(old, None)
 
+    def remember_tiny(self, key: Hashable, plan: Plan) -> None:
+        with self._lock:
+            if len(self.tiny) >= self.size:
+                self.tiny.clear()
+            self.tiny[key] = plan
+
     def clear(self) -> None:
         with self._lock:
             self._plans.clear()
             self._hits.clear()
+            self.tiny.clear()
 
     def __len__(self) -> int:
         return len(self._plans)

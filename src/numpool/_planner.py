@@ -60,7 +60,7 @@ PROBE_FRACTION = 1 / 16
 #: remaining serial work below this is not worth a thread hand-off (~25 us each, measured)
 SERIAL_BELOW_S = 0.25e-3
 #: work per worker in the threads trial (enough to time, small enough to stay cheap)
-THREADS_TRIAL_S = 1e-3
+THREADS_TRIAL_S = 3e-3
 #: work per worker in the processes trial (a round trip costs ~0.3-0.5 ms, measured)
 PROCESSES_TRIAL_S = 20e-3
 #: work each new worker process does before a trial: fresh workers run slowly while
@@ -69,8 +69,9 @@ PROCESSES_TRIAL_S = 20e-3
 WARM_S = 20e-3
 #: a trial runs this many rounds and keeps the best
 TRIAL_ROUNDS = {"threads": 3, "processes": 2}
-#: a trial stage uses at most this fraction of what remains
-TRIAL_FRACTION = 1 / 3
+#: a trial stage uses at most this fraction of what remains (it is real work: only
+#: its serial halves run slower than the chosen backend would)
+TRIAL_FRACTION = 1 / 2
 #: threads at this fraction of the worker count: GIL released, nothing to gain elsewhere
 GIL_FREE = 0.8
 #: what processes reach at best, per worker, before moving data (measured 0.88-0.93)
@@ -80,6 +81,13 @@ PARALLEL_MARGIN = 1.05
 PROCESSES_MARGIN = 1.05
 #: the smallest block worth sending: threads (hand-off ~25 us), processes (~0.4 ms)
 MIN_BLOCK_S = {"threads": 1e-3, "processes": 5e-3}
+
+#: a decision whose winner is under this factor ahead of the runner-up is a close call:
+#: it is measured again on the next calls (this VM's trials swing 0.8-1.7x for np.exp
+#: over 10M, whose steady threads speed-up is ~1.8x) ...
+CLEAR_MARGIN = 1.5
+#: ... up to this many calls in all, then decided on the medians and cached for good
+CONFIRM_TRIALS = 3
 
 #: seconds to start worker processes, until measured in this process
 _startup_s = 0.15
@@ -388,33 +396,40 @@ def _trial(
     """Paired rounds: a serial block, then one block per worker on ``backend``, each
     pair timed back to back so that a slow phase of the machine hits both halves.
     Threads: the median of the pairs' speed-ups; processes: the best (the first
-    round also pays the workers' warm-up)."""
+    round also pays the workers' warm-up).
+
+    Bigger blocks beat more rounds: a hand-off to an idle core costs ~0.2-0.4 ms
+    on a small VM (measured), which would swamp a short block. So a round takes
+    up to the whole budget, and further rounds run only while budget is left."""
     w = backend.workers
     per_block = max(1, math.ceil(per_worker_s / max(per_item, 1e-12)))
     rounds = TRIAL_ROUNDS[backend.name]
-    budget = max(w + 1, int((work.n - work.done) * TRIAL_FRACTION) // rounds)
+    budget = max(w + 1, int((work.n - work.done) * TRIAL_FRACTION))
     ratios: list[float] = []
     grow = 6  # a round whose serial half is too short to time runs again with 2x the items
     while len(ratios) < rounds:
         a = work.done
-        k = min(per_block, max(1, budget // (w + 1)), (work.n - a) // (w + 1))
+        k = min(per_block, budget // (w + 1), (work.n - a) // (w + 1))
         if k < 1:
             break
-        work.pretouch(a, a + k)
+        # No pretouch here: each half faults in its own output pages, as a real run
+        # does. Measured: rows faulted in by the caller's thread were then written up
+        # to 2x slower by the other threads (0.8x instead of 1.5x for np.exp).
         t_serial = work.serial(a, a + k, direct=True)
         stats.busy(worker_name(), t_serial)
         a = work.done = a + k
+        budget -= k
         if t_serial < per_worker_s / 2 and grow > 0 and k < budget // (w + 1):
             grow -= 1
             per_block = 2 * k
             continue
         items = w * k
         sub = Stats(work.kind, backend.name)
-        work.pretouch(a, a + items)
         t0 = time.perf_counter()
         work.run(backend, a, a + items, w if work.kind == "apply" else max(1, k), sub)
         dt = time.perf_counter() - t0
         work.done += items
+        budget -= items
         stats.absorb(sub)
         if dt > 0 and t_serial > 0:
             ratios.append(t_serial * w / dt)
@@ -433,8 +448,12 @@ def decide(
     processes_warm: Callable[[], bool],
     stats: Stats,
     repeated: bool = False,
+    prior: Plan | None = None,
 ) -> Plan:
-    """Stages 1-3 on ``work``; returns the plan for the rest (and for later calls)."""
+    """Stages 1-3 on ``work``; returns the plan for the rest (and for later calls).
+
+    ``prior``: an unsettled plan for the same call; its measured speed-ups join
+    this call's, and the medians decide."""
     global _startup_s
     t_start = time.perf_counter()
     serial = Stats(work.kind, "serial")
@@ -442,6 +461,7 @@ def decide(
     stats.absorb(serial)
     reasons: list[str] = []
     speedups: dict[str, float] = {}
+    observed: dict[str, tuple[float, ...]] = {}
     move_s = startup = 0.0
     held_back = False
     rest = work.n - work.done
@@ -522,6 +542,17 @@ def decide(
                         f"(copying into shared memory included; estimated ~{_ms(move_s)} for "
                         f"the rest{f'; starting them took {_ms(startup)}' if not warm else ''})."
                     )
+        observed = _merge(prior, speedups)
+        if prior is not None:
+            speedups = {b: _median(v) for b, v in observed.items()}
+            reasons.append(
+                f"Decision {prior.trials + 1} of up to {CONFIRM_TRIALS} for this call (an "
+                "earlier one was close): the medians of "
+                + "; ".join(
+                    f"{b} {', '.join(f'{v:.2f}' for v in vs)}" for b, vs in observed.items()
+                )
+                + "."
+            )
         thr = speedups.get("threads", 0.0)
         prc = speedups.get("processes", 0.0)
         if max(thr, prc) < PARALLEL_MARGIN:
@@ -538,6 +569,7 @@ def decide(
                     "(no copies, no worker processes)."
                 )
 
+    trials = prior.trials + 1 if prior is not None else 1
     backend = get(choice)
     rest = work.n - work.done
     sp = speedups.get(choice, 1.0)
@@ -559,9 +591,32 @@ def decide(
         probe_s=time.perf_counter() - t_start,
         measured_items=work.done,
         revisit=held_back,
+        observed=observed,
+        trials=trials,
+        settled=trials >= CONFIRM_TRIALS or _clear(choice, speedups),
         reasons=tuple(reasons),
     )
     return plan
+
+
+def _merge(prior: Plan | None, speedups: dict[str, float]) -> dict[str, tuple[float, ...]]:
+    merged = dict(prior.observed) if prior is not None else {}
+    for b, v in speedups.items():
+        merged[b] = (*merged.get(b, ()), v)
+    return merged
+
+
+def _median(values: Sequence[float]) -> float:
+    return float(np.median(values))
+
+
+def _clear(choice: str, speedups: dict[str, float]) -> bool:
+    """Whether the winner beat the runner-up (serial counts as 1.0) by CLEAR_MARGIN."""
+    if not speedups:
+        return True
+    scores = {"serial": 1.0, **speedups}
+    won = scores.pop(choice)
+    return won >= max(scores.values()) * CLEAR_MARGIN
 
 
 def finish(work: _Work, plan: Plan, get: Callable[[str], Backend], stats: Stats) -> None:

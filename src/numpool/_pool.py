@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -11,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _engine, _planner, backends
+from . import _engine, _planner, _stats, backends
 from ._cpus import default_workers
+from ._errors import annotate
 from ._plan import Plan
 from ._stats import Stats
 from .blas import budget_for
@@ -148,10 +150,11 @@ class Pool(Executor):
         self._workers = 1 if name == "serial" else n
         self._blas = given if (given is not None or name == "serial") else budget_for(n)
         self._given_blas = given
+        self._opts = (self._workers, given)
         self._backends: dict[str, backends.Backend] = {}
         self._closed = False
         self._lock = threading.Lock()
-        self.last_stats: Stats | None = None
+        self._last: _stats.Last = None
         if name != AUTO:
             self._get(name)
 
@@ -170,6 +173,11 @@ class Pool(Executor):
     def _processes_warm(self) -> bool:
         procs = self._backends.get("processes")
         return procs is not None and bool(getattr(procs, "started", False))
+
+    @property
+    def last_stats(self) -> Stats | None:
+        """Figures of the last apply/map call made through this pool."""
+        return _stats.last(self._last)
 
     @property
     def backend(self) -> str:
@@ -215,8 +223,39 @@ class Pool(Executor):
 
         See :func:`numpool.apply`.
         """
-        result, self.last_stats = self.apply_with_stats(func, x, out=out, chunks=chunks)
+        if out is None and chunks is None and self._name == AUTO and type(x) is np.ndarray:
+            hit = self._tiny(func, x)
+            if hit is not None:
+                self._last = hit[1]
+                return hit[0]
+        result, self._last = self.apply_with_stats(func, x, out=out, chunks=chunks)
         return result
+
+    def _tiny(
+        self, func: Callable[..., Any], x: np.ndarray
+    ) -> tuple[np.ndarray, tuple[Plan, float]] | None:
+        """``func(x)`` at once, when auto already found ``x``'s kind of input too small to
+        try anything (issue 4: auto costs at most 10% over ``func(x)`` on small inputs;
+        np.exp over 10k elements takes ~6 us). Else None: take the usual path."""
+        t0 = time.perf_counter()
+        if self._closed:
+            return None
+        # (no key matches a 0-d x: its nbytes are those of a 1-row input, never kept here)
+        try:
+            plan = _planner.cache.tiny.get(
+                (func, x.dtype, x.shape[1:], x.nbytes.bit_length(), self._opts)
+            )
+        except TypeError:  # an unhashable callable
+            return None
+        if plan is None:
+            return None
+        try:
+            res = func(x)
+        except Exception as e:
+            raise annotate(e, f"the whole input (rows 0:{x.shape[0]}, run serially)") from None
+        if type(res) is not np.ndarray or not res.ndim or res.shape[0] != x.shape[0]:
+            _engine.check_whole(func, x, res)  # raises the usual error
+        return res, (plan, time.perf_counter() - t0)
 
     def apply_with_stats(
         self,
@@ -243,7 +282,7 @@ class Pool(Executor):
         return result, stats
 
     def _options(self) -> tuple[int, int | None]:
-        return self._workers, self._given_blas
+        return self._opts
 
     def _auto_apply(
         self,
@@ -271,16 +310,26 @@ class Pool(Executor):
         backend = self._get(plan.backend)
         if plan.backend == "serial" and out is None:
             stats.tasks = 1
-            return _engine.whole(func, x)
+            res = _engine.whole(func, x)
+            if plan.settled and not plan.speedups and not plan.revisit and type(x) is np.ndarray:
+                with contextlib.suppress(TypeError):  # from now on, Pool._tiny runs it
+                    _planner.cache.remember_tiny(_tiny_key(func, x, self._opts), plan)
+            return res
         if chunks is None:
             item_s = plan.item_s * backend.workers / plan.speedups.get(plan.backend, 1.0)
             chunks = _planner.apply_chunks(backend, x.shape[0], x.nbytes, item_s)
         return _engine.apply(backend, func, x, out, chunks, checker, stats)
 
     def _decide(self, work: _planner._Work, stats: Stats, size: int | None, key: Hashable) -> Plan:
-        repeated = _planner.cache.repeated(key)
         plan = _planner.decide(
-            work, self._get, self._workers, self._blas, self._processes_warm, stats, repeated
+            work,
+            self._get,
+            self._workers,
+            self._blas,
+            self._processes_warm,
+            stats,
+            repeated=_planner.cache.repeated(key),
+            prior=_planner.cache.prior(key),
         )
         if size is not None:  # the user's chunks=/chunksize= win over the planner's
             if work.kind == "apply":
@@ -340,7 +389,7 @@ class Pool(Executor):
 
         Keeps ``Executor.map``'s signature; see :func:`numpool.map`.
         """
-        results, self.last_stats = self.map_with_stats(
+        results, self._last = self.map_with_stats(
             func, *iterables, timeout=timeout, chunksize=chunksize
         )
         return results
@@ -414,6 +463,12 @@ class Pool(Executor):
             f"<numpool.Pool backend={self.backend!r} workers={self.workers} "
             f"blas_threads={self.blas_threads}{state}>"
         )
+
+
+def _tiny_key(func: Any, x: np.ndarray, options: Hashable) -> Hashable:
+    """The key of ``Pool._tiny`` (which builds it inline). Whether x lies in shared
+    memory is left out: it does not matter to work too small to try threads on."""
+    return (func, x.dtype, x.shape[1:], x.nbytes.bit_length(), options)
 
 
 def _kind(kind: str | None, args: tuple[Any, ...]) -> str:

@@ -13,12 +13,12 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 if TYPE_CHECKING:
     from ._plan import Plan
 
-__all__ = ["Stats", "worker_name"]
+__all__ = ["Last", "Stats", "last", "tiny", "worker_name"]
 
 
 def worker_name() -> tuple[int, str]:
@@ -124,3 +124,17 @@ def _size(n: int) -> str:
             return f"{x:.0f} B" if unit == "B" else f"{x:.1f} {unit}"
         x /= 1000
     return f"{x:.1f} GB"
+
+
+def tiny(plan: Plan, wall_s: float) -> Stats:
+    """The Stats of a call that ran ``func(x)`` once, on a cached serial plan."""
+    return Stats("apply", "serial", tasks=1, wall_s=wall_s, plan=plan)
+
+
+#: what a Pool or thread keeps as its last call: Stats, or (plan, wall_s) of a tiny
+#: call, turned into Stats only when asked for (it costs ~1 us, 15% of np.exp on 10k)
+Last = Union[Stats, tuple["Plan", float], None]  # noqa: UP007 (a runtime alias on 3.10)
+
+
+def last(value: Last) -> Stats | None:
+    return tiny(*value) if isinstance(value, tuple) else value
