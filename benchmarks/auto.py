@@ -2,10 +2,13 @@
 
 Run:  python benchmarks/auto.py [--pairs N] [--repeat N]
 
-For each workload: serial NumPy, numpool on serial/threads/processes, then
-auto: its first call (measuring included, on a fresh decision cache) and its
-steady calls (cached decision). Ratios are speed-ups over serial NumPy taken
-in this run; "vs best" is auto's steady time against the best fixed backend.
+For each workload: auto's first call (measuring included, on a fresh
+decision cache), then the calls that settle a close decision, then
+interleaved rounds of serial NumPy, numpool on serial/threads/processes and
+auto on its settled plan (medians). Ratios are speed-ups over serial NumPy
+taken in this run; "vs best" is auto's steady time against the best fixed
+backend. Last, np.exp over 10k: each way of calling it against plain np.exp,
+as medians of interleaved batches.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import numpool
 from numpool import _planner
 from numpool.lab.demo import py_loop
 from numpool.lab.machine import describe
-from numpool.lab.timing import median_time
 
 
 def per_call(fn: Callable[[], Any], calls: int, repeat: int = 7) -> float:
@@ -47,22 +49,40 @@ def main() -> None:
     R = args.repeat
 
     def workload(name: str, plain: Callable[[], Any], run: Callable[[numpool.Pool], Any], r: int):
-        ser = median_time(plain, r)
-        fixed = {b: median_time(lambda p=p: run(p), r) for b, p in pools.items()}
         _planner.cache.clear()
         t0 = time.perf_counter()
         run(auto)
         first = time.perf_counter() - t0
+        first_plan = auto.last_stats.plan
+        for _ in range(_planner.CONFIRM_TRIALS):  # a close call is measured again first
+            run(auto)
         plan = auto.last_stats.plan
-        steady = median_time(lambda: run(auto), r)
-        best = min(fixed, key=fixed.__getitem__)
-        print(f"\n## {name}\nserial NumPy {ser * 1e3:.2f} ms")
-        for b, t in fixed.items():
+        assert plan.cached, "settled after CONFIRM_TRIALS calls"
+        # interleaved rounds: a slow phase of the machine hits every variant alike
+        variants: dict[str, Callable[[], Any]] = {"serial NumPy": plain}
+        variants.update({b: (lambda p=p: run(p)) for b, p in pools.items()})
+        variants["auto"] = lambda: run(auto)
+        for fn in variants.values():
+            fn()  # warm
+        times: dict[str, list[float]] = {k: [] for k in variants}
+        for _ in range(r):
+            for k, fn in variants.items():
+                t0 = time.perf_counter()
+                fn()
+                times[k].append(time.perf_counter() - t0)
+        med = {k: float(np.median(v)) for k, v in times.items()}
+        ser = med.pop("serial NumPy")
+        steady = med.pop("auto")
+        best = min(med, key=med.__getitem__)
+        print(f"\n## {name}\nserial NumPy {ser * 1e3:.2f} ms (median of {r} interleaved rounds)")
+        for b, t in med.items():
             print(f"  {b:10s} {t * 1e3:10.2f} ms  {ser / t:5.2f}x")
         print(
-            f"  auto first {first * 1e3:10.2f} ms  {ser / first:5.2f}x  (measuring included)\n"
-            f"  auto       {steady * 1e3:10.2f} ms  {ser / steady:5.2f}x  -> {plan.backend}; "
-            f"vs best fixed ({best}): {fixed[best] / steady:.3f}"
+            f"  auto first {first * 1e3:10.2f} ms  {ser / first:5.2f}x  (measuring included; "
+            f"chose {first_plan.backend}, trial {first_plan.speedups})\n"
+            f"  auto       {steady * 1e3:10.2f} ms  {ser / steady:5.2f}x  -> {plan.backend} after "
+            f"{plan.trials} trial(s) {dict(plan.observed)}; "
+            f"vs best fixed ({best}): {med[best] / steady:.3f}"
         )
         print("  " + plan.explain().replace("\n", "\n  "))
         print("  last call: " + str(auto.last_stats))
