@@ -25,7 +25,13 @@ Layout::
 """
 
 from ._api import apply, last_stats, map, plan
-from ._errors import BackendUnavailableError, NumpoolError, SharedMemoryError, WorkerCrashedError
+from ._errors import (
+    BackendUnavailableError,
+    NumpoolError,
+    SharedMemoryError,
+    SharedMemoryWarning,
+    WorkerCrashedError,
+)
 from ._plan import Plan
 from ._pool import Pool
 from ._stats import Stats
@@ -41,6 +47,7 @@ __all__ = [
     "Pool",
     "SharedArray",
     "SharedMemoryError",
+    "SharedMemoryWarning",
     "Stats",
     "WorkerCrashedError",
     "__version__",

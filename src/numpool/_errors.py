@@ -25,6 +25,7 @@ __all__ = [
     "BackendUnavailableError",
     "NumpoolError",
     "SharedMemoryError",
+    "SharedMemoryWarning",
     "WorkerCrashedError",
     "annotate",
 ]
@@ -40,6 +41,10 @@ class WorkerCrashedError(NumpoolError, RuntimeError):
 
 class SharedMemoryError(NumpoolError, MemoryError):
     """Shared memory could not be allocated (for example, /dev/shm is too small)."""
+
+
+class SharedMemoryWarning(UserWarning):
+    """Shared memory is too small: numpool uses file-backed memory maps instead."""
 
 
 class BackendUnavailableError(NumpoolError, ImportError):

@@ -50,13 +50,14 @@ import os
 import secrets
 import tempfile
 import threading
+import warnings
 import weakref
 from collections import OrderedDict
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._errors import SharedMemoryError
+from ._errors import SharedMemoryError, SharedMemoryWarning
 
 __all__ = [
     "Arena",
@@ -66,24 +67,119 @@ __all__ = [
     "ShmRef",
     "Slot",
     "arena",
+    "configure",
+    "directories",
     "is_numpool_name",
+    "orphans",
     "share",
     "shared_ref",
     "shm_dir",
+    "shm_limit",
+    "spill_dir",
+    "sweep",
 ]
 
 PREFIX = "numpool-"
 _PAGE = mmap.PAGESIZE
 
 
+#: set in worker processes by :func:`configure` (the parent's choices win over their env)
+_config: dict[str, Any] = {}
+
+
 def shm_dir() -> str:
     """Directory holding numpool's segments: $NUMPOOL_SHM_DIR, /dev/shm, or the temp dir."""
-    configured = os.environ.get("NUMPOOL_SHM_DIR")
+    configured = _config.get("shm") or os.environ.get("NUMPOOL_SHM_DIR")
     if configured:
-        return configured
+        return str(configured)
     if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
         return "/dev/shm"
     return tempfile.gettempdir()
+
+
+def spill_dir() -> str:
+    """Where segments go when shm_dir() is too small: $NUMPOOL_SPILL_DIR or the temp dir
+    (file-backed memory maps: slower than tmpfs, but no SIGBUS and no failure)."""
+    return str(
+        _config.get("spill") or os.environ.get("NUMPOOL_SPILL_DIR") or tempfile.gettempdir()
+    )
+
+
+def shm_limit() -> int | None:
+    """$NUMPOOL_SHM_LIMIT (bytes; suffixes K, M, G): the most this process keeps in
+    shm_dir() at once; beyond it, segments spill (see :func:`spill_dir`)."""
+    raw = _config.get("limit") or os.environ.get("NUMPOOL_SHM_LIMIT")
+    if not raw:
+        return None
+    text = str(raw).strip().upper().removesuffix("B").removesuffix("I")
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(text[-1:], 1)
+    try:
+        return int(float(text.rstrip("KMGT")) * scale)
+    except ValueError:
+        raise ValueError(f"NUMPOOL_SHM_LIMIT={raw!r}: expected bytes, like 64M or 2G") from None
+
+
+def configure(shm: str, spill: str, limit: int | None) -> None:
+    """Use the parent's directories and limit (called in each worker process)."""
+    _config.update(shm=shm, spill=spill, limit=limit)
+
+
+def directories() -> tuple[str, ...]:
+    """Where numpool segments may be: the shm directory, then the spill directory."""
+    d, s = shm_dir(), spill_dir()
+    return (d,) if os.path.realpath(d) == os.path.realpath(s) else (d, s)
+
+
+def free_bytes(directory: str) -> int:
+    st = os.statvfs(directory)
+    return st.f_bavail * st.f_frsize
+
+
+#: bytes this process holds in shm_dir() (created there, not yet unlinked)
+_held = 0
+_held_lock = threading.Lock()
+_warned = False
+
+
+def _place(size: int) -> str:
+    """The directory for a new segment of ``size`` bytes: shm_dir() when it fits there
+    (free space, NUMPOOL_SHM_LIMIT), else spill_dir() with one warning, else an error.
+    Decided before anything is copied: never ENOSPC mid-copy, never SIGBUS."""
+    global _warned
+    d = shm_dir()
+    limit = shm_limit()
+    try:
+        free = free_bytes(d)
+    except OSError:
+        free = 0
+    if size <= free and (limit is None or _held + size <= limit):
+        return d
+    spill = spill_dir()
+    why = (
+        f"{d} has {free / 2**20:.0f} MiB free"
+        if size > free
+        else f"NUMPOOL_SHM_LIMIT={limit / 2**20:.0f} MiB is reached"  # type: ignore[operator]
+    )
+    try:
+        spill_free = free_bytes(spill) if spill != d else 0
+    except OSError:
+        spill_free = 0
+    if size > spill_free:
+        raise SharedMemoryError(
+            _no_space_message(size, d) + f" The spill directory {spill} has "
+            f"{spill_free / 2**20:.0f} MiB free, not enough either."
+        )
+    if not _warned:
+        _warned = True
+        warnings.warn(
+            f"numpool: {why}, not enough for {size / 2**20:.1f} MiB of shared memory; "
+            f"using file-backed memory maps in {spill} instead (slower). Enlarge {d} "
+            "(docker: --shm-size=8g; Linux: mount -o remount,size=8G /dev/shm), point "
+            "NUMPOOL_SHM_DIR at a larger tmpfs, or use backend='threads', which needs none.",
+            SharedMemoryWarning,
+            stacklevel=4,
+        )
+    return spill
 
 
 def new_name(owner: int | None = None) -> str:
@@ -102,7 +198,7 @@ def is_numpool_name(name: str) -> bool:
 class Segment:
     """One named shared-memory file, mapped read-write into this process."""
 
-    __slots__ = ("__weakref__", "address", "buf", "name", "path", "size", "unlinked")
+    __slots__ = ("__weakref__", "address", "buf", "held", "name", "path", "size", "unlinked")
 
     def __init__(self, name: str, path: str, buf: mmap.mmap) -> None:
         self.name = name
@@ -111,14 +207,36 @@ class Segment:
         self.size = len(buf)
         self.address: int = np.frombuffer(buf, np.uint8).ctypes.data
         self.unlinked = False
+        self.held = 0  # bytes counted in _held (created here, in shm_dir())
 
     @classmethod
     def create(
         cls, nbytes: int, directory: str | None = None, owner: int | None = None
     ) -> Segment:
-        """Create, reserve and map a new segment of at least ``nbytes`` bytes."""
-        directory = directory or shm_dir()
+        """Create, reserve and map a new segment of at least ``nbytes`` bytes, in
+        ``directory`` or where it fits (see :func:`_place`)."""
+        global _held
+        sweep_once()
         size = max(_PAGE, -(-nbytes // _PAGE) * _PAGE)
+        if directory is None:
+            where = _place(size)
+            try:
+                seg = cls._create(size, where, owner)
+            except SharedMemoryError:
+                if where == spill_dir():
+                    raise
+                # the space went between the check and the reservation: spill
+                seg = cls._create(size, spill_dir(), owner)
+        else:
+            seg = cls._create(size, directory, owner)
+        if os.path.dirname(seg.path) == shm_dir():
+            with _held_lock:
+                seg.held = size
+                _held += size
+        return seg
+
+    @classmethod
+    def _create(cls, size: int, directory: str, owner: int | None) -> Segment:
         name = new_name(owner)
         path = os.path.join(directory, name)
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
@@ -144,11 +262,19 @@ class Segment:
 
     @classmethod
     def attach(cls, name: str, directory: str | None = None, populate: bool = True) -> Segment:
-        """Map an existing numpool segment by name."""
+        """Map an existing numpool segment by name (in ``directory``, or wherever
+        numpool puts segments: the shm directory, then the spill directory)."""
         if not is_numpool_name(name):
             raise ValueError(f"refusing to attach to {name!r}: not a numpool segment name")
-        path = os.path.join(directory or shm_dir(), name)
-        fd = os.open(path, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
+        fd = -1
+        for d in (directory,) if directory else directories():
+            path = os.path.join(d, name)
+            try:
+                fd = os.open(path, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
+                break
+            except FileNotFoundError:
+                if directory or d == directories()[-1]:
+                    raise
         try:
             size = os.fstat(fd).st_size
             flags = mmap.MAP_SHARED
@@ -174,9 +300,14 @@ class Segment:
 
     def unlink(self) -> None:
         """Remove the name; the memory goes when the last mapping is gone."""
+        global _held
         if not self.unlinked:
             self.unlinked = True
             _unlink_path(self.path)
+            if self.held:
+                with _held_lock:
+                    _held -= self.held
+                self.held = 0
 
     def __repr__(self) -> str:
         return f"<Segment {self.name} {self.size} bytes{' unlinked' if self.unlinked else ''}>"
@@ -465,6 +596,61 @@ class Attachments:
         return seg.ndarray(ref.shape, ref.dtype, ref.offset, ref.strides)
 
     def _prune(self) -> None:
-        d = self.directory or shm_dir()
-        for name in [n for n in self._segs if not os.path.exists(os.path.join(d, n))]:
+        dirs = (self.directory,) if self.directory else directories()
+        for name in [
+            n for n in self._segs if not any(os.path.exists(os.path.join(d, n)) for d in dirs)
+        ]:
             del self._segs[name]
+
+
+def owner_of(name: str) -> int | None:
+    """The pid in a numpool segment name (its creator's, or the pool owner's)."""
+    return int(name[len(PREFIX) :].partition("-")[0]) if is_numpool_name(name) else None
+
+
+def is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def orphans() -> list[str]:
+    """Paths of numpool segments whose owner process is gone (killed with SIGKILL,
+    say), in every directory numpool uses. A pid can be reused: such a segment
+    waits until that process is gone too (never removed while its owner lives)."""
+    found = []
+    for d in directories():
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        for name in names:
+            pid = owner_of(name)
+            if pid is not None and not is_alive(pid):
+                found.append(os.path.join(d, name))
+    return found
+
+
+def sweep() -> list[str]:
+    """Unlink the orphans (see :func:`orphans`); returns their paths."""
+    gone = orphans()
+    for path in gone:
+        _unlink_path(path)
+    return gone
+
+
+_swept = False
+
+
+def sweep_once() -> None:
+    """The sweep, once per process, when it first creates a segment: /dev/shm never
+    grows without bound, however many numpool processes were killed."""
+    global _swept
+    if not _swept:
+        _swept = True
+        with contextlib.suppress(OSError):
+            sweep()

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import blas
+from .. import blas, shm
 from .._errors import annotate
 from .._stats import worker_name
 from ..shm import Attachments, Segment, ShmRef, Slot
@@ -29,14 +29,18 @@ _attachments: Attachments | None = None
 _owner: int | None = None  # pid of the parent that owns segments made here
 
 
-def init_worker(blas_threads: int | None, shm_directory: str | None, owner: int | None) -> None:
-    """Worker-process initializer: BLAS limit, segment cache, Ctrl-C left to the parent."""
+def init_worker(
+    blas_threads: int | None, shm_config: tuple[str, str, int | None], owner: int | None
+) -> None:
+    """Worker-process initializer: BLAS limit, the parent's shared-memory directories,
+    segment cache, Ctrl-C left to the parent."""
     global _attachments, _owner
     # Ctrl-C reaches the whole process group; the parent decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if blas_threads is not None:
         blas.limit_this_process(blas_threads)
-    _attachments = Attachments(shm_directory)
+    shm.configure(*shm_config)
+    _attachments = Attachments()
     _owner = owner
 
 
@@ -140,11 +144,7 @@ def _result_to_shm(res: Any, slot: Slot | None) -> Any:
         assert _attachments is not None
         seg = _attachments.segment(slot.name)
     else:
-        seg = Segment.create(
-            res.nbytes,
-            _attachments.directory if _attachments else None,
-            owner=_owner or os.getppid(),
-        )
+        seg = Segment.create(res.nbytes, owner=_owner or os.getppid())
     view = seg.ndarray(res.shape, res.dtype)
     np.copyto(view, res, casting="no")
     return ShmRef(seg.name, 0, res.shape, res.dtype, view.strides)

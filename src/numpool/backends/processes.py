@@ -20,9 +20,14 @@ the next call.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
+import pickle
+import signal
+import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, ClassVar
@@ -60,6 +65,8 @@ class ProcessesBackend(Backend):
         self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
         self._closed = False
+        #: the current executor's worker processes, by pid (to tell how one died)
+        self._procs: dict[int, Any] = {}
         shm.arena().acquire()
 
     def _make_executor(self) -> ProcessPoolExecutor:
@@ -67,7 +74,11 @@ class ProcessesBackend(Backend):
             max_workers=self.workers,
             mp_context=_context(),
             initializer=init_worker,
-            initargs=(self.blas_threads, shm.shm_dir(), os.getpid()),
+            initargs=(
+                self.blas_threads,
+                (shm.shm_dir(), shm.spill_dir(), shm.shm_limit()),
+                os.getpid(),
+            ),
         )
 
     def executor(self) -> ProcessPoolExecutor:
@@ -78,10 +89,46 @@ class ProcessesBackend(Backend):
                 if ex is not None:
                     ex.shutdown(wait=False, cancel_futures=True)
                 ex = self._executor = self._make_executor()
+                self._procs = {}
             return ex
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        return self.executor().submit(fn, *args, **kwargs)
+        ex = self.executor()
+        future = ex.submit(fn, *args, **kwargs)
+        procs = getattr(ex, "_processes", None)  # started on demand by submit()
+        if procs and len(procs) != len(self._procs):
+            self._procs.update(procs)
+        return future
+
+    def check_callable(self, func: Callable[..., Any]) -> None:
+        """Refuse, before any work is sent, a func that worker processes cannot load."""
+        _check_importable(func)
+
+    def crash_cause(self) -> str:
+        """How a worker of the broken executor died, in words (waits up to 1 s for the
+        exit status, which the fork server reports shortly after the death)."""
+        deadline = time.monotonic() + 1.0
+        while True:
+            codes = {pid: p.exitcode for pid, p in list(self._procs.items())}
+            dead = {pid: c for pid, c in codes.items() if c not in (None, 0)}
+            # the executor SIGTERMs the survivors itself: the first death is another one
+            first = {pid: c for pid, c in dead.items() if c != -signal.SIGTERM} or dead
+            if first or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        return "; ".join(_death(pid, code) for pid, code in sorted(first.items()))
+
+    def interrupt(self) -> None:
+        """Stop running tasks now (Ctrl-C): kill the workers; the next call starts new ones.
+        (Workers ignore SIGINT so that the parent alone decides what stops.)"""
+        with self._lock:
+            ex, self._executor = self._executor, None
+            procs, self._procs = self._procs, {}
+        for p in procs.values():
+            with contextlib.suppress(Exception):
+                p.kill()
+        if ex is not None:
+            ex.shutdown(wait=False, cancel_futures=True)
 
     @property
     def started(self) -> bool:
@@ -101,3 +148,57 @@ class ProcessesBackend(Backend):
             ex.shutdown(wait=wait, cancel_futures=cancel_futures)
         if not closed:
             shm.arena().release()
+
+
+def _death(pid: int, code: int) -> str:
+    if code < 0:
+        sig = -code
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        causes: dict[int, str] = {
+            signal.SIGKILL: "most often the out-of-memory killer (see `dmesg`), or a kill -9",
+            signal.SIGSEGV: "a crash in native code",
+            signal.SIGBUS: "a crash in native code, or shared memory that ran out",
+            signal.SIGABRT: "an abort in native code",
+            signal.SIGTERM: "terminated by another process",
+        }
+        cause = causes.get(sig, "killed by a signal")
+        return f"worker pid {pid} was killed by {name} ({cause})"
+    return f"worker pid {pid} exited with code {code} (os._exit or a fatal error in func)"
+
+
+def _check_importable(func: Any) -> None:
+    """A TypeError naming the way out when ``func`` cannot reach a worker process: it
+    must pickle (by reference: a module-level function, a ufunc, a functools.partial
+    of one), and its module must be importable there."""
+    name = getattr(func, "__qualname__", None) or type(func).__name__
+    advice = (
+        "Use backend='threads' (NumPy code releases the GIL, so threads run it in "
+        "parallel), or define the function at module level in an importable .py file."
+    )
+    try:
+        pickle.dumps(func)
+    except Exception as e:
+        what = (
+            "a lambda"
+            if name.endswith("<lambda>")
+            else (
+                "a function defined inside another function" if "<locals>" in name else repr(func)
+            )
+        )
+        raise TypeError(
+            f"the processes backend cannot send {what} to its worker processes: it cannot "
+            f"be pickled ({type(e).__name__}: {e}). {advice}"
+        ) from None
+    main = sys.modules.get("__main__")
+    main_file = getattr(main, "__file__", None)
+    if getattr(func, "__module__", None) == "__main__" and not (
+        main_file and os.path.isfile(main_file)
+    ):
+        raise TypeError(
+            f"the processes backend cannot run {name}: it is defined in __main__ of an "
+            "interactive session (a notebook, the REPL, python -c or stdin), which worker "
+            f"processes cannot import. {advice}"
+        )
