@@ -110,3 +110,32 @@ def gil_sleep_task(a: np.ndarray) -> np.ndarray:
     """map: one task sleeps 2 ms holding the GIL."""
     _libc.usleep(2000)
     return a + 1
+
+
+def die_once(b: np.ndarray, marker: str = "") -> np.ndarray:
+    """SIGKILLs its worker the first time any block runs (``marker``: a file path that
+    says it happened), then works: a crash that a retry gets past."""
+    if len(b) > 1 and marker and not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(10)
+    return b * 2
+
+
+def die_task(a: np.ndarray, kill: bool) -> np.ndarray:
+    """A map task that SIGKILLs its worker when told to."""
+    if kill:
+        os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(10)
+    return a + 1
+
+
+def exit_code(b: np.ndarray) -> np.ndarray:
+    """Ends its worker process with exit code 3 (os._exit, no cleanup)."""
+    if len(b) > 1:
+        os._exit(3)
+    return b.copy()
+
+
+def identity(b: np.ndarray) -> np.ndarray:
+    return b.copy()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
+from numpool import shm
 from numpool.cli import main
 
 
@@ -48,3 +50,61 @@ def test_demo_quick_end_to_end() -> None:
             assert (workload, b) in variants
     assert ("python", "processes") in variants
     assert all(r["seconds"] > 0 for r in rows)
+
+
+def _numpool(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "numpool", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_doctor_reports_the_machine_as_json() -> None:
+    proc = _numpool("doctor", "--json")
+    assert proc.returncode == 0, proc.stderr
+    facts = json.loads(proc.stdout)
+    cores = facts["cores"]
+    assert 1 <= cores["usable"] <= cores["logical"] and cores["physical"] >= 1
+    assert facts["shm"]["total_bytes"] > 0 and facts["shm"]["free_bytes"] >= 0
+    assert facts["start_method"] in ("forkserver", "spawn")
+    assert facts["versions"]["numpy"] and isinstance(facts["recommendations"], list)
+    assert any(p["user_api"] == "blas" for p in facts["threadpools"])
+
+
+def test_doctor_advises_on_a_global_omp_num_threads() -> None:
+    proc = _numpool("doctor", env={"OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert "cores" in proc.stdout and "BLAS/OpenMP" in proc.stdout
+    if (os.cpu_count() or 1) > 1:
+        assert "OMP_NUM_THREADS=1 is set globally" in proc.stdout
+
+
+def test_doctor_finds_and_cleans_segments_of_dead_processes() -> None:
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, signal, numpy as np, numpool\n"
+            "a = numpool.share(np.ones(1000)); print(a.segment_name, flush=True)\n"
+            "os.kill(os.getpid(), signal.SIGKILL)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    name = killed.stdout.strip()
+    assert name.startswith("numpool-")
+    facts = json.loads(_numpool("doctor", "--json").stdout)
+    assert name in {os.path.basename(o["path"]) for o in facts["segments"]["orphans"]}
+    assert any("doctor --clean" in t for t in facts["recommendations"])
+    proc = _numpool("doctor", "--clean")
+    assert proc.returncode == 0 and "removed" in proc.stdout, proc.stdout
+    assert not os.path.exists(os.path.join(shm.shm_dir(), name))
+
+
+def test_doctor_help() -> None:
+    proc = _numpool("doctor", "--help")
+    assert "--clean" in proc.stdout and "cgroup" in proc.stdout

@@ -157,6 +157,6 @@ def test_module_level_functions_reuse_pools() -> None:
 
     x = make((100,), np.float64)
     assert_same(numpool.apply(np.exp, x, backend="processes", workers=2), np.exp(x))
-    pool = _api._pools[("processes", 2, None)]
+    pool = _api._pools[("processes", 2, None, 0)]
     assert_same(numpool.map(np.negative, [x], backend="processes", workers=2)[0], -x)
-    assert _api._pools[("processes", 2, None)] is pool
+    assert _api._pools[("processes", 2, None, 0)] is pool

@@ -27,6 +27,7 @@ def test_fixed_signatures() -> None:
         "backend",
         "workers",
         "blas_threads",
+        "retries",
     ]
     assert list(inspect.signature(numpool.map).parameters) == [
         "func",
@@ -35,15 +36,17 @@ def test_fixed_signatures() -> None:
         "workers",
         "chunksize",
         "blas_threads",
+        "retries",
     ]
     params = list(inspect.signature(numpool.Pool).parameters)
-    assert params == ["backend", "workers", "blas_threads"]
+    assert params == ["backend", "workers", "blas_threads", "retries"]
 
 
 def test_exception_hierarchy() -> None:
     assert issubclass(numpool.WorkerCrashedError, numpool.NumpoolError)
     assert issubclass(numpool.WorkerCrashedError, RuntimeError)
     assert issubclass(numpool.SharedMemoryError, MemoryError)
+    assert issubclass(numpool.SharedMemoryWarning, UserWarning)
     assert issubclass(numpool.BackendUnavailableError, ImportError)
 
 

@@ -11,16 +11,16 @@ import numpy as np
 
 from . import _stats
 from ._plan import Plan
-from ._pool import AUTO, Pool, check_backend, check_count
+from ._pool import AUTO, Pool, check_backend, check_count, check_retries, check_workers
 from ._stats import Stats
 
 __all__ = ["apply", "last_stats", "map", "plan", "shutdown_default_pools"]
 
-_pools: dict[tuple[str, int | None, int | None], Pool] = {}
+_pools: dict[tuple[str, int | None, int | None, int], Pool] = {}
 _lock = threading.Lock()
 _local = threading.local()
 #: the auto pools by their options as given: apply's fast path for tiny inputs
-_auto: dict[tuple[Any, Any], Pool] = {}
+_auto: dict[tuple[Any, Any, Any], Pool] = {}
 _auto_default: Pool | None = None  # ... and the one without options
 
 
@@ -35,20 +35,21 @@ def last_stats() -> Stats | None:
     return _stats.last(getattr(_local, "stats", None))
 
 
-def _pool(backend: Any, workers: Any, blas_threads: Any) -> Pool:
+def _pool(backend: Any, workers: Any, blas_threads: Any, retries: Any = 0) -> Pool:
     """The pool for these options, created on first use and reused afterwards."""
     key = (
         check_backend(backend),
-        check_count("workers", workers),
+        check_workers(workers),
         check_count("blas_threads", blas_threads),
+        check_retries(retries),
     )
     with _lock:
         pool = _pools.get(key)
         if pool is None or pool.closed:
-            pool = _pools[key] = Pool(*key)
+            pool = _pools[key] = Pool(*key[:3], retries=key[3])
             if key[0] == AUTO:
-                _auto[(workers, blas_threads)] = pool
-                if not (workers or blas_threads):
+                _auto[(workers, blas_threads, retries)] = pool
+                if not (workers or blas_threads or retries):
                     global _auto_default
                     _auto_default = pool
         return pool
@@ -78,6 +79,7 @@ def apply(
     backend: str = AUTO,
     workers: int | None = None,
     blas_threads: int | None = None,
+    retries: int = 0,
 ) -> np.ndarray:
     """Apply a blockwise function over axis 0 of a big array, in parallel.
 
@@ -105,7 +107,7 @@ def apply(
         4 to 64 per worker (threads); ~32 MiB, 4 to 16 per worker
         (processes); with ``auto``, also no block under ~1 ms (threads) or
         ~5 ms (processes) of measured work.
-    backend, workers, blas_threads
+    backend, workers, blas_threads, retries
         As for :class:`numpool.Pool`; ``backend="auto"`` (default) measures
         on the first rows and picks serial, threads or processes (see
         :func:`numpool.plan`). The pool is created on first use and reused
@@ -133,13 +135,17 @@ def apply(
     True
     """
     if out is None and chunks is None and backend == AUTO and type(x) is np.ndarray:
-        pool = _auto.get((workers, blas_threads)) if workers or blas_threads else _auto_default
+        pool = (
+            _auto.get((workers, blas_threads, retries))
+            if workers or blas_threads or retries
+            else _auto_default
+        )
         if pool is not None:  # the one dict lookup before Pool._tiny's
             hit = pool._tiny(func, x)
             if hit is not None:
                 _local.stats = hit[1]
                 return hit[0]
-    pool = _pool(backend, workers, blas_threads)
+    pool = _pool(backend, workers, blas_threads, retries)
     result, _local.stats = pool.apply_with_stats(func, x, out=out, chunks=chunks)
     return result
 
@@ -151,6 +157,7 @@ def map(
     workers: int | None = None,
     chunksize: int | None = None,
     blas_threads: int | None = None,
+    retries: int = 0,
 ) -> list[Any]:
     """Run ``func`` over zipped iterables in parallel, like ``Pool.starmap(func, zip(...))``.
 
@@ -163,7 +170,7 @@ def map(
         array arguments travel through shared memory (each array once per
         call, however many tasks use it; a SharedArray not at all) and array
         results come back the same way, never pickled.
-    backend, workers, blas_threads
+    backend, workers, blas_threads, retries
         As for :class:`numpool.Pool`.
     chunksize : int, optional
         Tasks sent to a worker in one message. Default: 1 (threads);
@@ -182,7 +189,7 @@ def map(
     >>> [float(r.sum()) for r in numpool.map(np.matmul, a, a)]
     [27.0, 27.0, 27.0, 27.0]
     """
-    pool = _pool(backend, workers, blas_threads)
+    pool = _pool(backend, workers, blas_threads, retries)
     results, _local.stats = pool.map_with_stats(func, *iterables, chunksize=chunksize)
     return results
 

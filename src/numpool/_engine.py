@@ -21,9 +21,13 @@ touch); a broken process pool becomes :class:`WorkerCrashedError`.
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future, wait
 from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -46,48 +50,152 @@ def _drive(
     on_done: Callable[[int, Any], None],
     describe: Callable[[int], str],
     timeout: float | None = None,
+    stats: Stats | None = None,
 ) -> None:
-    """Submit jobs with at most ``backend.max_in_flight()`` outstanding; feed results."""
+    """Submit jobs with at most ``backend.max_in_flight()`` outstanding; feed results.
+
+    A worker process that dies breaks every job in flight: with
+    ``backend.retries`` left, those jobs run again on fresh workers (apply
+    blocks and map tasks are idempotent: the same rows, the same slots);
+    else :class:`WorkerCrashedError`. Ctrl-C stops the backend's running
+    tasks (processes: the workers are killed) before it propagates."""
+    with _sigint_deferred(not backend.inline) as interrupted:
+        _drive_until_done(backend, jobs, on_done, describe, timeout, stats, interrupted)
+
+
+#: how often the caller looks for a deferred Ctrl-C while it waits (seconds)
+POLL_S = 0.05
+
+
+@contextlib.contextmanager
+def _sigint_deferred(defer: bool) -> Iterator[list[int]]:
+    """Ctrl-C while the caller is inside concurrent.futures (submit, callbacks, locks)
+    can leave an executor's lock held, and then the pool's threads and shutdown()
+    hang for good (seen: Semaphore and Future locks of ThreadPoolExecutor). So in the
+    main thread SIGINT is only noted here, and ``_drive`` raises KeyboardInterrupt
+    at its next safe point, within POLL_S. Left alone: other threads (SIGINT never
+    reaches them), a handler of the user's own, and inline (serial) work, where
+    Ctrl-C interrupts func at once as usual."""
+    hits: list[int] = []
+    if (
+        not defer
+        or threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield hits
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: hits.append(signum))
+    try:
+        yield hits
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if hits:  # noted after the last safe point: deliver it now
+        raise KeyboardInterrupt
+
+
+def _drive_until_done(
+    backend: Backend,
+    jobs: Iterable[Job],
+    on_done: Callable[[int, Any], None],
+    describe: Callable[[int], str],
+    timeout: float | None,
+    stats: Stats | None,
+    interrupted: list[int],
+) -> None:
     limit = backend.max_in_flight()
     deadline = None if timeout is None else time.monotonic() + timeout
-    pending: dict[Future[Any], int] = {}
+    pending: dict[Future[Any], Job] = {}
+    retries = backend.retries
+    # Finished futures arrive through a C SimpleQueue, not concurrent.futures.wait():
+    # Ctrl-C inside wait() can leave futures' locks held (it acquires them one by one
+    # in a Python loop), and then the pool's threads and shutdown() hang for good.
+    finished: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
+
+    def submit(job: Job) -> None:
+        f = backend.submit(job[1], *job[2])
+        pending[f] = job
+        f.add_done_callback(finished.put)
 
     def harvest() -> None:
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        done, _ = wait(pending, timeout=remaining, return_when=FIRST_COMPLETED)
-        if not done:
-            raise FuturesTimeout(f"numpool: work not finished within timeout={timeout} s")
+        nonlocal retries
+        while True:
+            if interrupted:
+                interrupted.clear()
+                raise KeyboardInterrupt
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                done = [
+                    finished.get(timeout=POLL_S if remaining is None else min(remaining, POLL_S))
+                ]
+                break
+            except queue.Empty:
+                if remaining is not None and remaining <= POLL_S:
+                    raise FuturesTimeout(
+                        f"numpool: work not finished within timeout={timeout} s"
+                    ) from None
+        while True:
+            try:
+                done.append(finished.get_nowait())
+            except queue.Empty:
+                break
+        broken: list[Job] = []
         for f in done:
-            key = pending.pop(f)
+            job = pending.pop(f, None)
+            if job is None:  # a future of a round lost to a dead worker
+                continue
             try:
                 res = f.result()
             except BrokenProcessPool as e:
-                raise WorkerCrashedError(_crash_message(backend, describe(key))) from e
-            on_done(key, res)
+                if retries <= 0:
+                    cause = backend.crash_cause()
+                    raise WorkerCrashedError(
+                        _crash_message(backend, describe(job[0]), cause, backend.retries)
+                    ) from e
+                broken.append(job)
+                continue
+            on_done(job[0], res)
+        if broken:  # every job in flight went down with the pool: run them again
+            retries -= 1
+            if stats is not None:
+                stats.retries += 1
+            wait(pending)
+            broken += pending.values()
+            pending.clear()
+            for job in sorted(broken, key=lambda j: j[0]):
+                submit(job)
 
     try:
-        for key, fn, args in jobs:
+        for job in jobs:
             while len(pending) >= limit:
                 harvest()
-            pending[backend.submit(fn, *args)] = key
+            if interrupted:
+                interrupted.clear()
+                raise KeyboardInterrupt
+            submit(job)
         while pending:
             harvest()
     except BaseException as e:
         for f in pending:
             f.cancel()
-        if backend.in_process and not isinstance(e, KeyboardInterrupt):
+        if isinstance(e, KeyboardInterrupt):
+            backend.interrupt()
+        elif backend.in_process:
             # In-process workers write into the caller's memory: let running blocks
             # finish before the caller sees the error (they cannot be stopped).
             wait(pending)
         raise
 
 
-def _crash_message(backend: Backend, what: str) -> str:
+def _crash_message(backend: Backend, what: str, cause: str, retries: int) -> str:
+    how = f": {cause}" if cause else " (killed by a signal, or a crash in native code)"
+    again = (
+        f" It died again after {retries} retr{'y' if retries == 1 else 'ies'}." if retries else ""
+    )
     return (
         f"a worker process of the {backend.name!r} backend died while numpool was running "
-        f"{what} (killed by a signal, e.g. the out-of-memory killer, or a crash in native "
-        "code). The pool starts fresh workers on the next call; if memory is the cause, "
-        "use fewer workers or smaller blocks (chunks=)."
+        f"{what}{how}.{again} The pool starts fresh workers on the next call. If memory "
+        "is the cause, use fewer workers or smaller blocks (chunks=); for work that may "
+        "crash now and then, Pool(retries=N) runs the lost tasks again."
     )
 
 
@@ -151,6 +259,7 @@ def apply(
     where ``x`` starts in the caller's array (for error messages).
     """
     stats = stats if stats is not None else Stats("apply", backend.name)
+    backend.check_callable(func)
     with backend.scope():
         first = None
         if layout is None:
@@ -187,7 +296,7 @@ def apply(
                 io.took(edges[i], edges[i + 1], res)
 
         try:
-            _drive(backend, jobs(), on_done, where)
+            _drive(backend, jobs(), on_done, where, stats=stats)
         except BaseException:
             io.abort()
             raise
@@ -216,6 +325,7 @@ def map_tasks(
     if count == 0:
         return []
     total = total if total is not None else count
+    backend.check_callable(func)
     tasks = list(enumerate(zip(*columns, strict=True), start))
     size = chunksize if chunksize is not None else backend.default_chunksize(count)
     batches = [tasks[i : i + size] for i in range(0, count, size)]
@@ -242,7 +352,7 @@ def map_tasks(
                 results[index - start] = r
 
         try:
-            _drive(backend, jobs(), on_done, describe, timeout)
+            _drive(backend, jobs(), on_done, describe, timeout, stats)
         except BaseException:
             # The traceback keeps this frame alive: drop finished results now so their
             # shared memory returns at once, not when the caller lets go of the error.

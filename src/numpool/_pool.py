@@ -44,6 +44,27 @@ def check_count(name: str, value: Any, *, allow_none: bool = True) -> int | None
     return int(value)
 
 
+#: more workers than this many per usable core is a mistake, not a plan
+MAX_WORKERS_PER_CORE = 32
+
+
+def check_workers(value: Any) -> int | None:
+    n = check_count("workers", value)
+    cores = default_workers()
+    if n is not None and n > max(64, MAX_WORKERS_PER_CORE * cores):
+        raise ValueError(
+            f"workers={n} is absurd for {cores} usable core{'s' * (cores != 1)}: each worker "
+            "is a thread or a process with its own memory. Leave workers=None (one per core)."
+        )
+    return n
+
+
+def check_retries(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"retries must be an int >= 0, got {value!r}")
+    return int(value)
+
+
 def check_func(where: str, func: Any) -> None:
     if not callable(func):
         raise TypeError(f"{where}: func must be callable, got {type(func).__name__} {func!r}")
@@ -122,6 +143,12 @@ class Pool(Executor):
     blas_threads : int, optional
         BLAS/OpenMP threads per worker; default ``usable cores // workers``
         so the cores are never oversubscribed (serial: left alone).
+    retries : int, optional
+        When a worker process dies (killed by the out-of-memory killer, a
+        crash in native code), run the tasks it took down again on fresh
+        workers, up to this many times per call; then raise
+        :class:`~numpool.WorkerCrashedError`. Only for idempotent ``func``
+        (apply blocks always are: they rewrite the same rows). Default 0.
 
     Attributes
     ----------
@@ -141,10 +168,16 @@ class Pool(Executor):
     """
 
     def __init__(
-        self, backend: str = AUTO, workers: int | None = None, blas_threads: int | None = None
+        self,
+        backend: str = AUTO,
+        workers: int | None = None,
+        blas_threads: int | None = None,
+        *,
+        retries: int = 0,
     ) -> None:
         name = check_backend(backend)
-        n = check_count("workers", workers) or default_workers()
+        n = check_workers(workers) or default_workers()
+        self._retries = check_retries(retries)
         given = check_count("blas_threads", blas_threads)
         self._name = name
         self._workers = 1 if name == "serial" else n
@@ -168,6 +201,7 @@ class Pool(Executor):
                 if backend is None:
                     blas = self._given_blas if name == "serial" else self._blas
                     backend = self._backends[name] = backends.get(name, self._workers, blas)
+                    backend.retries = self._retries
         return backend
 
     def _processes_warm(self) -> bool:

@@ -51,6 +51,9 @@ class Stats:
         over), by worker: a thread name, or ``"pid N"`` for a process.
     plan : Plan or None
         The plan ``backend="auto"`` followed.
+    retries : int
+        Times the tasks in flight ran again after a worker process died
+        (``Pool(retries=N)``).
     """
 
     kind: str
@@ -61,6 +64,7 @@ class Stats:
     move_s: float = 0.0
     busy_s: dict[str, float] = field(default_factory=dict)
     plan: Plan | None = None
+    retries: int = 0
 
     @property
     def compute_s(self) -> float:
@@ -89,6 +93,7 @@ class Stats:
         self.tasks += other.tasks
         self.bytes_moved += other.bytes_moved
         self.move_s += other.move_s
+        self.retries += other.retries
         for k, v in other.busy_s.items():
             self.busy_s[k] = self.busy_s.get(k, 0.0) + v
 
@@ -103,6 +108,7 @@ class Stats:
             "compute_s": self.compute_s,
             "busy_s": dict(self.busy_s),
             "plan": self.plan.as_dict() if self.plan is not None else None,
+            "retries": self.retries,
         }
 
     def __str__(self) -> str:
@@ -114,6 +120,8 @@ class Stats:
             f"({self.move_s * 1e3:.1f} ms copying in the caller); busy ms per worker: "
             f"{workers or 'none'} (x{self.parallelism:.2f} parallel)"
         )
+        if self.retries:
+            text += f"; ran again {self.retries}x after a worker died"
         return text
 
 

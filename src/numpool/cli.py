@@ -81,6 +81,23 @@ def parser() -> argparse.ArgumentParser:
         help="skip joblib, dask and numexpr (rows kept, marked skipped)",
     )
 
+    doctor = sub.add_parser(
+        "doctor",
+        help="check this machine for numpool: cores, BLAS, /dev/shm, leftovers; advise",
+        description="Prints the cores numpool may use (CPU affinity and cgroup quota) and "
+        "the physical ones, the BLAS/OpenMP libraries loaded and their thread counts "
+        "(threadpoolctl), the shared-memory directory's size and free space, numpool "
+        "segments left by processes that died, the worker start method and versions; "
+        "then concrete recommendations (for example when OMP_NUM_THREADS=1 is set "
+        "globally, or /dev/shm is a 64 MiB container default).",
+    )
+    doctor.add_argument(
+        "--clean",
+        action="store_true",
+        help="remove numpool segments whose owner process is gone",
+    )
+    doctor.add_argument("--json", action="store_true", help="print the facts as JSON")
+
     demo = sub.add_parser(
         "demo",
         help="time the seed workloads: serial NumPy against each backend",
@@ -170,6 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "bench":
         return _bench(args)
+    if args.command == "doctor":
+        from . import doctor
+
+        return doctor.main(args.clean, args.json)
     if args.command == "demo":
         from .lab import demo
 

@@ -38,6 +38,8 @@ class Backend:
     transport: ClassVar[Transport] = Transport()
     #: workers run in this process and write into the caller's memory (serial, threads)
     in_process: ClassVar[bool] = True
+    #: submit() runs the work in the caller's thread, at once (serial)
+    inline: ClassVar[bool] = False
     #: bytes of input per apply block: fewer, larger blocks cost fewer hand-offs, but
     #: at least 4 blocks per worker keep the load balanced. Measured (np.exp, 10M
     #: float64, 2 threads): 8 blocks 2.2x serial, 16 2.1x, 76 1.8x.
@@ -46,6 +48,18 @@ class Backend:
     def __init__(self, workers: int, blas_threads: int | None) -> None:
         self.workers = workers
         self.blas_threads = blas_threads
+        #: times a call re-runs the tasks of a worker process that died (Pool(retries=))
+        self.retries = 0
+
+    def check_callable(self, func: Callable[..., Any]) -> None:
+        """Raise TypeError when ``func`` cannot run on this backend's workers."""
+
+    def crash_cause(self) -> str:
+        """How a worker died, for WorkerCrashedError (process backends)."""
+        return ""
+
+    def interrupt(self) -> None:
+        """Ctrl-C during a call: stop running tasks where that is possible (processes)."""
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         raise NotImplementedError
@@ -61,6 +75,8 @@ class Backend:
         ``func``, each worker also loads it (a process imports its module), and
         with ``args`` runs ``func(*args)`` once: a forked worker's first run of
         a code path is slow while it copies the pages it touches (copy-on-write)."""
+        if func is not None:
+            self.check_callable(func)
         with self.scope():
             for f in [self.submit(_warm, func, args) for _ in range(self.workers)]:
                 f.result()

@@ -18,6 +18,7 @@ __all__ = ["SerialBackend"]
 
 class SerialBackend(Backend):
     name = "serial"
+    inline = True
 
     def __init__(self, workers: int, blas_threads: int | None) -> None:
         super().__init__(1, blas_threads)
