@@ -79,8 +79,10 @@ PROCESS_EFFICIENCY = 0.9
 #: a parallel backend must beat serial by this much; processes must beat threads by ...
 PARALLEL_MARGIN = 1.05
 PROCESSES_MARGIN = 1.05
-#: the smallest block worth sending: threads (hand-off ~25 us), processes (~0.4 ms)
-MIN_BLOCK_S = {"threads": 1e-3, "processes": 5e-3}
+#: the smallest block worth sending: threads (hand-off ~25 us, ~0.2-0.4 ms to wake an
+#: idle vCPU), processes (~0.4 ms). Measured, np.exp over 10M on 2 threads: a 1 ms floor
+#: gave 4 blocks, one thread busy 10 ms and the other 6.5 (0.89 of the default 10 blocks)
+MIN_BLOCK_S = {"threads": 0.5e-3, "processes": 5e-3}
 
 #: a decision whose winner is under this factor ahead of the runner-up is a close call:
 #: it is measured again on the next calls (this VM's trials swing 0.8-1.7x for np.exp
@@ -88,6 +90,11 @@ MIN_BLOCK_S = {"threads": 1e-3, "processes": 5e-3}
 CLEAR_MARGIN = 1.5
 #: ... up to this many calls in all, then decided on the medians and cached for good
 CONFIRM_TRIALS = 3
+
+#: a serial half whose CPU time exceeds its wall time by this factor ran native threads
+NATIVE_THREADS = 1.3
+#: how long idle OpenBLAS threads spin before they sleep (THREAD_TIMEOUT: 2^28 cycles)
+BLAS_SPIN_S = 0.1
 
 #: seconds to start worker processes, until measured in this process
 _startup_s = 0.15
@@ -415,10 +422,18 @@ def _trial(
         # No pretouch here: each half faults in its own output pages, as a real run
         # does. Measured: rows faulted in by the caller's thread were then written up
         # to 2x slower by the other threads (0.8x instead of 1.5x for np.exp).
+        cpu0, wall0 = time.process_time(), time.perf_counter()
         t_serial = work.serial(a, a + k, direct=True)
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         stats.busy(worker_name(), t_serial)
         a = work.done = a + k
         budget -= k
+        if cpu > NATIVE_THREADS * wall:
+            # func ran on several cores by itself (BLAS, OpenMP), whose idle threads now
+            # spin for a while and would slow the parallel half (measured: 2 matmuls of
+            # 2000^2 on 2 threads at 0.90-0.94x right after a 2-thread one, 1.04-1.22x
+            # after a pause): wait until they sleep, as they do between a user's calls
+            time.sleep(BLAS_SPIN_S)
         if t_serial < per_worker_s / 2 and grow > 0 and k < budget // (w + 1):
             grow -= 1
             per_block = 2 * k
