@@ -38,71 +38,8 @@ def per_call(fn: Callable[[], Any], calls: int, repeat: int = 7) -> float:
     return float(np.median(times))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--pairs", type=int, default=100, help="matmul pairs (experiment A: 100)")
-    ap.add_argument("--repeat", type=int, default=5)
-    args = ap.parse_args()
-    print(json.dumps(describe(), default=str))
-    pools = {b: numpool.Pool(b) for b in ("serial", "threads", "processes")}
-    auto = numpool.Pool("auto")
-    R = args.repeat
-
-    def workload(name: str, plain: Callable[[], Any], run: Callable[[numpool.Pool], Any], r: int):
-        _planner.cache.clear()
-        t0 = time.perf_counter()
-        run(auto)
-        first = time.perf_counter() - t0
-        first_plan = auto.last_stats.plan
-        for _ in range(_planner.CONFIRM_TRIALS):  # a close call is measured again first
-            run(auto)
-        plan = auto.last_stats.plan
-        assert plan.cached, "settled after CONFIRM_TRIALS calls"
-        # interleaved rounds: a slow phase of the machine hits every variant alike
-        variants: dict[str, Callable[[], Any]] = {"serial NumPy": plain}
-        variants.update({b: (lambda p=p: run(p)) for b, p in pools.items()})
-        variants["auto"] = lambda: run(auto)
-        for fn in variants.values():
-            fn()  # warm
-        times: dict[str, list[float]] = {k: [] for k in variants}
-        for _ in range(r):
-            for k, fn in variants.items():
-                t0 = time.perf_counter()
-                fn()
-                times[k].append(time.perf_counter() - t0)
-        med = {k: float(np.median(v)) for k, v in times.items()}
-        ser = med.pop("serial NumPy")
-        steady = med.pop("auto")
-        best = min(med, key=med.__getitem__)
-        print(f"\n## {name}\nserial NumPy {ser * 1e3:.2f} ms (median of {r} interleaved rounds)")
-        for b, t in med.items():
-            print(f"  {b:10s} {t * 1e3:10.2f} ms  {ser / t:5.2f}x")
-        print(
-            f"  auto first {first * 1e3:10.2f} ms  {ser / first:5.2f}x  (measuring included; "
-            f"chose {first_plan.backend}, trial {first_plan.speedups})\n"
-            f"  auto       {steady * 1e3:10.2f} ms  {ser / steady:5.2f}x  -> {plan.backend} after "
-            f"{plan.trials} trial(s) {dict(plan.observed)}; "
-            f"vs best fixed ({best}): {med[best] / steady:.3f}"
-        )
-        print("  " + plan.explain().replace("\n", "\n  "))
-        print("  last call: " + str(auto.last_stats))
-
-    x = np.random.default_rng(0).random(10_000_000)
-    workload("np.exp over 10M", lambda: np.exp(x), lambda p: p.apply(np.exp, x), 15)
-
-    g = np.random.default_rng(1).random(2_000_000)
-    workload("py_loop (GIL-holding) over 2M", lambda: py_loop(g), lambda p: p.apply(py_loop, g), R)
-
-    n = 2000
-    a = [np.random.default_rng(i).random((n, n)) for i in range(args.pairs)]
-    b = [np.random.default_rng(1000 + i).random((n, n)) for i in range(args.pairs)]
-    workload(
-        f"matmul batch, {args.pairs} pairs of {n}x{n} (experiment A)",
-        lambda: [u @ v for u, v in zip(a, b, strict=True)],
-        lambda p: p.map(np.matmul, a, b),
-        3,
-    )
-
+def small(pools: dict[str, numpool.Pool], auto: numpool.Pool) -> None:
+    """np.exp over 10k: each way of calling it against plain np.exp."""
     s = np.random.default_rng(2).random(10_000)
     plain = per_call(lambda: np.exp(s), 2000)
     print(f"\n## np.exp over 10k\nplain np.exp {plain * 1e6:.2f} us")
@@ -126,6 +63,94 @@ def main() -> None:
         r = float(np.median(ratios[name]))
         print(f"  {name:34s} {r * plain * 1e6:8.2f} us  {r:5.2f}x plain")
     print("  " + numpool.last_stats().plan.explain().replace("\n", "\n  "))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--pairs", type=int, default=100, help="matmul pairs (experiment A: 100)")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument(
+        "--only",
+        choices=["exp", "loop", "matmul", "small"],
+        action="append",
+        help="run only these workloads (repeatable; default: all)",
+    )
+    args = ap.parse_args()
+    print(json.dumps(describe(), default=str))
+    pools = {b: numpool.Pool(b) for b in ("serial", "threads", "processes")}
+    auto = numpool.Pool("auto")
+    R = args.repeat
+
+    def workload(name: str, plain: Callable[[], Any], run: Callable[[numpool.Pool], Any], r: int):
+        _planner.cache.clear()
+        t0 = time.perf_counter()
+        run(auto)
+        first = time.perf_counter() - t0
+        first_plan = auto.last_stats.plan
+        for _ in range(_planner.CONFIRM_TRIALS):  # a close call is measured again first
+            run(auto)
+        plan = auto.last_stats.plan
+        assert plan.cached, "settled after CONFIRM_TRIALS calls"
+        # interleaved rounds: a slow phase of the machine hits every variant alike
+        variants: dict[str, Callable[[], Any]] = {"serial NumPy": plain}
+        variants.update({b: (lambda p=p: run(p)) for b, p in pools.items()})
+        variants["auto"] = lambda: run(auto)
+        t0 = time.perf_counter()
+        plain()
+        ser_guess = time.perf_counter() - t0
+        for fn in variants.values():
+            fn()  # warm
+        times: dict[str, list[float]] = {k: [] for k in variants}
+        names = list(variants)
+        for i in range(r):
+            # the order rotates, so no variant always follows the same one; a pause lets
+            # the last variant's BLAS threads (they spin ~0.1 s) and freed memory settle
+            for k in names[i % len(names) :] + names[: i % len(names)]:
+                if ser_guess > 0.1:
+                    time.sleep(0.2)
+                t0 = time.perf_counter()
+                variants[k]()
+                times[k].append(time.perf_counter() - t0)
+        med = {k: float(np.median(v)) for k, v in times.items()}
+        ser = med.pop("serial NumPy")
+        steady = med.pop("auto")
+        best = min(med, key=med.__getitem__)
+        print(f"\n## {name}\nserial NumPy {ser * 1e3:.2f} ms (median of {r} interleaved rounds)")
+        for b, t in med.items():
+            print(f"  {b:10s} {t * 1e3:10.2f} ms  {ser / t:5.2f}x")
+        print(
+            f"  auto first {first * 1e3:10.2f} ms  {ser / first:5.2f}x  (measuring included; "
+            f"chose {first_plan.backend}, trial {first_plan.speedups})\n"
+            f"  auto       {steady * 1e3:10.2f} ms  {ser / steady:5.2f}x  -> {plan.backend} after "
+            f"{plan.trials} trial(s) {dict(plan.observed)}; "
+            f"vs best fixed ({best}): {med[best] / steady:.3f}"
+        )
+        print("  " + plan.explain().replace("\n", "\n  "))
+        print("  last call: " + str(auto.last_stats))
+
+    only = set(args.only or ["exp", "loop", "matmul", "small"])
+    if "exp" in only:
+        x = np.random.default_rng(0).random(10_000_000)
+        workload("np.exp over 10M", lambda: np.exp(x), lambda p: p.apply(np.exp, x), 15)
+        del x
+    if "loop" in only:
+        g = np.random.default_rng(1).random(2_000_000)
+        workload(
+            "py_loop (GIL-holding) over 2M", lambda: py_loop(g), lambda p: p.apply(py_loop, g), R
+        )
+    if "matmul" in only:
+        n = 2000
+        a = [np.random.default_rng(i).random((n, n)) for i in range(args.pairs)]
+        b = [np.random.default_rng(1000 + i).random((n, n)) for i in range(args.pairs)]
+        workload(
+            f"matmul batch, {args.pairs} pairs of {n}x{n} (experiment A)",
+            lambda: [u @ v for u, v in zip(a, b, strict=True)],
+            lambda p: p.map(np.matmul, a, b),
+            3,
+        )
+        del a, b
+    if "small" in only:
+        small(pools, auto)
     for p in (*pools.values(), auto):
         p.shutdown()
 

@@ -21,7 +21,9 @@ settings.register_profile(
 )
 settings.load_profile("numpool")
 
-BACKENDS = ["serial", "threads", "processes", "pickle", "auto"]
+#: "dask" runs on a LocalCluster of 2 worker processes, "dask-threads" on one whose
+#: 2 workers are threads of the test process (both skipped without distributed)
+BACKENDS = ["serial", "threads", "processes", "pickle", "auto", "dask", "dask-threads"]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -32,18 +34,31 @@ def nothing_left_at_the_end() -> Iterator[None]:
     shutdown_default_pools()
     for p in list(_pools.values()):
         p.shutdown()
+    for cluster in _clusters:
+        cluster.close()
     gc.collect()
     left = segments() - before
     assert not left, f"segments left in {shm.shm_dir()} after the test session: {left}"
 
 
 _pools: dict[str, numpool.Pool] = {}
+_clusters: list[object] = []
 
 
 def get_pool(backend: str) -> numpool.Pool:
     pool = _pools.get(backend)
     if pool is None or pool.closed:
-        pool = _pools[backend] = numpool.Pool(backend, workers=2)
+        address = None
+        if backend.startswith("dask"):
+            distributed = pytest.importorskip("distributed")
+            if backend == "dask-threads":
+                cluster = distributed.LocalCluster(
+                    n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
+                )
+                _clusters.append(cluster)
+                address = cluster
+        name = "dask" if backend.startswith("dask") else backend
+        pool = _pools[backend] = numpool.Pool(name, workers=2, address=address)
     return pool
 
 

@@ -12,7 +12,13 @@ import pytest
 from numpool.lab import bench
 from numpool.lab.report import ratio
 
-NUMPOOL_ROWS = {"numpool-threads", "numpool-processes", "numpool-processes-shared", "numpool-auto"}
+NUMPOOL_ROWS = {
+    "numpool-threads",
+    "numpool-processes",
+    "numpool-processes-shared",
+    "numpool-auto",
+    "numpool-dask",
+}
 PEER_ROWS = {
     "A": {"joblib-loky", "joblib-threads", "dask-threads"},
     "B": {"joblib-loky", "joblib-threads", "dask-threads", "numexpr"},

@@ -39,7 +39,7 @@ def test_fixed_signatures() -> None:
         "retries",
     ]
     params = list(inspect.signature(numpool.Pool).parameters)
-    assert params == ["backend", "workers", "blas_threads", "retries"]
+    assert params == ["backend", "workers", "blas_threads", "retries", "address"]
 
 
 def test_exception_hierarchy() -> None:

@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, wait
 from concurrent.futures import TimeoutError as FuturesTimeout
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import numpy as np
@@ -145,8 +144,10 @@ def _drive_until_done(
                 continue
             try:
                 res = f.result()
-            except BrokenProcessPool as e:
-                if retries <= 0:
+            except Exception as e:
+                if not backend.is_crash(e):
+                    raise
+                if retries <= 0 or not backend.resubmits:
                     cause = backend.crash_cause()
                     raise WorkerCrashedError(
                         _crash_message(backend, describe(job[0]), cause, backend.retries)

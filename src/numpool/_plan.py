@@ -82,6 +82,14 @@ class Plan:
     settled: bool = True
     reasons: tuple[str, ...] = ()
 
+    @property
+    def worker_item_s(self) -> float:
+        """A worker's seconds per item on the chosen backend, for block sizes. A
+        measured speed-up above the worker count (the serial sample also paid for
+        faulting in fresh memory) counts as the worker count."""
+        sp = min(self.speedups.get(self.backend, 1.0), self.workers)
+        return self.item_s * self.workers / max(sp, 1e-9)
+
     def explain(self) -> str:
         """The choice and the reasons for it, a few plain sentences."""
         sizes = (

@@ -510,7 +510,13 @@ def decide(
                 else "it holds the GIL, or serial already kept the cores busy (BLAS)"
             )
             reasons.append(
-                f"{workers} threads ran {sp:.2f}x as fast as serial on a sample: {gil}."
+                f"{workers} threads ran {sp:.2f}x as fast as serial on a sample: {gil}"
+                + (
+                    f" (more than {workers} threads can give: the serial sample also paid "
+                    "for faulting in fresh memory)."
+                    if sp > 1.2 * workers
+                    else "."
+                )
             )
         best = max(1.0, speedups.get("threads", 1.0))
         rest = work.n - work.done
@@ -589,6 +595,7 @@ def decide(
     rest = work.n - work.done
     sp = speedups.get(choice, 1.0)
     # per-item cost on the chosen backend decides block sizes for this and later calls
+    sp = min(sp, backend.workers)  # above it: the serial sample paid for fresh memory
     size = work.sizes(backend, per_item * workers / max(sp, 1e-9), max(rest, 1))
     plan = Plan(
         kind=work.kind,

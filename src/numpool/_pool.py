@@ -129,20 +129,27 @@ class Pool(Executor):
 
     Parameters
     ----------
-    backend : {"auto", "threads", "processes", "serial", "pickle"}
+    backend : {"auto", "threads", "processes", "serial", "pickle", "dask"}
         ``auto`` (default): measure on the start of the input and choose
         among serial, threads and processes (see :func:`numpool.plan`);
         decisions are cached. ``threads``: NumPy releases the GIL, so
         threads run NumPy code in parallel with no copies. ``processes``:
         worker processes, for code that holds the GIL; arrays travel
         through shared memory. ``serial``: the caller's thread. ``pickle``:
-        processes that pickle every array (the naive baseline).
+        processes that pickle every array (the naive baseline). ``dask``: a
+        Dask cluster (``pip install 'numpool[dask]'``), see ``address``.
     workers : int, optional
         Number of workers; default: usable cores (affinity and cgroup
         quota), at most the physical cores.
     blas_threads : int, optional
         BLAS/OpenMP threads per worker; default ``usable cores // workers``
         so the cores are never oversubscribed (serial: left alone).
+    address : str, distributed.Client or cluster, optional
+        ``backend="dask"`` only: the Dask scheduler to run on
+        (``"tcp://host:8786"``), a ``distributed.Client``, or a cluster
+        object. Default: ``$NUMPOOL_DASK_ADDRESS``, else a
+        ``distributed.LocalCluster`` of ``workers`` processes started for
+        this pool and closed with it.
     retries : int, optional
         When a worker process dies (killed by the out-of-memory killer, a
         crash in native code), run the tasks it took down again on fresh
@@ -174,8 +181,12 @@ class Pool(Executor):
         blas_threads: int | None = None,
         *,
         retries: int = 0,
+        address: Any = None,
     ) -> None:
         name = check_backend(backend)
+        if address is not None and name != "dask":
+            raise ValueError(f"address= is for backend='dask' (a Dask scheduler); got {backend!r}")
+        self._address = address
         n = check_workers(workers) or default_workers()
         self._retries = check_retries(retries)
         given = check_count("blas_threads", blas_threads)
@@ -200,7 +211,14 @@ class Pool(Executor):
                 backend = self._backends.get(name)
                 if backend is None:
                     blas = self._given_blas if name == "serial" else self._blas
-                    backend = self._backends[name] = backends.get(name, self._workers, blas)
+                    options = (
+                        {"address": self._address, "retries": self._retries}
+                        if name == "dask"
+                        else {}
+                    )
+                    backend = self._backends[name] = backends.get(
+                        name, self._workers, blas, **options
+                    )
                     backend.retries = self._retries
         return backend
 
@@ -350,7 +368,7 @@ class Pool(Executor):
                     _planner.cache.remember_tiny(_tiny_key(func, x, self._opts), plan)
             return res
         if chunks is None:
-            item_s = plan.item_s * backend.workers / plan.speedups.get(plan.backend, 1.0)
+            item_s = plan.worker_item_s
             chunks = _planner.apply_chunks(backend, x.shape[0], x.nbytes, item_s)
         return _engine.apply(backend, func, x, out, chunks, checker, stats)
 
@@ -475,7 +493,7 @@ class Pool(Executor):
         stats.backend = plan.backend
         backend = self._get(plan.backend)
         if size is None:
-            item_s = plan.item_s * backend.workers / plan.speedups.get(plan.backend, 1.0)
+            item_s = plan.worker_item_s
             size = _planner.map_chunksize(backend, tasks, item_s)
         return _engine.map_tasks(backend, func, columns, size, timeout, stats)
 

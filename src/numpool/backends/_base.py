@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, ClassVar
 
 from ._transport import Transport
@@ -53,6 +54,13 @@ class Backend:
 
     def check_callable(self, func: Callable[..., Any]) -> None:
         """Raise TypeError when ``func`` cannot run on this backend's workers."""
+
+    #: the engine runs a dead worker's jobs again itself (Pool(retries=))
+    resubmits: ClassVar[bool] = True
+
+    def is_crash(self, exc: BaseException) -> bool:
+        """Whether ``exc`` (from a job's future) means a worker died."""
+        return isinstance(exc, BrokenProcessPool)
 
     def crash_cause(self) -> str:
         """How a worker died, for WorkerCrashedError (process backends)."""

@@ -33,7 +33,7 @@ import numpy as np
 import numpool
 
 from . import meter, peers
-from .rows import Row, attach_stats
+from .rows import NUMPOOL_BACKENDS, Row, attach_stats, open_pool
 
 __all__ = ["op", "run"]
 
@@ -164,15 +164,16 @@ def run(
     # caller (its workers come from a forkserver).
     reproduction = variants(d1, d2, workers)
     rows = [_reproduction_row(*reproduction[0], measure)]
-    for backend in ("threads", "processes", "auto"):
-        with numpool.Pool(backend, workers=workers) as pool:
-            row = Row(
-                "A",
-                f"numpool-{backend}",
-                f"numpool.Pool({backend!r}).map(np.matmul)",
-                "numpool",
-                note=f"blas_threads={pool.blas_threads}",
-            )
+    for backend in NUMPOOL_BACKENDS:
+        row = Row(
+            "A", f"numpool-{backend}", f"numpool.Pool({backend!r}).map(np.matmul)", "numpool"
+        )
+        pool = open_pool(row, backend, workers)
+        if pool is None:
+            rows.append(row)
+            continue
+        with pool:
+            row.note = f"blas_threads={pool.blas_threads}"
             rows.append(
                 measure(
                     row,

@@ -105,3 +105,18 @@ def attach_stats(row: Row, stats: Any) -> Row:
         parts.insert(0, f"auto chose {stats.plan.backend}")
     row.note = "; ".join([*filter(None, [row.note]), *parts])
     return row
+
+
+#: numpool's rows in experiments A and B (dask: a LocalCluster started for the row)
+NUMPOOL_BACKENDS = ("threads", "processes", "auto", "dask")
+
+
+def open_pool(row: Row, backend: str, workers: int) -> Any:
+    """The pool for a numpool row, or None with the row marked (an extra not installed)."""
+    import numpool
+
+    try:
+        return numpool.Pool(backend, workers=workers)
+    except numpool.BackendUnavailableError as e:
+        row.status, row.note = "not installed", str(e).split(";")[0]
+        return None

@@ -25,7 +25,7 @@ import numpy as np
 import numpool
 
 from . import meter, peers
-from .rows import Row, attach_stats
+from .rows import NUMPOOL_BACKENDS, Row, attach_stats, open_pool
 
 __all__ = ["run"]
 
@@ -62,14 +62,15 @@ def run(
     rows = [measure(Row("B", "B1", "serial exp(data)", "reproduction"), lambda: np.exp(data))]
     # numpool and peers first: the multiprocessing.Pool of B2-B4 forks this process,
     # which leaves `data` slow to read from several threads (see matmul.run).
-    for backend in ("threads", "processes", "auto"):
-        with numpool.Pool(backend, workers=workers) as npool:
-            row = Row(
-                "B",
-                f"numpool-{backend}",
-                f"numpool.Pool({backend!r}).apply(np.exp, data)",
-                "numpool",
-            )
+    for backend in NUMPOOL_BACKENDS:
+        row = Row(
+            "B", f"numpool-{backend}", f"numpool.Pool({backend!r}).apply(np.exp, data)", "numpool"
+        )
+        npool = open_pool(row, backend, workers)
+        if npool is None:
+            rows.append(row)
+            continue
+        with npool:
             rows.append(
                 measure(row, functools.partial(npool.apply, np.exp, data), warmup_runs=WARMUP)
             )

@@ -1,0 +1,297 @@
+"""backend="dask": the same apply/map on a Dask cluster, for work that outgrows a machine.
+
+Dask's distributed scheduler runs the tasks; numpool keeps its engine (blocks,
+a bound on what is in flight, results in order, errors with their index)::
+
+    caller ──scatter block/array once──▶ worker memory
+           ──submit(apply_block | run_tasks, futures)──▶ runs where the data is
+           ◀──result (pickled over the network)── copied into the output array
+
+* ``address=None`` (and no ``$NUMPOOL_DASK_ADDRESS``) starts a
+  ``distributed.LocalCluster`` sized to the machine: ``workers`` processes of
+  one thread each. A scheduler address (``"tcp://host:8786"``) connects to a
+  running cluster; a ``distributed.Client`` or a cluster object is used as
+  given (the tests pass ``LocalCluster(processes=False)``).
+* apply: each block of rows is scattered once and its task runs on the
+  worker that holds it; the result comes back and is written into the
+  output array. map: each distinct array argument is scattered once per
+  call, however many tasks use it; results are gathered in order.
+* BLAS: every worker process gets the budget (threadpoolctl) when the
+  backend starts; in-process workers share the caller's process-wide limit,
+  as the threads backend does.
+* A worker that dies makes Dask reschedule its tasks; after ``retries``
+  more deaths (``distributed.scheduler.allowed-failures`` of the cluster
+  numpool starts) Dask gives up with ``KilledWorker``, which numpool raises
+  as :class:`~numpool.WorkerCrashedError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+import warnings
+from collections.abc import Callable
+from concurrent.futures import CancelledError, Future, InvalidStateError
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .. import blas, shm
+from .._errors import BackendUnavailableError
+from ..blas import process_budget
+from ._base import Backend
+from ._transport import ApplyIO, MapIO, Task, Transport
+
+__all__ = ["DaskBackend", "connect"]
+
+ADDRESS_ENV = "NUMPOOL_DASK_ADDRESS"
+
+
+def _import() -> Any:
+    try:
+        import distributed
+    except ImportError as e:
+        raise BackendUnavailableError(
+            "backend='dask' needs Dask's distributed scheduler: pip install 'numpool[dask]' "
+            f"(or pip install 'dask[distributed]'); {e}"
+        ) from None
+    return distributed
+
+
+def connect(address: Any, workers: int, retries: int) -> tuple[Any, Any]:
+    """(client, cluster we started or None) for ``address`` (see the module docstring)."""
+    distributed = _import()
+    if isinstance(address, distributed.Client):
+        return address, None
+    if address is None:
+        address = os.environ.get(ADDRESS_ENV) or None
+    if address is None:
+        import dask
+
+        # the scheduler reads allowed-failures when it starts: a task whose worker died
+        # runs again on another one `retries` times, then KilledWorker
+        with dask.config.set({"distributed.scheduler.allowed-failures": retries}):
+            cluster = distributed.LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",
+                silence_logs=logging.CRITICAL,  # func's errors reach the caller anyway
+            )
+        return distributed.Client(cluster, set_as_default=False), cluster
+    if isinstance(address, str):
+        return distributed.Client(address, set_as_default=False), None
+    return distributed.Client(address, set_as_default=False), None  # a cluster object
+
+
+class _DaskApply(ApplyIO):
+    """Rows a:b scattered to the cluster once; the block's result comes back."""
+
+    def __init__(self, backend: DaskBackend, x: np.ndarray, out: np.ndarray) -> None:
+        super().__init__(x, out)
+        self.client = backend.client
+        self.local = backend.local
+        self.inline = backend.retries > 0
+
+    def block(self, a: int, b: int) -> tuple[Any, Any]:
+        rows = _detached(self.x[a:b], self.local)
+        if not self.local:
+            self.count(rows.nbytes)
+        if self.inline:  # inside the task: Dask can run it again after a worker dies
+            return rows, None
+        return _scatter(self.client, rows), None
+
+    def took(self, a: int, b: int, res: Any) -> None:
+        if not self.local:
+            self.count(res.nbytes)
+        self.out[a:b] = res
+
+
+class _DaskMap(MapIO):
+    """Each distinct array argument scattered once per call; futures stand in for it."""
+
+    def __init__(self, backend: DaskBackend) -> None:
+        self.client = backend.client
+        self.local = backend.local
+        self.inline = backend.retries > 0
+        self.sent: dict[int, tuple[np.ndarray, Any]] = {}
+
+    def _ref(self, a: Any) -> Any:
+        return self.sent[id(a)][1] if isinstance(a, np.ndarray) else a
+
+    def encode(self, batch: list[Task]) -> tuple[list[Task], None]:
+        new = {
+            id(a): a
+            for _, args in batch
+            for a in args
+            if isinstance(a, np.ndarray) and id(a) not in self.sent
+        }
+        if new:  # one round trip for the batch's new arrays
+            arrays = [_detached(a, self.local) for a in new.values()]
+            futures = arrays if self.inline else _scatter(self.client, arrays)
+            for (key, a), f in zip(new.items(), futures, strict=True):
+                self.sent[key] = (a, f)
+                if not self.local:
+                    self.count(a.nbytes)
+        return [(i, tuple(self._ref(a) for a in args)) for i, args in batch], None
+
+    def decode(self, batch: list[Task], results: list[Any]) -> list[Any]:
+        if not self.local:
+            self.count(sum(r.nbytes for r in results if isinstance(r, np.ndarray)))
+        return results
+
+    def abort(self) -> None:
+        self.sent.clear()
+
+
+def _scatter(client: Any, data: Any, wait_s: float = 10.0) -> Any:
+    """client.scatter, again while a worker that just died is being replaced (a scatter
+    can pick it in the moment before the scheduler forgets it: CommClosedError)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return client.scatter(data, hash=False)
+        except OSError:  # CommClosedError is one
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def _detached(a: np.ndarray, local: bool) -> np.ndarray:
+    """What to scatter. In-process workers keep the object itself until the scheduler
+    lets them drop it (later, asynchronously): a copy, for a view of a SharedArray,
+    so that its segment goes back when the call ends, as with every other backend."""
+    return np.array(a) if local and shm.shared_ref(a) is not None else a
+
+
+def _in_process(client: Any) -> bool:
+    """Whether every worker runs in this process (LocalCluster(processes=False))."""
+    pids = client.run(os.getpid)
+    return bool(pids) and all(pid == os.getpid() for pid in pids.values())
+
+
+_budget: int | None = None
+
+
+def _budgeted(n: int, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a task under the BLAS budget of its worker process, set on the first task
+    (a worker restarted after a crash, or one that joined later, gets it too)."""
+    global _budget
+    if _budget != n:
+        blas.limit_this_process(n)
+        _budget = n
+    return fn(*args)
+
+
+class _Bridged(Future[Any]):
+    """A concurrent.futures.Future for a Dask task (Pool.submit's contract; the engine
+    needs no other kind). It holds the Dask future: a dropped one is released."""
+
+    def __init__(self, task: Any) -> None:
+        super().__init__()
+        self.task = task
+        task.add_done_callback(self._settle)
+
+    def _settle(self, task: Any) -> None:
+        try:
+            value = task.result()
+        except BaseException as e:  # the task's own exception, or KilledWorker
+            with contextlib.suppress(InvalidStateError):
+                self.set_exception(e)
+        else:
+            with contextlib.suppress(InvalidStateError):
+                self.set_result(value)
+
+    def cancel(self) -> bool:
+        self.task.cancel()
+        return super().cancel()
+
+
+class DaskTransport(Transport):
+    """Arrays scattered to the workers once; with retries, inside their tasks (Dask
+    cannot recompute scattered data lost with a worker, but it can rerun a task)."""
+
+    name = "dask"
+
+    def __init__(self, backend: DaskBackend) -> None:
+        super().__init__()
+        self.backend = backend
+
+    def apply_io(
+        self, x: np.ndarray, out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype
+    ) -> ApplyIO:
+        return _DaskApply(self.backend, x, out if out is not None else np.empty(shape, dtype))
+
+    def map_io(self) -> MapIO:
+        return _DaskMap(self.backend)
+
+
+class DaskBackend(Backend):
+    name = "dask"
+    in_process = False
+    #: every block crosses the network, and a task costs a scheduler round trip
+    block_bytes = 32 << 20
+    blocks_per_worker = (2, 16)
+    transport: ClassVar[Transport]  # one per backend: it holds the client
+
+    def __init__(
+        self, workers: int, blas_threads: int | None, address: Any = None, retries: int = 0
+    ) -> None:
+        super().__init__(workers, blas_threads)
+        self.retries = retries
+        self.client, self._cluster = connect(address, workers, retries)
+        self.transport = DaskTransport(self)  # type: ignore[misc]
+        #: workers in this process share the caller's process-wide BLAS limit (as with
+        #: threads); worker processes each get the budget with their first task
+        self.local = _in_process(self.client)
+        self.workers = max(1, sum(self.client.nthreads().values()))
+        self.address = self.client.scheduler.address
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if not (self.local or self.blas_threads is None):
+            fn, args = _budgeted, (self.blas_threads, fn, *args)
+        with warnings.catch_warnings():
+            # with retries, blocks travel inside their tasks on purpose
+            warnings.filterwarnings("ignore", message=".*[Ll]arge (object|graph)")
+            return _Bridged(self.client.submit(fn, *args, pure=False, **kwargs))
+
+    def scope(self) -> contextlib.AbstractContextManager[None]:
+        return process_budget(self.blas_threads) if self.local else contextlib.nullcontext()
+
+    #: Dask re-runs a dead worker's tasks itself (allowed-failures), not the engine
+    resubmits = False
+
+    def is_crash(self, exc: BaseException) -> bool:
+        """KilledWorker: Dask gave up on a task whose workers died; a cancelled task we
+        did not cancel: its scattered input was lost with a worker."""
+        distributed = _import()
+        return isinstance(exc, (distributed.KilledWorker, CancelledError))
+
+    def crash_cause(self) -> str:
+        if self._cluster is not None:  # ours: its nanny restarts the worker in ~1 s
+            with contextlib.suppress(Exception):
+                self.client.wait_for_workers(self.workers, timeout=10)
+        return (
+            "a Dask worker died (killed by the out-of-memory killer or a crash) and Dask "
+            "gave up on the task (KilledWorker, or its input was lost with the worker)"
+        )
+
+    def default_chunksize(self, tasks: int) -> int:
+        return max(1, tasks // (8 * self.workers))
+
+    def max_in_flight(self) -> int:
+        # each task is a scheduler round trip (~5 ms here): keep many queued; what is
+        # in flight is scattered data in the workers' memory, bounded by this
+        return 8 * self.workers
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+        cluster, self._cluster = self._cluster, None
+        if cluster is not None:
+            with contextlib.suppress(Exception):
+                cluster.close()
