@@ -81,7 +81,13 @@ def main() -> None:
     auto = numpool.Pool("auto")
     R = args.repeat
 
-    def workload(name: str, plain: Callable[[], Any], run: Callable[[numpool.Pool], Any], r: int):
+    def workload(
+        name: str,
+        plain: Callable[[], Any],
+        run: Callable[[numpool.Pool], Any],
+        r: int,
+        pause: float = 0.0,
+    ):
         _planner.cache.clear()
         t0 = time.perf_counter()
         run(auto)
@@ -95,19 +101,18 @@ def main() -> None:
         variants: dict[str, Callable[[], Any]] = {"serial NumPy": plain}
         variants.update({b: (lambda p=p: run(p)) for b, p in pools.items()})
         variants["auto"] = lambda: run(auto)
-        t0 = time.perf_counter()
-        plain()
-        ser_guess = time.perf_counter() - t0
         for fn in variants.values():
             fn()  # warm
         times: dict[str, list[float]] = {k: [] for k in variants}
         names = list(variants)
         for i in range(r):
-            # the order rotates, so no variant always follows the same one; a pause lets
-            # the last variant's BLAS threads (they spin ~0.1 s) and freed memory settle
-            for k in names[i % len(names) :] + names[: i % len(names)]:
-                if ser_guess > 0.1:
-                    time.sleep(0.2)
+            # the order rotates and turns, so no variant always follows the same one (auto
+            # right after processes ran 8% slower than serial on the same plan); `pause`
+            # lets the last variant's BLAS threads stop spinning (~0.1 s). Not for the
+            # others: after 0.2 s idle, processes ran py_loop at 1.03x instead of 2.08x
+            order = names[i % len(names) :] + names[: i % len(names)]
+            for k in order if i % 2 == 0 else order[::-1]:
+                time.sleep(pause)
                 t0 = time.perf_counter()
                 variants[k]()
                 times[k].append(time.perf_counter() - t0)
@@ -147,6 +152,7 @@ def main() -> None:
             lambda: [u @ v for u, v in zip(a, b, strict=True)],
             lambda p: p.map(np.matmul, a, b),
             3,
+            pause=0.2,
         )
         del a, b
     if "small" in only:

@@ -13,8 +13,8 @@ what a cluster has to win back.
 from __future__ import annotations
 
 import argparse
-import logging
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any

@@ -61,7 +61,9 @@ def test_worker_processes_get_the_blas_budget_and_bytes_are_counted() -> None:
     a = [np.ones((50, 50))] * 4
     with numpool.Pool("dask", workers=2) as pool:
         infos = pool.map(funcs.blas_info, [None] * 4)
-        assert all(i["num_threads"] == 1 for info in infos for i in info if i["user_api"] == "blas")
+        assert all(
+            i["num_threads"] == 1 for info in infos for i in info if i["user_api"] == "blas"
+        )
         pool.map(np.matmul, a, a)
         stats = pool.last_stats
         # one scatter of the (single, repeated) array, four results back

@@ -154,6 +154,29 @@ def test_segments_of_a_killed_parent_are_swept_by_the_next_numpool_process() -> 
     assert name not in segments(), "the next numpool process swept it"
 
 
+def test_workers_of_a_killed_parent_exit_on_their_own() -> None:
+    import psutil
+
+    p = _run(
+        """
+        import os, signal, numpy as np, numpool, funcs
+        if __name__ == "__main__":
+            pool = numpool.Pool("processes", workers=2)
+            print(*pool.map(funcs.pid, range(8)), flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+        """,
+        cwd=str(TESTS),
+    )
+    out, err = p.communicate(timeout=60)
+    workers = {int(w) for w in out.split()}
+    assert workers and p.returncode == -signal.SIGKILL, err
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(psutil.pid_exists(w) for w in workers):
+        time.sleep(0.1)
+    alive = [w for w in workers if psutil.pid_exists(w) and psutil.Process(w).status() != "zombie"]
+    assert not alive, f"workers outlived their pool's owner: {alive}"
+
+
 def test_the_sweep_spares_live_owners() -> None:
     a = numpool.share(np.ones(1000))
     assert a.segment_name is not None

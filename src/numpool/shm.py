@@ -609,13 +609,20 @@ def owner_of(name: str) -> int | None:
 
 
 def is_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (a killed process stays one
+    until its parent reaps it, and releases nothing of numpool's meanwhile)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process: alive
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            # "pid (comm) state ...": the state follows the last ')'
+            return f.read().rpartition(b")")[2].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 def orphans() -> list[str]:
