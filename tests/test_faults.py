@@ -124,7 +124,10 @@ def test_ctrl_c_returns_within_2_s_and_leaves_nothing(backend: str, kind: str) -
     time.sleep(0.5)
     sent = time.monotonic()
     p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=30)
+    try:
+        out, err = p.communicate(timeout=30)
+    finally:
+        p.kill()  # a hang must not outlive the test (nor its workers: see _exit_with)
     assert "interrupted" in out, err
     caught = float(out.split("interrupted")[1].split()[0])
     assert caught - sent < 2.0, f"KeyboardInterrupt after {caught - sent:.2f} s"

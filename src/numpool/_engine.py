@@ -111,7 +111,13 @@ def _drive_until_done(
     finished: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
 
     def submit(job: Job) -> None:
-        f = backend.submit(job[1], *job[2])
+        try:
+            f = backend.submit(job[1], *job[2])
+        except Exception as e:  # the pool broke after an earlier job of this call
+            if not backend.is_crash(e):
+                raise
+            f = Future()
+            f.set_exception(e)  # handled by harvest() like any other lost job
         pending[f] = job
         f.add_done_callback(finished.put)
 
@@ -157,6 +163,7 @@ def _drive_until_done(
             on_done(job[0], res)
         if broken:  # every job in flight went down with the pool: run them again
             retries -= 1
+            backend.crash_cause()  # (also frees the broken executor's threads)
             if stats is not None:
                 stats.retries += 1
             wait(pending)

@@ -270,13 +270,28 @@ class DaskBackend(Backend):
         return isinstance(exc, (distributed.KilledWorker, CancelledError))
 
     def crash_cause(self) -> str:
-        if self._cluster is not None:  # ours: its nanny restarts the worker in ~1 s
+        if self._cluster is not None:  # ours: its nannies restart the dead in ~1 s
             with contextlib.suppress(Exception):
-                self.client.wait_for_workers(self.workers, timeout=10)
+                self._settle()
         return (
             "a Dask worker died (killed by the out-of-memory killer or a crash) and Dask "
             "gave up on the task (KilledWorker, or its input was lost with the worker)"
         )
+
+    def _settle(self, timeout: float = 10.0, quiet: float = 0.5) -> None:
+        """Wait until the cluster has its workers back and its membership has been
+        still for ``quiet`` seconds: a worker that died but is not yet removed would
+        take the next call's scattered data down with it."""
+        deadline = time.monotonic() + timeout
+        seen: set[str] = set()
+        since = time.monotonic()
+        while time.monotonic() < deadline:
+            now = set(self.client.scheduler_info()["workers"])
+            if now != seen:
+                seen, since = now, time.monotonic()
+            elif len(now) >= self.workers and time.monotonic() - since >= quiet:
+                return
+            time.sleep(0.05)
 
     def default_chunksize(self, tasks: int) -> int:
         return max(1, tasks // (8 * self.workers))
