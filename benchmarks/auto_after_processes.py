@@ -1,0 +1,57 @@
+"""Open problem of issue 4: auto's threads trials on np.exp over 10M swing from run to run.
+
+Run:  python benchmarks/auto_after_processes.py   (several times; each is a fresh process)
+
+After a processes pool has come and gone (the bench's order), auto's three
+threads trials read 0.76-1.06 in two runs out of three here, and auto settled on
+serial. In the third run they read 1.25-1.41, and it chose threads. The fixed
+threads backend runs at ~2x serial in every run. numpool bench's experiment B
+showed the bad case (auto 1.22x, threads 2.92x). Medians of 3 trials are not
+enough against this swing. Next: log each trial's halves, and check the output
+buffers' state (fresh/recycled) and the input's pages after the fork server started.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+import numpool
+
+
+def main() -> None:
+    data = np.random.rand(10_000_000)
+    with numpool.Pool("processes", workers=2) as p:
+        for _ in range(3):
+            p.apply(np.exp, data)
+    with numpool.Pool("auto", workers=2) as auto:
+        for _ in range(5):
+            t0 = time.perf_counter()
+            auto.apply(np.exp, data)
+            dt = time.perf_counter() - t0
+            plan = auto.last_stats.plan
+            print(
+                f"auto {dt * 1e3:6.1f} ms -> {plan.backend:8s} cached={plan.cached!s:5s} "
+                f"trials {dict(plan.observed)}"
+            )
+    threads = numpool.Pool("threads", workers=2)
+    times = []
+    for _ in range(7):
+        t0 = time.perf_counter()
+        threads.apply(np.exp, data)
+        times.append(time.perf_counter() - t0)
+    serial = []
+    for _ in range(7):
+        t0 = time.perf_counter()
+        np.exp(data)
+        serial.append(time.perf_counter() - t0)
+    print(
+        f"fixed threads {np.median(times) * 1e3:.1f} ms, serial {np.median(serial) * 1e3:.1f} ms "
+        f"({np.median(serial) / np.median(times):.2f}x)"
+    )
+    threads.shutdown()
+
+
+if __name__ == "__main__":
+    main()
