@@ -121,12 +121,15 @@ def _drive_until_done(
         pending[f] = job
         f.add_done_callback(finished.put)
 
+    def safe_point() -> None:
+        if interrupted:  # a Ctrl-C noted by _sigint_deferred
+            interrupted.clear()
+            raise KeyboardInterrupt
+
     def harvest() -> None:
         nonlocal retries
         while True:
-            if interrupted:
-                interrupted.clear()
-                raise KeyboardInterrupt
+            safe_point()
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
                 done = [
@@ -154,6 +157,7 @@ def _drive_until_done(
                 if not backend.is_crash(e):
                     raise
                 if retries <= 0 or not backend.resubmits:
+                    backend.recover()
                     cause = backend.crash_cause()
                     raise WorkerCrashedError(
                         _crash_message(backend, describe(job[0]), cause, backend.retries)
@@ -163,7 +167,7 @@ def _drive_until_done(
             on_done(job[0], res)
         if broken:  # every job in flight went down with the pool: run them again
             retries -= 1
-            backend.crash_cause()  # (also frees the broken executor's threads)
+            backend.recover()
             if stats is not None:
                 stats.retries += 1
             wait(pending)
@@ -176,9 +180,7 @@ def _drive_until_done(
         for job in jobs:
             while len(pending) >= limit:
                 harvest()
-            if interrupted:
-                interrupted.clear()
-                raise KeyboardInterrupt
+            safe_point()
             submit(job)
         while pending:
             harvest()

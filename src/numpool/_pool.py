@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
@@ -349,11 +350,10 @@ class Pool(Executor):
             stats.plan = _trivial_plan("apply", f"{x.shape[0]} row")
             return _engine.apply(self._get("serial"), func, x, out, None, checker, stats)
         key = _planner.apply_key(func, x, out, chunks, self._options())
-        plan = _planner.cache.get(key, _planner.REVISIT_AFTER)
-        if plan is None:
-            work = _planner.ApplyWork(func, x, out, checker)
-            plan = self._decide(work, stats, chunks, key)
-            _planner.cache.put(key, plan)
+        plan, work = self._planned(
+            key, lambda: _planner.ApplyWork(func, x, out, checker), chunks, stats
+        )
+        if isinstance(work, _planner.ApplyWork):  # measured now: finish what it started
             _planner.finish(work, plan, self._get, stats)
             assert work.out is not None
             return work.out
@@ -372,7 +372,19 @@ class Pool(Executor):
             chunks = _planner.apply_chunks(backend, x.shape[0], x.nbytes, item_s)
         return _engine.apply(backend, func, x, out, chunks, checker, stats)
 
-    def _decide(self, work: _planner._Work, stats: Stats, size: int | None, key: Hashable) -> Plan:
+    def _planned(
+        self,
+        key: Hashable,
+        make_work: Callable[[], _planner._Work],
+        size: int | None,
+        stats: Stats,
+    ) -> tuple[Plan, _planner._Work | None]:
+        """The cached plan for ``key`` (and None), or a new decision with the work it
+        measured on (its first items are done; :func:`_planner.finish` runs the rest)."""
+        plan = _planner.cache.get(key, _planner.REVISIT_AFTER)
+        if plan is not None:
+            return plan, None
+        work = make_work()
         plan = _planner.decide(
             work,
             self._get,
@@ -389,7 +401,8 @@ class Pool(Executor):
             else:
                 plan = dataclasses.replace(plan, chunksize=size)
         stats.plan = plan
-        return plan
+        _planner.cache.put(key, plan)
+        return plan, work
 
     def plan(
         self,
@@ -415,7 +428,9 @@ class Pool(Executor):
             if x.shape[0] <= 1:
                 return _trivial_plan("apply", f"{x.shape[0]} row")
             key = _planner.apply_key(func, x, None, n, self._options())
-            work: _planner._Work = _planner.ApplyWork(func, x, None, check_out(x))
+            make: Callable[[], _planner._Work] = functools.partial(
+                _planner.ApplyWork, func, x, None, check_out(x)
+            )
             size = n
         else:
             columns = check_iterables(args)
@@ -423,12 +438,8 @@ class Pool(Executor):
             if len(columns[0]) <= 1:
                 return _trivial_plan("map", f"{len(columns[0])} task")
             key = _planner.map_key(func, columns, size, self._options())
-            work = _planner.MapWork(func, columns)
-        plan = _planner.cache.get(key, _planner.REVISIT_AFTER)
-        if plan is None:
-            plan = self._decide(work, stats, size, key)
-            _planner.cache.put(key, plan)
-        return plan
+            make = functools.partial(_planner.MapWork, func, columns)
+        return self._planned(key, make, size, stats)[0]
 
     def map(  # type: ignore[override]  # a list (all results, in order), not a lazy iterator
         self,
@@ -482,11 +493,10 @@ class Pool(Executor):
             stats.plan = _trivial_plan("map", f"{tasks} task")
             return _engine.map_tasks(self._get("serial"), func, columns, None, timeout, stats)
         key = _planner.map_key(func, columns, size, self._options())
-        plan = _planner.cache.get(key, _planner.REVISIT_AFTER)
-        if plan is None:
-            work = _planner.MapWork(func, columns, timeout)
-            plan = self._decide(work, stats, size, key)
-            _planner.cache.put(key, plan)
+        plan, work = self._planned(
+            key, lambda: _planner.MapWork(func, columns, timeout), size, stats
+        )
+        if isinstance(work, _planner.MapWork):  # measured now: finish what it started
             _planner.finish(work, plan, self._get, stats)
             return work.results
         stats.plan = plan

@@ -62,6 +62,9 @@ class Backend:
         """Whether ``exc`` (from a job's future) means a worker died."""
         return isinstance(exc, BrokenProcessPool)
 
+    def recover(self) -> None:
+        """After a worker died: whatever the next submit needs (process backends)."""
+
     def crash_cause(self) -> str:
         """How a worker died, for WorkerCrashedError (process backends)."""
         return ""

@@ -81,9 +81,7 @@ def connect(address: Any, workers: int, retries: int) -> tuple[Any, Any]:
                 silence_logs=logging.CRITICAL,  # func's errors reach the caller anyway
             )
         return distributed.Client(cluster, set_as_default=False), cluster
-    if isinstance(address, str):
-        return distributed.Client(address, set_as_default=False), None
-    return distributed.Client(address, set_as_default=False), None  # a cluster object
+    return distributed.Client(address, set_as_default=False), None  # an address or cluster
 
 
 class _DaskApply(ApplyIO):
@@ -269,10 +267,12 @@ class DaskBackend(Backend):
         distributed = _import()
         return isinstance(exc, (distributed.KilledWorker, CancelledError))
 
-    def crash_cause(self) -> str:
+    def recover(self) -> None:
         if self._cluster is not None:  # ours: its nannies restart the dead in ~1 s
             with contextlib.suppress(Exception):
                 self._settle()
+
+    def crash_cause(self) -> str:
         return (
             "a Dask worker died (killed by the out-of-memory killer or a crash) and Dask "
             "gave up on the task (KilledWorker, or its input was lost with the worker)"

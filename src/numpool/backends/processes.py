@@ -116,9 +116,13 @@ class ProcessesBackend(Backend):
             if first or time.monotonic() > deadline:
                 break
             time.sleep(0.01)
+        return "; ".join(_death(pid, code) for pid, code in sorted(first.items()))
+
+    def recover(self) -> None:
+        """Free the broken executor's threads (see _unblock_feeder); the next submit
+        starts a fresh one."""
         if self._executor is not None:
             _unblock_feeder(self._executor)
-        return "; ".join(_death(pid, code) for pid, code in sorted(first.items()))
 
     def interrupt(self) -> None:
         """Stop running tasks now (Ctrl-C): kill the workers; the next call starts new ones.
