@@ -140,11 +140,11 @@ def apply(
             if workers or blas_threads or retries
             else _auto_default
         )
-        if pool is not None:  # the one dict lookup before Pool._tiny's
+        if pool is not None and pool._tiny_ok:  # the one dict lookup before Pool._tiny's
             hit = pool._tiny(func, x)
             if hit is not None:
-                _local.stats = hit[1]
-                return hit[0]
+                result, _local.stats = hit
+                return result
     pool = _pool(backend, workers, blas_threads, retries)
     result, _local.stats = pool.apply_with_stats(func, x, out=out, chunks=chunks)
     return result

@@ -124,6 +124,10 @@ class Plan:
         return dataclasses.asdict(self)
 
 
+#: no entry of ``PlanCache.tiny`` found yet (matches no call)
+_NO_TINY: tuple[Any, ...] = (None,) * 6
+
+
 class PlanCache:
     """An LRU map from a call's key to the Plan made for it (thread-safe)."""
 
@@ -132,9 +136,11 @@ class PlanCache:
         self._plans: OrderedDict[Hashable, Plan] = OrderedDict()
         self._hits: dict[Hashable, int] = {}
         self._lock = threading.Lock()
-        #: serial plans for work too small to try anything, by a cheaper key
-        #: (see ``Pool._tiny``): checked before anything else, in ~1 us
-        self.tiny: dict[Hashable, Plan] = {}
+        #: serial plans for work too small to try anything, by a cheaper key, with
+        #: whether the result needs no check (see ``Pool._tiny``): checked first, in <1 us
+        self.tiny: dict[Hashable, tuple[Plan, bool]] = {}
+        #: the entry of ``tiny`` found last, as (*key, plan, unchecked)
+        self.last_tiny: tuple[Any, ...] = _NO_TINY
 
     def get(self, key: Hashable, revisit_after: int = 0) -> Plan | None:
         """The plan to run ``key`` with, or None: plan (again). None also when
@@ -176,10 +182,11 @@ class PlanCache:
                 old, _ = self._plans.popitem(last=False)
                 self._hits.pop(old, None)
 
-    def remember_tiny(self, key: Hashable, plan: Plan) -> None:
+    def remember_tiny(self, key: Hashable, plan: tuple[Plan, bool]) -> None:
         with self._lock:
             if len(self.tiny) >= self.size:
                 self.tiny.clear()
+            self.last_tiny = _NO_TINY
             self.tiny[key] = plan
 
     def clear(self) -> None:
@@ -187,6 +194,7 @@ class PlanCache:
             self._plans.clear()
             self._hits.clear()
             self.tiny.clear()
+            self.last_tiny = _NO_TINY
 
     def __len__(self) -> int:
         return len(self._plans)

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import Executor, Future
+from time import perf_counter
 from typing import Any
 
 import numpy as np
@@ -198,6 +199,8 @@ class Pool(Executor):
         self._opts = (self._workers, given)
         self._backends: dict[str, backends.Backend] = {}
         self._closed = False
+        #: an open auto pool: apply may try ``_tiny`` (one flag, checked in ~20 ns)
+        self._tiny_ok = name == AUTO
         self._lock = threading.Lock()
         self._last: _stats.Last = None
         if name != AUTO:
@@ -276,39 +279,48 @@ class Pool(Executor):
 
         See :func:`numpool.apply`.
         """
-        if out is None and chunks is None and self._name == AUTO and type(x) is np.ndarray:
+        if self._tiny_ok and out is None and chunks is None and type(x) is np.ndarray:
             hit = self._tiny(func, x)
             if hit is not None:
-                self._last = hit[1]
-                return hit[0]
+                result, self._last = hit
+                return result
         result, self._last = self.apply_with_stats(func, x, out=out, chunks=chunks)
         return result
 
     def _tiny(
         self, func: Callable[..., Any], x: np.ndarray
     ) -> tuple[np.ndarray, tuple[Plan, float]] | None:
-        """``func(x)`` at once, when auto already found ``x``'s kind of input too small to
-        try anything (issue 4: auto costs at most 10% over ``func(x)`` on small inputs;
-        np.exp over 10k elements takes ~6 us). Else None: take the usual path."""
-        t0 = time.perf_counter()
-        if self._closed:
-            return None
-        # (no key matches a 0-d x: its nbytes are those of a 1-row input, never kept here)
-        try:
-            plan = _planner.cache.tiny.get(
-                (func, x.dtype, x.shape[1:], x.nbytes.bit_length(), self._opts)
-            )
-        except TypeError:  # an unhashable callable
-            return None
-        if plan is None:
-            return None
+        """``func(x)`` at once, when auto already found inputs of ``x``'s exact dtype and
+        shape too small to try anything (issue 4: auto costs at most 10% over ``func(x)``
+        on small inputs; np.exp over 10k elements takes ~6 us, so every 100 ns here
+        counts). Else None: take the usual path. Only for an open auto pool (``_tiny_ok``)."""
+        t0 = perf_counter()
+        # (no key matches a 0-d x: only inputs that passed apply's checks are kept)
+        cache = _planner.cache
+        hit = cache.last_tiny  # a loop's next call: four identity checks, not a hash
+        if (
+            hit[0] is not func
+            or hit[1] is not x.dtype
+            or hit[2] != x.shape
+            or hit[3] is not self._opts
+        ):
+            key = (func, x.dtype, x.shape, self._opts)
+            try:
+                plan = cache.tiny.get(key)
+            except TypeError:  # an unhashable callable
+                return None
+            if plan is None:
+                return None
+            hit = cache.last_tiny = (*key, *plan)
         try:
             res = func(x)
         except Exception as e:
             raise annotate(e, f"the whole input (rows 0:{x.shape[0]}, run serially)") from None
-        if type(res) is not np.ndarray or not res.ndim or res.shape[0] != x.shape[0]:
+        if not hit[5] and (
+            type(res) is not np.ndarray or not res.ndim or res.shape[0] != x.shape[0]
+        ):
             _engine.check_whole(func, x, res)  # raises the usual error
-        return res, (plan, time.perf_counter() - t0)
+        return res, (hit[4], perf_counter() - t0)
 
     def apply_with_stats(
         self,
@@ -365,7 +377,9 @@ class Pool(Executor):
             res = _engine.whole(func, x)
             if plan.settled and not plan.speedups and not plan.revisit and type(x) is np.ndarray:
                 with contextlib.suppress(TypeError):  # from now on, Pool._tiny runs it
-                    _planner.cache.remember_tiny(_tiny_key(func, x, self._opts), plan)
+                    _planner.cache.remember_tiny(
+                        _tiny_key(func, x, self._opts), (plan, _same_rows(func))
+                    )
             return res
         if chunks is None:
             item_s = plan.worker_item_s
@@ -511,6 +525,7 @@ class Pool(Executor):
         """Stop the workers and release the pool's shared memory. Idempotent."""
         with self._lock:
             self._closed = True
+            self._tiny_ok = False
             running = list(self._backends.values())
         for backend in running:
             backend.shutdown(wait=wait, cancel_futures=cancel_futures)
@@ -530,7 +545,14 @@ class Pool(Executor):
 def _tiny_key(func: Any, x: np.ndarray, options: Hashable) -> Hashable:
     """The key of ``Pool._tiny`` (which builds it inline). Whether x lies in shared
     memory is left out: it does not matter to work too small to try threads on."""
-    return (func, x.dtype, x.shape[1:], x.nbytes.bit_length(), options)
+    return (func, x.dtype, x.shape, options)
+
+
+def _same_rows(func: Any) -> bool:
+    """Whether ``func(x)`` is sure to be an ndarray with x's rows for any ndarray x of
+    1+ dimensions: a NumPy ufunc of one input and one output (Pool._tiny skips the
+    check of its result)."""
+    return type(func) is np.ufunc and func.nin == 1 and func.nout == 1
 
 
 def _kind(kind: str | None, args: tuple[Any, ...]) -> str:
