@@ -93,10 +93,14 @@ def main() -> None:
         run(auto)
         first = time.perf_counter() - t0
         first_plan = auto.last_stats.plan
-        for _ in range(_planner.CONFIRM_TRIALS):  # a close call is measured again first
+        settle = []  # a close call runs off: whole calls on each contender in turn
+        while not auto.last_stats.plan.settled:
+            t0 = time.perf_counter()
             run(auto)
+            settle.append(time.perf_counter() - t0)
+        run(auto)
         plan = auto.last_stats.plan
-        assert plan.cached, "settled after CONFIRM_TRIALS calls"
+        assert plan.cached and plan.settled
         # interleaved rounds: a slow phase of the machine hits every variant alike
         variants: dict[str, Callable[[], Any]] = {"serial NumPy": plain}
         variants.update({b: (lambda p=p: run(p)) for b, p in pools.items()})
@@ -126,8 +130,9 @@ def main() -> None:
         print(
             f"  auto first {first * 1e3:10.2f} ms  {ser / first:5.2f}x  (measuring included; "
             f"chose {first_plan.backend}, trial {first_plan.speedups})\n"
-            f"  auto       {steady * 1e3:10.2f} ms  {ser / steady:5.2f}x  -> {plan.backend} after "
-            f"{plan.trials} trial(s) {dict(plan.observed)}; "
+            f"  run-off    {sum(settle) * 1e3:10.2f} ms  for {len(settle)} calls "
+            f"{[round(t * 1e3, 1) for t in settle]} on {first_plan.contenders or 'none'}\n"
+            f"  auto       {steady * 1e3:10.2f} ms  {ser / steady:5.2f}x  -> {plan.backend}; "
             f"vs best fixed ({best}): {med[best] / steady:.3f}"
         )
         print("  " + plan.explain().replace("\n", "\n  "))

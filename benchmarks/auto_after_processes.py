@@ -26,14 +26,14 @@ def main() -> None:
         for _ in range(3):
             p.apply(np.exp, data)
     with numpool.Pool("auto", workers=2) as auto:
-        for _ in range(5):
+        for _ in range(8):
             t0 = time.perf_counter()
             auto.apply(np.exp, data)
             dt = time.perf_counter() - t0
             plan = auto.last_stats.plan
             print(
                 f"auto {dt * 1e3:6.1f} ms -> {plan.backend:8s} cached={plan.cached!s:5s} "
-                f"trials {dict(plan.observed)}"
+                f"speedups {plan.speedups} contenders {plan.contenders} runoff {plan.runoff}"
             )
     threads = numpool.Pool("threads", workers=2)
     times = []

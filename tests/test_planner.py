@@ -111,44 +111,95 @@ def test_gil_holding_map_tasks_go_to_processes(auto: numpool.Pool) -> None:
     assert plan.kind == "map" and plan.backend == "processes", plan.explain()
 
 
-def test_a_loop_measures_once_or_confirms_a_close_call(auto: numpool.Pool) -> None:
-    """The first call measures; a close call is measured again on up to two more
-    (each adding to the last), and from then on every call is cached."""
+def _runoff_calls(plan: numpool.Plan) -> int:
+    """The most calls ``plan``'s run-off can take (fewer when a contender drops out)."""
+    return _planner.RUNOFF_CALLS * len(plan.contenders)
+
+
+def test_a_loop_measures_once_then_runs_off_a_close_call(auto: numpool.Pool) -> None:
+    """The first call measures on a sample. A close call then runs whole on each
+    contender in turn (A B B A), each timed; the fastest wins, and from then on
+    every call is cached and settled."""
     x = np.random.default_rng(3).random(300_000)
-    measured = []
-    for _ in range(20):
+    assert np.array_equal(auto.apply(np.sqrt, x), np.sqrt(x))
+    first = auto.last_stats.plan
+    assert not first.cached
+    assert not first.contenders or first.contenders[0] == first.backend  # the choice first
+    ran = []
+    for _ in range(_runoff_calls(first)):
+        assert np.array_equal(auto.apply(np.sqrt, x), np.sqrt(x))
+        stats = auto.last_stats
+        assert stats.plan.cached
+        if stats.plan.settled:
+            break
+        ran.append(stats.backend)
+    if len(first.contenders) == 2:
+        a, b = first.contenders
+        assert len(ran) >= 2 and ran == [a, b, b, a][: len(ran)], ran  # (one 2x slower: out)
+    for _ in range(3):
         assert np.array_equal(auto.apply(np.sqrt, x), np.sqrt(x))
         plan = auto.last_stats.plan
-        measured.append(not plan.cached)
-        if not plan.cached:
-            assert plan.trials == sum(measured)
-            assert all(len(v) == plan.trials for v in plan.observed.values())
-            clear = _planner._clear(plan.backend, plan.speedups)
-            # settled: after the last trial, or a clear call (not made on fresh memory)
-            assert not plan.settled or plan.trials == _planner.CONFIRM_TRIALS or clear
-            assert plan.settled or plan.trials < _planner.CONFIRM_TRIALS
-    k = sum(measured)
-    assert 1 <= k <= _planner.CONFIRM_TRIALS and measured == [True] * k + [False] * (20 - k)
+        assert plan.cached and plan.settled and auto.last_stats.backend == plan.backend
+    if first.contenders:  # the winner has the lowest wall time per row
+        best = {c: min(v) for c, v in plan.runoff.items()}
+        assert plan.backend == min(best, key=lambda c: best[c])
+        assert set(plan.runoff) == set(first.contenders)
+        assert all(1 <= len(v) <= _planner.RUNOFF_CALLS for v in plan.runoff.values())
+        assert "Run-off over whole calls" in plan.explain()
     assert len(_planner.cache) == 1
     # a lambda made anew each time is the same function to the cache (same code)
-    for _ in range(_planner.CONFIRM_TRIALS + 1):
+    for _ in range(8):
         auto.apply(lambda b: b + 1, x)
     assert auto.last_stats.plan.cached and len(_planner.cache) == 2
 
 
-def test_close_calls_are_decided_on_medians() -> None:
-    prior = dataclasses.replace(
-        numpool.Plan("apply", "serial", 1, 1, None, None),
-        observed={"threads": (0.9, 1.7)},
-        trials=2,
-        settled=False,
+def test_which_calls_are_close_and_how_a_runoff_settles() -> None:
+    assert _planner._contenders("threads", {"threads": 1.6}, fresh=False) == ()
+    assert _planner._contenders("threads", {"threads": 1.3}, fresh=False) == ("threads", "serial")
+    assert _planner._contenders("serial", {"threads": 0.9}, fresh=False) == ("serial", "threads")
+    assert _planner._contenders("serial", {"threads": 0.5}, fresh=False) == ()
+    assert _planner._contenders("processes", {"threads": 1.4, "processes": 1.6}, fresh=False) == (
+        "processes",
+        "threads",
     )
-    assert _planner._merge(prior, {"threads": 1.6}) == {"threads": (0.9, 1.7, 1.6)}
-    assert _planner._clear("threads", {"threads": 1.6})
-    assert not _planner._clear("threads", {"threads": 1.3})
-    assert not _planner._clear("serial", {"threads": 0.9})
-    assert not _planner._clear("processes", {"threads": 1.4, "processes": 1.6})
-    assert _planner._clear("serial", {})
+    # fresh memory: every measured backend runs, however clear the sample looked
+    assert _planner._contenders("threads", {"threads": 15.0}, fresh=True) == ("threads", "serial")
+    assert _planner._contenders("serial", {}, fresh=True) == ()
+
+    plan = numpool.Plan(
+        "apply", "serial", 1, 1, None, None, item_s=1e-9, contenders=("serial", "threads")
+    )
+    backends = {"serial": _Fake("serial", 1), "threads": _Fake("threads", 2)}
+    order = []
+    for t in (2.0, 1.0, 1.1, 2.5):  # per-row seconds of serial, threads, threads, serial
+        name = _planner.next_contender(plan)
+        order.append(name)
+        plan = _planner.ran(plan, name, t, backends.__getitem__, lambda b, s: 7)
+    assert order == ["serial", "threads", "threads", "serial"]
+    assert plan.settled and plan.backend == "threads" and plan.workers == 2
+    assert plan.chunks == 7 and plan.speedups["threads"] == 2.0  # best 2.0 / best 1.0
+    assert plan.runoff == {"serial": (2.0, 2.5), "threads": (1.0, 1.1)}
+    assert _planner.ran(plan, "serial", 0.1, backends.__getitem__, lambda b, s: 7) is plan
+    # one call each, and the far slower one is out
+    plan = numpool.Plan(
+        "map", "threads", 2, None, 4, None, contenders=("threads", "processes", "serial")
+    )
+    for name, t in (("threads", 1.0), ("processes", 2.5), ("serial", 1.9)):
+        assert _planner.next_contender(plan) == name
+        plan = _planner.ran(plan, name, t, backends.__getitem__, lambda b, s: None)
+    assert plan.contenders == ("threads", "serial") and plan.runoff["processes"] == (2.5,)
+    assert _planner.next_contender(plan) == "serial"  # the second round turns around
+    plan = _planner.ran(plan, "serial", 0.9, backends.__getitem__, lambda b, s: None)
+    plan = _planner.ran(plan, "threads", 1.2, backends.__getitem__, lambda b, s: None)
+    assert plan.settled and plan.backend == "serial" and plan.chunksize == 4
+    assert "serial 900.0 ms, threads 1.00 s, processes 2.50 s: serial." in plan.explain()
+
+
+@dataclasses.dataclass
+class _Fake:
+    name: str
+    workers: int
+    blas_threads: int | None = None
 
 
 def test_the_cache_key_separates_dtype_size_and_options(auto: numpool.Pool) -> None:
@@ -157,8 +208,6 @@ def test_the_cache_key_separates_dtype_size_and_options(auto: numpool.Pool) -> N
     auto.apply(np.sqrt, np.ones(1_000_000))
     auto.apply(np.sqrt, np.ones(100_000), chunks=3)
     assert len(_planner.cache) == 4
-    for _ in range(_planner.CONFIRM_TRIALS):  # (a close call is confirmed first)
-        auto.apply(np.sqrt, np.ones(100_000))
     auto.apply(np.sqrt, np.ones(110_000))  # same size class
     assert auto.last_stats.plan.cached and len(_planner.cache) == 4
 
@@ -187,11 +236,9 @@ def test_start_up_cost_holds_processes_back_until_the_call_repeats(
     assert np.array_equal(y, x * 2)
     plan = auto.last_stats.plan
     assert plan.backend == "processes" and not plan.cached, plan.explain()
-    for _ in range(_planner.CONFIRM_TRIALS):  # a close call (a noisy machine) measures again
+    for _ in range(_runoff_calls(plan) + 1):  # (a close call on a noisy machine runs off)
         auto.apply(funcs.gil_sleep, x)
-        if auto.last_stats.plan.cached:
-            break
-    assert auto.last_stats.plan.cached and auto.last_stats.backend == "processes"
+    assert auto.last_stats.plan.cached and auto.last_stats.plan.settled
 
 
 def test_plan_explains_with_figures_and_says_when_cached() -> None:
@@ -203,15 +250,9 @@ def test_plan_explains_with_figures_and_says_when_cached() -> None:
     assert "np.exp" in text and "per row" in text and "x as fast as serial" in text
     assert f"backend={plan.backend!r}" in text
     assert "Cached" not in text
-    decided = plan
-    for _ in range(_planner.CONFIRM_TRIALS):  # a close call is measured again first
-        again = numpool.plan(np.exp, x)
-        if again.cached:
-            break
-        decided = again
-    assert decided.settled
+    again = numpool.plan(np.exp, x)  # plan() measures once, then reads the cache
     assert again.cached and "Cached" in again.explain()
-    assert again.backend == decided.backend
+    assert again.backend == plan.backend and again.contenders == plan.contenders
     y = numpool.apply(np.exp, x)  # the module-level apply uses that decision
     assert np.array_equal(y, np.exp(x))
     assert numpool.last_stats().plan.cached

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,14 +49,18 @@ class Plan:
         Estimated seconds to run the whole input serially.
     speedups : dict
         Measured speed-up over serial per backend tried, on a sample of the
-        real input (``{"threads": 1.9, "processes": 1.7}``); the median of
-        ``observed`` when the decision took more than one call.
-    observed : dict
-        Every speed-up measured per backend, one per decision (``trials``).
-    trials : int
-        Calls that measured for this decision. A close call (the winner
-        under 1.5x the runner-up) is measured again on the next calls, up
-        to 3, and decided on the medians; then it is ``settled``.
+        real input (``{"threads": 1.9, "processes": 1.7}``). After a run-off,
+        the backends that ran whole calls have their speed-ups from those.
+    contenders : tuple of str
+        Backends still in a run-off: the sample left the choice close (the
+        winner under 1.5x a runner-up, serial counting as 1.0), or it ran
+        into fresh memory whose page faults swamp a sample. The next calls
+        then run whole on each contender in turn, 2 times each (once, for
+        one 2x slower than the fastest), and the lowest wall time per item
+        wins. Empty once ``settled``.
+    runoff : dict
+        Wall seconds per item of the whole calls run so far in the run-off,
+        per backend.
     reasons : tuple of str
         The sentences :meth:`explain` prints.
     """
@@ -77,18 +81,26 @@ class Plan:
     probe_s: float = 0.0
     measured_items: int = 0
     revisit: bool = False
-    observed: dict[str, tuple[float, ...]] = field(default_factory=dict)
-    trials: int = 1
-    settled: bool = True
+    contenders: tuple[str, ...] = ()
+    runoff: dict[str, tuple[float, ...]] = field(default_factory=dict)
     reasons: tuple[str, ...] = ()
 
     @property
+    def settled(self) -> bool:
+        """Whether the choice is made for good (no run-off pending)."""
+        return not self.contenders
+
+    @property
     def worker_item_s(self) -> float:
-        """A worker's seconds per item on the chosen backend, for block sizes. A
-        measured speed-up above the worker count (the serial sample also paid for
-        faulting in fresh memory) counts as the worker count."""
-        sp = min(self.speedups.get(self.backend, 1.0), self.workers)
-        return self.item_s * self.workers / max(sp, 1e-9)
+        """A worker's seconds per item on the chosen backend, for block sizes."""
+        return self.worker_item_s_on(self.backend, self.workers)
+
+    def worker_item_s_on(self, backend: str, workers: int) -> float:
+        """A worker's seconds per item on ``backend`` with ``workers``. A measured
+        speed-up above the worker count (the serial sample also paid for faulting in
+        fresh memory) counts as the worker count."""
+        sp = min(self.speedups.get(backend, 1.0), workers)
+        return self.item_s * workers / max(sp, 1e-9)
 
     def explain(self) -> str:
         """The choice and the reasons for it, a few plain sentences."""
@@ -121,7 +133,7 @@ class Plan:
         return self.explain()
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "settled": self.settled}
 
 
 #: no entry of ``PlanCache.tiny`` found yet (matches no call)
@@ -143,12 +155,9 @@ class PlanCache:
         self.last_tiny: tuple[Any, ...] = _NO_TINY
 
     def get(self, key: Hashable, revisit_after: int = 0) -> Plan | None:
-        """The plan to run ``key`` with, or None: plan (again). None also when
-
-        - a plan marked ``revisit`` has been used ``revisit_after`` times (the
-          caller plans again, knowing the call repeats);
-        - the plan is not ``settled`` (a close call: measure again; the entry
-          stays, as the :meth:`prior` the next decision adds to)."""
+        """The plan to run ``key`` with (settled, or in a run-off), or None: plan
+        (again). None also when a plan marked ``revisit`` has been used
+        ``revisit_after`` times (the caller plans again, knowing the call repeats)."""
         plan = self._plans.get(key)
         if plan is not None:
             with self._lock:
@@ -159,18 +168,21 @@ class PlanCache:
                     if hits >= revisit_after:
                         del self._plans[key]
                         return None
-            if not plan.settled:
-                return None
         return plan
-
-    def prior(self, key: Hashable) -> Plan | None:
-        """An unsettled plan for ``key``, whose measurements the next decision adds to."""
-        plan = self._plans.get(key)
-        return plan if plan is not None and not plan.settled else None
 
     def repeated(self, key: Hashable) -> bool:
         """Whether ``key`` was dropped for a revisit (its call keeps coming back)."""
         return key in self._hits and key not in self._plans
+
+    def update(self, key: Hashable, change: Callable[[Plan], Plan]) -> Plan | None:
+        """Replace ``key``'s plan with ``change(plan)`` atomically; the new plan, or
+        None when ``key`` is no longer cached."""
+        with self._lock:
+            plan = self._plans.get(key)
+            if plan is None:
+                return None
+            plan = self._plans[key] = change(plan)
+            return plan
 
     def put(self, key: Hashable, plan: Plan) -> None:
         with self._lock:

@@ -27,6 +27,7 @@ class, size class, options), so later calls skip steps 1-3 entirely.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Hashable, Sequence
@@ -84,12 +85,19 @@ PROCESSES_MARGIN = 1.05
 #: gave 4 blocks, one thread busy 10 ms and the other 6.5 (0.89 of the default 10 blocks)
 MIN_BLOCK_S = {"threads": 0.5e-3, "processes": 5e-3}
 
-#: a decision whose winner is under this factor ahead of the runner-up is a close call:
-#: it is measured again on the next calls (this VM's trials swing 0.8-1.7x for np.exp
-#: over 10M, whose steady threads speed-up is ~1.8x) ...
+#: a decision whose winner is under this factor ahead of a runner-up is a close call.
+#: Samples can't settle it: on this VM a threads trial of np.exp over 10M read 0.8-1.0x
+#: in some processes, ~1.6x in others (the kernel left both pool threads on one vCPU
+#: right after the caller's serial half), against a steady ~2x for whole calls. So
+#: close calls go to a run-off: the next calls run whole on each contender in turn ...
 CLEAR_MARGIN = 1.5
-#: ... up to this many calls in all, then decided on the medians and cached for good
-CONFIRM_TRIALS = 3
+#: ... this many times each (in the order A B B A), and the lowest wall time per item
+#: wins for good. The lowest, not the median: a call only ever runs slower than its
+#: backend can (seen: one serial call of np.exp over 10M at 188 ms, the next at 11 ms)
+RUNOFF_CALLS = 2
+#: ... except that after one call each, a contender this many times slower than the
+#: fastest is out (np.exp over 10M: serial ~11 ms against threads ~5.5 ms)
+RUNOFF_DROP = 2.0
 
 #: a serial half whose CPU time exceeds its wall time by this factor ran native threads
 NATIVE_THREADS = 1.3
@@ -469,12 +477,8 @@ def decide(
     processes_warm: Callable[[], bool],
     stats: Stats,
     repeated: bool = False,
-    prior: Plan | None = None,
 ) -> Plan:
-    """Stages 1-3 on ``work``; returns the plan for the rest (and for later calls).
-
-    ``prior``: an unsettled plan for the same call; its measured speed-ups join
-    this call's, and the medians decide."""
+    """Stages 1-3 on ``work``; returns the plan for the rest (and for later calls)."""
     global _startup_s
     t_start = time.perf_counter()
     serial = Stats(work.kind, "serial")
@@ -482,7 +486,6 @@ def decide(
     stats.absorb(serial)
     reasons: list[str] = []
     speedups: dict[str, float] = {}
-    observed: dict[str, tuple[float, ...]] = {}
     move_s = startup = 0.0
     held_back = False
     rest = work.n - work.done
@@ -573,17 +576,6 @@ def decide(
                         f"(copying into shared memory included; estimated ~{_ms(move_s)} for "
                         f"the rest{f'; starting them took {_ms(startup)}' if not warm else ''})."
                     )
-        observed = _merge(prior, speedups)
-        if prior is not None:
-            speedups = {b: _median(v) for b, v in observed.items()}
-            reasons.append(
-                f"Decision {prior.trials + 1} of up to {CONFIRM_TRIALS} for this call (an "
-                "earlier one was close): the medians of "
-                + "; ".join(
-                    f"{b} {', '.join(f'{v:.2f}' for v in vs)}" for b, vs in observed.items()
-                )
-                + "."
-            )
         thr = speedups.get("threads", 0.0)
         prc = speedups.get("processes", 0.0)
         if max(thr, prc) < PARALLEL_MARGIN:
@@ -600,12 +592,19 @@ def decide(
                     "(no copies, no worker processes)."
                 )
 
-    trials = prior.trials + 1 if prior is not None else 1
-    if work.fresh and speedups and trials < CONFIRM_TRIALS:
+    contenders = _contenders(choice, speedups, work.fresh)
+    if contenders:
+        why = (
+            "the output was fresh memory, whose page faults swamp a sample"
+            if work.fresh
+            else f"{choice} was not {CLEAR_MARGIN}x ahead of "
+            + " and ".join(c for c in contenders if c != choice)
+        )
         reasons.append(
-            "The output was fresh memory, whose page faults swamp a sample: the choice is "
-            "measured again if the call repeats (with warm memory, when the last result "
-            "was let go)."
+            f"Not settled by the sample ({why}): the next calls run whole on "
+            f"{', '.join(contenders)} in turn, up to {RUNOFF_CALLS} each (one, for a backend "
+            f"{RUNOFF_DROP:g}x slower than the fastest), and the lowest wall time per {unit} "
+            "wins for good."
         )
     backend = get(choice)
     rest = work.n - work.done
@@ -629,32 +628,86 @@ def decide(
         probe_s=time.perf_counter() - t_start,
         measured_items=work.done,
         revisit=held_back,
-        observed=observed,
-        trials=trials,
-        settled=trials >= CONFIRM_TRIALS or (_clear(choice, speedups) and not work.fresh),
+        contenders=contenders,
         reasons=tuple(reasons),
     )
     return plan
 
 
-def _merge(prior: Plan | None, speedups: dict[str, float]) -> dict[str, tuple[float, ...]]:
-    merged = dict(prior.observed) if prior is not None else {}
-    for b, v in speedups.items():
-        merged[b] = (*merged.get(b, ()), v)
-    return merged
-
-
-def _median(values: Sequence[float]) -> float:
-    return float(np.median(values))
-
-
-def _clear(choice: str, speedups: dict[str, float]) -> bool:
-    """Whether the winner beat the runner-up (serial counts as 1.0) by CLEAR_MARGIN."""
+def _contenders(choice: str, speedups: dict[str, float], fresh: bool) -> tuple[str, ...]:
+    """The backends of a run-off, the choice first; () when the choice is clear: it
+    beat every other measured backend (serial counts as 1.0) by CLEAR_MARGIN, on an
+    output that was not fresh memory (else every measured backend runs)."""
     if not speedups:
-        return True
+        return ()
     scores = {"serial": 1.0, **speedups}
-    won = scores.pop(choice)
-    return won >= max(scores.values()) * CLEAR_MARGIN
+    won = scores[choice]
+    others = sorted(
+        (b for b, v in scores.items() if b != choice and (fresh or v * CLEAR_MARGIN > won)),
+        key=lambda b: -scores[b],
+    )
+    return (choice, *others) if others else ()
+
+
+def next_contender(plan: Plan) -> str:
+    """The backend the next call of ``plan``'s run-off runs on: the one with the
+    fewest whole calls, in the order A B B A ... so that a drift hits all alike."""
+    done = {c: len(plan.runoff.get(c, ())) for c in plan.contenders}
+    least = min(done.values())
+    order = plan.contenders if least % 2 == 0 else plan.contenders[::-1]
+    return next(c for c in order if done[c] == least)
+
+
+def ran(
+    plan: Plan,
+    name: str,
+    item_s: float,
+    get: Callable[[str], Backend],
+    sizes: Callable[[Backend, float], int | None],
+) -> Plan:
+    """``plan`` after a whole call on ``name`` took ``item_s`` wall seconds per item;
+    settled once every contender still in has run RUNOFF_CALLS times. ``sizes(backend,
+    worker_item_s)``: chunks/chunksize for the winner (None: keep the plan's)."""
+    if name not in plan.contenders:  # settled meanwhile, by another thread's call
+        return plan
+    runoff = {**plan.runoff, name: (*plan.runoff.get(name, ()), item_s)}
+    contenders = plan.contenders
+    if all(c in runoff for c in contenders):  # one call each: the far slower ones are out
+        fastest = min(min(runoff[c]) for c in contenders)
+        contenders = tuple(c for c in contenders if min(runoff[c]) <= RUNOFF_DROP * fastest)
+    if len(contenders) > 1 and any(len(runoff.get(c, ())) < RUNOFF_CALLS for c in contenders):
+        return dataclasses.replace(plan, contenders=contenders, runoff=runoff)
+    best_s = {c: min(v) for c, v in runoff.items()}
+    best = min(best_s, key=lambda c: best_s[c])
+    speedups = dict(plan.speedups)
+    if "serial" in best_s:  # whole calls say more than the sample did
+        for c, t in best_s.items():
+            if c != "serial":
+                speedups[c] = best_s["serial"] / max(t, 1e-12)
+    backend = get(best)
+    unit = "row" if plan.kind == "apply" else "task"
+    settled = dataclasses.replace(
+        plan,
+        backend=best,
+        workers=backend.workers,
+        blas_threads=backend.blas_threads,
+        speedups=speedups,
+        contenders=(),
+        runoff=runoff,
+        reasons=(
+            *plan.reasons,
+            f"Run-off over whole calls (the best wall time per {unit} of up to "
+            f"{RUNOFF_CALLS}): "
+            + ", ".join(f"{c} {_ms(t)}" for c, t in sorted(best_s.items(), key=lambda ct: ct[1]))
+            + f": {best}.",
+        ),
+    )
+    size = sizes(backend, settled.worker_item_s_on(best, backend.workers))
+    if size is None:
+        return settled
+    if plan.kind == "apply":
+        return dataclasses.replace(settled, chunks=size)
+    return dataclasses.replace(settled, chunksize=size)
 
 
 def finish(work: _Work, plan: Plan, get: Callable[[str], Backend], stats: Stats) -> None:

@@ -370,9 +370,34 @@ class Pool(Executor):
             assert work.out is not None
             return work.out
         stats.plan = plan
-        stats.backend = plan.backend
-        backend = self._get(plan.backend)
-        if plan.backend == "serial" and out is None:
+        if plan.settled:
+            return self._apply_on(plan.backend, plan, func, x, out, chunks, checker, stats)
+        name = _planner.next_contender(plan)  # a run-off call: timed whole
+        t0 = perf_counter()
+        result = self._apply_on(name, plan, func, x, out, chunks, checker, stats)
+        rows, nbytes = x.shape[0], x.nbytes
+
+        def sizes(backend: backends.Backend, item_s: float) -> int | None:
+            return chunks or _planner.apply_chunks(backend, rows, nbytes, item_s)
+
+        self._ran(key, name, (perf_counter() - t0) / rows, sizes)
+        return result
+
+    def _apply_on(
+        self,
+        name: str,
+        plan: Plan,
+        func: Callable[..., Any],
+        x: np.ndarray,
+        out: np.ndarray | None,
+        chunks: int | None,
+        checker: Callable[[np.ndarray | None, tuple[int, ...], np.dtype], None],
+        stats: Stats,
+    ) -> np.ndarray:
+        """The call on backend ``name``, sized from ``plan``'s measurements."""
+        stats.backend = name
+        backend = self._get(name)
+        if name == "serial" and out is None:
             stats.tasks = 1
             res = _engine.whole(func, x)
             if plan.settled and not plan.speedups and not plan.revisit and type(x) is np.ndarray:
@@ -382,9 +407,19 @@ class Pool(Executor):
                     )
             return res
         if chunks is None:
-            item_s = plan.worker_item_s
+            item_s = plan.worker_item_s_on(name, backend.workers)
             chunks = _planner.apply_chunks(backend, x.shape[0], x.nbytes, item_s)
         return _engine.apply(backend, func, x, out, chunks, checker, stats)
+
+    def _ran(
+        self,
+        key: Hashable,
+        name: str,
+        item_s: float,
+        sizes: Callable[[backends.Backend, float], int | None],
+    ) -> None:
+        """Note a run-off call's wall time per item; the plan settles after the last."""
+        _planner.cache.update(key, lambda p: _planner.ran(p, name, item_s, self._get, sizes))
 
     def _planned(
         self,
@@ -407,7 +442,6 @@ class Pool(Executor):
             self._processes_warm,
             stats,
             repeated=_planner.cache.repeated(key),
-            prior=_planner.cache.prior(key),
         )
         if size is not None:  # the user's chunks=/chunksize= win over the planner's
             if work.kind == "apply":
@@ -514,11 +548,34 @@ class Pool(Executor):
             _planner.finish(work, plan, self._get, stats)
             return work.results
         stats.plan = plan
-        stats.backend = plan.backend
-        backend = self._get(plan.backend)
+        if plan.settled:
+            return self._map_on(plan.backend, plan, func, columns, size, timeout, stats)
+        name = _planner.next_contender(plan)  # a run-off call: timed whole
+        t0 = perf_counter()
+        results = self._map_on(name, plan, func, columns, size, timeout, stats)
+
+        def sizes(backend: backends.Backend, item_s: float) -> int | None:
+            return size or _planner.map_chunksize(backend, tasks, item_s)
+
+        self._ran(key, name, (perf_counter() - t0) / tasks, sizes)
+        return results
+
+    def _map_on(
+        self,
+        name: str,
+        plan: Plan,
+        func: Callable[..., Any],
+        columns: list[list[Any]],
+        size: int | None,
+        timeout: float | None,
+        stats: Stats,
+    ) -> list[Any]:
+        """The call on backend ``name``, sized from ``plan``'s measurements."""
+        stats.backend = name
+        backend = self._get(name)
         if size is None:
-            item_s = plan.worker_item_s
-            size = _planner.map_chunksize(backend, tasks, item_s)
+            item_s = plan.worker_item_s_on(name, backend.workers)
+            size = _planner.map_chunksize(backend, len(columns[0]), item_s)
         return _engine.map_tasks(backend, func, columns, size, timeout, stats)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:

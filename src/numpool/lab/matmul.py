@@ -33,7 +33,7 @@ import numpy as np
 import numpool
 
 from . import meter, peers
-from .rows import NUMPOOL_BACKENDS, Row, attach_stats, open_pool
+from .rows import NUMPOOL_BACKENDS, Row, attach_stats, open_pool, settled
 
 __all__ = ["op", "run"]
 
@@ -174,12 +174,19 @@ def run(
             continue
         with pool:
             row.note = f"blas_threads={pool.blas_threads}"
+            # warm-up on the first `workers` pairs: starts the pool, not 10 s of work; an
+            # auto pool also decides on the whole batch and settles (its run-off)
+            warm: Callable[[], Any] = functools.partial(
+                pool.map, np.matmul, d1[:workers], d2[:workers]
+            )
+            if backend == "auto":
+                warm = settled(pool, functools.partial(pool.map, np.matmul, d1, d2))
             rows.append(
                 measure(
                     row,
                     functools.partial(pool.map, np.matmul, d1, d2),
                     warmup_runs=1,
-                    warmup=functools.partial(pool.map, np.matmul, d1[:workers], d2[:workers]),
+                    warmup=warm,
                 )
             )
             attach_stats(rows[-1], pool.last_stats)

@@ -111,6 +111,21 @@ def attach_stats(row: Row, stats: Any) -> Row:
 NUMPOOL_BACKENDS = ("threads", "processes", "auto", "dask")
 
 
+def settled(pool: Any, fn: Callable[[], Any], limit: int = 12) -> Callable[[], None]:
+    """A warm-up for a numpool row: ``fn`` once, and for an auto pool again until its
+    plan has settled (a close call's run-off: whole calls on each contender in
+    turn), so that the timed runs show the choice it keeps, not the run-off."""
+
+    def warm() -> None:
+        for _ in range(limit):
+            fn()
+            stats = pool.last_stats
+            if stats is None or stats.plan is None or stats.plan.settled:
+                return
+
+    return warm
+
+
 def open_pool(row: Row, backend: str, workers: int) -> Any:
     """The pool for a numpool row, or None with the row marked (an extra not installed)."""
     import numpool

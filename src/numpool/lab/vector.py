@@ -25,7 +25,7 @@ import numpy as np
 import numpool
 
 from . import meter, peers
-from .rows import NUMPOOL_BACKENDS, Row, attach_stats, open_pool
+from .rows import NUMPOOL_BACKENDS, Row, attach_stats, open_pool, settled
 
 __all__ = ["run"]
 
@@ -71,9 +71,8 @@ def run(
             rows.append(row)
             continue
         with npool:
-            rows.append(
-                measure(row, functools.partial(npool.apply, np.exp, data), warmup_runs=WARMUP)
-            )
+            call = functools.partial(npool.apply, np.exp, data)
+            rows.append(measure(row, call, warmup=settled(npool, call), warmup_runs=WARMUP))
             attach_stats(rows[-1], npool.last_stats)
     rows.append(_shared_row(data, workers, measure))
     rows += peers.run_rows(
