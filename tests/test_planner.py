@@ -78,6 +78,7 @@ def test_exp_over_10m(auto: numpool.Pool) -> None:
     plan = auto.last_stats.plan
     assert plan.backend in ("threads", "serial"), plan.explain()
     assert "processes" not in plan.speedups, "no reason to start worker processes"
+    assert "at most" not in plan.reasons[0], "blocks of 2441+ rows time np.exp itself"
     _follows_its_measurements(plan)
 
 
@@ -87,6 +88,8 @@ def test_exp_over_10k_stays_serial_and_then_costs_one_call(auto: numpool.Pool) -
     first = auto.last_stats
     assert first.plan.backend == "serial" and not first.plan.cached, first.plan.explain()
     assert first.plan.speedups == {}, "too small to try anything"
+    # its blocks of a few hundred rows time numpool's per-block cost more than np.exp's
+    assert "took at most" in first.plan.reasons[0], first.plan.explain()
     assert np.array_equal(auto.apply(np.exp, x), np.exp(x))
     again = auto.last_stats
     assert again.plan.cached and again.backend == "serial" and again.tasks == 1

@@ -183,6 +183,9 @@ class _Work:
     what: str
     #: the output is memory never written before (trials on it are not to be trusted)
     fresh: bool = False
+    #: the serial probe's blocks were so small that numpool's own per-block cost was
+    #: most of their time: its seconds per item are an upper bound
+    overhead_bound: bool = False
 
     def prepare(self) -> None:
         """Before anything is timed: learn the output's layout (apply)."""
@@ -380,6 +383,7 @@ def _serial_probe(work: _Work, stats: Stats) -> float:
     size = 1 if work.kind == "map" else max(1, n >> 12)
     per_item = 0.0
     previous = math.inf
+    fixed = math.inf  # the fastest block of a few rows: numpool's own cost per block
     first = 0.0
     spent = 0.0
     blocks = 0
@@ -400,7 +404,10 @@ def _serial_probe(work: _Work, stats: Stats) -> float:
             rate = dt / b
             per_item = min(rate, previous)
             previous = rate
+            if b <= 8:
+                fixed = min(fixed, dt)
             if (dt >= PROBE_S and blocks >= 2) or work.done >= limit:
+                work.overhead_bound = dt / 2 < fixed < math.inf
                 break
         else:  # tasks vary: average them, leaving out the first (it carries warm-up)
             first = first if blocks > 1 else dt
@@ -492,10 +499,17 @@ def decide(
     serial_total = per_item * work.n
     rest_s = per_item * rest
     unit = "row" if work.kind == "apply" else "task"
-    reasons.append(
-        f"Serially, {_name(work.func)} took {_ms(per_item)} per {unit} "
-        f"(~{_ms(serial_total)} for all {work.n:,})."
-    )
+    if work.overhead_bound:
+        reasons.append(
+            f"Serially, {_name(work.func)} took at most {_ms(per_item)} per {unit} (at most "
+            f"~{_ms(serial_total)} for all {work.n:,}): on blocks this small, most of the "
+            "time measured was numpool's own cost per block."
+        )
+    else:
+        reasons.append(
+            f"Serially, {_name(work.func)} took {_ms(per_item)} per {unit} "
+            f"(~{_ms(serial_total)} for all {work.n:,})."
+        )
     choice = "serial"
 
     if workers < 2:
