@@ -108,12 +108,22 @@ class ProcessesBackend(Backend):
         """How a worker of the broken executor died, in words (waits up to 1 s for the
         exit status, which the fork server reports shortly after the death)."""
         deadline = time.monotonic() + 1.0
+        # The broken executor's manager thread joins the workers, reading each exit
+        # status from the fork server; polling the same Process objects meanwhile races
+        # it, and the loser records 255 ("no status", seen in CI for a SIGKILL): let
+        # it finish first, then read the statuses it stored.
+        manager = getattr(self._executor, "_executor_manager_thread", None)
+        if manager is not None and manager is not threading.current_thread():
+            manager.join(timeout=1.0)
         while True:
             codes = {pid: p.exitcode for pid, p in list(self._procs.items())}
             dead = {pid: c for pid, c in codes.items() if c not in (None, 0)}
-            # the executor SIGTERMs the survivors itself: the first death is another one
-            first = {pid: c for pid, c in dead.items() if c != -signal.SIGTERM} or dead
-            if first or time.monotonic() > deadline:
+            # the executor SIGTERMs the survivors itself: the first death is another one;
+            # 255 is what multiprocessing reports when the fork server sent no status
+            # (seen once in CI next to the real SIGKILL): wait for a status that says more
+            telling = {pid: c for pid, c in dead.items() if c not in (-signal.SIGTERM, 255)}
+            first = telling or dead
+            if telling or time.monotonic() > deadline:
                 break
             time.sleep(0.01)
         return "; ".join(_death(pid, code) for pid, code in sorted(first.items()))
