@@ -165,9 +165,14 @@ def test_which_calls_are_close_and_how_a_runoff_settles() -> None:
         "processes",
         "threads",
     )
-    # fresh memory: every measured backend runs, however clear the sample looked
-    assert _planner._contenders("threads", {"threads": 15.0}, fresh=True) == ("threads", "serial")
+    # fresh memory: a serial choice runs off against the runner-up, however far behind
+    assert _planner._contenders("serial", {"threads": 0.17}, fresh=True) == ("serial", "threads")
+    assert _planner._contenders("threads", {"threads": 15.0}, fresh=True) == ()
     assert _planner._contenders("serial", {}, fresh=True) == ()
+    assert _planner._contenders("processes", {"threads": 0.96, "processes": 1.49}, fresh=True) == (
+        "processes",
+        "serial",
+    )
 
     plan = numpool.Plan(
         "apply", "serial", 1, 1, None, None, item_s=1e-9, contenders=("serial", "threads")
