@@ -5,21 +5,25 @@ The planner never runs throw-away work. It walks through the input's rows
 the answer:
 
 1. **serial**, growing blocks in the caller's thread (1, 2, 4, ... x a
-   base size) until one takes ~0.2 ms or 1/16 of the input is done: the
+   base size) until one takes ~1 ms or 1/16 of the input is done: the
    cost per item, hence the serial cost of the rest. Work that small runs
    serially to the end (a thread hand-off alone costs ~25 us).
-2. **threads**, one block per worker of at least ~1 ms each: the speed-up
-   of threads over serial on the same kind of rows. NumPy code that
-   releases the GIL comes close to the worker count; code that holds it
-   (a Python loop, a GIL-holding C call) gets ~1x, and so does a BLAS call
-   that already used every core serially.
+2. **threads**, paired rounds: a serial block, then one block per worker
+   (~3 ms each, up to half of what remains): the speed-up of threads over
+   serial on the same kind of rows. NumPy code that releases the GIL comes
+   close to the worker count; code that holds it (a Python loop, a
+   GIL-holding C call) gets ~1x, and so does a BLAS call that already used
+   every core serially.
 3. **processes**, only when threads fell short *and* the estimate says
    processes could win: the rest of the work must outlast starting the
-   workers, and the data's copy into shared memory (measured copy
-   bandwidth) must not eat the gain. One block per worker of ~20 ms.
+   workers, and the data's copy into shared memory must not eat the gain.
+   Paired rounds of ~20 ms per worker.
 4. The best measured speed-up wins (serial unless a parallel backend is at
-   least 10% faster; processes over threads only when 5% faster); the rest
+   least 5% faster; processes over threads only when 5% faster); the rest
    of the input runs there with blocks sized from the measured cost.
+5. A close call (the winner under 1.5x a runner-up) goes to a **run-off**:
+   the next calls run whole on each contender in turn, timed, and the
+   lowest wall time per item wins for good (see CLEAR_MARGIN).
 
 The decision is cached (``numpool._plan.PlanCache``) per (function, input
 class, size class, options), so later calls skip steps 1-3 entirely.

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import Executor, Future
 from time import perf_counter
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -22,6 +22,8 @@ from ._stats import Stats
 from .blas import budget_for
 
 __all__ = ["Pool"]
+
+_T = TypeVar("_T")
 
 AUTO = "auto"
 
@@ -370,18 +372,14 @@ class Pool(Executor):
             assert work.out is not None
             return work.out
         stats.plan = plan
-        if plan.settled:
-            return self._apply_on(plan.backend, plan, func, x, out, chunks, checker, stats)
-        name = _planner.next_contender(plan)  # a run-off call: timed whole
-        t0 = perf_counter()
-        result = self._apply_on(name, plan, func, x, out, chunks, checker, stats)
         rows, nbytes = x.shape[0], x.nbytes
-
-        def sizes(backend: backends.Backend, item_s: float) -> int | None:
-            return chunks or _planner.apply_chunks(backend, rows, nbytes, item_s)
-
-        self._ran(key, name, (perf_counter() - t0) / rows, sizes)
-        return result
+        return self._follow(
+            key,
+            plan,
+            rows,
+            lambda name: self._apply_on(name, plan, func, x, out, chunks, checker, stats),
+            lambda backend, item_s: chunks or _planner.apply_chunks(backend, rows, nbytes, item_s),
+        )
 
     def _apply_on(
         self,
@@ -411,15 +409,25 @@ class Pool(Executor):
             chunks = _planner.apply_chunks(backend, x.shape[0], x.nbytes, item_s)
         return _engine.apply(backend, func, x, out, chunks, checker, stats)
 
-    def _ran(
+    def _follow(
         self,
         key: Hashable,
-        name: str,
-        item_s: float,
+        plan: Plan,
+        items: int,
+        run: Callable[[str], _T],
         sizes: Callable[[backends.Backend, float], int | None],
-    ) -> None:
-        """Note a run-off call's wall time per item; the plan settles after the last."""
+    ) -> _T:
+        """``run(backend)`` as ``plan`` says: on its backend, or in a run-off on the next
+        contender, timed whole; the plan settles after the run-off's last call.
+        ``sizes``: chunks/chunksize on the winner (see :func:`_planner.ran`)."""
+        if plan.settled:
+            return run(plan.backend)
+        name = _planner.next_contender(plan)
+        t0 = perf_counter()
+        result = run(name)
+        item_s = (perf_counter() - t0) / items
         _planner.cache.update(key, lambda p: _planner.ran(p, name, item_s, self._get, sizes))
+        return result
 
     def _planned(
         self,
@@ -548,17 +556,13 @@ class Pool(Executor):
             _planner.finish(work, plan, self._get, stats)
             return work.results
         stats.plan = plan
-        if plan.settled:
-            return self._map_on(plan.backend, plan, func, columns, size, timeout, stats)
-        name = _planner.next_contender(plan)  # a run-off call: timed whole
-        t0 = perf_counter()
-        results = self._map_on(name, plan, func, columns, size, timeout, stats)
-
-        def sizes(backend: backends.Backend, item_s: float) -> int | None:
-            return size or _planner.map_chunksize(backend, tasks, item_s)
-
-        self._ran(key, name, (perf_counter() - t0) / tasks, sizes)
-        return results
+        return self._follow(
+            key,
+            plan,
+            tasks,
+            lambda name: self._map_on(name, plan, func, columns, size, timeout, stats),
+            lambda backend, item_s: size or _planner.map_chunksize(backend, tasks, item_s),
+        )
 
     def _map_on(
         self,
