@@ -90,11 +90,6 @@ class Plan:
         """Whether the choice is made for good (no run-off pending)."""
         return not self.contenders
 
-    @property
-    def worker_item_s(self) -> float:
-        """A worker's seconds per item on the chosen backend, for block sizes."""
-        return self.worker_item_s_on(self.backend, self.workers)
-
     def worker_item_s_on(self, backend: str, workers: int) -> float:
         """A worker's seconds per item on ``backend`` with ``workers``. A measured
         speed-up above the worker count (the serial sample also paid for faulting in

@@ -308,12 +308,12 @@ class Pool(Executor):
         ):
             key = (func, x.dtype, x.shape, self._opts)
             try:
-                plan = cache.tiny.get(key)
+                found = cache.tiny.get(key)
             except TypeError:  # an unhashable callable
                 return None
-            if plan is None:
+            if found is None:
                 return None
-            hit = cache.last_tiny = (*key, *plan)
+            hit = cache.last_tiny = (*key, *found)
         try:
             res = func(x)
         except Exception as e:
@@ -348,9 +348,6 @@ class Pool(Executor):
         stats.wall_s = time.perf_counter() - t0
         return result, stats
 
-    def _options(self) -> tuple[int, int | None]:
-        return self._opts
-
     def _auto_apply(
         self,
         func: Callable[..., Any],
@@ -363,7 +360,7 @@ class Pool(Executor):
         if x.shape[0] <= 1:  # nothing to measure or split
             stats.plan = _trivial_plan("apply", f"{x.shape[0]} row")
             return _engine.apply(self._get("serial"), func, x, out, None, checker, stats)
-        key = _planner.apply_key(func, x, out, chunks, self._options())
+        key = _planner.apply_key(func, x, out, chunks, self._opts)
         plan, work = self._planned(
             key, lambda: _planner.ApplyWork(func, x, out, checker), chunks, stats
         )
@@ -483,7 +480,7 @@ class Pool(Executor):
             n = check_count("chunks", chunks)
             if x.shape[0] <= 1:
                 return _trivial_plan("apply", f"{x.shape[0]} row")
-            key = _planner.apply_key(func, x, None, n, self._options())
+            key = _planner.apply_key(func, x, None, n, self._opts)
             make: Callable[[], _planner._Work] = functools.partial(
                 _planner.ApplyWork, func, x, None, check_out(x)
             )
@@ -493,7 +490,7 @@ class Pool(Executor):
             size = check_count("chunksize", chunksize)
             if len(columns[0]) <= 1:
                 return _trivial_plan("map", f"{len(columns[0])} task")
-            key = _planner.map_key(func, columns, size, self._options())
+            key = _planner.map_key(func, columns, size, self._opts)
             make = functools.partial(_planner.MapWork, func, columns)
         return self._planned(key, make, size, stats)[0]
 
@@ -548,7 +545,7 @@ class Pool(Executor):
         if tasks <= 1:
             stats.plan = _trivial_plan("map", f"{tasks} task")
             return _engine.map_tasks(self._get("serial"), func, columns, None, timeout, stats)
-        key = _planner.map_key(func, columns, size, self._options())
+        key = _planner.map_key(func, columns, size, self._opts)
         plan, work = self._planned(
             key, lambda: _planner.MapWork(func, columns, timeout), size, stats
         )
