@@ -510,6 +510,21 @@ class Pool(Executor):
         )
         return results
 
+    def map_arrays(
+        self,
+        func: Callable[..., Any],
+        *iterables: Iterable[Any],
+        chunksize: int | None = None,
+    ) -> list[Any]:
+        """numpool's eager, array-aware map on this pool: see :func:`numpool.map`.
+
+        A list of every result, in order; array arguments and results travel
+        through shared memory on the processes backend. (:meth:`map` keeps
+        ``Executor.map``'s contract instead.)
+        """
+        results, self._last = self.map_with_stats(func, *iterables, chunksize=chunksize)
+        return results
+
     def map_with_stats(
         self,
         func: Callable[..., Any],
