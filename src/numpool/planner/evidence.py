@@ -1,0 +1,156 @@
+"""What calls of one kind of work have shown: the memory behind ``backend="auto"``.
+
+A kind of work is a key: the function (its code, so a lambda made anew in a
+loop is the same function), the input's dtype, trailing shape and size
+class (a power of two of its bytes), whether it is shared memory, and the
+pool's options. For each key an :class:`Evidence` keeps:
+
+* what the first call sampled: serial seconds per item, whether func ran
+  native threads (BLAS), the threads' speed-up on real items;
+* for every backend that ran whole calls, their wall seconds per item: the
+  last ``WINDOW``, of which the lowest counts (a busy moment of the machine
+  only ever slows a call down, so the lowest of a few recent calls is the
+  best estimate of what the backend can do now, and an old lucky figure
+  leaves the window after ``WINDOW`` calls);
+* the backend the evidence settled on (``current``: the anchor of the
+  model's hysteresis), and how many calls there were.
+
+Every call updates its key's evidence (:meth:`Evidence.observe`), so the
+decision follows what calls really take, not what one sample suggested.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any
+
+from .model import Measurements
+
+if TYPE_CHECKING:
+    from .plan import Plan
+
+__all__ = ["WINDOW", "Evidence", "EvidenceCache", "cache", "func_key"]
+
+#: whole calls per backend kept; the lowest of them is the backend's figure
+WINDOW = 3
+
+
+def func_key(func: Any) -> Hashable:
+    """A function's identity for the evidence: a lambda made anew keeps its code."""
+    code = getattr(func, "__code__", None)
+    if code is not None:
+        return code
+    try:
+        hash(func)
+    except TypeError:
+        return id(func)
+    return func
+
+
+class Evidence:
+    """What calls of one kind of work have shown (see the module docstring)."""
+
+    __slots__ = (
+        "bytes_per_item",
+        "calls",
+        "current",
+        "gil_free",
+        "item_s",
+        "item_s_bound",
+        "kind",
+        "native",
+        "plan",
+        "recent",
+        "threads_speedup",
+        "threads_trusted",
+    )
+
+    def __init__(self, kind: str, item_s: float, bound: bool = False, native: float = 1.0):
+        self.kind = kind
+        self.item_s = item_s
+        self.item_s_bound = bound
+        self.native = native
+        self.threads_speedup: float | None = None
+        self.threads_trusted = False
+        self.gil_free: bool | None = None
+        self.bytes_per_item = 0.0
+        self.recent: dict[str, list[float]] = {}
+        self.calls = 0
+        self.current: str | None = None
+        self.plan: Plan | None = None
+
+    def observe(self, backend: str, item_s: float) -> None:
+        """A whole call (or the bulk of one) ran on ``backend`` at ``item_s`` wall
+        seconds per item."""
+        if item_s > 0:
+            window = self.recent.setdefault(backend, [])
+            window.append(item_s)
+            del window[:-WINDOW]
+
+    def best(self, backend: str) -> float | None:
+        window = self.recent.get(backend)
+        return min(window) if window else None
+
+    def measurements(self, items: int, fresh_bytes: float = 0.0) -> Measurements:
+        return Measurements(
+            kind=self.kind,
+            items=items,
+            item_s=self.item_s,
+            item_s_bound=self.item_s_bound,
+            native=self.native,
+            threads_speedup=self.threads_speedup,
+            threads_trusted=self.threads_trusted,
+            gil_free=self.gil_free,
+            bytes_per_item=self.bytes_per_item,
+            fresh_bytes=fresh_bytes,
+            observed={b: min(v) for b, v in self.recent.items() if v},
+            observations={b: len(v) for b, v in self.recent.items()},
+            calls=self.calls,
+            current=self.current,
+        )
+
+
+class EvidenceCache:
+    """An LRU map from a kind of work's key to its :class:`Evidence` (thread-safe)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._items: OrderedDict[Hashable, Evidence] = OrderedDict()
+        self.lock = threading.Lock()
+        #: bumped by clear(): what was derived from the evidence (tiny paths) goes too
+        self.generation = 0
+
+    def get(self, key: Hashable) -> Evidence | None:
+        with self.lock:
+            ev = self._items.get(key)
+            if ev is not None:
+                self._items.move_to_end(key)
+            return ev
+
+    def put(self, key: Hashable, ev: Evidence) -> Evidence:
+        """Keep ``ev`` for ``key``; another thread's evidence for it wins (returned)."""
+        with self.lock:
+            have = self._items.get(key)
+            if have is not None:
+                return have
+            self._items[key] = ev
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+            return ev
+
+    def clear(self) -> None:
+        with self.lock:
+            self._items.clear()
+            self.generation += 1
+
+    def after_fork(self) -> None:
+        """In a forked child: a fresh lock (another thread may have held it)."""
+        self.lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+cache = EvidenceCache()

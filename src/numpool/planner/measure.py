@@ -1,0 +1,168 @@
+"""Measuring func on the real input, on its first call: every result is kept.
+
+A call's items (rows or tasks) are walked in order by a :class:`Walker`;
+items ``[0, done)`` are finished, and nothing measured here is thrown away::
+
+    head    the first items in the caller's thread, in blocks of 1, 4, 16, ...
+            until one takes PROBE_S or PROBE_FRACTION of the input is done:
+            serial seconds per item, and whether func ran native threads (BLAS)
+    stage   rounds of: k items in the caller, then k items on each pool thread
+            at once; the speed-up of threads is the lowest serial seconds per
+            item over the lowest parallel ones (a slow moment of the machine
+            only ever slows a half down, so the lowest figures are the truest)
+
+In a parallel half the blocks start together: each waits at a barrier until
+every thread has woken, so the hand-off to idle threads (a millisecond on a
+small VM; the machine profile prices it) is left out, and a func that holds
+the GIL cannot hide it: its blocks then run one after the other. The half is
+timed from the blocks' start to the last one's end, as the workers saw them,
+and each block's thread reports its own CPU time: a func that releases the
+GIL keeps its thread on a core all the time, even when memory bandwidth
+leaves it little speed-up; one that holds it sleeps while it waits its turn
+(with W threads, about (W - 1)/W of the time).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = ["Head", "Stage", "Walker", "head", "threads_stage"]
+
+#: a head block is timed until it takes this long ...
+PROBE_S = 1e-3
+#: ... or until this fraction of the input is done (a small input is then measured
+#: on blocks big enough to time func rather than numpool's own cost per block)
+PROBE_FRACTION = 1 / 2
+#: each head block this many times the last
+GROWTH = 4
+#: least work per thread in a stage round (the scheduler's slices are milliseconds)
+STAGE_BLOCK_S = 2e-3
+#: rounds at most, and at most this fraction of what remains
+STAGE_ROUNDS = 3
+STAGE_FRACTION = 1 / 2
+#: a serial block whose CPU time exceeds its wall time this much ran native threads
+NATIVE_THREADS = 1.3
+#: how long idle OpenBLAS threads spin before sleeping (its THREAD_TIMEOUT, 2^28
+#: cycles): a parallel half started sooner competes with them
+BLAS_SPIN_S = 0.1
+
+
+class Walker(Protocol):
+    """A call's items, run in order; ``done`` advances as they finish."""
+
+    n: int
+    done: int
+    #: CPU seconds of each block of the last ``parallel(..., together=True)``
+    cpu: list[float]
+
+    def serial(self, a: int, b: int) -> tuple[float, float]:
+        """Run items a:b in the caller's thread: (wall seconds, CPU seconds)."""
+        ...
+
+    def remote(self, backend: Any, a: int, b: int) -> tuple[float, float]:
+        """Run items a:b as one block on ``backend``'s workers: its seconds there."""
+        ...
+
+    def parallel(
+        self, backend: Any, a: int, b: int, pieces: int, together: bool = False
+    ) -> list[tuple[float, float]]:
+        """Run items a:b on ``backend`` as ``pieces`` blocks: when each block started
+        and ended, as the workers saw it (perf_counter). ``together``: the blocks
+        wait for each other before starting (threads only)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Head:
+    item_s: float
+    bound: bool
+    native: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Stage:
+    speedup: float
+    trusted: bool
+    rounds: int
+    serial_item_s: float
+    #: the blocks' threads were on a core most of the time: func releases the GIL
+    gil_free: bool
+
+
+def head(walker: Walker, grow: bool = True, on: Any = None) -> Head:
+    """Run the first items in the caller until one block takes PROBE_S (see the module
+    docstring); with ``grow=False`` just the first item. Seconds per item come from
+    the last (largest) block: the first ones carry the call's warm-up and numpool's
+    own cost per block. ``on``: run the blocks on that backend's workers instead,
+    timed as they saw them."""
+    t_start = time.perf_counter()
+    limit = walker.n if not grow else max(1, math.ceil(walker.n * PROBE_FRACTION))
+    size = 1
+    first = walker.done
+    wall = cpu = 0.0
+    k = 1
+    while True:
+        a = walker.done
+        k = min(size, limit - a) if grow else 1
+        wall, cpu = walker.serial(a, a + k) if on is None else walker.remote(on, a, a + k)
+        if not grow or (wall >= PROBE_S and a > first) or walker.done >= limit:
+            break  # (never on the first block: it carries the call's warm-up)
+        size *= GROWTH
+    item_s = wall / max(1, k)
+    bound = grow and wall < PROBE_S / 10
+    return Head(item_s, bound, _native(cpu, wall), time.perf_counter() - t_start)
+
+
+def _native(cpu: float, wall: float) -> float:
+    """Cores a serial block kept busy by itself: the process's CPU time over wall time,
+    when a loaded BLAS/OpenMP pool may run several threads (else 1: what else used
+    CPU meanwhile was not func; idle OpenBLAS threads spin for a while after a call)."""
+    from ..blas import native_threads
+
+    if wall <= 0 or cpu <= NATIVE_THREADS * wall:
+        return 1.0
+    return min(cpu / wall, float(native_threads()))
+
+
+def threads_stage(walker: Walker, threads: Any, item_s: float) -> Stage | None:
+    """Paired rounds on ``threads`` (see the module docstring); None when the input
+    has too few items left for one round."""
+    w = threads.workers
+    k = max(1, math.ceil(STAGE_BLOCK_S / max(item_s, 1e-12)))
+    budget = int((walker.n - walker.done) * STAGE_FRACTION)
+    serial_best = parallel_best = math.inf
+    rounds = 0
+    full = False
+    busy = 0.0
+    while rounds < STAGE_ROUNDS:
+        kk = min(k, budget // (w + 1), (walker.n - walker.done) // (w + 1))
+        if kk < 1:
+            break
+        a = walker.done
+        wall, cpu = walker.serial(a, a + kk)
+        serial_best = min(serial_best, wall / kk)
+        if _native(cpu, wall) > NATIVE_THREADS:
+            time.sleep(BLAS_SPIN_S)
+        a = walker.done
+        walker.cpu.clear()
+        spans = walker.parallel(threads, a, a + w * kk, w, together=True)
+        lengths = [end - start for start, end in spans]
+        if walker.cpu and lengths:
+            on_core = sum(walker.cpu) / max(1e-12, sum(lengths))
+            busy = max(busy, on_core)
+        budget -= (w + 1) * kk
+        rounds += 1
+        full = full or kk == k
+        span = max(end for _, end in spans) - min(start for start, _ in spans)
+        parallel_best = min(parallel_best, span / (w * kk))
+        if serial_best / parallel_best >= 0.8 * w:
+            break  # clearly parallel: nothing more to learn
+    if rounds == 0 or parallel_best <= 0:
+        return None
+    speedup = serial_best / parallel_best
+    # on a core all the time (1.0) against 1/w of it when the GIL is held: halfway
+    return Stage(speedup, rounds >= 2 and full, rounds, serial_best, busy >= (1 + 1 / w) / 2)

@@ -1,0 +1,441 @@
+"""The cost model: predict what each backend would cost, choose the cheapest.
+
+Everything here is a pure function of three plain records, so a newcomer
+can test every decision from a table, with no timing at all::
+
+    Measurements (what func costs: measure.py, evidence.py)
+    Profile      (what the machine charges: profile.py)       ─▶ choose() ─▶ Decision
+    Work         (the candidate backends, as they declare themselves)
+
+Predicted seconds for one call of ``items`` items on a backend::
+
+    start-up (amortised over the calls seen so far; 0 once started)
+    + the call's fixed cost            (waking idle workers, one round trip)
+    + blocks x cost per block / workers
+    + bytes moved / copy bandwidth     (backends outside the caller's process)
+    + items x serial seconds per item / parallelism
+
+Parallelism is 1 serially, the measured speed-up of threads in the caller's
+process (where the GIL is shared), and the worker count in worker processes,
+but no more than threads reached when func releases the GIL (what held
+threads back, memory bandwidth or BLAS already using every core, holds
+processes back too). Without a sample, ``workers / native`` (``native``:
+cores the serial call kept busy by itself).
+A backend that has run whole calls of this kind is predicted from what they
+took instead (``Measurements.observed``): evidence beats the model.
+
+The cheapest wins; the backend already in use keeps winning until another
+is predicted ``SWITCH_MARGIN`` cheaper (hysteresis: noise cannot flip a
+decision back and forth). A backend with fewer than ``MIN_OBSERVATIONS``
+whole calls, predicted within ``EXPLORE_WITHIN`` of the best, runs one call
+to be measured, unless the sample already showed it cannot help (a
+GIL-holding func on threads). Nothing predicted at more than 1.5x the best
+is ever run whole. Block sizes come from :func:`blocks` and
+:func:`chunksize`, the one sizing rule every backend uses.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .profile import Profile
+
+__all__ = [
+    "EXPLORE_WITHIN",
+    "MIN_OBSERVATIONS",
+    "SWITCH_MARGIN",
+    "Candidate",
+    "Decision",
+    "Measurements",
+    "Reason",
+    "Work",
+    "blocks",
+    "choose",
+    "chunksize",
+    "predict",
+]
+
+#: another backend must be predicted this much cheaper before a decision changes
+SWITCH_MARGIN = 1.05
+#: a backend with fewer whole calls than this may be run once to be measured ...
+MIN_OBSERVATIONS = 2
+#: ... when it is predicted within this factor of the best (the cost of finding out)
+EXPLORE_WITHIN = 1.25
+#: threads at most this much faster than serial, on a sample that can be trusted:
+#: func holds the GIL (or the cores were already busy), threads cannot help
+GIL_BOUND = 1.1
+#: threads at this fraction of the worker count: func releases the GIL
+GIL_FREE = 0.8
+#: a block's (or a batch's) fixed cost may be at most this fraction of its work
+BLOCK_OVERHEAD = 0.1
+#: apply: at most this many blocks per worker (fewer, larger blocks ran faster on
+#: threads: np.exp over 10M on 2 threads, 8 blocks 2.2x serial, 76 blocks 1.8x)
+BLOCKS_PER_WORKER = 4
+
+
+@dataclass(frozen=True)
+class Measurements:
+    """What is known of ``func`` on this kind of input: the plain record choose() reads.
+
+    Attributes
+    ----------
+    kind : {"apply", "map"}
+    items : int
+        Rows (apply) or tasks (map) this call has still to run.
+    item_s : float
+        Serial seconds per item in the caller's thread.
+    item_s_bound : bool
+        ``item_s`` was measured on blocks so small that numpool's own cost per
+        block was most of the time: an upper bound.
+    native : float
+        Cores the serial call kept busy by itself (BLAS, OpenMP): CPU time over
+        wall time, 1.0 for plain code.
+    threads_speedup : float or None
+        Speed-up of the pool's threads over serial on a sample of real items
+        (None: not measured).
+    threads_trusted : bool
+        The sample was long enough for a low speed-up to mean that threads
+        cannot help (func holds the GIL), not a slow moment of the machine.
+    gil_free : bool or None
+        While the sample's threads ran, the process used about as many cores as
+        there were threads: func releases the GIL, whatever its speed-up (a
+        memory-bound func keeps every core busy and still gains little). None:
+        not measured.
+    bytes_per_item : float
+        Bytes a backend outside the caller's process copies per item, in and out
+        (0 for arrays already in shared memory).
+    fresh_bytes : float
+        Bytes of new shared memory such a backend needs (faulted in on first write).
+    observed : mapping
+        Best recent wall seconds per item of whole calls, per backend.
+    observations : mapping
+        How many whole calls each backend has run.
+    calls : int
+        Calls of this kind of work before this one.
+    current : str or None
+        The backend the evidence settled on so far.
+    """
+
+    kind: str
+    items: int
+    item_s: float
+    item_s_bound: bool = False
+    native: float = 1.0
+    threads_speedup: float | None = None
+    threads_trusted: bool = False
+    gil_free: bool | None = None
+    bytes_per_item: float = 0.0
+    fresh_bytes: float = 0.0
+    observed: Mapping[str, float] = field(default_factory=dict)
+    observations: Mapping[str, int] = field(default_factory=dict)
+    calls: int = 0
+    current: str | None = None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A backend as the model sees it, from the class attributes it declares
+    (``Backend.in_process``, ``call_cost``, ``task_cost``, ``start_cost``).
+
+    ``call_cost``, ``task_cost`` and ``start_cost`` name fields of the
+    :class:`~numpool.planner.profile.Profile` (None: free). ``unavailable`` says
+    why the backend cannot run this call (None: it can)."""
+
+    name: str
+    workers: int
+    in_process: bool = True
+    call_cost: str | None = None
+    task_cost: str | None = None
+    start_cost: str | None = None
+    started: bool = True
+    unavailable: str | None = None
+
+    @property
+    def parallel(self) -> bool:
+        return self.workers > 1
+
+
+@dataclass(frozen=True)
+class Work:
+    """The call to decide: the candidate backends and whether it may explore."""
+
+    candidates: tuple[Candidate, ...]
+    #: this call may run on a backend only to measure it (not on a first call, whose
+    #: sample has just been taken, nor when the user fixed the backend)
+    explore: bool = True
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One reason behind a decision: a code and the figures that go with it
+    (``numpool.planner.explain`` turns it into a sentence)."""
+
+    code: str
+    figures: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.figures[key]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What choose() decided: the backend, every candidate's predicted seconds for
+    this call and where each figure came from, and the reasons.
+
+    ``measure_first`` names a backend whose machine costs are not known yet but
+    which would win even for free: the runner measures them, then asks again."""
+
+    backend: str
+    costs: Mapping[str, float]
+    basis: Mapping[str, str]
+    reasons: tuple[Reason, ...]
+    explore: bool = False
+    measure_first: str | None = None
+
+    def codes(self) -> tuple[str, ...]:
+        return tuple(r.code for r in self.reasons)
+
+
+# --- sizing -------------------------------------------------------------------------
+
+
+def blocks(items: int, item_s: float, workers: int, task_s: float) -> int:
+    """How many blocks to split ``items`` rows into on ``workers`` workers, when one
+    worker takes ``item_s`` seconds per row and sending a block costs ``task_s``.
+
+    No block holds less than ``task_s / BLOCK_OVERHEAD`` seconds of work; up to
+    ``BLOCKS_PER_WORKER`` per worker, a multiple of the workers when there are at
+    least as many (9 blocks on 2 workers leave one idle for a ninth of the call).
+    1 means: not worth splitting."""
+    if workers <= 1 or items <= 1:
+        return 1
+    work = items * item_s
+    smallest = task_s / BLOCK_OVERHEAD
+    cap = min(BLOCKS_PER_WORKER * workers, items)
+    n = cap if smallest <= 0 or work >= cap * smallest else int(work // smallest)
+    if n >= workers:
+        n -= n % workers
+    return max(1, n)
+
+
+def chunksize(tasks: int, item_s: float, workers: int, task_s: float) -> int:
+    """Tasks per message for map: the fewest whose work outweighs a message's cost
+    ``task_s`` by 1/BLOCK_OVERHEAD, but at most an even share per worker."""
+    if tasks <= 1:
+        return 1
+    smallest = task_s / BLOCK_OVERHEAD
+    share = math.ceil(tasks / max(1, workers))
+    per = share if item_s <= 0 or smallest >= share * item_s else math.ceil(smallest / item_s)
+    return max(1, min(per, share))
+
+
+# --- predicting ----------------------------------------------------------------------
+
+
+def _cost(profile: Profile, name: str | None) -> float | None:
+    """A profile figure by field name; 0.0 for None (free), None when not measured."""
+    return 0.0 if name is None else getattr(profile, name)
+
+
+def parallelism(m: Measurements, c: Candidate) -> tuple[float, str]:
+    """How many times faster than serial ``c`` runs the items, and the basis."""
+    if not c.parallel:
+        return 1.0, "serial"
+    if c.in_process:  # the GIL is shared: only a sample can tell
+        if m.threads_speedup is None:
+            return float(c.workers), "optimistic"
+        s = m.threads_speedup
+        if m.threads_trusted and s < GIL_BOUND:
+            s = min(s, 1.0)  # no gain: what reads above 1 is the sample's noise
+        return max(1e-3, min(s, float(c.workers))), "sample"
+    # separate processes: every worker runs func single-threaded (BLAS under budget).
+    # For a func that releases the GIL, what held threads back (memory bandwidth)
+    # holds processes back too: they get no further than threads did
+    threads = threads_speedup(m)
+    if m.gil_free is None:  # no sample: the cores serial kept busy by itself count
+        return max(1e-3, c.workers / max(1.0, m.native)), "model"
+    if m.gil_free and threads is not None:
+        return max(1e-3, min(float(c.workers), max(1.0, threads))), "model"
+    return float(c.workers), "model"
+
+
+def threads_speedup(m: Measurements) -> float | None:
+    """Threads over serial: from whole calls when both have run, else the sample."""
+    t = m.observed.get("threads")
+    if t is not None and t > 0:
+        return m.observed.get("serial", m.item_s) / t
+    return m.threads_speedup
+
+
+def predict(m: Measurements, profile: Profile, c: Candidate, amortise: bool = True) -> float:
+    """Predicted seconds for this call on ``c`` (inf when it cannot run it; unknown
+    machine costs count as free: see ``Decision.measure_first``)."""
+    if c.unavailable is not None:
+        return math.inf
+    start = 0.0
+    if not c.started:
+        start = (_cost(profile, c.start_cost) or 0.0) * c.workers
+        if amortise:
+            start /= max(1, m.calls + 1)
+    observed = m.observed.get(c.name)
+    if observed is not None:
+        return start + observed * m.items
+    call_s = _cost(profile, c.call_cost) or 0.0
+    task_s = _cost(profile, c.task_cost) or 0.0
+    speed, _ = parallelism(m, c)
+    per_worker_item = m.item_s * c.workers / speed
+    n = (
+        blocks(m.items, per_worker_item, c.workers, task_s)
+        if m.kind == "apply"
+        else (math.ceil(m.items / chunksize(m.items, per_worker_item, c.workers, task_s)))
+    )
+    fixed = call_s + (n * task_s / c.workers if c.parallel else 0.0)
+    move = 0.0
+    if not c.in_process:
+        move = m.items * m.bytes_per_item / profile.copy_bytes_per_s
+        move += m.fresh_bytes / profile.fault_bytes_per_s
+    return start + fixed + move + m.items * m.item_s / speed
+
+
+def _unknown(profile: Profile, c: Candidate) -> bool:
+    """Whether the machine costs of ``c`` have not been measured yet."""
+    names = [c.call_cost, c.task_cost] + ([] if c.started else [c.start_cost])
+    return any(n is not None and getattr(profile, n) is None for n in names)
+
+
+def _explorable(m: Measurements, c: Candidate) -> bool:
+    """Whether one whole call on ``c`` could show anything the sample did not."""
+    if c.in_process and c.parallel and m.threads_trusted and m.threads_speedup is not None:
+        return m.threads_speedup >= GIL_BOUND
+    return True
+
+
+def choose(m: Measurements, profile: Profile, work: Work) -> Decision:
+    """The backend for this call, from measurements, the machine profile and the
+    candidates; pure (see the module docstring for the rule)."""
+    reasons: list[Reason] = []
+    costs: dict[str, float] = {}
+    basis: dict[str, str] = {}
+    by_name = {c.name: c for c in work.candidates}
+    for c in work.candidates:
+        costs[c.name] = predict(m, profile, c)
+        if c.unavailable is not None:
+            basis[c.name] = "unavailable"
+            reasons.append(Reason("unavailable", {"backend": c.name, "why": c.unavailable}))
+        elif c.name in m.observed:
+            basis[c.name] = "observed"
+        else:
+            basis[c.name] = parallelism(m, c)[1]
+    able = {n: t for n, t in costs.items() if t < math.inf}
+    if not able:
+        raise ValueError("choose: no candidate backend can run this call")
+    serial = next((c for c in work.candidates if not c.parallel), None)
+    parallel = [c for c in work.candidates if c.parallel and c.name in able]
+    if not parallel and all(c.workers == 1 for c in work.candidates):
+        reasons.append(Reason("one-worker"))
+    _describe_threads(m, work, reasons)
+
+    best = min(able, key=lambda n: (able[n], n != m.current))
+    if serial is not None and best == serial.name and parallel:
+        cheapest_fixed = min(_fixed(m, profile, c) for c in parallel)
+        if cheapest_fixed >= able[best]:
+            reasons.append(
+                Reason("too-small", {"serial_s": able[best], "fixed_s": cheapest_fixed})
+            )
+    for c in parallel:
+        if not c.in_process:
+            _describe_processes(m, profile, c, able, best, reasons)
+    current = m.current
+    if current in able and current != best and able[best] * SWITCH_MARGIN > able[current]:
+        reasons.append(
+            Reason("hysteresis", {"kept": current, "other": best, "margin": SWITCH_MARGIN})
+        )
+        best = current
+    if _unknown(profile, by_name[best]):
+        reasons.append(Reason("measure-first", {"backend": best}))
+        return Decision(best, costs, basis, tuple(reasons), measure_first=best)
+    reasons.append(Reason("cheapest", {"backend": best, "seconds": able[best]}))
+    if work.explore:
+        for name in sorted(able, key=able.__getitem__):
+            c = by_name[name]
+            if (
+                name != best
+                and m.observations.get(name, 0) < MIN_OBSERVATIONS
+                and predict(m, profile, c, amortise=False) <= EXPLORE_WITHIN * able[best]
+                and _explorable(m, c)
+                and not _unknown(profile, c)
+            ):
+                reasons.append(
+                    Reason(
+                        "explore",
+                        {
+                            "backend": name,
+                            "seconds": able[name],
+                            "best": best,
+                            "calls": m.observations.get(name, 0),
+                        },
+                    )
+                )
+                return Decision(name, costs, basis, tuple(reasons), explore=True)
+    return Decision(best, costs, basis, tuple(reasons))
+
+
+def _fixed(m: Measurements, profile: Profile, c: Candidate) -> float:
+    """What ``c`` costs before any work is done: its amortised start-up and a call."""
+    start = 0.0 if c.started else (_cost(profile, c.start_cost) or 0.0) * c.workers
+    return start / max(1, m.calls + 1) + (_cost(profile, c.call_cost) or 0.0)
+
+
+def _describe_threads(m: Measurements, work: Work, reasons: list[Reason]) -> None:
+    threads = [c for c in work.candidates if c.in_process and c.parallel]
+    if not threads or m.threads_speedup is None:
+        return
+    w = threads[0].workers
+    s = m.threads_speedup
+    if s >= GIL_FREE * w:
+        code = "gil-free"
+    elif s < GIL_BOUND:
+        code = "gil-bound" if m.threads_trusted else "threads-unclear"
+    else:
+        code = "partly-parallel"
+    reasons.append(Reason(code, {"speedup": s, "workers": w}))
+
+
+def _describe_processes(
+    m: Measurements,
+    profile: Profile,
+    c: Candidate,
+    able: Mapping[str, float],
+    best: str,
+    reasons: list[Reason],
+) -> None:
+    if c.name == best or c.name not in able or c.name in m.observed:
+        return
+    compute = m.items * m.item_s / parallelism(m, c)[0]
+    move = m.items * m.bytes_per_item / profile.copy_bytes_per_s
+    move += m.fresh_bytes / profile.fault_bytes_per_s
+    start = 0.0
+    if not c.started and profile.process_start_s is not None:
+        start = profile.process_start_s * c.workers / max(1, m.calls + 1)
+    if move > 0 and move >= start:
+        reasons.append(
+            Reason(
+                "copy-costs",
+                {
+                    "backend": c.name,
+                    "move_s": move,
+                    "bytes": m.items * m.bytes_per_item,
+                    "compute_s": compute,
+                },
+            )
+        )
+    elif start > 0:
+        reasons.append(
+            Reason(
+                "start-up",
+                {"backend": c.name, "start_s": start, "calls": m.calls + 1, "compute_s": compute},
+            )
+        )

@@ -1,0 +1,311 @@
+"""The cost model (numpool.planner.model): every decision from tables of measurements.
+
+Nothing here times anything: the measurements and the machine profile are
+passed in, so each test gives the same answer on any machine, busy or not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from numpool.planner import model
+from numpool.planner.model import Candidate, Measurements, Work, blocks, choose, chunksize
+from numpool.planner.profile import Profile
+
+#: a 2-core VM: 0.3 ms to wake a thread, 0.5 ms a round trip to a worker process
+VM = Profile(
+    thread_wake_s=300e-6,
+    thread_task_s=20e-6,
+    copy_bytes_per_s=10e9,
+    fault_bytes_per_s=2e9,
+    process_start_s=50e-3,
+    process_task_s=500e-6,
+)
+SERIAL = Candidate("serial", 1)
+THREADS = Candidate("threads", 2, True, "thread_wake_s", "thread_task_s")
+PROCESSES = Candidate(
+    "processes", 2, False, "process_task_s", "process_task_s", "process_start_s", started=True
+)
+ALL = Work((SERIAL, THREADS, PROCESSES))
+
+
+def apply(items: int, item_s: float, **kw: object) -> Measurements:
+    return Measurements("apply", items, item_s, **kw)  # type: ignore[arg-type]
+
+
+# --- the decisions the issue names --------------------------------------------------
+
+
+@given(
+    items=st.integers(2, 10**8),
+    item_s=st.floats(1e-9, 1e-2),
+    speedup=st.floats(0.3, model.GIL_BOUND - 1e-6),
+    calls=st.integers(0, 50),
+)
+def test_a_gil_holding_function_never_goes_to_threads(
+    items: int, item_s: float, speedup: float, calls: int
+) -> None:
+    """Threads measured (on a trusted sample) at no gain are never chosen, nor explored."""
+    m = apply(items, item_s, threads_speedup=speedup, threads_trusted=True, calls=calls)
+    for work in (ALL, Work((SERIAL, THREADS)), Work((SERIAL, THREADS), explore=False)):
+        assert choose(m, VM, work).backend != "threads"
+
+
+@given(items=st.integers(2, 10**6), item_s=st.floats(1e-10, 1e-6))
+def test_tiny_work_stays_serial(items: int, item_s: float) -> None:
+    """Work cheaper than waking a thread runs serially, even if threads were perfect."""
+    m = apply(items, item_s)
+    if items * item_s >= VM.thread_wake_s:
+        return
+    d = choose(m, VM, ALL)
+    assert d.backend == "serial" and "too-small" in d.codes() and not d.explore
+
+
+def test_processes_lose_when_the_copy_costs_more_than_it_saves() -> None:
+    """A GIL-holding func over 80 MB that takes 10 ms serially: copying costs more."""
+    m = apply(10_000_000, 1e-9, threads_speedup=1.0, threads_trusted=True, bytes_per_item=16)
+    d = choose(m, VM, ALL)
+    assert d.backend == "serial", d
+    assert "copy-costs" in d.codes()
+    assert d.costs["processes"] > d.costs["serial"]
+
+
+def test_processes_win_for_gil_holding_work_with_little_data() -> None:
+    """A Python loop over 2M floats: ~0.5 s serially, 16 bytes a row to move."""
+    m = apply(2_000_000, 250e-9, threads_speedup=1.0, threads_trusted=True, bytes_per_item=16)
+    d = choose(m, VM, ALL)
+    assert d.backend == "processes", d
+    assert d.costs["processes"] < d.costs["serial"] / 1.5
+
+
+def test_threads_win_for_a_gil_free_function() -> None:
+    m = apply(
+        10_000_000,
+        1.3e-9,
+        threads_speedup=1.8,
+        threads_trusted=True,
+        bytes_per_item=16,
+        gil_free=True,
+    )
+    d = choose(m, VM, ALL)
+    assert d.backend == "threads" and "gil-free" in d.codes()
+
+
+def test_processes_never_beat_threads_on_a_memory_bound_gil_free_function() -> None:
+    """Threads kept both cores busy but gained 1.3x (memory bandwidth): processes would
+    hit the same wall, and pay for moving the data on top."""
+    m = apply(
+        10_000_000,
+        1.3e-9,
+        threads_speedup=1.3,
+        threads_trusted=True,
+        bytes_per_item=8,
+        gil_free=True,
+    )
+    d = choose(m, VM, ALL)
+    assert d.backend == "threads" and d.costs["processes"] > d.costs["threads"]
+
+
+def test_blas_that_already_uses_every_core_gains_nothing_in_processes() -> None:
+    """A serial matmul that kept both cores busy: processes predict no gain."""
+    m = apply(100, 0.15, native=2.0, threads_speedup=1.0, threads_trusted=True)
+    d = choose(m, VM, ALL)
+    assert d.costs["processes"] >= d.costs["serial"]
+
+
+def test_start_up_is_spread_over_the_calls_of_the_work() -> None:
+    """Starting workers for 60 ms of GIL-holding work does not pay once; it does over
+    the calls that keep coming."""
+    cold = dataclasses.replace(PROCESSES, started=False)
+    work = Work((SERIAL, THREADS, cold))
+    first = apply(200_000, 300e-9, threads_speedup=1.0, threads_trusted=True, bytes_per_item=16)
+    d = choose(first, VM, work)
+    assert d.backend == "serial" and "start-up" in d.codes(), d
+    later = dataclasses.replace(first, calls=20)
+    assert choose(later, VM, work).backend == "processes"
+
+
+def test_unmeasured_processes_are_measured_first_only_when_they_could_win() -> None:
+    unknown = dataclasses.replace(VM, process_start_s=None, process_task_s=None)
+    cold = dataclasses.replace(PROCESSES, started=False)
+    work = Work((SERIAL, THREADS, cold))
+    loop = apply(2_000_000, 250e-9, threads_speedup=1.0, threads_trusted=True, bytes_per_item=16)
+    d = choose(loop, unknown, work)
+    assert d.measure_first == "processes" and d.backend == "processes"
+    copy_bound = apply(
+        10_000_000, 1e-9, threads_speedup=1.0, threads_trusted=True, bytes_per_item=16
+    )
+    d = choose(copy_bound, unknown, work)
+    assert d.measure_first is None and d.backend == "serial"
+
+
+def test_unavailable_backends_are_never_chosen() -> None:
+    lambda_ = dataclasses.replace(PROCESSES, unavailable="a lambda cannot be pickled")
+    m = apply(2_000_000, 250e-9, threads_speedup=1.0, threads_trusted=True)
+    d = choose(m, VM, Work((SERIAL, THREADS, lambda_)))
+    assert d.backend != "processes" and math.isinf(d.costs["processes"])
+    assert "unavailable" in d.codes()
+
+
+def test_one_worker_means_serial() -> None:
+    d = choose(apply(10**6, 1e-6), VM, Work((SERIAL,)))
+    assert d.backend == "serial" and "one-worker" in d.codes()
+
+
+# --- learning from calls ------------------------------------------------------------
+
+
+def test_what_calls_took_beats_what_the_sample_said() -> None:
+    """The sample said threads 1.8x; whole calls on threads ran slower than serial."""
+    m = apply(
+        10**6,
+        1e-8,
+        threads_speedup=1.8,
+        threads_trusted=True,
+        bytes_per_item=16,
+        gil_free=True,
+        observed={"threads": 1.2e-8, "serial": 1.0e-8},
+        observations={"threads": 3, "serial": 3},
+        current="threads",
+    )
+    d = choose(m, VM, ALL)
+    assert d.backend == "serial" and d.basis["threads"] == "observed"
+
+
+def test_hysteresis_keeps_a_confirmed_choice_against_noise() -> None:
+    """Within SWITCH_MARGIN of the current backend, another one does not take over."""
+    base = dict(
+        threads_speedup=1.8,
+        threads_trusted=True,
+        bytes_per_item=16,
+        gil_free=True,
+        observations={"threads": 3, "serial": 3},
+    )
+    close = apply(
+        10**6, 1e-8, observed={"threads": 1.00e-8, "serial": 0.98e-8}, current="threads", **base
+    )
+    d = choose(close, VM, ALL)
+    assert d.backend == "threads" and "hysteresis" in d.codes()
+    clear = dataclasses.replace(close, observed={"threads": 1.00e-8, "serial": 0.90e-8})
+    assert choose(clear, VM, ALL).backend == "serial"
+
+
+def test_a_close_backend_with_few_calls_is_explored_once() -> None:
+    """Threads read 1.0x on a sample too short to trust: one whole call finds out."""
+    m = apply(
+        10**7,
+        1.3e-9,
+        threads_speedup=1.0,
+        threads_trusted=False,
+        bytes_per_item=16,
+        observed={"serial": 1.3e-9},
+        observations={"serial": 2},
+        current="serial",
+    )
+    d = choose(m, VM, ALL)
+    assert d.backend == "threads" and d.explore and "explore" in d.codes()
+    seen = dataclasses.replace(
+        m,
+        observed={"serial": 1.3e-9, "threads": 1.25e-9},
+        observations={"serial": 2, "threads": 2},
+    )
+    d = choose(seen, VM, ALL)
+    assert not d.explore and d.backend == "serial"  # within the margin: kept
+
+
+def test_no_exploring_on_a_first_call() -> None:
+    m = apply(10**7, 1.3e-9, threads_speedup=1.1, threads_trusted=False)
+    assert not choose(m, VM, dataclasses.replace(ALL, explore=False)).explore
+
+
+# --- properties over any table ---------------------------------------------------------
+
+measurements = st.builds(
+    Measurements,
+    kind=st.sampled_from(["apply", "map"]),
+    items=st.integers(2, 10**8),
+    item_s=st.floats(1e-10, 1.0),
+    native=st.floats(1.0, 4.0),
+    threads_speedup=st.one_of(st.none(), st.floats(0.2, 3.0)),
+    threads_trusted=st.booleans(),
+    gil_free=st.one_of(st.none(), st.booleans()),
+    bytes_per_item=st.floats(0, 1e6),
+    observed=st.dictionaries(
+        st.sampled_from(["serial", "threads", "processes"]), st.floats(1e-10, 1.0), max_size=3
+    ),
+    calls=st.integers(0, 100),
+    current=st.one_of(st.none(), st.sampled_from(["serial", "threads", "processes"])),
+)
+
+
+@given(m=measurements, started=st.booleans())
+def test_nothing_runs_whole_on_a_backend_predicted_over_1_5x_the_best(
+    m: Measurements, started: bool
+) -> None:
+    work = Work((SERIAL, THREADS, dataclasses.replace(PROCESSES, started=started)))
+    d = choose(m, VM, work)
+    best = min(d.costs.values())
+    if d.explore:
+        c = {"serial": SERIAL, "threads": THREADS, "processes": work.candidates[2]}[d.backend]
+        assert model.predict(m, VM, c, amortise=False) <= model.EXPLORE_WITHIN * best * 1.000001
+    else:
+        assert d.costs[d.backend] <= model.SWITCH_MARGIN * best * 1.000001
+    assert d.costs[d.backend] <= 1.5 * best * 1.000001 or d.explore
+
+
+@given(m=measurements)
+def test_the_decision_is_a_pure_function(m: Measurements) -> None:
+    assert choose(m, VM, ALL) == choose(m, VM, ALL)
+
+
+# --- block sizes: the one rule ------------------------------------------------------
+
+
+@given(
+    items=st.integers(1, 10**9),
+    item_s=st.floats(1e-10, 10.0),
+    workers=st.integers(1, 64),
+    task_s=st.floats(0, 1e-2),
+)
+def test_no_block_costs_less_than_ten_hand_offs(
+    items: int, item_s: float, workers: int, task_s: float
+) -> None:
+    n = blocks(items, item_s, workers, task_s)
+    assert 1 <= n <= min(items, model.BLOCKS_PER_WORKER * workers)
+    if n > 1:
+        assert items * item_s / n >= task_s / model.BLOCK_OVERHEAD * 0.999999
+    if n >= workers > 1:
+        assert n % workers == 0
+
+
+@given(
+    tasks=st.integers(1, 10**7),
+    item_s=st.floats(1e-10, 10.0),
+    workers=st.integers(1, 64),
+    task_s=st.floats(0, 1e-2),
+)
+def test_no_batch_costs_less_than_ten_messages(
+    tasks: int, item_s: float, workers: int, task_s: float
+) -> None:
+    size = chunksize(tasks, item_s, workers, task_s)
+    assert 1 <= size <= max(1, math.ceil(tasks / workers))
+    if size < math.ceil(tasks / workers):  # not capped by the even share
+        assert size * item_s >= task_s / model.BLOCK_OVERHEAD * 0.999999
+
+
+def test_ten_thousand_elements_are_one_block_on_threads() -> None:
+    """np.exp over 10k elements (~6 us) is never split: one block, in the caller."""
+    assert blocks(10_000, 0.6e-9 * 2, 2, VM.thread_task_s) == 1
+
+
+@pytest.mark.parametrize(
+    ("items", "item_s", "expected"),
+    [(10_000_000, 2.6e-9, 8), (2_000_000, 500e-9, 8), (100, 0.3, 8), (3, 0.3, 2)],
+)
+def test_blocks_for_the_issue_workloads(items: int, item_s: float, expected: int) -> None:
+    assert blocks(items, item_s, 2, VM.thread_task_s) == expected
