@@ -13,6 +13,25 @@ from helpers import segments
 from numpool import shm
 from numpool._api import shutdown_default_pools
 
+
+@pytest.fixture(scope="session", autouse=True)
+def machine_profile_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The tests measure this machine once, into a cache of their own (not ~/.cache)."""
+    import os
+
+    from numpool.planner.profile import store
+
+    old = os.environ.get("NUMPOOL_CACHE_DIR")
+    os.environ["NUMPOOL_CACHE_DIR"] = str(tmp_path_factory.mktemp("numpool-cache"))
+    store.override(None)
+    yield
+    if old is None:
+        os.environ.pop("NUMPOOL_CACHE_DIR", None)
+    else:
+        os.environ["NUMPOOL_CACHE_DIR"] = old
+    store.override(None)
+
+
 settings.register_profile(
     "numpool",
     deadline=None,

@@ -9,9 +9,12 @@ import numpy as np
 from numpool import shm
 
 
-def segments() -> set[str]:
-    """numpool's segments currently in the shared-memory directory."""
-    return {n for n in os.listdir(shm.shm_dir()) if n.startswith(shm.PREFIX)}
+def segments(owner: int | None = None) -> set[str]:
+    """This test process's numpool segments in the shared-memory directory (those its
+    worker processes made carry its pid too): another numpool program running on the
+    machine meanwhile must not fail the suite. ``owner``: another process's."""
+    me = os.getpid() if owner is None else owner
+    return {n for n in os.listdir(shm.shm_dir()) if shm.owner_of(n) == me}
 
 
 def assert_same(got: np.ndarray, want: np.ndarray) -> None:

@@ -46,7 +46,7 @@ def test_cgroup_quota_parsing(tmp_path) -> None:
 def test_worker_processes_run_with_the_limit(backend: str) -> None:
     """Inside a worker, threadpoolctl reports the pool's BLAS budget."""
     with numpool.Pool(backend, workers=2, blas_threads=1) as pool:
-        infos = pool.map(funcs.blas_info, range(4))
+        infos = pool.map_arrays(funcs.blas_info, range(4))
     seen = {i["num_threads"] for info in infos for i in info if i["user_api"] == "blas"}
     assert seen == {1}
 
@@ -56,7 +56,7 @@ def test_threads_backend_limits_during_the_call_and_restores() -> None:
     """threads: the process-wide limit holds during apply/map and is restored after."""
     before = blas_threads_now()
     with numpool.Pool("threads", workers=2, blas_threads=1) as pool:
-        seen = pool.map(funcs.blas_info, range(3))
+        seen = pool.map_arrays(funcs.blas_info, range(3))
         assert {i["num_threads"] for info in seen for i in info if i["user_api"] == "blas"} == {1}
     assert blas_threads_now() == before
 
@@ -98,4 +98,4 @@ def test_matmul_under_budget_is_exact() -> None:
     """Limiting BLAS threads does not change matmul of exactly representable data."""
     a = np.ones((64, 64))
     with numpool.Pool("threads", workers=2) as pool:
-        assert all((r == 64.0).all() for r in pool.map(np.matmul, [a] * 4, [a] * 4))
+        assert all((r == 64.0).all() for r in pool.map_arrays(np.matmul, [a] * 4, [a] * 4))

@@ -111,7 +111,7 @@ def test_map_property(pool: numpool.Pool, n: int, k: int, chunksize: int | None,
     """Property: map(func, xs, ks) == [func(x, k) ...] for any count and chunksize."""
     xs = [make((k, 3), dtype, seed=i) for i in range(n)]
     ks = list(range(n))
-    got = pool.map(funcs.scale, xs, ks, chunksize=chunksize)
+    got = pool.map_arrays(funcs.scale, xs, ks, chunksize=chunksize)
     assert len(got) == n
     for g, x, kk in zip(got, xs, ks, strict=True):
         assert_same(g, funcs.scale(x, kk))
@@ -121,7 +121,7 @@ def test_map_matmul_like_experiment_a(pool: numpool.Pool) -> None:
     """The starmap(op, zip(data1, data2)) of experiment A, bit for bit."""
     d1 = [make((60, 60), np.float64, seed=i) for i in range(7)]
     d2 = [make((60, 60), np.float64, seed=100 + i) for i in range(7)]
-    for got, a, b in zip(pool.map(np.matmul, d1, d2), d1, d2, strict=True):
+    for got, a, b in zip(pool.map_arrays(np.matmul, d1, d2), d1, d2, strict=True):
         assert_same(got, np.matmul(a, b))
 
 
@@ -129,8 +129,8 @@ def test_map_mixed_results_and_repeated_arrays(pool: numpool.Pool) -> None:
     """Non-array results, tuples, the same array in many tasks, SharedArray args."""
     a = make((50, 4), np.float64)
     s = numpool.share(a)
-    assert pool.map(funcs.total, [a] * 5) == [funcs.total(a)] * 5
-    got = pool.map(funcs.pair, [a, s, a[::2]], [s, a, a[1::2]])
+    assert pool.map_arrays(funcs.total, [a] * 5) == [funcs.total(a)] * 5
+    got = pool.map_arrays(funcs.pair, [a, s, a[::2]], [s, a, a[1::2]])
     want = [funcs.pair(a, a), funcs.pair(a, a), funcs.pair(a[::2], a[1::2])]
     for (g0, g1), (w0, w1) in zip(got, want, strict=True):
         assert g0 == w0
@@ -140,15 +140,15 @@ def test_map_mixed_results_and_repeated_arrays(pool: numpool.Pool) -> None:
 def test_map_results_grow(pool: numpool.Pool) -> None:
     """Results bigger than any argument (the slot guess is too small) still come back."""
     small, big = np.arange(3.0), np.arange(300.0)
-    got = pool.map(np.outer, [small, big], [small, big])
+    got = pool.map_arrays(np.outer, [small, big], [small, big])
     assert_same(got[1], np.outer(np.arange(300.0), np.arange(300.0)))
 
 
 def test_map_empty_and_object_args(pool: numpool.Pool) -> None:
     """No tasks gives []; object arrays and plain objects are passed as they are."""
-    assert pool.map(funcs.total, []) == []
+    assert pool.map_arrays(funcs.total, []) == []
     obj = np.array([1, 2, 3], dtype=object)
-    assert pool.map(funcs.total, [obj]) == [6.0]
+    assert pool.map_arrays(funcs.total, [obj]) == [6.0]
 
 
 def test_module_level_functions_reuse_pools() -> None:

@@ -60,11 +60,11 @@ def test_a_killed_worker_is_worker_crashed_error_and_retries_get_past_it(
 def test_worker_processes_get_the_blas_budget_and_bytes_are_counted() -> None:
     a = [np.ones((50, 50))] * 4
     with numpool.Pool("dask", workers=2) as pool:
-        infos = pool.map(funcs.blas_info, [None] * 4)
+        infos = pool.map_arrays(funcs.blas_info, [None] * 4)
         assert all(
             i["num_threads"] == 1 for info in infos for i in info if i["user_api"] == "blas"
         )
-        pool.map(np.matmul, a, a)
+        pool.map_arrays(np.matmul, a, a)
         stats = pool.last_stats
         # one scatter of the (single, repeated) array, four results back
         assert stats is not None and stats.bytes_moved == a[0].nbytes * 5

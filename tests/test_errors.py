@@ -30,10 +30,10 @@ def test_map_error_names_the_task(pool: numpool.Pool) -> None:
     """map: the task index is in the exception, which keeps its type (here KeyError)."""
     xs = [np.ones(3)] * 6
     with pytest.raises(KeyError) as info:
-        pool.map(funcs.fail_task, xs, range(6), chunksize=1)
+        pool.map_arrays(funcs.fail_task, xs, range(6), chunksize=1)
     text = str(info.value) + "".join(getattr(info.value, "__notes__", []))
     assert "task 3 of 6" in text
-    assert len(pool.map(funcs.fail_task, xs[:3], range(3))) == 3
+    assert len(pool.map_arrays(funcs.fail_task, xs[:3], range(3))) == 3
 
 
 @pytest.mark.parametrize(
@@ -113,15 +113,15 @@ def test_pool_bad_options(kwargs, exc, match) -> None:
 def test_map_bad_arguments(pool: numpool.Pool) -> None:
     """map refuses ragged iterables, no iterables, non-iterables and bad chunksize."""
     with pytest.raises(ValueError, match=r"unequal lengths \[3, 2\]"):
-        pool.map(np.add, [1, 2, 3], [1, 2])
+        pool.map_arrays(np.add, [1, 2, 3], [1, 2])
     with pytest.raises(TypeError, match="at least one iterable"):
-        pool.map(np.exp)
+        pool.map_arrays(np.exp)
     with pytest.raises(TypeError, match="argument 1 after func must be iterable"):
-        pool.map(np.exp, 5)
+        pool.map_arrays(np.exp, 5)
     with pytest.raises(ValueError, match="chunksize must be >= 1"):
-        pool.map(np.exp, [1.0], chunksize=0)
+        pool.map_arrays(np.exp, [1.0], chunksize=0)
     with pytest.raises(TypeError, match="func must be callable"):
-        pool.map(None, [1.0])
+        pool.map_arrays(None, [1.0])
 
 
 def test_error_leaves_no_segment(pool: numpool.Pool) -> None:
@@ -129,7 +129,7 @@ def test_error_leaves_no_segment(pool: numpool.Pool) -> None:
     before = segments()
     big = [np.random.default_rng(i).random((200, 200)) for i in range(6)]
     with pytest.raises(KeyError):
-        pool.map(funcs.fail_task, big, range(6))
+        pool.map_arrays(funcs.fail_task, big, range(6))
     with pytest.raises(funcs.Boom):
         pool.apply(funcs.fail_on_big, np.linspace(0, 1, 10_000), chunks=5)
     assert segments() - before <= shm.arena().idle_names()

@@ -36,7 +36,7 @@ def _run(code: str, **kw: object) -> subprocess.Popen[str]:
 
 
 def _owned_by(pid: int) -> set[str]:
-    return {n for n in segments() if shm.owner_of(n) == pid}
+    return segments(owner=pid)
 
 
 # --- a worker killed mid-task -----------------------------------------------------------
@@ -82,8 +82,10 @@ def test_retries_give_up_on_a_task_that_always_kills() -> None:
     t = time.monotonic()
     with numpool.Pool("processes", workers=2, retries=2) as pool:
         with pytest.raises(numpool.WorkerCrashedError, match="died again after 2 retries"):
-            pool.map(funcs.die_task, a, kill, chunksize=1)
-        assert [r.tolist() for r in pool.map(funcs.die_task, a, [False] * 6)] == [[2.0] * 3] * 6
+            pool.map_arrays(funcs.die_task, a, kill, chunksize=1)
+        assert [r.tolist() for r in pool.map_arrays(funcs.die_task, a, [False] * 6)] == [
+            [2.0] * 3
+        ] * 6
     assert time.monotonic() - t < 20
 
 
@@ -107,13 +109,13 @@ def test_ctrl_c_returns_within_2_s_and_leaves_nothing(backend: str, kind: str) -
         if __name__ == "__main__":
             pool = numpool.Pool({backend!r}, workers=2)
             x = np.zeros(200_000)  # 100 us per row: 20 s
-            pool.map(funcs.gil_sleep_task, [np.ones(2)] * 4)  # workers up
+            pool.map_arrays(funcs.gil_sleep_task, [np.ones(2)] * 4)  # workers up
             print("go", flush=True)
             try:
                 if {kind!r} == "apply":
                     pool.apply(funcs.gil_sleep, x, chunks=64)
                 else:
-                    pool.map(funcs.gil_sleep_task, [np.zeros(100)] * 10_000)
+                    pool.map_arrays(funcs.gil_sleep_task, [np.zeros(100)] * 10_000)
             except KeyboardInterrupt:
                 print("interrupted", time.monotonic(), flush=True)
             pool.shutdown()
@@ -150,11 +152,11 @@ def test_segments_of_a_killed_parent_are_swept_by_the_next_numpool_process() -> 
     out, _ = p.communicate(timeout=30)
     name = out.strip()
     assert p.returncode == -signal.SIGKILL
-    assert name in segments(), "the SIGKILLed process left its segment"
+    assert name in segments(owner=p.pid), "the SIGKILLed process left its segment"
     assert os.path.join(shm.shm_dir(), name) in shm.orphans()
     q = _run("import numpy as np, numpool; numpool.share(np.ones(10)).close()")
     assert q.wait(timeout=30) == 0
-    assert name not in segments(), "the next numpool process swept it"
+    assert name not in segments(owner=p.pid), "the next numpool process swept it"
 
 
 def test_workers_of_a_killed_parent_exit_on_their_own() -> None:
@@ -165,7 +167,7 @@ def test_workers_of_a_killed_parent_exit_on_their_own() -> None:
         import os, signal, numpy as np, numpool, funcs
         if __name__ == "__main__":
             pool = numpool.Pool("processes", workers=2)
-            print(*pool.map(funcs.pid, range(8)), flush=True)
+            print(*pool.map_arrays(funcs.pid, range(8)), flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
         """,
         cwd=str(TESTS),
@@ -202,7 +204,7 @@ def test_small_shm_spills_to_file_backed_maps_with_one_warning(
     with numpool.Pool("processes", workers=2) as pool:
         with pytest.warns(numpool.SharedMemoryWarning, match="NUMPOOL_SHM_LIMIT") as record:
             y = pool.apply(np.exp, x, chunks=4)
-            r = pool.map(np.multiply, [x] * 3, [2.0, 3.0, 4.0])
+            r = pool.map_arrays(np.multiply, [x] * 3, [2.0, 3.0, 4.0])
         assert len(record) == 1, "one warning, not one per segment"
         assert "--shm-size" in str(record[0].message)
         assert np.array_equal(y, np.exp(x))
@@ -247,7 +249,7 @@ def test_lambda_and_local_functions_are_refused_with_the_way_out(backend: str) -
             assert "backend='threads'" in str(info.value)
             assert "module level" in str(info.value)
             with pytest.raises(TypeError, match=what):
-                pool.map(func, [np.ones(2)] * 3)
+                pool.map_arrays(func, [np.ones(2)] * 3)
 
 
 def test_interactive_main_functions_are_refused() -> None:
@@ -306,11 +308,11 @@ def test_soak_1000_calls_with_failures_and_kills() -> None:
                 if r < 0.02:
                     pool.apply(funcs.die, x, chunks=4)
                 elif r < 0.10:
-                    pool.map(funcs.fail_task, a, range(8))
+                    pool.map_arrays(funcs.fail_task, a, range(8))
                 elif i % 2:
                     assert np.array_equal(pool.apply(np.sqrt, x, chunks=4), np.sqrt(x))
                 else:
-                    res = pool.map(np.add, a, a)
+                    res = pool.map_arrays(np.add, a, a)
                     assert all(np.array_equal(q, v + v) for q, v in zip(res, a, strict=True))
                 counts["ok"] += 1
             except numpool.WorkerCrashedError:
@@ -318,14 +320,20 @@ def test_soak_1000_calls_with_failures_and_kills() -> None:
             except KeyError:
                 counts["failed"] += 1
 
+        def settled() -> tuple[int, int, int]:
+            """Every worker running (the executor starts them on demand, and each holds
+            pipes), and the figures then."""
+            pool.map_arrays(funcs.gil_sleep_task, [np.ones(2)] * 8, chunksize=1)
+            return len(segments()), _fds(), me.memory_info().rss
+
         for i in range(100):  # warm: workers, arena, mappings
             one(i)
-        base = (len(segments()), _fds(), me.memory_info().rss)
+        base = settled()
         t = time.monotonic()
         for i in range(1000):
             one(i)
         spent = time.monotonic() - t
-        end = (len(segments()), _fds(), me.memory_info().rss)
+        end = settled()
     print(f"soak: {counts} in {spent:.1f} s; segments/fds/rss before {base}, after {end}")
     assert counts["killed"] >= 5 and counts["failed"] >= 30 and counts["ok"] >= 800
     assert end[0] <= base[0], f"/dev/shm entries grew: {base[0]} -> {end[0]}"

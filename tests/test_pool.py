@@ -16,7 +16,7 @@ def test_is_an_executor(pool: numpool.Pool) -> None:
     assert isinstance(pool, cf.Executor)
     f = pool.submit(funcs.total, np.ones(4))
     assert isinstance(f, cf.Future) and f.result(timeout=30) == 4.0
-    assert pool.map(pow, [2, 3], [3, 2], timeout=30, chunksize=1) == [8, 9]
+    assert list(pool.map(pow, [2, 3], [3, 2], timeout=30, chunksize=1)) == [8, 9]
     assert [r for r in pool.map(abs, [-1, -2])] == [1, 2]
 
 
@@ -47,17 +47,17 @@ def test_map_timeout() -> None:
     import time
 
     with numpool.Pool("threads", workers=1) as pool, pytest.raises(cf.TimeoutError):
-        pool.map(time.sleep, [0.5, 0.5], timeout=0.1)
+        list(pool.map(time.sleep, [0.5, 0.5], timeout=0.1))
 
 
 def test_threads_really_run_in_parallel() -> None:
-    """Two tasks that release the GIL (sleep) overlap in the threads backend."""
-    import time
+    """Two tasks that each wait for the other can only finish when they run at once."""
+    import threading
 
+    meet = threading.Barrier(2)
     with numpool.Pool("threads", workers=2) as pool:
-        t = time.perf_counter()
-        pool.map(time.sleep, [0.3, 0.3])
-        assert time.perf_counter() - t < 0.55
+        done = list(pool.map(lambda _: meet.wait(timeout=30), [0, 1]))
+    assert sorted(done) == [0, 1]
 
 
 def test_processes_use_distinct_workers() -> None:
@@ -85,11 +85,16 @@ def test_interpreter_exit_cleans_up() -> None:
         "w = numpool.apply(np.exp, np.ones(10**6))\n"
         "print(float(y[1]), float(z[0][1]))\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=60
+    proc = subprocess.Popen(
+        [sys.executable, "-W", "error", "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    assert proc.returncode == 0, proc.stderr
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
     step = np.linspace(0, 1, 10**6)[1]
-    assert proc.stdout.split() == [repr(float(np.exp(step))), repr(float(-step))]
-    assert proc.stderr == "", "no warnings (resource_tracker or otherwise) at exit"
+    assert out.split() == [repr(float(np.exp(step))), repr(float(-step))]
+    assert err == "", "no warnings (resource_tracker or otherwise) at exit"
+    assert not segments(owner=proc.pid), "the script's segments are gone"
     assert segments() <= before

@@ -11,11 +11,13 @@ oversubscribe the cores.
 Layout::
 
     _api.py        apply / map / plan / last_stats, module-level pools
-    _pool.py       Pool (the Executor) and argument checks
-    _planner.py    backend="auto": measure on the input, choose, run the rest
-    _plan.py       Plan (the choice and why) and the decision cache
+    _pool.py       Pool: the Executor (submit, map, shutdown) + array methods
+    _runner.py     one apply/map call: tiny path, head, choose, run, observe
+    _checks.py     argument checks
     _stats.py      Stats: what one call did (tasks, bytes moved, busy time)
     _engine.py     the one engine: split, submit, bound, collect, clean up
+    planner/       backend="auto": machine profile, measurements, the cost
+                   model (choose), evidence from every call, Plan.explain
     backends/      one thin module per backend + the transports
     shm.py         shared-memory segments, arena, SharedArray
     blas.py        BLAS/OpenMP thread budgets (threadpoolctl)
@@ -32,10 +34,10 @@ from ._errors import (
     SharedMemoryWarning,
     WorkerCrashedError,
 )
-from ._plan import Plan
 from ._pool import Pool
 from ._stats import Stats
 from .blas import blas_threads
+from .planner.plan import Plan
 from .shm import SharedArray, share
 
 __version__ = "0.1.0"

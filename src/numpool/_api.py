@@ -10,18 +10,18 @@ from typing import Any
 import numpy as np
 
 from . import _stats
-from ._plan import Plan
-from ._pool import AUTO, Pool, check_backend, check_count, check_retries, check_workers
+from ._checks import AUTO, BackendName, check_backend, check_count, check_retries, check_workers
+from ._pool import Pool
 from ._stats import Stats
+from .planner.plan import Plan
 
 __all__ = ["apply", "last_stats", "map", "plan", "shutdown_default_pools"]
 
 _pools: dict[tuple[str, int | None, int | None, int], Pool] = {}
 _lock = threading.Lock()
 _local = threading.local()
-#: the auto pools by their options as given: apply's fast path for tiny inputs
-_auto: dict[tuple[Any, Any, Any], Pool] = {}
-_auto_default: Pool | None = None  # ... and the one without options
+#: the pool of apply(func, x) with every option left at its default: no lookup at all
+_default: Pool | None = None
 
 
 def last_stats() -> Stats | None:
@@ -37,6 +37,11 @@ def last_stats() -> Stats | None:
 
 def _pool(backend: Any, workers: Any, blas_threads: Any, retries: Any = 0) -> Pool:
     """The pool for these options, created on first use and reused afterwards."""
+    global _default
+    if backend == AUTO and workers is None and blas_threads is None and retries == 0:
+        pool = _default
+        if pool is not None and not pool.closed:
+            return pool
     key = (
         check_backend(backend),
         check_workers(workers),
@@ -46,23 +51,19 @@ def _pool(backend: Any, workers: Any, blas_threads: Any, retries: Any = 0) -> Po
     with _lock:
         pool = _pools.get(key)
         if pool is None or pool.closed:
-            pool = _pools[key] = Pool(*key[:3], retries=key[3])
-            if key[0] == AUTO:
-                _auto[(workers, blas_threads, retries)] = pool
-                if not (workers or blas_threads or retries):
-                    global _auto_default
-                    _auto_default = pool
+            pool = _pools[key] = Pool(key[0], key[1], key[2], retries=key[3])  # type: ignore[arg-type]
+        if key == (AUTO, None, None, 0):
+            _default = pool
         return pool
 
 
 def shutdown_default_pools() -> None:
     """Shut down the pools that module-level apply()/map() created (also run at exit)."""
+    global _default
     with _lock:
         pools = list(_pools.values())
         _pools.clear()
-        _auto.clear()
-        global _auto_default
-        _auto_default = None
+        _default = None
     for pool in pools:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -76,7 +77,7 @@ def apply(
     *,
     out: np.ndarray | None = None,
     chunks: int | None = None,
-    backend: str = AUTO,
+    backend: BackendName = "auto",
     workers: int | None = None,
     blas_threads: int | None = None,
     retries: int = 0,
@@ -93,25 +94,27 @@ def apply(
     Parameters
     ----------
     func : callable
-        Takes an array of rows, returns an array with as many rows. numpool
-        calls ``func(x[:1])`` once first to learn the output dtype and
+        Takes an array of rows, returns an array with as many rows. Every
+        row is passed to ``func`` exactly once: the first rows run in the
+        caller's thread, and what they return gives the output's dtype and
         trailing shape. NumPy ufuncs write straight into ``out``.
     x : array_like
         At least one dimension. Any strides or order.
     out : ndarray, optional
-        Where to write the result: shape ``(len(x), *func(x[:1]).shape[1:])``
-        and func's dtype. ``out=x`` updates in place. With the processes
-        backend a :class:`~numpool.SharedArray` ``out`` costs no copy.
+        Where to write the result: x's rows by the trailing shape of what
+        ``func`` returns, in its dtype. ``out=x`` updates in place. With the
+        processes backend a :class:`~numpool.SharedArray` ``out`` costs no copy.
     chunks : int, optional
-        Number of blocks (capped at ``len(x)``). Default: ~8 MiB blocks,
-        4 to 64 per worker (threads); ~32 MiB, 4 to 16 per worker
-        (processes); with ``auto``, also no block under ~1 ms (threads) or
-        ~5 ms (processes) of measured work.
+        Number of blocks the rows after the first are split into (capped at
+        ``len(x)``). Default: from the measured cost per row, so that no
+        block costs less than 10x what handing it to a worker costs on this
+        machine, and at most 4 blocks per worker; work worth less than one
+        such block runs in the caller.
     backend, workers, blas_threads, retries
         As for :class:`numpool.Pool`; ``backend="auto"`` (default) measures
-        on the first rows and picks serial, threads or processes (see
-        :func:`numpool.plan`). The pool is created on first use and reused
-        by later calls with the same options.
+        on the first rows, picks serial, threads or processes, and learns
+        from every later call (see :func:`numpool.plan`). The pool is
+        created on first use and reused by later calls with the same options.
 
     Returns
     -------
@@ -134,18 +137,12 @@ def apply(
     >>> bool((y == np.exp(x)).all())
     True
     """
-    if out is None and chunks is None and backend == AUTO and type(x) is np.ndarray:
-        pool = (
-            _auto.get((workers, blas_threads, retries))
-            if workers or blas_threads or retries
-            else _auto_default
-        )
-        if pool is not None and pool._tiny_ok:  # the one dict lookup before Pool._tiny's
-            hit = pool._tiny(func, x)
-            if hit is not None:
-                result, _local.stats = hit
-                return result
     pool = _pool(backend, workers, blas_threads, retries)
+    if out is None and chunks is None and pool._tiny_ok and type(x) is np.ndarray:
+        hit = pool._runner.tiny(func, x)
+        if hit is not None:
+            result, _local.stats = hit
+            return result
     result, _local.stats = pool.apply_with_stats(func, x, out=out, chunks=chunks)
     return result
 
@@ -153,7 +150,7 @@ def apply(
 def map(
     func: Callable[..., Any],
     *iterables: Iterable[Any],
-    backend: str = AUTO,
+    backend: BackendName = "auto",
     workers: int | None = None,
     chunksize: int | None = None,
     blas_threads: int | None = None,
@@ -205,13 +202,18 @@ def plan(
 ) -> Plan:
     """How ``backend="auto"`` would run ``apply(func, x)`` or ``map(func, *iterables)``, and why.
 
-    The planner measures on a small sample of the real input: serial cost
-    per row or task, the speed-up of threads (does ``func`` release the
-    GIL?), and where that falls short and the work is big enough, the
-    speed-up of worker processes with the cost of copying the data into
-    shared memory and of starting them. The decision is cached per
-    (function, dtype, size class, options): the ``apply``/``map`` calls
-    that follow, and a loop of a thousand of them, measure nothing.
+    On the first call of a kind of work, auto measures on the start of the
+    real input: the serial cost per row or task, and the speed-up of threads
+    (does ``func`` release the GIL?). A cost model then predicts each
+    backend's time from those figures and this machine's measured costs
+    (handing work to a thread, a round trip to a worker process, starting
+    one, copying into shared memory: ``numpool doctor`` shows them). Every
+    later call of the same work (function, dtype, size class, options)
+    measures nothing more: it records its own wall time, which corrects the
+    prediction for the backend that ran it, and the decision changes only
+    when another backend is predicted at least 5% faster. A backend with
+    fewer than two whole calls, predicted within 1.25x of the best, runs
+    one call to be measured.
 
     Parameters
     ----------

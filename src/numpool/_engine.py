@@ -1,8 +1,7 @@
 """The one engine behind every backend: split, submit, bound, collect, clean up.
 
-apply(func, x)::
+apply(func, x, out)::
 
-    probe: func(x[:1]) in the caller ─▶ output dtype and trailing shape
     rows split into `chunks` blocks ─▶ transport.apply_io(x, out) gives, per
     block, (src, dst) handles ─▶ backend.submit(apply_block, ...) ─▶ each
     worker writes its rows into the one output array ─▶ io.finish()
@@ -14,9 +13,11 @@ map(func, *iterables)::
     backend.max_in_flight() batches outstanding ─▶ results decoded into their
     slots of the result list, staging released as each batch completes
 
-On any error the not-yet-started work is cancelled and the transport's
-``abort`` releases every segment (unlinking those a worker may still
-touch); a broken process pool becomes :class:`WorkerCrashedError`.
+The caller (``numpool._runner``) decides the sizes, learns the output's
+layout and allocates it. On any error the not-yet-started work is
+cancelled and the transport's ``abort`` releases every segment (unlinking
+those a worker may still touch); a broken process pool becomes
+:class:`WorkerCrashedError`.
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import WorkerCrashedError, annotate
+from ._errors import WorkerCrashedError
 from ._stats import Stats
 from .backends import Backend
-from .backends._worker import apply_block, check_block, run_tasks
+from .backends._worker import apply_block, run_tasks
 
-__all__ = ["apply", "map_tasks", "whole"]
+__all__ = ["apply", "bounds", "map_tasks", "run_one"]
 
 Job = tuple[int, Callable[..., Any], tuple[Any, ...]]
 
@@ -209,41 +210,13 @@ def _crash_message(backend: Backend, what: str, cause: str, retries: int) -> str
     )
 
 
-def probe(func: Callable[..., Any], x: np.ndarray) -> np.ndarray:
-    """func on the first row (or on the empty x): the output's dtype and trailing shape."""
-    sample = x[:1]
-    try:
-        res = func(sample)
-    except Exception as e:
-        raise annotate(
-            e, "row 0 (numpool calls func(x[:1]) first to learn the output dtype and shape)"
-        ) from None
-    if not isinstance(res, np.ndarray) or res.ndim == 0:
-        raise TypeError(
-            f"apply: func(x[:1]) returned {type(res).__name__}"
-            f"{' (0-d)' if isinstance(res, np.ndarray) else ''}; apply needs a function that "
-            "returns an array with one row per input row, like np.exp or lambda b: 2*b + 1"
-        )
-    check_block(res, sample.shape[0], res.shape[1:], res.dtype, "row 0")
-    return res
-
-
-def whole(func: Callable[..., Any], x: np.ndarray) -> np.ndarray:
-    """``func(x)`` in one call, checked as one block: serial apply with no probe."""
-    try:
-        res = func(x)
-    except Exception as e:
-        raise annotate(e, f"the whole input (rows 0:{x.shape[0]}, run serially)") from None
-    check_whole(func, x, res)
-    return res
-
-
-def check_whole(func: Callable[..., Any], x: np.ndarray, res: Any) -> None:
-    """Raise the usual TypeError/ValueError unless ``res`` is a valid ``func(x)``."""
-    if not isinstance(res, np.ndarray) or res.ndim == 0:
-        probe(func, x)  # raises the usual TypeError (or func now fails on one row)
-        raise TypeError(f"apply: func(x) returned {type(res).__name__}, not an array")
-    check_block(res, x.shape[0], res.shape[1:], res.dtype, "the whole input")
+def run_one(backend: Backend, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` as one job on ``backend``, with the engine's handling of crashes
+    and Ctrl-C; its result."""
+    got: list[Any] = []
+    with backend.scope():
+        _drive(backend, [(0, fn, args)], lambda _, res: got.append(res), lambda _: "one block")
+    return got[0]
 
 
 def bounds(rows: int, chunks: int) -> list[int]:
@@ -255,41 +228,27 @@ def apply(
     backend: Backend,
     func: Callable[..., Any],
     x: np.ndarray,
-    out: np.ndarray | None,
-    chunks: int | None,
-    check_out: Callable[[np.ndarray | None, tuple[int, ...], np.dtype], None],
-    stats: Stats | None = None,
-    layout: tuple[tuple[int, ...], np.dtype] | None = None,
+    out: np.ndarray,
+    chunks: int,
+    layout: tuple[tuple[int, ...], np.dtype],
+    stats: Stats,
     row0: int = 0,
 ) -> np.ndarray:
-    """Run ``func`` blockwise over axis 0 of ``x`` into one output array.
+    """Run ``func`` blockwise over axis 0 of ``x`` into ``out``, in ``chunks`` blocks.
 
-    ``stats`` is filled as the call runs. ``layout`` (trailing shape, dtype
-    of the output), when the caller knows it, saves the probe; ``row0`` is
-    where ``x`` starts in the caller's array (for error messages).
+    ``layout`` is the output's (trailing shape, dtype); ``row0`` is where ``x``
+    starts in the caller's array (for error messages). ``stats`` is filled as
+    the call runs.
     """
-    stats = stats if stats is not None else Stats("apply", backend.name)
+    rows = x.shape[0]
+    if rows == 0:
+        return out
+    tail, dtype = layout
     backend.check_callable(func)
     with backend.scope():
-        first = None
-        if layout is None:
-            first = probe(func, x)
-            layout = first.shape[1:], first.dtype
-        tail, dtype = layout
-        shape = (x.shape[0], *tail)
-        check_out(out, shape, dtype)
-        rows = x.shape[0]
-        if rows <= 1:
-            # Nothing to split: the probe was the whole job (rows == 1), or run it on empty x.
-            res = first if (rows == 1 and first is not None) else func(x)
-            check_block(res, rows, tail, dtype, "the whole (empty or single-row) input")
-            if out is None:
-                return res
-            np.copyto(out, res, casting="no")
-            return out
-        n = min(rows, chunks if chunks is not None else backend.default_chunks(rows, x.nbytes))
+        n = max(1, min(rows, chunks))
         edges = bounds(rows, n)
-        io = backend.transport.apply_io(x, out, shape, dtype)
+        io = backend.transport.apply_io(x, out, (rows, *tail), dtype)
 
         def where(i: int) -> str:
             return f"block {i} of {n} (rows {edges[i] + row0}:{edges[i + 1] + row0})"
@@ -299,9 +258,9 @@ def apply(
                 src, dst = io.block(edges[i], edges[i + 1])
                 yield i, apply_block, (func, src, dst, where(i), tail, dtype)
 
-        def on_done(i: int, done: tuple[Any, tuple[int, str], float]) -> None:
-            res, who, busy = done
-            stats.busy(who, busy)
+        def on_done(i: int, done: tuple[Any, tuple[int, str], float, float]) -> None:
+            res, who, start, end = done
+            stats.busy(who, start, end)
             if res is not None:
                 io.took(edges[i], edges[i + 1], res)
 
@@ -319,25 +278,25 @@ def map_tasks(
     backend: Backend,
     func: Callable[..., Any],
     columns: Sequence[Sequence[Any]],
-    chunksize: int | None,
+    chunksize: int,
+    stats: Stats,
     timeout: float | None = None,
-    stats: Stats | None = None,
     start: int = 0,
     total: int | None = None,
 ) -> list[Any]:
-    """``[func(*args) for args in zip(*columns)]``, in parallel, results in order.
+    """``[func(*args) for args in zip(*columns)]``, in parallel, results in order,
+    ``chunksize`` tasks per message.
 
     ``start`` and ``total`` place these tasks in a bigger call, for error
     messages ("task 40 of 100").
     """
-    stats = stats if stats is not None else Stats("map", backend.name)
     count = len(columns[0])
     if count == 0:
         return []
     total = total if total is not None else count
     backend.check_callable(func)
     tasks = list(enumerate(zip(*columns, strict=True), start))
-    size = chunksize if chunksize is not None else backend.default_chunksize(count)
+    size = max(1, chunksize)
     batches = [tasks[i : i + size] for i in range(0, count, size)]
     results: list[Any] = [None] * count
 
@@ -354,9 +313,9 @@ def map_tasks(
                 sent, slots = io.encode(batch)
                 yield b, run_tasks, (func, sent, slots, total)
 
-        def on_done(b: int, done: tuple[list[Any], tuple[int, str], float]) -> None:
-            res, who, busy = done
-            stats.busy(who, busy)
+        def on_done(b: int, done: tuple[list[Any], tuple[int, str], float, float]) -> None:
+            res, who, t_start, t_end = done
+            stats.busy(who, t_start, t_end)
             stats.tasks += len(res) - 1  # busy() counted the batch as one
             for (index, _), r in zip(batches[b], io.decode(batches[b], res), strict=True):
                 results[index - start] = r

@@ -65,6 +65,11 @@ class Stats:
     busy_s: dict[str, float] = field(default_factory=dict)
     plan: Plan | None = None
     retries: int = 0
+    #: perf_counter when the first block started and the last one ended, on the workers
+    first_start: float = field(default=float("inf"), repr=False)
+    last_end: float = field(default=float("-inf"), repr=False)
+    #: when given a list: (start, end) of every block, as the workers saw them
+    intervals: list[tuple[float, float]] | None = field(default=None, repr=False)
 
     @property
     def compute_s(self) -> float:
@@ -76,24 +81,41 @@ class Stats:
         """Busy seconds per wall second: how many workers were kept busy on average."""
         return self.compute_s / self.wall_s if self.wall_s > 0 else 0.0
 
-    def busy(self, who: tuple[int, str], seconds: float) -> None:
+    @property
+    def span_s(self) -> float:
+        """Seconds from the first block's start to the last block's end, as the
+        workers saw them (the hand-off to idle workers left out)."""
+        return max(0.0, self.last_end - self.first_start)
+
+    def busy(self, who: tuple[int, str], start: float, end: float) -> None:
+        """A block or batch ran on ``who`` from ``start`` to ``end`` (perf_counter)."""
         pid, thread = who
         key = thread if pid == os.getpid() else f"pid {pid}"
-        self.busy_s[key] = self.busy_s.get(key, 0.0) + seconds
+        self.busy_s[key] = self.busy_s.get(key, 0.0) + (end - start)
         self.tasks += 1
+        self.first_start = min(self.first_start, start)
+        self.last_end = max(self.last_end, end)
+        if self.intervals is not None:
+            self.intervals.append((start, end))
 
     def moved(self, nbytes: int, seconds: float = 0.0) -> None:
         self.bytes_moved += nbytes
         self.move_s += seconds
 
+    def ran_on(self, backend: str) -> None:
+        """Part of the call ran on ``backend``: named in ``backend`` ("serial+threads")."""
+        if backend and backend not in self.backend.split("+"):
+            self.backend = f"{self.backend}+{backend}" if self.backend else backend
+
     def absorb(self, other: Stats) -> None:
         """Add the figures of one stage of a call (auto runs several)."""
-        if other.backend not in self.backend.split("+"):
-            self.backend = f"{self.backend}+{other.backend}" if self.backend else other.backend
+        self.ran_on(other.backend)
         self.tasks += other.tasks
         self.bytes_moved += other.bytes_moved
         self.move_s += other.move_s
         self.retries += other.retries
+        self.first_start = min(self.first_start, other.first_start)
+        self.last_end = max(self.last_end, other.last_end)
         for k, v in other.busy_s.items():
             self.busy_s[k] = self.busy_s.get(k, 0.0) + v
 

@@ -30,7 +30,13 @@ from typing import Any
 
 from ._cpus import usable_cpus
 
-__all__ = ["blas_threads", "budget_for", "limit_this_process", "process_budget"]
+__all__ = [
+    "blas_threads",
+    "budget_for",
+    "limit_this_process",
+    "native_threads",
+    "process_budget",
+]
 
 _lock = threading.Lock()
 _controller: Any = None
@@ -51,6 +57,13 @@ def _get_controller() -> Any:
         _controller = ThreadpoolController()
         _controller_modules = n
     return _controller
+
+
+def native_threads() -> int:
+    """The most threads any loaded BLAS or OpenMP pool may use now (1: none can run
+    func on several cores by itself)."""
+    infos = _get_controller().info()
+    return max((int(i.get("num_threads") or 1) for i in infos), default=1)
 
 
 def budget_for(workers: int, blas_threads: int | None = None) -> int:

@@ -69,6 +69,7 @@ __all__ = [
     "arena",
     "configure",
     "directories",
+    "empty",
     "is_numpool_name",
     "orphans",
     "share",
@@ -403,6 +404,12 @@ class Arena:
                 return
         seg.unlink()
 
+    def has_idle(self, nbytes: int, count: int = 1) -> bool:
+        """Whether ``count`` idle segments of ``nbytes``' size class are at hand."""
+        size = _size_class(nbytes)
+        with self._lock:
+            return sum(seg.size == size for seg in self._idle.values()) >= count
+
     def acquire(self) -> None:
         with self._lock:
             self._users += 1
@@ -525,6 +532,12 @@ def shared_ref(a: np.ndarray) -> ShmRef | None:
     if offset < 0 or offset > seg.size:
         return None
     return ShmRef(seg.name, offset, a.shape, a.dtype, a.strides)
+
+
+def empty(shape: tuple[int, ...], dtype: Any) -> SharedArray:
+    """A new, uninitialised SharedArray (a warm segment from the arena when one is idle)."""
+    dt = np.dtype(dtype)
+    return wrap(_arena.take(int(np.prod(shape)) * dt.itemsize), shape, dt)
 
 
 def share(x: Any) -> SharedArray:

@@ -8,39 +8,102 @@ pickle     worker processes; arrays pickled (the naive baseline)
 dask       a Dask cluster (distributed); arrays scattered to its workers
 ========== ===========================================================
 
-A backend registers itself in ``BACKENDS`` by name; ``get`` builds one.
+Every module of this package that does not start with ``_`` is a backend:
+a :class:`Backend` subclass with a ``name`` registers itself when its module
+is imported (``Backend.__init_subclass__``), so adding a backend is adding
+one module. :class:`BackendSet` holds the live backends of one pool.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+import threading
 from typing import Any
 
-from ._base import Backend
-from .dask import DaskBackend
-from .pickled import PickleBackend
-from .processes import ProcessesBackend
-from .serial import SerialBackend
-from .threads import ThreadsBackend
+from ..blas import budget_for
+from ._base import BACKENDS, Backend
 
-__all__ = ["BACKENDS", "Backend", "get", "names"]
+__all__ = ["BACKENDS", "Backend", "BackendSet", "auto_choices", "get", "names"]
 
-BACKENDS: dict[str, type[Backend]] = {}
+_loaded = False
 
 
-def register(cls: type[Backend]) -> type[Backend]:
-    """Make a backend class available by its ``name``."""
-    BACKENDS[cls.name] = cls
-    return cls
-
-
-for _cls in (SerialBackend, ThreadsBackend, ProcessesBackend, PickleBackend, DaskBackend):
-    register(_cls)
+def _load() -> None:
+    """Import every backend module once (each registers its class)."""
+    global _loaded
+    if not _loaded:
+        for mod in pkgutil.iter_modules(__path__):
+            if not mod.name.startswith("_"):
+                importlib.import_module(f"{__name__}.{mod.name}")
+        _loaded = True
 
 
 def names() -> list[str]:
+    _load()
     return sorted(BACKENDS)
+
+
+def auto_choices() -> list[type[Backend]]:
+    """The backends ``backend="auto"`` chooses among, simplest first (ties go to it)."""
+    _load()
+    chosen = [cls for cls in BACKENDS.values() if cls.auto]
+    return sorted(chosen, key=lambda c: (not c.inline, not c.in_process, c.name))
 
 
 def get(name: str, workers: int, blas_threads: int | None, **options: Any) -> Backend:
     """A new backend instance by name (``options``: the dask backend's address, retries)."""
+    _load()
     return BACKENDS[name](workers, blas_threads, **options)
+
+
+class BackendSet:
+    """The live backends of one pool: each created on first use with the pool's
+    options, all shut down together; none is created after :meth:`shutdown`."""
+
+    def __init__(
+        self, workers: int, blas_threads: int | None, retries: int = 0, address: Any = None
+    ) -> None:
+        self.workers = workers
+        #: the user's blas_threads (None: budgeted per backend)
+        self.given_blas = blas_threads
+        self.retries = retries
+        self.address = address
+        self.closed = False
+        self._lock = threading.Lock()
+        self._live: dict[str, Backend] = {}
+
+    def blas_for(self, name: str) -> int | None:
+        """BLAS threads per worker: the user's, else none for serial (left as they are)
+        and ``usable cores // workers`` for the others."""
+        if self.given_blas is not None or name == "serial":
+            return self.given_blas
+        return budget_for(self.workers)
+
+    def get(self, name: str) -> Backend:
+        backend = self._live.get(name)
+        if backend is not None:
+            return backend
+        with self._lock:
+            if self.closed:
+                raise RuntimeError("cannot schedule new work after the pool was shut down")
+            backend = self._live.get(name)
+            if backend is None:
+                options = (
+                    {"address": self.address, "retries": self.retries} if name == "dask" else {}
+                )
+                backend = get(name, self.workers, self.blas_for(name), **options)
+                backend.retries = self.retries
+                self._live[name] = backend
+        return backend
+
+    def peek(self, name: str) -> Backend | None:
+        """The backend if it was created, without creating it."""
+        return self._live.get(name)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self.closed = True
+            live = list(self._live.values())
+        for backend in live:
+            backend.shutdown(wait=wait, cancel_futures=cancel_futures)

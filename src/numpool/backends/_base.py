@@ -1,13 +1,21 @@
-"""The interface every backend implements: an executor, a transport, a BLAS scope.
+"""The interface every backend implements: an executor, a transport, a BLAS scope,
+and the facts the planner needs, declared as class attributes.
 
 A backend is deliberately thin (see ``numpool/_engine.py`` for the one
-engine that splits work, bounds what is in flight and collects results):
+engine that splits work, bounds what is in flight and collects results, and
+``numpool/_runner.py`` for what runs a call):
 
 * ``submit(fn, *args)`` runs a callable somewhere and returns a Future;
 * ``transport`` says how arrays reach ``fn`` (see ``_transport.py``);
 * ``scope()`` is held around every apply/map call (the threads backend
   sets the process-wide BLAS limit there);
-* ``default_chunks`` / ``default_chunksize`` size the work for that backend.
+* ``in_process``, ``call_cost``, ``task_cost``, ``start_cost`` and ``auto``
+  tell the planner what it costs (as fields of the machine profile) and
+  whether ``backend="auto"`` may choose it. Block sizes come from the one
+  rule in ``numpool.planner.model``; ``max_block_bytes`` caps them for
+  backends that copy each block.
+
+Adding a backend is one module in this package: a subclass with a ``name``.
 """
 
 from __future__ import annotations
@@ -16,13 +24,18 @@ import contextlib
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._transport import Transport
 
-__all__ = ["Backend"]
+if TYPE_CHECKING:
+    from ..planner.model import Candidate
+    from ..planner.profile import Profile
 
-_MiB = 1 << 20
+__all__ = ["BACKENDS", "Backend"]
+
+#: every backend class by name; a subclass with a ``name`` of its own registers here
+BACKENDS: dict[str, type[Backend]] = {}
 
 
 def _warm(func: Any, args: tuple[Any, ...] | None) -> None:
@@ -39,18 +52,58 @@ class Backend:
     transport: ClassVar[Transport] = Transport()
     #: workers run in this process and write into the caller's memory (serial, threads)
     in_process: ClassVar[bool] = True
-    #: submit() runs the work in the caller's thread, at once (serial)
+    #: submit() runs the work in the caller's thread (serial)
     inline: ClassVar[bool] = False
-    #: bytes of input per apply block: fewer, larger blocks cost fewer hand-offs, but
-    #: at least 4 blocks per worker keep the load balanced. Measured (np.exp, 10M
-    #: float64, 2 threads): 8 blocks 2.2x serial, 16 2.1x, 76 1.8x.
-    block_bytes: ClassVar[int] = 8 * _MiB
+    #: backend="auto" may choose this backend
+    auto: ClassVar[bool] = False
+    #: what a call, each block or batch, and starting one worker cost: names of
+    #: fields of the machine profile (numpool.planner.profile.Profile); None: free
+    call_cost: ClassVar[str | None] = None
+    task_cost: ClassVar[str | None] = None
+    start_cost: ClassVar[str | None] = None
+    #: the most bytes of input per apply block (backends that copy every block)
+    max_block_bytes: ClassVar[int | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            BACKENDS[cls.name] = cls
 
     def __init__(self, workers: int, blas_threads: int | None) -> None:
         self.workers = workers
         self.blas_threads = blas_threads
         #: times a call re-runs the tasks of a worker process that died (Pool(retries=))
         self.retries = 0
+
+    @classmethod
+    def unavailable(cls, func: Callable[..., Any]) -> str | None:
+        """Why this backend cannot run ``func`` here (None: it can)."""
+        return None
+
+    @property
+    def started(self) -> bool:
+        """Its workers are running: a call would not pay for starting them."""
+        return True
+
+    def task_seconds(self, profile: Profile) -> float:
+        """What sending one block or batch costs (for block sizes)."""
+        value = getattr(profile, self.task_cost) if self.task_cost else 0.0
+        return float(value or 0.0)
+
+    def candidate(self, func: Callable[..., Any]) -> Candidate:
+        """This backend as the planner's model sees it, for a call of ``func``."""
+        from ..planner.model import Candidate
+
+        return Candidate(
+            name=self.name,
+            workers=self.workers,
+            in_process=self.in_process,
+            call_cost=self.call_cost,
+            task_cost=self.task_cost,
+            start_cost=self.start_cost,
+            started=self.started,
+            unavailable=self.unavailable(func),
+        )
 
     def check_callable(self, func: Callable[..., Any]) -> None:
         """Raise TypeError when ``func`` cannot run on this backend's workers."""
@@ -91,20 +144,6 @@ class Backend:
         with self.scope():
             for f in [self.submit(_warm, func, args) for _ in range(self.workers)]:
                 f.result()
-
-    #: blocks per worker, at least and at most
-    blocks_per_worker: ClassVar[tuple[int, int]] = (4, 64)
-
-    def default_chunks(self, rows: int, nbytes: int) -> int:
-        """Blocks for apply: ~block_bytes each, within blocks_per_worker, a multiple of
-        the workers (9 equal blocks on 2 workers leave one idle for a ninth of the time)."""
-        w = self.workers
-        lo, hi = self.blocks_per_worker
-        n = max(lo * w, min(hi * w, nbytes // self.block_bytes))
-        return max(1, min(rows, -(-n // w) * w))
-
-    def default_chunksize(self, tasks: int) -> int:
-        return 1
 
     def max_in_flight(self) -> int:
         """Batches submitted ahead of completion (bounds staged memory)."""

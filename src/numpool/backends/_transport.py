@@ -93,6 +93,10 @@ class Transport:
     def new_out(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         return _buffers.empty(shape, dtype) if self.recycle else np.empty(shape, dtype)
 
+    def refuse(self, dtype: np.dtype, what: str = "x") -> str | None:
+        """Why an array of ``dtype`` cannot travel this way (None: it can)."""
+        return None
+
     def apply_io(
         self, x: np.ndarray, out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype
     ) -> ApplyIO:
@@ -179,12 +183,9 @@ class _SharedApply(ApplyIO):
         self.user_out = out
         self.shape = shape
         self.dtype = dtype
-        if x.dtype.hasobject:
-            raise TypeError(
-                f"apply: x has dtype {x.dtype}, which holds Python objects; the processes "
-                "backend moves arrays through shared memory, which needs fixed-size dtypes. "
-                "Use backend='threads' (or 'pickle'), or convert x to a numeric dtype."
-            )
+        why = Shared().refuse(x.dtype)
+        if why is not None:
+            raise TypeError(why)
         try:
             self.src = _stage(x, self.held, self)
             dst = shm.shared_ref(out) if out is not None else None
@@ -302,6 +303,23 @@ class Shared(Transport):
     """Arrays travel by name through shared-memory segments (see numpool.shm)."""
 
     name = "shared memory"
+
+    def new_out(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """A SharedArray: workers write into it in place, and the caller can pass it on."""
+        why = self.refuse(dtype, "func's result")
+        if why is not None:
+            raise TypeError(why)
+        return shm.empty(shape, dtype)
+
+    def refuse(self, dtype: np.dtype, what: str = "x") -> str | None:
+        """Why an array of ``dtype`` cannot travel this way (None: it can)."""
+        if not dtype.hasobject:
+            return None
+        return (
+            f"apply: {what} has dtype {dtype}, which holds Python objects; the processes "
+            "backend moves arrays through shared memory, which needs fixed-size dtypes. "
+            "Use backend='threads' (or 'pickle'), or convert it to a numeric dtype."
+        )
 
     def apply_io(
         self, x: np.ndarray, out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype

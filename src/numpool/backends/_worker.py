@@ -88,7 +88,7 @@ def check_block(res: Any, rows: int, tail: tuple[int, ...], dtype: np.dtype, whe
         raise ValueError(
             f"apply: func returned shape {res.shape} for {where}; expected {(rows, *tail)}. "
             "apply needs a blockwise function: each block of rows must map to the same "
-            "number of rows, with the trailing shape of func(x[:1])"
+            "number of rows, with the same trailing shape for every block"
         )
     if res.dtype != dtype:
         raise TypeError(
@@ -102,12 +102,14 @@ def apply_block(
     src: Any,
     dst: Any,
     where: str,
-    tail: tuple[int, ...],
-    dtype: np.dtype,
-) -> tuple[Any, tuple[int, str], float]:
+    tail: tuple[int, ...] | None,
+    dtype: np.dtype | None,
+) -> tuple[Any, tuple[int, str], float, float]:
     """Run ``func`` on one block; write into ``dst`` (None: return the result).
 
-    Returns (the result or None, who ran it, busy seconds) for ``Stats``.
+    Returns (the result or None, who ran it, start, end) for ``Stats``: the
+    ``perf_counter`` when the block started and ended here (CLOCK_MONOTONIC,
+    the same clock in every process of the machine).
     """
     t0 = time.perf_counter()
     block = resolve(src)
@@ -120,12 +122,13 @@ def apply_block(
             res = func(block)
     except Exception as e:
         raise annotate(e, where) from None
-    check_block(res, block.shape[0], tail, dtype, where)
+    if tail is not None and dtype is not None:  # (None: the caller learns the layout)
+        check_block(res, block.shape[0], tail, dtype, where)
     if target is None:
-        return res, worker_name(), time.perf_counter() - t0
+        return res, worker_name(), t0, time.perf_counter()
     if res is not target:
         np.copyto(target, res, casting="no")
-    return None, worker_name(), time.perf_counter() - t0
+    return None, worker_name(), t0, time.perf_counter()
 
 
 def run_tasks(
@@ -133,13 +136,13 @@ def run_tasks(
     batch: Sequence[tuple[int, tuple[Any, ...]]],
     slots: Sequence[Slot | None] | None,
     total: int,
-) -> tuple[list[Any], tuple[int, str], float]:
+) -> tuple[list[Any], tuple[int, str], float, float]:
     """Run map tasks ``func(*args)``; array results go back through shared memory.
 
     ``slots``, given by the processes backend, are segments the parent
     reserved for the results (sized by a guess); a result that does not fit
     goes into a new segment owned by the parent. Without slots, results are
-    returned as they are. Returns (results, who ran them, busy seconds).
+    returned as they are. Returns (results, who ran them, start, end).
     """
     t0 = time.perf_counter()
     out = []
@@ -151,7 +154,7 @@ def run_tasks(
         if slots is not None:
             res = _result_to_shm(res, slots[k])
         out.append(res)
-    return out, worker_name(), time.perf_counter() - t0
+    return out, worker_name(), t0, time.perf_counter()
 
 
 def _result_to_shm(res: Any, slot: Slot | None) -> Any:

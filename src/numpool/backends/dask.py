@@ -230,8 +230,8 @@ class DaskBackend(Backend):
     name = "dask"
     in_process = False
     #: every block crosses the network, and a task costs a scheduler round trip
-    block_bytes = 32 << 20
-    blocks_per_worker = (2, 16)
+    #: (measured when the backend connects: see task_seconds)
+    max_block_bytes = 32 << 20
     transport: ClassVar[Transport]  # one per backend: it holds the client
 
     def __init__(
@@ -246,6 +246,18 @@ class DaskBackend(Backend):
         self.local = _in_process(self.client)
         self.workers = max(1, sum(self.client.nthreads().values()))
         self.address = self.client.scheduler.address
+        self._round_trip: float | None = None
+
+    def task_seconds(self, profile: Any) -> float:
+        """A scheduler round trip of a tiny task on this cluster, measured once."""
+        if self._round_trip is None:
+            trips = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                self.client.submit(int, pure=False).result()
+                trips.append(time.perf_counter() - t0)
+            self._round_trip = sorted(trips)[len(trips) // 2]
+        return self._round_trip
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         if not (self.local or self.blas_threads is None):
@@ -292,9 +304,6 @@ class DaskBackend(Backend):
             elif len(now) >= self.workers and time.monotonic() - since >= quiet:
                 return
             time.sleep(0.05)
-
-    def default_chunksize(self, tasks: int) -> int:
-        return max(1, tasks // (8 * self.workers))
 
     def max_in_flight(self) -> int:
         # each task is a scheduler round trip (~5 ms here): keep many queued; what is

@@ -18,8 +18,6 @@ __all__ = ["PickleBackend"]
 class PickleBackend(ProcessesBackend):
     name = "pickle"
     transport = Pickled()
-
-    def default_chunksize(self, tasks: int) -> int:
-        # What multiprocessing.Pool.starmap does: divmod(tasks, 4 * workers), rounded up.
-        size, extra = divmod(tasks, 4 * self.workers)
-        return max(1, size + bool(extra))
+    auto = False  # a baseline to see what pickling costs, never a choice
+    #: every block is pickled whole, in the parent and in the worker
+    max_block_bytes = 32 << 20

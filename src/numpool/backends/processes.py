@@ -39,8 +39,6 @@ from ._worker import init_worker
 
 __all__ = ["ProcessesBackend"]
 
-_MiB = 1 << 20
-
 
 def _context() -> Any:
     if "forkserver" in mp.get_all_start_methods():
@@ -55,10 +53,12 @@ class ProcessesBackend(Backend):
     name = "processes"
     transport: ClassVar[Transport] = Shared()
     in_process = False
-    #: a task costs a pipe round trip through the executor's threads: measured on
-    #: np.exp over 10M SharedArray, 2 workers: 4 blocks 1.80x serial, 8 1.74x, 19 1.55x
-    block_bytes = 32 * _MiB
-    blocks_per_worker = (4, 16)
+    auto = True
+    #: a call and each block or batch are round trips through the executor's pipes
+    #: and threads; starting is the fork server's fork and the worker's imports
+    call_cost = "process_task_s"
+    task_cost = "process_task_s"
+    start_cost = "process_start_s"
 
     def __init__(self, workers: int, blas_threads: int | None) -> None:
         super().__init__(workers, blas_threads)
@@ -153,9 +153,13 @@ class ProcessesBackend(Backend):
         ex = self._executor
         return ex is not None and not getattr(ex, "_broken", False)
 
-    def default_chunksize(self, tasks: int) -> int:
-        # One message per batch: fewer round trips for many small tasks.
-        return max(1, tasks // (8 * self.workers))
+    @classmethod
+    def unavailable(cls, func: Callable[..., Any]) -> str | None:
+        try:
+            _check_importable(func)
+        except TypeError as e:
+            return str(e)
+        return None
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:

@@ -19,6 +19,7 @@ __all__ = ["SerialBackend"]
 class SerialBackend(Backend):
     name = "serial"
     inline = True
+    auto = True
 
     def __init__(self, workers: int, blas_threads: int | None) -> None:
         super().__init__(1, blas_threads)
@@ -31,9 +32,6 @@ class SerialBackend(Backend):
         except BaseException as e:  # a KeyboardInterrupt too: the engine re-raises it
             f.set_exception(e)
         return f
-
-    def default_chunks(self, rows: int, nbytes: int) -> int:
-        return 1
 
     def max_in_flight(self) -> int:
         return 1

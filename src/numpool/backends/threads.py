@@ -28,6 +28,10 @@ __all__ = ["ThreadsBackend"]
 
 class ThreadsBackend(Backend):
     name = "threads"
+    auto = True
+    #: a call wakes idle threads; each further block is a queue hand-off
+    call_cost = "thread_wake_s"
+    task_cost = "thread_task_s"
     #: outputs in recycled warm memory: fresh pages cost bandwidth that threads
     #: cannot parallelise (np.exp 10M, 2 threads: 2.2x serial warm, 1.6x fresh)
     transport: ClassVar[Transport] = Transport(recycle=True)

@@ -134,8 +134,8 @@ def _shared_row(
         row.extra["share_s"] = share_s
         return measure(
             row,
-            functools.partial(pool.map, np.matmul, s1, s2),
-            warmup=functools.partial(pool.map, np.matmul, s1[:workers], s2[:workers]),
+            functools.partial(pool.map_arrays, np.matmul, s1, s2),
+            warmup=functools.partial(pool.map_arrays, np.matmul, s1[:workers], s2[:workers]),
             warmup_runs=1,
         )
 
@@ -177,14 +177,14 @@ def run(
             # warm-up on the first `workers` pairs: starts the pool, not 10 s of work; an
             # auto pool also decides on the whole batch and settles (its run-off)
             warm: Callable[[], Any] = functools.partial(
-                pool.map, np.matmul, d1[:workers], d2[:workers]
+                pool.map_arrays, np.matmul, d1[:workers], d2[:workers]
             )
             if backend == "auto":
-                warm = settled(pool, functools.partial(pool.map, np.matmul, d1, d2))
+                warm = settled(pool, functools.partial(pool.map_arrays, np.matmul, d1, d2))
             rows.append(
                 measure(
                     row,
-                    functools.partial(pool.map, np.matmul, d1, d2),
+                    functools.partial(pool.map_arrays, np.matmul, d1, d2),
                     warmup_runs=1,
                     warmup=warm,
                 )

@@ -111,17 +111,14 @@ def attach_stats(row: Row, stats: Any) -> Row:
 NUMPOOL_BACKENDS = ("threads", "processes", "auto", "dask")
 
 
-def settled(pool: Any, fn: Callable[[], Any], limit: int = 12) -> Callable[[], None]:
-    """A warm-up for a numpool row: ``fn`` once, and for an auto pool again until its
-    plan has settled (a close call's run-off: whole calls on each contender in
-    turn), so that the timed runs show the choice it keeps, not the run-off."""
+def settled(pool: Any, fn: Callable[[], Any], calls: int = 4) -> Callable[[], None]:
+    """A warm-up for a numpool row: ``fn`` run ``calls`` times before the timed runs.
+    An auto pool measures on its first call and may run one more call on each close
+    contender to measure it; after that its calls show the choice it keeps."""
 
     def warm() -> None:
-        for _ in range(limit):
+        for _ in range(calls if getattr(pool, "backend", "") == "auto" else 1):
             fn()
-            stats = pool.last_stats
-            if stats is None or stats.plan is None or stats.plan.settled:
-                return
 
     return warm
 
@@ -131,7 +128,7 @@ def open_pool(row: Row, backend: str, workers: int) -> Any:
     import numpool
 
     try:
-        return numpool.Pool(backend, workers=workers)
+        return numpool.Pool(backend, workers=workers)  # type: ignore[arg-type]
     except numpool.BackendUnavailableError as e:
         row.status, row.note = "not installed", str(e).split(";")[0]
         return None

@@ -1,0 +1,146 @@
+"""Argument checks shared by Pool, the runner and the module-level functions.
+
+Each raises a plain TypeError or ValueError naming the argument, what was
+expected and what was given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import numpy as np
+
+from . import backends
+from ._cpus import default_workers
+
+__all__ = [
+    "AUTO",
+    "BackendName",
+    "as_input_array",
+    "check_backend",
+    "check_count",
+    "check_func",
+    "check_iterables",
+    "check_out",
+    "check_retries",
+    "check_workers",
+]
+
+#: what ``backend=`` takes (type checkers catch ``backend="thread"``)
+BackendName = Literal["auto", "serial", "threads", "processes", "pickle", "dask"]
+
+AUTO = "auto"
+
+
+def check_backend(backend: Any) -> str:
+    if not isinstance(backend, str) or (backend not in backends.names() and backend != AUTO):
+        choices = ", ".join(map(repr, [AUTO, *backends.names()]))
+        raise ValueError(f"backend must be one of {choices}; got {backend!r}")
+    return backend
+
+
+def check_count(name: str, value: Any, *, allow_none: bool = True) -> int | None:
+    """A positive int (or None): what workers=, chunks=, chunksize=, blas_threads= take."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(
+            f"{name} must be a positive int or None, got {type(value).__name__} {value!r}"
+        )
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+#: more workers than this many per usable core is a mistake, not a plan
+MAX_WORKERS_PER_CORE = 32
+
+
+def check_workers(value: Any) -> int | None:
+    n = check_count("workers", value)
+    cores = default_workers()
+    if n is not None and n > max(64, MAX_WORKERS_PER_CORE * cores):
+        raise ValueError(
+            f"workers={n} is absurd for {cores} usable core{'s' * (cores != 1)}: each worker "
+            "is a thread or a process with its own memory. Leave workers=None (one per core)."
+        )
+    return n
+
+
+def check_retries(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"retries must be an int >= 0, got {value!r}")
+    return int(value)
+
+
+def check_func(where: str, func: Any) -> None:
+    if not callable(func):
+        raise TypeError(f"{where}: func must be callable, got {type(func).__name__} {func!r}")
+
+
+def as_input_array(x: Any) -> np.ndarray:
+    """``x`` as an ndarray with at least one axis, or a TypeError/ValueError saying why not."""
+    if isinstance(x, np.ndarray):
+        arr = x
+    else:
+        if x is None or isinstance(x, (str, bytes, dict, set)) or callable(x):
+            raise TypeError(
+                f"apply: x must be array-like (an ndarray, list, ...), got {type(x).__name__}"
+            )
+        try:
+            arr = np.asarray(x)
+        except (ValueError, TypeError) as e:
+            raise TypeError(f"apply: x could not be converted to an array: {e}") from e
+    if arr.ndim == 0:
+        raise ValueError(
+            f"apply: x must have at least one dimension (apply splits axis 0); "
+            f"got a 0-d array {arr!r}. Call func(x) directly."
+        )
+    return arr
+
+
+def check_out(x: np.ndarray, out: Any, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """Refuse an ``out=`` that does not fit the output func gives for ``x``."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"apply: out must be a NumPy array, got {type(out).__name__}")
+    if out.shape != shape:
+        raise ValueError(
+            f"apply: out has shape {out.shape}, expected {shape} "
+            "(rows of x by the trailing shape of what func returns)"
+        )
+    if out.dtype != dtype:
+        raise TypeError(
+            f"apply: out has dtype {out.dtype}, expected {dtype} (the dtype func returns)"
+        )
+    if not out.flags.writeable:
+        raise ValueError("apply: out is read-only")
+    same = out.ctypes.data == x.ctypes.data and out.strides == x.strides and out.shape == x.shape
+    if not same and np.may_share_memory(out, x):
+        raise ValueError(
+            "apply: out overlaps x without being the same array; blocks "
+            "could read rows another block already overwrote. Pass a "
+            "separate out, or out=x itself for an in-place update"
+        )
+
+
+def check_iterables(iterables: tuple[Iterable[Any], ...]) -> list[list[Any]]:
+    """Materialise map's iterables, refusing none, non-iterables and unequal lengths."""
+    if not iterables:
+        raise TypeError("map: needs at least one iterable of arguments after func")
+    columns = []
+    for i, it in enumerate(iterables):
+        try:
+            columns.append(list(it))
+        except TypeError:
+            raise TypeError(
+                f"map: argument {i + 1} after func must be iterable, got {type(it).__name__}"
+            ) from None
+    lengths = [len(c) for c in columns]
+    if len(set(lengths)) > 1:
+        raise ValueError(
+            f"map: the iterables have unequal lengths {lengths}; numpool.map "
+            "zips them like Pool.starmap(func, zip(...)) and refuses to drop "
+            "items silently"
+        )
+    return columns

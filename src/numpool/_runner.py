@@ -1,0 +1,1079 @@
+"""One apply or map call, from checked arguments to result: what every Pool runs.
+
+::
+
+    Pool.apply / Pool.map_arrays / numpool.apply / numpool.map
+        │
+        ▼
+    Runner.tiny ── known to be too small to split? ── func(x) at once, checked
+        │
+        ▼
+    first call of this work (evidence.py has no key for it)
+        head: the first items in the caller, growing blocks ─▶ seconds per item,
+              the output's dtype and shape (the output is allocated here)
+        auto: threads stage on the next items ─▶ choose() ─▶ backend
+    later calls
+        auto: choose() from the evidence ─▶ backend (or one exploring call)
+        head: one row in the caller (the output's layout, from this call's own rows)
+        │
+        ▼
+    the rest on the backend through the engine, in blocks sized by the one rule
+    (planner.model.blocks / chunksize); work worth one block runs in the caller
+        │
+        ▼
+    observe: the call's wall seconds per item go into the evidence
+
+Every row and every task runs exactly once: what the head and the stage run
+is part of the result. A fixed backend (``Pool("threads")``) takes the same
+path without choosing; its calls teach the evidence too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import math
+import threading
+import time
+from collections.abc import Callable, Hashable, Sequence
+from time import perf_counter
+from typing import Any
+
+import numpy as np
+
+from . import _engine, shm
+from ._checks import AUTO
+from ._errors import annotate
+from ._stats import Last, Stats, worker_name
+from .backends import Backend, BackendSet, auto_choices
+from .backends._worker import apply_block, check_block, run_tasks
+from .planner import evidence, measure, model
+from .planner.evidence import Evidence, func_key
+from .planner.explain import sentences
+from .planner.plan import Plan
+from .planner.profile import store
+
+__all__ = ["Runner", "whole"]
+
+#: the first call's rest counts as an observation when it is at least this share
+OBSERVE_SHARE = 1 / 4
+_NO_TINY: tuple[Any, ...] = (None,) * 6
+
+
+def func_name(func: Any) -> str:
+    if isinstance(func, np.ufunc):
+        return f"np.{func.__name__}"
+    name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
+    return str(name) if name else type(func).__name__
+
+
+# --- whole calls in the caller ---------------------------------------------------------
+
+
+def check_whole(x: np.ndarray, res: Any) -> None:
+    """Raise the usual TypeError/ValueError unless ``res`` is a valid ``func(x)``."""
+    if not isinstance(res, np.ndarray) or res.ndim == 0:
+        got = f"a 0-d {type(res).__name__}" if isinstance(res, np.ndarray) else type(res).__name__
+        raise TypeError(
+            f"apply: func returned {got}; apply needs a function that returns an array "
+            "with one row per input row, like np.exp or lambda b: 2*b + 1"
+        )
+    check_block(res, x.shape[0], res.shape[1:], res.dtype, "the whole input")
+
+
+def whole(func: Callable[..., Any], x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """``func(x)`` in one call in the caller's thread, checked; copied into ``out``."""
+    from ._checks import check_out
+
+    try:
+        res = func(x)
+    except Exception as e:
+        raise annotate(e, f"the whole input (rows 0:{x.shape[0]}, run serially)") from None
+    check_whole(x, res)
+    if out is None:
+        return res
+    check_out(x, out, res.shape, res.dtype)
+    np.copyto(out, res, casting="no")
+    return out
+
+
+# --- walking a call's items ---------------------------------------------------------
+
+
+def _where(a: int, b: int) -> str:
+    return f"block of rows {a}:{b}"
+
+
+class _ApplyWalker:
+    """An apply call's rows, run in order (see planner.measure.Walker)."""
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        x: np.ndarray,
+        out: np.ndarray | None,
+        new_out: Callable[[tuple[int, ...], np.dtype], np.ndarray],
+        stats: Stats,
+    ) -> None:
+        self.func = func
+        self.x = x
+        self.n = x.shape[0]
+        self.out = out
+        self.new_out = new_out
+        self.stats = stats
+        self.done = 0
+        self.layout: tuple[tuple[int, ...], np.dtype] | None = None
+        #: CPU seconds of each block run ``together`` (the threads stage)
+        self.cpu: list[float] = []
+
+    def _take_first(self, a: int, b: int, res: Any) -> None:
+        """The first block's result: it gives the output's layout; the output is made."""
+        from ._checks import check_out
+
+        if not isinstance(res, np.ndarray) or res.ndim == 0:
+            check_whole(self.x[a:b], res)  # raises the usual TypeError
+        check_block(res, b - a, res.shape[1:], res.dtype, _where(a, b))
+        self.layout = res.shape[1:], res.dtype
+        shape = (self.n, *res.shape[1:])
+        if self.out is None:
+            self.out = self.new_out(shape, res.dtype)
+        else:
+            check_out(self.x, self.out, shape, res.dtype)
+        self.out[a:b] = res
+
+    def _first(self, a: int, b: int) -> float:
+        """The first block, in the caller: the seconds ``func`` took."""
+        t0 = perf_counter()
+        try:
+            res = self.func(self.x[a:b])
+        except Exception as e:
+            raise annotate(e, _where(a, b)) from None
+        took = perf_counter() - t0
+        self._take_first(a, b, res)
+        return took
+
+    def remote(self, backend: Backend, a: int, b: int) -> tuple[float, float]:
+        """Run rows a:b as one block on ``backend``'s workers: (seconds, seconds) as the
+        worker saw them (the first block also gives the output's layout)."""
+        if self.layout is None:
+            backend.check_callable(self.func)
+            res, who, start, end = _engine.run_one(
+                backend, apply_block, self.func, self.x[a:b], None, _where(a, b), None, None
+            )
+            self._take_first(a, b, res)
+            self.stats.busy(who, start, end)
+            self.done = b
+        else:
+            ((start, end),) = self.parallel(backend, a, b, 1)
+        return end - start, end - start
+
+    def serial(self, a: int, b: int) -> tuple[float, float]:
+        cpu0, t0 = time.process_time(), perf_counter()
+        if self.layout is None:
+            took = self._first(a, b)
+        else:
+            assert self.out is not None
+            tail, dtype = self.layout
+            apply_block(self.func, self.x[a:b], self.out[a:b], _where(a, b), tail, dtype)
+            took = perf_counter() - t0
+        t1 = perf_counter()
+        self.stats.busy(worker_name(), t0, t1)
+        self.stats.ran_on("serial")
+        self.done = b
+        return took, time.process_time() - cpu0
+
+    def release(self, given: np.ndarray | None) -> None:
+        """After a failure: give back an output this call made (not the user's)."""
+        if self.out is not None and self.out is not given:
+            if isinstance(self.out, shm.SharedArray):
+                self.out.close()
+            self.out = None
+
+    def parallel(
+        self, backend: Backend, a: int, b: int, pieces: int, together: bool = False
+    ) -> list[tuple[float, float]]:
+        assert self.out is not None and self.layout is not None
+        sub = Stats("apply", backend.name, intervals=[])
+        if together:
+            tail, dtype = self.layout
+            edges = _engine.bounds(b - a, pieces)
+            jobs = [
+                (
+                    apply_block,
+                    self.func,
+                    self.x[a + i : a + j],
+                    self.out[a + i : a + j],
+                    _where(a + i, a + j),
+                    tail,
+                    dtype,
+                )
+                for i, j in itertools.pairwise(edges)
+            ]
+            _together(backend, jobs, sub, self.cpu)
+        else:
+            _engine.apply(
+                backend, self.func, self.x[a:b], self.out[a:b], pieces, self.layout, sub, row0=a
+            )
+        self.stats.absorb(sub)
+        self.done = b
+        return sub.intervals or []
+
+
+class _MapWalker:
+    """A map call's tasks, run in order (see planner.measure.Walker)."""
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        columns: Sequence[Sequence[Any]],
+        stats: Stats,
+        timeout: float | None = None,
+    ) -> None:
+        self.func = func
+        self.columns = columns
+        self.n = len(columns[0])
+        self.results: list[Any] = [None] * self.n
+        self.stats = stats
+        self.timeout = timeout
+        self.done = 0
+        self.cpu: list[float] = []
+
+    def serial(self, a: int, b: int) -> tuple[float, float]:
+        func, columns, results = self.func, self.columns, self.results
+        cpu0, t0 = time.process_time(), perf_counter()
+        for i in range(a, b):
+            try:
+                results[i] = func(*[c[i] for c in columns])
+            except Exception as e:
+                raise annotate(e, f"task {i} of {self.n}") from None
+        t1 = perf_counter()
+        self.stats.busy(worker_name(), t0, t1)
+        self.stats.tasks += b - a - 1
+        self.stats.ran_on("serial")
+        self.done = b
+        return t1 - t0, time.process_time() - cpu0
+
+    def parallel(
+        self, backend: Backend, a: int, b: int, pieces: int, together: bool = False
+    ) -> list[tuple[float, float]]:
+        sub = Stats("map", backend.name, intervals=[])
+        size = max(1, math.ceil((b - a) / max(1, pieces)))
+        if together:
+            batches = [
+                [(i, tuple(c[i] for c in self.columns)) for i in range(j, min(j + size, b))]
+                for j in range(a, b, size)
+            ]
+            jobs = [(run_tasks, self.func, batch, None, self.n) for batch in batches]
+            res = [r for out in _together(backend, jobs, sub, self.cpu) for r in out]
+        else:
+            cols = [c[a:b] for c in self.columns]
+            res = _engine.map_tasks(
+                backend, self.func, cols, size, sub, self.timeout, start=a, total=self.n
+            )
+        self.results[a:b] = res
+        self.stats.absorb(sub)
+        self.done = b
+        return sub.intervals or []
+
+    def remote(self, backend: Backend, a: int, b: int) -> tuple[float, float]:
+        """Run tasks a:b as one batch on ``backend``'s workers: (seconds, seconds) as
+        the worker saw them."""
+        ((start, end),) = self.parallel(backend, a, b, 1)
+        return end - start, end - start
+
+    def bytes_per_item(self, sample: int = 256) -> float:
+        """Array bytes per task a worker process would need copied: distinct
+        unshared arguments, and results (from a sample of the first tasks)."""
+        k = max(1, min(self.n, sample, max(self.done, 1)))
+        seen: set[int] = set()
+        total = 0
+        for c in self.columns:
+            for a in c[:k]:
+                if isinstance(a, np.ndarray) and id(a) not in seen and shm.shared_ref(a) is None:
+                    seen.add(id(a))
+                    total += a.nbytes
+        done = self.results[: min(k, self.done)]
+        total += sum(r.nbytes for r in done if isinstance(r, np.ndarray))
+        return total / k
+
+
+def _start_together(
+    barrier: threading.Barrier, fn: Callable[..., Any], *args: Any
+) -> tuple[Any, float]:
+    """Wait until every block of the round is on a thread, then run ``fn``: its result,
+    and the CPU seconds this thread spent on it (a thread waiting for the GIL sleeps)."""
+    # a thread that did not come in time: run anyway, the round reads slow
+    with contextlib.suppress(threading.BrokenBarrierError):
+        barrier.wait(timeout=TOGETHER_WAIT_S)
+    cpu0 = time.thread_time()
+    res = fn(*args)
+    return res, time.thread_time() - cpu0
+
+
+#: how long a block waits at the barrier for the others before running anyway
+TOGETHER_WAIT_S = 1.0
+
+
+def _together(
+    backend: Backend, jobs: list[tuple[Any, ...]], stats: Stats, cpu: list[float]
+) -> list[Any]:
+    """Run ``jobs`` (apply_block or run_tasks calls) on ``backend``'s threads, all
+    starting at once; their results, in order, and each one's CPU seconds into
+    ``cpu``. One job per worker at most."""
+    barrier = threading.Barrier(len(jobs))
+    with backend.scope():
+        futures = [backend.submit(_start_together, barrier, *job) for job in jobs]
+        done = [f.result() for f in futures]
+    out = []
+    for (res, who, start, end), used in done:
+        stats.busy(who, start, end)
+        cpu.append(used)
+        out.append(res)
+    return out
+
+
+# --- keys --------------------------------------------------------------------------
+
+
+def _apply_key(func: Any, x: np.ndarray, out: Any, chunks: Any, options: Hashable) -> Hashable:
+    return (
+        "apply",
+        func_key(func),
+        x.dtype,
+        x.shape[1:],
+        x.nbytes.bit_length(),
+        shm.shared_ref(x) is not None,
+        out is not None,
+        chunks,
+        options,
+    )
+
+
+def _arg_class(a: Any) -> Hashable:
+    if isinstance(a, np.ndarray):
+        return (a.dtype, a.ndim, a.nbytes.bit_length())
+    return type(a).__qualname__
+
+
+def _map_key(
+    func: Any, columns: Sequence[Sequence[Any]], size: Any, options: Hashable
+) -> Hashable:
+    n = len(columns[0])
+    first = tuple(_arg_class(c[0]) for c in columns) if n else ()
+    return ("map", func_key(func), n.bit_length(), first, size, options)
+
+
+# --- the runner ----------------------------------------------------------------------
+
+
+class _Tiny:
+    """Calls known to be too small to split, by exact (func, dtype, shape): run at once.
+
+    Checked before anything else on every apply, so it is a dict and a last-hit memo
+    compared by identity (np.exp over 10k elements takes ~6 us: every 100 ns counts)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[Hashable, tuple[Plan | None, bool]] = {}
+        self.last: tuple[Any, ...] = _NO_TINY
+        self.generation = -1
+
+    def clear(self) -> None:
+        self.entries = {}
+        self.last = _NO_TINY
+
+
+def _one_in_one_out(func: Any) -> bool:
+    """Whether ``func(x)`` is sure to be an ndarray with x's rows: a NumPy ufunc of one
+    input and one output (the tiny path skips the check of its result)."""
+    return type(func) is np.ufunc and func.nin == 1 and func.nout == 1
+
+
+class Runner:
+    """Runs apply and map calls for one pool: a fixed backend, or ``auto``."""
+
+    def __init__(self, backends: BackendSet, name: str) -> None:
+        self.backends = backends
+        self.name = name
+        self.auto = name == AUTO
+        #: what the evidence is kept under: a fixed backend's "seconds per item" are its
+        #: workers', auto's are the caller's serial ones
+        self.key = (name, backends.workers, backends.given_blas)
+        self.tiny_cache = _Tiny()
+        self._lock = threading.Lock()
+
+    # --- the tiny path ------------------------------------------------------------
+
+    def tiny(self, func: Callable[..., Any], x: np.ndarray) -> tuple[np.ndarray, Last] | None:
+        """``func(x)`` at once when earlier calls found inputs of ``x``'s exact dtype and
+        shape too small to split; else None (take the usual path)."""
+        t0 = perf_counter()
+        cache = self.tiny_cache
+        if cache.generation != evidence.cache.generation:  # the evidence was cleared
+            cache.clear()
+            cache.generation = evidence.cache.generation
+            return None
+        hit = cache.last
+        if hit[0] is not func or hit[1] is not x.dtype or hit[2] != x.shape:
+            key = (func, x.dtype, x.shape)
+            try:
+                found = cache.entries.get(key)
+            except TypeError:  # an unhashable callable
+                return None
+            if found is None:
+                return None
+            hit = cache.last = (*key, *found, None)
+        try:
+            res = func(x)
+        except Exception as e:
+            raise annotate(e, f"the whole input (rows 0:{x.shape[0]}, run serially)") from None
+        if not hit[4] and (
+            type(res) is not np.ndarray or not res.ndim or res.shape[0] != x.shape[0]
+        ):
+            check_whole(x, res)  # raises the usual error
+        plan = hit[3]
+        if plan is None:
+            return res, Stats("apply", "serial", tasks=1, wall_s=perf_counter() - t0)
+        return res, (plan, perf_counter() - t0)
+
+    def _remember_tiny(self, func: Any, x: np.ndarray, plan: Plan | None) -> None:
+        if type(x) is not np.ndarray:
+            return
+        cache = self.tiny_cache
+        if len(cache.entries) >= evidence.cache.size:
+            cache.clear()
+        with contextlib.suppress(TypeError):  # an unhashable callable: no tiny path
+            cache.entries[(func, x.dtype, x.shape)] = (plan, _one_in_one_out(func))
+        cache.last = _NO_TINY
+
+    # --- apply ---------------------------------------------------------------------
+
+    def apply(
+        self, func: Callable[..., Any], x: np.ndarray, out: np.ndarray | None, chunks: int | None
+    ) -> tuple[np.ndarray, Stats]:
+        """Run ``apply`` (arguments already checked); the result and the call's Stats."""
+        t0 = perf_counter()
+        stats = Stats("apply", "")
+        n = x.shape[0]
+        if (self.name == "serial" and chunks is None) or n <= 1:
+            stats.backend = "serial"
+            result = whole(func, x, out)
+            stats.tasks = 1
+            if self.auto:
+                stats.plan = _trivial_plan("apply", f"{n} row{'s' * (n != 1)}")
+            stats.wall_s = perf_counter() - t0
+            return result, stats
+        key = _apply_key(func, x, out, chunks, self.key)
+        ev = evidence.cache.get(key)
+        with self._scope():
+            if ev is None:
+                result = self._first_apply(key, func, x, out, chunks, stats)
+            else:
+                result = self._later_apply(ev, func, x, out, chunks, stats)
+        stats.wall_s = perf_counter() - t0
+        return result, stats
+
+    def _scope(self) -> contextlib.AbstractContextManager[None]:
+        """A fixed backend's BLAS scope for the whole call, the rows the caller runs
+        included (auto's backends each hold theirs while they run)."""
+        if self.auto or self.name == "serial":
+            return contextlib.nullcontext()
+        return self.backends.get(self.name).scope()
+
+    def _head_on(self) -> Backend | None:
+        """Where a first call's head runs: in the caller (None), except on a fixed
+        backend outside the caller's process, whose workers alone run func."""
+        if self.auto:
+            return None
+        backend = self.backends.get(self.name)
+        return None if backend.in_process else backend
+
+    def _new_out_for(self, name: str) -> Callable[[tuple[int, ...], np.dtype], np.ndarray]:
+        backend = self.backends.get(name)
+        return backend.transport.new_out
+
+    def _first_apply(
+        self,
+        key: Hashable,
+        func: Callable[..., Any],
+        x: np.ndarray,
+        out: np.ndarray | None,
+        chunks: int | None,
+        stats: Stats,
+    ) -> np.ndarray:
+        t_start = perf_counter()
+        if self.auto:
+            candidates = self._candidates(func, x)
+            # worker processes write into shared memory in place: allocate it there
+            # while they may be chosen, so that choosing them costs no copy
+            maybe = any(not c.in_process and c.unavailable is None for c in candidates)
+            new_out = _first_out(
+                self._new_out_for("processes") if maybe else None, self._new_out_for("threads")
+            )
+        else:
+            candidates = ()
+            backend = self.backends.get(self.name)
+            why = backend.transport.refuse(x.dtype)
+            if why is not None:
+                raise TypeError(why)
+            new_out = backend.transport.new_out
+        walker = _ApplyWalker(func, x, out, new_out, stats)
+        try:
+            return self._first_apply_on(
+                key, walker, candidates, func, x, out, chunks, stats, t_start
+            )
+        except BaseException:
+            walker.release(out)
+            raise
+
+    def _first_apply_on(
+        self,
+        key: Hashable,
+        walker: _ApplyWalker,
+        candidates: tuple[model.Candidate, ...],
+        func: Callable[..., Any],
+        x: np.ndarray,
+        out: np.ndarray | None,
+        chunks: int | None,
+        stats: Stats,
+        t_start: float,
+    ) -> np.ndarray:
+        h = measure.head(walker, grow=self.auto or chunks is None, on=self._head_on())
+        ev = Evidence("apply", h.item_s, h.bound, h.native)
+        ev.bytes_per_item = _apply_bytes_per_row(x, out, walker.out)
+        name, decision = self.name, None
+        if self.auto:
+            name, decision = self._decide_first(ev, walker, candidates, func)
+        probe_s = perf_counter() - t_start
+        measured = walker.done
+        rest = walker.n - walker.done
+        t0 = perf_counter()
+        self._apply_rest(walker, name, chunks, ev, stats)
+        self._observe_first(ev, name, decision, rest, walker.n, perf_counter() - t0)
+        ev = evidence.cache.put(key, ev)
+        if decision is not None:
+            stats.plan = self._plan(
+                "apply",
+                func,
+                x,
+                ev,
+                decision,
+                name,
+                cached=False,
+                probe_s=probe_s,
+                measured=measured,
+                sizes=stats.tasks,
+                calls=0,
+            )
+            ev.plan = stats.plan
+        assert walker.out is not None
+        return walker.out
+
+    def _later_apply(
+        self,
+        ev: Evidence,
+        func: Callable[..., Any],
+        x: np.ndarray,
+        out: np.ndarray | None,
+        chunks: int | None,
+        stats: Stats,
+    ) -> np.ndarray:
+        n = x.shape[0]
+        decision = None
+        name = self.name
+        if self.auto:
+            decision = self._decide(ev, n, func, x, out)
+            name = decision.backend
+        t0 = perf_counter()
+        backend = self.backends.get(name)
+        pieces = chunks or self._apply_blocks(backend, n, ev, _row_bytes(x))
+        if (backend.inline and not chunks) or (pieces == 1 and backend.in_process):
+            stats.backend = name
+            result = whole(func, x, out)
+            stats.busy(worker_name(), t0, perf_counter())
+            plan = None
+            if decision is not None:
+                plan = self._plan("apply", func, x, ev, decision, name, cached=True, sizes=1)
+                stats.plan = plan
+            # work too small to split (not merely decided serial, which later calls may
+            # revise): from now on it runs at once, without asking the planner
+            tiny = decision is None or {"too-small", "one-worker"} & set(decision.codes())
+            if tiny and chunks is None and out is None:
+                self._remember_tiny(func, x, plan)
+        else:
+            walker = _ApplyWalker(func, x, out, backend.transport.new_out, stats)
+            try:
+                # the output's layout, from this call's own first row, where func runs
+                if pieces == 1:  # (a backend outside this process: one block on a worker)
+                    walker.remote(backend, 0, n)
+                elif backend.in_process:
+                    walker.serial(0, 1)
+                    walker.parallel(backend, 1, n, pieces)
+                else:
+                    walker.remote(backend, 0, 1)
+                    walker.parallel(backend, 1, n, pieces)
+            except BaseException:
+                walker.release(out)
+                raise
+            assert walker.out is not None
+            result = walker.out
+            if decision is not None:
+                stats.plan = self._plan(
+                    "apply", func, x, ev, decision, name, cached=True, sizes=pieces
+                )
+        self._observe(ev, name, decision, (perf_counter() - t0) / n)
+        return result
+
+    def _apply_rest(
+        self, walker: _ApplyWalker, name: str, chunks: int | None, ev: Evidence, stats: Stats
+    ) -> None:
+        a, n = walker.done, walker.n
+        if a >= n:
+            return
+        backend = self.backends.get(name)
+        pieces = chunks or self._apply_blocks(backend, n - a, ev, _row_bytes(walker.x))
+        if (backend.inline and not chunks) or (pieces == 1 and backend.in_process):
+            walker.serial(a, n)
+        else:
+            walker.parallel(backend, a, n, pieces)
+
+    def _apply_blocks(self, backend: Backend, rows: int, ev: Evidence, row_bytes: int) -> int:
+        """Blocks for ``rows`` rows of ``row_bytes`` each on ``backend``: the one rule."""
+        if backend.inline:
+            return 1
+        profile = store.get()
+        pieces = model.blocks(
+            rows, _worker_item_s(backend, ev), backend.workers, backend.task_seconds(profile)
+        )
+        if backend.max_block_bytes:
+            pieces = max(pieces, math.ceil(rows * row_bytes / backend.max_block_bytes))
+        return min(rows, pieces)
+
+    # --- map ----------------------------------------------------------------------
+
+    def map(
+        self,
+        func: Callable[..., Any],
+        columns: list[list[Any]],
+        chunksize: int | None,
+        timeout: float | None = None,
+    ) -> tuple[list[Any], Stats]:
+        """Run ``map`` (arguments already checked); the results and the call's Stats."""
+        t0 = perf_counter()
+        stats = Stats("map", "")
+        n = len(columns[0])
+        walker = _MapWalker(func, columns, stats, timeout)
+        if self.name == "serial" or n <= 1:
+            stats.backend = "serial"
+            walker.serial(0, n)
+            if self.auto:
+                stats.plan = _trivial_plan("map", f"{n} task{'s' * (n != 1)}")
+            stats.wall_s = perf_counter() - t0
+            return walker.results, stats
+        try:
+            with self._scope():
+                self._map(func, columns, chunksize, walker, stats)
+        except BaseException:
+            # the traceback keeps this frame alive: drop finished results now, so that
+            # their shared memory returns at once, not when the caller drops the error
+            walker.results.clear()
+            raise
+        stats.wall_s = perf_counter() - t0
+        return walker.results, stats
+
+    def _map(
+        self,
+        func: Callable[..., Any],
+        columns: list[list[Any]],
+        chunksize: int | None,
+        walker: _MapWalker,
+        stats: Stats,
+    ) -> None:
+        n = walker.n
+        key = _map_key(func, columns, chunksize, self.key)
+        ev = evidence.cache.get(key)
+        if ev is None:
+            t_start = perf_counter()
+            candidates = self._candidates(func) if self.auto else ()
+            h = measure.head(walker, grow=True, on=self._head_on())
+            ev = Evidence("map", h.item_s, h.bound, h.native)
+            ev.bytes_per_item = walker.bytes_per_item()
+            name, decision = self.name, None
+            if self.auto:
+                name, decision = self._decide_first(ev, walker, candidates, func)
+            probe_s, measured = perf_counter() - t_start, walker.done
+            rest = n - walker.done
+            t1 = perf_counter()
+            if rest:
+                backend = self.backends.get(name)
+                size = chunksize or self._chunksize(backend, rest, ev)
+                if backend.inline or (size >= rest and backend.in_process):
+                    walker.serial(walker.done, n)
+                else:
+                    walker.parallel(backend, walker.done, n, math.ceil(rest / size))
+            self._observe_first(ev, name, decision, rest, n, perf_counter() - t1)
+            ev = evidence.cache.put(key, ev)
+            if decision is not None:
+                stats.plan = self._plan(
+                    "map",
+                    func,
+                    None,
+                    ev,
+                    decision,
+                    name,
+                    cached=False,
+                    probe_s=probe_s,
+                    measured=measured,
+                    items=n,
+                    calls=0,
+                )
+                ev.plan = stats.plan
+        else:
+            decision = None
+            name = self.name
+            if self.auto:
+                decision = self._decide(ev, n, func, None, None)
+                name = decision.backend
+            t1 = perf_counter()
+            backend = self.backends.get(name)
+            size = chunksize or self._chunksize(backend, n, ev)
+            if backend.inline or (size >= n and backend.in_process):
+                stats.backend = name
+                walker.serial(0, n)
+            else:
+                walker.parallel(backend, 0, n, math.ceil(n / size))
+            if decision is not None:
+                stats.plan = self._plan(
+                    "map", func, None, ev, decision, name, cached=True, items=n, sizes=size
+                )
+            self._observe(ev, name, decision, (perf_counter() - t1) / n)
+
+    def _chunksize(self, backend: Backend, tasks: int, ev: Evidence) -> int:
+        if backend.inline:
+            return tasks
+        profile = store.get()
+        return model.chunksize(
+            tasks, _worker_item_s(backend, ev), backend.workers, backend.task_seconds(profile)
+        )
+
+    # --- deciding -----------------------------------------------------------------
+
+    def _candidates(
+        self, func: Callable[..., Any], x: np.ndarray | None = None
+    ) -> tuple[model.Candidate, ...]:
+        """The backends auto may use for ``func`` (on ``x``), as the model sees them."""
+        out = []
+        for cls in auto_choices():
+            if self.backends.workers < 2 and not cls.inline:
+                continue
+            backend = self.backends.get(cls.name)
+            c = backend.candidate(func)
+            if c.unavailable is None and x is not None:
+                why = backend.transport.refuse(x.dtype)
+                if why is not None:
+                    c = dataclasses.replace(c, unavailable=why)
+            out.append(c)
+        return tuple(out)
+
+    def _decide_first(
+        self,
+        ev: Evidence,
+        walker: _ApplyWalker | _MapWalker,
+        candidates: tuple[model.Candidate, ...],
+        func: Callable[..., Any],
+    ) -> tuple[str, model.Decision]:
+        """On a first call, after the head: the threads stage if threads could win,
+        then the decision for the rest."""
+        profile = store.get()
+        threads = next((c for c in candidates if c.in_process and c.parallel), None)
+        if threads is not None and walker.done < walker.n:
+            m = ev.measurements(walker.n - walker.done)
+            serial_s = m.items * m.item_s
+            if model.predict(m, profile, threads) < serial_s:  # at best, threads could win
+                backend = self.backends.get(threads.name)
+                stage = measure.threads_stage(walker, backend, ev.item_s)
+                if stage is not None:
+                    ev.threads_speedup = stage.speedup
+                    ev.threads_trusted = stage.trusted
+                    ev.item_s = min(ev.item_s, stage.serial_item_s)
+                    ev.gil_free = stage.gil_free
+        fresh = _fresh_bytes(walker.x, False) if isinstance(walker, _ApplyWalker) else 0.0
+        decision = self._choose(
+            ev, walker.n - walker.done, func, candidates, explore=False, fresh=fresh
+        )
+        return decision.backend, decision
+
+    def _decide(
+        self,
+        ev: Evidence,
+        items: int,
+        func: Callable[..., Any],
+        x: np.ndarray | None,
+        out: np.ndarray | None,
+    ) -> model.Decision:
+        fresh = _fresh_bytes(x, out is None) if x is not None else 0.0
+        return self._choose(ev, items, func, self._candidates(func, x), explore=True, fresh=fresh)
+
+    def _choose(
+        self,
+        ev: Evidence,
+        items: int,
+        func: Callable[..., Any],
+        candidates: tuple[model.Candidate, ...],
+        explore: bool,
+        fresh: float,
+    ) -> model.Decision:
+        profile = store.get()
+        m = ev.measurements(items, fresh_bytes=fresh)
+        decision = model.choose(m, profile, model.Work(candidates, explore=explore))
+        if decision.measure_first is not None:
+            self._measure(decision.measure_first, func)
+            candidates = tuple(
+                dataclasses.replace(c, started=self.backends.get(c.name).started)
+                for c in candidates
+            )
+            decision = model.choose(m, store.get(), model.Work(candidates, explore=explore))
+            if decision.measure_first is not None:  # could not measure it: do without
+                others = tuple(c for c in candidates if c.name != decision.measure_first)
+                decision = model.choose(m, store.get(), model.Work(others, explore=explore))
+        return decision
+
+    def _measure(self, name: str, func: Callable[..., Any]) -> None:
+        """Time starting ``name``'s workers and a round trip, for the machine profile."""
+        backend = self.backends.get(name)
+        start: float | None = None
+        if not backend.started:
+            t0 = perf_counter()
+            backend.start(func, None)
+            start = (perf_counter() - t0) / backend.workers
+        trips = []
+        for _ in range(5):
+            t0 = perf_counter()
+            backend.submit(int).result()
+            trips.append(perf_counter() - t0)
+        trip = sorted(trips)[len(trips) // 2]
+        store.record_processes(start, trip)
+
+    # --- learning -----------------------------------------------------------------
+
+    def _observe_first(
+        self,
+        ev: Evidence,
+        name: str,
+        decision: model.Decision | None,
+        rest: int,
+        n: int,
+        seconds: float,
+    ) -> None:
+        with evidence.cache.lock:
+            if rest >= OBSERVE_SHARE * n and rest > 0:
+                ev.observe(name, seconds / rest)
+            ev.calls += 1
+            if decision is not None:
+                ev.current = decision.backend
+
+    def _observe(
+        self, ev: Evidence, name: str, decision: model.Decision | None, item_s: float
+    ) -> None:
+        with evidence.cache.lock:
+            ev.observe(name, item_s)
+            ev.calls += 1
+            if decision is not None and not decision.explore:
+                ev.current = decision.backend
+
+    # --- plans --------------------------------------------------------------------
+
+    def plan(
+        self,
+        func: Callable[..., Any],
+        kind: str,
+        x: np.ndarray | None,
+        columns: list[list[Any]] | None,
+        chunks: int | None,
+        chunksize: int | None,
+    ) -> Plan:
+        """What auto would do for this call: measured on the input's first items (their
+        results are not kept) when nothing is known yet, else from the evidence."""
+        if kind == "apply":
+            assert x is not None
+            n = x.shape[0]
+            if n <= 1:
+                return _trivial_plan("apply", f"{n} row{'s' * (n != 1)}")
+            key = _apply_key(func, x, None, chunks, self.key)
+        else:
+            assert columns is not None
+            n = len(columns[0])
+            if n <= 1:
+                return _trivial_plan("map", f"{n} task{'s' * (n != 1)}")
+            key = _map_key(func, columns, chunksize, self.key)
+        ev = evidence.cache.get(key)
+        if ev is not None:
+            decision = self._decide(ev, n, func, x, None)
+            return self._plan(kind, func, x, ev, decision, decision.backend, cached=True, items=n)
+        stats = Stats(kind, "")
+        t0 = perf_counter()
+        candidates = self._candidates(func, x)
+        walker: _ApplyWalker | _MapWalker
+        if kind == "apply":
+            assert x is not None
+            walker = _ApplyWalker(func, x, None, self._new_out_for("threads"), stats)
+        else:
+            assert columns is not None
+            walker = _MapWalker(func, columns, stats)
+        h = measure.head(walker, grow=True)
+        ev = Evidence(kind, h.item_s, h.bound, h.native)
+        ev.bytes_per_item = (
+            _apply_bytes_per_row(x, None, None)
+            if isinstance(walker, _ApplyWalker)
+            else walker.bytes_per_item()
+        )
+        name, decision = self._decide_first(ev, walker, candidates, func)
+        ev = evidence.cache.put(key, ev)
+        return self._plan(
+            kind,
+            func,
+            x,
+            ev,
+            decision,
+            name,
+            cached=False,
+            probe_s=perf_counter() - t0,
+            measured=walker.done,
+            items=n,
+        )
+
+    def _plan(
+        self,
+        kind: str,
+        func: Callable[..., Any],
+        x: np.ndarray | None,
+        ev: Evidence,
+        decision: model.Decision | None,
+        name: str,
+        cached: bool,
+        probe_s: float = 0.0,
+        measured: int = 0,
+        items: int | None = None,
+        sizes: int | None = None,
+        calls: int | None = None,
+    ) -> Plan:
+        n = x.shape[0] if x is not None else (items or 0)
+        backend = self.backends.get(name)
+        m = ev.measurements(n)
+        if x is not None:
+            what = (
+                f"apply({func_name(func)}) over {n:,} rows of {x.dtype} ({x.nbytes / 1e6:.1f} MB"
+                f"{', shared' if shm.shared_ref(x) is not None else ''})"
+            )
+        else:
+            what = f"map({func_name(func)}) over {n:,} tasks"
+        if sizes is None:
+            sizes = (
+                self._apply_blocks(backend, n, ev, _row_bytes(x))
+                if x is not None
+                else self._chunksize(backend, n, ev)
+            )
+        serial_item = m.observed.get("serial", m.item_s)
+        speedups = {}
+        if m.threads_speedup is not None:
+            speedups["threads"] = m.threads_speedup
+        for b, t in m.observed.items():
+            if b != "serial" and t > 0:
+                speedups[b] = serial_item / t
+        reasons: list[str] = []
+        codes: tuple[str, ...] = ()
+        costs: dict[str, float] = {}
+        basis: dict[str, str] = {}
+        if decision is not None:
+            reasons = sentences(func_name(func), m, decision, n)
+            codes = decision.codes()
+            costs, basis = dict(decision.costs), dict(decision.basis)
+        return Plan(
+            kind=kind,
+            backend=name,
+            workers=backend.workers,
+            chunks=sizes if kind == "apply" else None,
+            chunksize=sizes if kind == "map" else None,
+            blas_threads=backend.blas_threads,
+            what=what,
+            cached=cached,
+            item_s=ev.item_s,
+            serial_s=ev.item_s * n,
+            speedups=speedups,
+            costs=costs,
+            basis=basis,
+            explore=bool(decision and decision.explore),
+            calls=ev.calls if calls is None else calls,
+            codes=codes,
+            reasons=tuple(reasons),
+            measured_items=measured,
+            probe_s=probe_s,
+        )
+
+
+def _worker_item_s(backend: Backend, ev: Evidence) -> float:
+    """A worker's seconds per item on ``backend``: serial seconds, times the cores the
+    serial call used (a worker runs under a BLAS budget), or over the threads'
+    measured efficiency."""
+    w = backend.workers
+    if backend.in_process and ev.threads_speedup is not None and w > 1:
+        return ev.item_s * w / max(1e-3, min(ev.threads_speedup, float(w)))
+    return ev.item_s * max(1.0, ev.native)
+
+
+def _first_out(
+    shared: Callable[[tuple[int, ...], np.dtype], np.ndarray] | None,
+    private: Callable[[tuple[int, ...], np.dtype], np.ndarray],
+) -> Callable[[tuple[int, ...], np.dtype], np.ndarray]:
+    """A first call's output: in shared memory when worker processes may write it (and
+    its dtype allows), else recycled private memory."""
+
+    def new_out(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        if shared is not None and not dtype.hasobject:
+            return shared(shape, dtype)
+        return private(shape, dtype)
+
+    return new_out
+
+
+def _row_bytes(x: np.ndarray) -> int:
+    return x.nbytes // max(1, x.shape[0])
+
+
+def _apply_bytes_per_row(x: Any, out: Any, new_out: Any) -> float:
+    """Bytes per row a worker process needs copied: x unless it is shared memory, and
+    the output unless it is (a user's plain ``out=`` is written back)."""
+    n = max(1, x.shape[0])
+    total = 0
+    if shm.shared_ref(x) is None:
+        total += x.nbytes
+    target = out if out is not None else new_out
+    if target is not None and shm.shared_ref(target) is None:
+        total += target.nbytes
+    return total / n
+
+
+def _fresh_bytes(x: np.ndarray, output: bool) -> float:
+    """New shared memory a processes call on ``x`` would need (its input staged unless
+    shared, and with ``output`` an output the size of x): what the arena cannot hand
+    out warm, and the kernel must fault in."""
+    arena = shm.arena()
+    fresh = 0.0
+    if output and not arena.has_idle(x.nbytes):
+        fresh += x.nbytes
+    if shm.shared_ref(x) is None and not arena.has_idle(x.nbytes, 1 + output):
+        fresh += x.nbytes
+    return fresh
+
+
+def _trivial_plan(kind: str, what: str) -> Plan:
+    return Plan(
+        kind=kind,
+        backend="serial",
+        workers=1,
+        chunks=1 if kind == "apply" else None,
+        chunksize=None,
+        blas_threads=None,
+        what=f"{kind} over {what}",
+        reasons=("One item or none: nothing to split or measure.",),
+    )
