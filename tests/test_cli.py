@@ -74,6 +74,22 @@ def test_doctor_reports_the_machine_as_json() -> None:
     assert any(p["user_api"] == "blas" for p in facts["threadpools"])
 
 
+def test_doctor_shows_and_remeasures_the_machine_profile(tmp_path) -> None:
+    """The profile auto predicts with: measured on first use into the cache directory,
+    shown by doctor, measured again (worker processes too) by --profile."""
+    env = {"NUMPOOL_CACHE_DIR": str(tmp_path)}
+    proc = _numpool("doctor", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    profile = json.loads(proc.stdout)["profile"]
+    assert profile["path"].startswith(str(tmp_path)) and os.path.exists(profile["path"])
+    assert profile["thread_wake_s"] > 0 and profile["copy_bytes_per_s"] > 0
+    proc = _numpool("doctor", "--profile", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "machine profile" in proc.stdout and "round trip to a worker process" in proc.stdout
+    again = json.loads(_numpool("doctor", "--json", env=env).stdout)["profile"]
+    assert again["process_start_s"] > 0 and again["process_task_s"] > 0
+
+
 def test_doctor_advises_on_a_global_omp_num_threads() -> None:
     proc = _numpool("doctor", env={"OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr

@@ -97,6 +97,13 @@ def parser() -> argparse.ArgumentParser:
         help="remove numpool segments whose owner process is gone",
     )
     doctor.add_argument("--json", action="store_true", help="print the facts as JSON")
+    doctor.add_argument(
+        "--profile",
+        action="store_true",
+        help="measure this machine's costs again (a hand-off to a thread, a round trip to "
+        "a worker process, starting one, copying into shared memory; a few seconds) and "
+        "keep them for backend='auto'",
+    )
 
     demo = sub.add_parser(
         "demo",
@@ -190,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "doctor":
         from . import doctor
 
-        return doctor.main(args.clean, args.json)
+        return doctor.main(args.clean, args.json, args.profile)
     if args.command == "demo":
         from .lab import demo
 

@@ -2,7 +2,8 @@
 
 :func:`examine` gathers facts (cores by affinity and cgroup quota, BLAS and
 OpenMP pools via threadpoolctl, the shared-memory directory, segments left
-by dead processes, the start method, versions); :func:`advise` turns them
+by dead processes, the start method, versions, and the machine profile that
+``backend="auto"`` predicts with: see ``numpool.planner.profile``); :func:`advise` turns them
 into concrete recommendations; :func:`render` prints both for people.
 """
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from . import __version__, shm
 from ._cpus import cgroup_cpu_limit, default_workers, physical_cores, usable_cpus
+from .planner.profile import Profile, describe
 
 __all__ = ["advise", "examine", "render"]
 
@@ -74,9 +76,12 @@ def _start_method() -> str:
     return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
 
 
-def examine(clean: bool = False) -> dict[str, Any]:
-    """Facts about this machine for numpool; ``clean``: remove dead processes' segments."""
+def examine(clean: bool = False, remeasure: bool = False) -> dict[str, Any]:
+    """Facts about this machine for numpool; ``clean``: remove dead processes' segments;
+    ``remeasure``: measure the machine profile again (worker processes included)."""
     from threadpoolctl import threadpool_info
+
+    from .planner import profile
 
     try:
         affinity: int | None = len(os.sched_getaffinity(0))
@@ -120,6 +125,11 @@ def examine(clean: bool = False) -> dict[str, Any]:
         "segments": _segments(),
         "cleaned": cleaned,
         "start_method": _start_method(),
+        "profile": profile.as_json(
+            profile.store.remeasure(workers=default_workers())
+            if remeasure
+            else profile.store.get()
+        ),
     }
 
 
@@ -231,6 +241,12 @@ def render(facts: dict[str, Any], tips: list[str]) -> str:
         )
     if facts["env"]:
         lines.append("environment: " + " ".join(f"{k}={v}" for k, v in facts["env"].items()))
+    lines.append(
+        f"machine profile (what backend='auto' predicts with; {facts['profile']['path']}):"
+    )
+    figures = {k: v for k, v in facts["profile"].items() if k != "path"}
+    for name, value in describe(Profile(**figures)):
+        lines.append(f"  {name:36s} {value}")
     lines.append("")
     if tips:
         lines.append("Recommendations:")
@@ -240,8 +256,8 @@ def render(facts: dict[str, Any], tips: list[str]) -> str:
     return "\n".join(lines)
 
 
-def main(clean: bool, as_json: bool) -> int:
-    facts = examine(clean)
+def main(clean: bool, as_json: bool, remeasure: bool = False) -> int:
+    facts = examine(clean, remeasure)
     tips = advise(facts)
     if as_json:
         import json
@@ -253,4 +269,4 @@ def main(clean: bool, as_json: bool) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main("--clean" in sys.argv, "--json" in sys.argv))
+    sys.exit(main("--clean" in sys.argv, "--json" in sys.argv, "--profile" in sys.argv))
