@@ -46,8 +46,9 @@ WORKLOADS = ("exp", "loop", "matmul", "blur", "tiny")
 
 def _setup(name: str, pairs: int) -> tuple[Callable[[Any], Any], Callable[[], Any]]:
     """(call(pool), plain serial NumPy) for a workload."""
-    import numpool  # noqa: F401  (imported here: the parent stays light)
     import workloads
+
+    import numpool  # noqa: F401  (imported here: the parent stays light)
 
     if name == "exp":
         x = np.random.default_rng(0).random(10_000_000)
