@@ -102,7 +102,7 @@ def _matmul(pools: dict[str, numpool.Pool], line: Line, n: int, stream: TextIO) 
         None,
     )
     for b in ("threads", "processes", "pickle"):
-        line("matmul", b, functools.partial(pools[b].map, np.matmul, d1, d2), ref)
+        line("matmul", b, functools.partial(pools[b].map_arrays, np.matmul, d1, d2), ref)
 
 
 def _python(pools: dict[str, numpool.Pool], line: Line, n: int, stream: TextIO) -> None:
