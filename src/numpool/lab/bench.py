@@ -35,10 +35,10 @@ __all__ = ["PARTS", "Plan", "Reporter", "make_plan", "run"]
 
 PARTS = ("matmul", "exp", "grid")
 PUBLISHED_PAIRS, PUBLISHED_SIZE, PUBLISHED_ELEMENTS = 100, 2000, 10_000_000
-QUICK_PAIRS, QUICK_SIZE, QUICK_ELEMENTS = 10, 1000, 1 << 20
+QUICK_PAIRS, QUICK_SIZE, QUICK_ELEMENTS = 10, 800, 1 << 20
 #: per-row time budgets (seconds of timed runs), full and --quick
 ROW_BUDGET_S, QUICK_ROW_BUDGET_S = 15.0, 1.5
-CELL_BUDGET_S, QUICK_CELL_BUDGET_S = 2.5, 0.25
+CELL_BUDGET_S, QUICK_CELL_BUDGET_S = 2.5, 0.1
 GiB = 1 << 30
 
 EXPERIMENT = {"matmul": "A", "exp": "B", "grid": "B5"}
@@ -211,66 +211,74 @@ def planned_rows(plan: Plan) -> dict[str, int]:
     return {part: counts[part] for part in plan.parts}
 
 
-#: seconds per row, measured on the reference machine (2 cores, benchmarks/RESULTS.md):
-#: (untimed setup, one timed run). A rows at PUBLISHED_SIZE scale with the pairs.
+#: seconds per row measured on the reference machine (2 cores, benchmarks/RESULTS.md):
+#: (untimed setup, one timed run); "<part>:start" is a part's time outside its rows.
+#: A's figures scale with the pairs. Only the progress display's "expected" uses them.
+REFERENCE_PAIRS = {"full": 69, "quick": QUICK_PAIRS}
 REFERENCE_S: dict[str, dict[str, tuple[float, float]]] = {
+    # 69 pairs, 2026-11-21, another engineer's tests using ~50% of the CPU during A
     "full": {
-        "A1": (0.5, 12.0),
-        "A2": (1.5, 25.0),
-        "A3": (1.5, 36.0),
-        "A4": (2.0, 30.0),
-        "numpool-threads": (0.5, 10.5),
-        "numpool-processes": (1.5, 11.5),
-        "numpool-auto": (33.0, 11.0),
-        "numpool-dask": (6.0, 20.0),
-        "numpool-processes-shared": (8.0, 11.5),
-        "joblib-threads": (0.5, 11.0),
-        "dask-threads": (0.5, 14.0),
-        "joblib-loky": (3.0, 16.0),
-        "B1": (0.5, 0.03),
-        "B2": (0.0, 23.0),
-        "B3": (0.0, 18.0),
-        "B4": (0.0, 0.2),
-        "numpool-threads/B": (0.1, 0.01),
-        "numpool-processes/B": (0.5, 0.02),
-        "numpool-auto/B": (0.8, 0.01),
-        "numpool-dask/B": (6.0, 0.2),
-        "numpool-processes-shared/B": (0.5, 0.015),
-        "joblib-threads/B": (0.1, 0.02),
-        "dask-threads/B": (0.1, 0.02),
-        "numexpr/B": (0.1, 0.02),
-        "joblib-loky/B": (2.0, 0.25),
-        "B5": (0.0, 0.35),
-        "start": (3.0, 0.0),
+        "A1": (0.0, 33.5),
+        "A2": (0.0, 73.0),
+        "A3": (0.0, 99.5),
+        "A4": (0.0, 104.0),
+        "numpool-threads": (0.7, 37.7),
+        "numpool-processes": (1.4, 35.3),
+        "numpool-auto": (103.0, 26.7),
+        "numpool-dask": (1.2, 63.6),
+        "numpool-processes-shared": (2.6, 34.5),
+        "joblib-threads": (0.9, 38.1),
+        "dask-threads": (1.7, 42.4),
+        "joblib-loky": (3.0, 65.3),
+        "B1": (0.1, 0.045),
+        "B2": (0.0, 70.6),
+        "B3": (0.0, 48.8),
+        "B4": (0.1, 1.05),
+        "numpool-threads/B": (0.1, 0.016),
+        "numpool-processes/B": (1.3, 0.165),
+        "numpool-auto/B": (0.8, 0.05),
+        "numpool-dask/B": (1.6, 0.6),
+        "numpool-processes-shared/B": (0.8, 0.1),
+        "joblib-threads/B": (0.8, 0.12),
+        "dask-threads/B": (1.5, 0.15),
+        "numexpr/B": (0.2, 0.046),
+        "joblib-loky/B": (6.6, 1.2),
+        "B5": (0.0, 1.4),
+        "matmul:start": (57.7, 0.0),
+        "exp:start": (7.2, 0.0),
+        "grid:start": (2.5, 0.0),
     },
+    # 10 pairs of 800x800, 2^20 elements, same day and machine
     "quick": {
-        "A1": (0.1, 0.2),
-        "A2": (0.3, 1.3),
-        "A3": (0.3, 1.9),
-        "A4": (0.6, 1.6),
-        "numpool-threads": (0.1, 0.2),
-        "numpool-processes": (0.5, 0.25),
-        "numpool-auto": (0.8, 0.23),
-        "numpool-dask": (4.0, 1.0),
-        "numpool-processes-shared": (0.5, 0.24),
-        "joblib-threads": (0.1, 0.28),
-        "dask-threads": (0.1, 0.5),
-        "joblib-loky": (1.5, 0.65),
-        "B1": (0.1, 0.004),
-        "B2": (0.0, 3.9),
-        "B3": (0.0, 3.5),
-        "B4": (0.0, 0.09),
-        "numpool-threads/B": (0.1, 0.002),
-        "numpool-processes/B": (0.5, 0.009),
-        "numpool-auto/B": (0.5, 0.002),
-        "numpool-dask/B": (4.0, 0.1),
-        "numpool-processes-shared/B": (0.5, 0.014),
-        "joblib-threads/B": (0.1, 0.017),
-        "dask-threads/B": (0.1, 0.012),
-        "numexpr/B": (0.1, 0.004),
-        "joblib-loky/B": (1.5, 0.05),
-        "B5": (0.0, 0.08),
-        "start": (2.5, 0.0),
+        "A1": (0.04, 0.28),
+        "A2": (0.02, 1.08),
+        "A3": (0.02, 1.49),
+        "A4": (0.01, 1.23),
+        "numpool-threads": (0.08, 0.2),
+        "numpool-processes": (0.49, 0.27),
+        "numpool-auto": (0.75, 0.16),
+        "numpool-dask": (0.33, 0.59),
+        "numpool-processes-shared": (0.15, 0.13),
+        "joblib-threads": (0.07, 0.17),
+        "dask-threads": (0.11, 0.46),
+        "joblib-loky": (0.97, 0.54),
+        "B1": (0.02, 0.002),
+        "B2": (0.01, 3.9),
+        "B3": (0.01, 3.8),
+        "B4": (0.02, 0.11),
+        "numpool-threads/B": (0.03, 0.003),
+        "numpool-processes/B": (0.63, 0.011),
+        "numpool-auto/B": (0.03, 0.002),
+        "numpool-dask/B": (0.49, 0.14),
+        "numpool-processes-shared/B": (0.12, 0.009),
+        "joblib-threads/B": (0.14, 0.018),
+        "dask-threads/B": (0.12, 0.011),
+        "numexpr/B": (0.04, 0.007),
+        "joblib-loky/B": (0.6, 0.051),
+        "B5": (0.0, 0.19),
+        "matmul:start": (3.7, 0.0),
+        "exp:start": (3.3, 0.0),
+        "grid:start": (0.6, 0.0),
     },
 }
 
@@ -282,64 +290,81 @@ def _runs(repeat: int, budget: float, per_run: float) -> int:
     return max(1, min(repeat, math.ceil(budget / per_run)))
 
 
-def expected_s(plan: Plan) -> dict[str, float]:
-    """Seconds each part of the plan is expected to take, from the reference machine."""
-    ref = REFERENCE_S["quick" if plan.quick else "full"]
-    scale = plan.pairs / (QUICK_PAIRS if plan.quick else PUBLISHED_PAIRS)
-    out: dict[str, float] = {}
+def _row_key(part: str, rid: str) -> str:
+    """The key of row ``rid`` of ``part`` in REFERENCE_S (numpool and peer rows of B
+    end in "/B"; a B5 grid line is "B5-s<splits>")."""
+    if part == "exp" and not rid.startswith("B"):
+        return f"{rid}/B"
+    return rid
+
+
+def expected_rows(plan: Plan) -> dict[str, float]:
+    """Seconds each step of the plan is expected to take on the reference machine:
+    "limits", "<part>:start" (process start, data, probes) and "<part>:<row key>"."""
+    mode = "quick" if plan.quick else "full"
+    ref = REFERENCE_S[mode]
+    scale = plan.pairs / REFERENCE_PAIRS[mode]
+    out: dict[str, float] = {"limits": 2.0 if plan.quick else 15.0}
     for part in plan.parts:
-        total = ref["start"][0]
+        out[f"{part}:start"] = ref[f"{part}:start"][0] * (scale if part == "matmul" else 1)
         if part == "grid":
             per = ref["B5"][1]
-            total += len(grid.SIZES) ** 2 * per * _runs(plan.repeat, plan.cell_budget_s, per)
-        else:
-            for key, (setup, per) in ref.items():
-                in_a = "/" not in key and not key.startswith(("B", "start"))
-                in_b = key.endswith("/B") or key in ("B1", "B2", "B3", "B4")
-                if (part == "matmul" and in_a) or (part == "exp" and in_b):
-                    if part == "matmul":
-                        setup, per = setup * scale, per * scale
-                    total += setup + per * _runs(plan.repeat, plan.row_budget_s, per)
-        out[part] = total
+            line = len(grid.SIZES) * per * _runs(plan.repeat, plan.cell_budget_s, per)
+            for s in grid.SIZES:
+                out[f"{part}:B5-s{s}"] = line
+            continue
+        for key, (setup, per) in ref.items():
+            in_a = "/" not in key and ":" not in key and not key.startswith("B")
+            in_b = key.endswith("/B") or key in ("B1", "B2", "B3", "B4")
+            if (part == "matmul" and in_a) or (part == "exp" and in_b):
+                if part == "matmul":
+                    setup, per = setup * scale, per * scale
+                out[f"{part}:{key}"] = setup + per * _runs(plan.repeat, plan.row_budget_s, per)
     return out
 
 
+def expected_s(plan: Plan) -> dict[str, float]:
+    """Seconds each part of the plan is expected to take, from the reference machine."""
+    rows = expected_rows(plan)
+    return {p: sum(v for k, v in rows.items() if k.startswith(f"{p}:")) for p in plan.parts}
+
+
 class _Clock:
-    """Elapsed time and the expected total, corrected as parts finish."""
+    """Elapsed time and the expected total: the reference machine's figure for every
+    step not done yet, scaled by how the steps done so far compared with theirs."""
 
     def __init__(self, plan: Plan, reporter: Reporter) -> None:
         self.t0 = time.perf_counter()
-        self.parts = expected_s(plan)
-        self.done: dict[str, float] = {}
+        self.estimate = expected_rows(plan)
+        self.actual: dict[str, float] = {}
         self.reporter = reporter
-        self.limits_s = 2.0 if plan.quick else 12.0
-        self._started: dict[str, float] = {}
+        self._part_t0: dict[str, float] = {}
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
 
-    def total(self, current: str | None = None) -> float:
-        """Elapsed + what remains: parts not started scaled by how the finished ones went."""
-        done_exp = sum(self.parts[p] for p in self.done)
-        ratio = (sum(self.done.values()) / done_exp) if done_exp else 1.0
-        ratio = min(max(ratio, 0.5), 3.0)
-        remaining = sum(self.parts[p] for p in self.parts if p not in self.done)
-        if current is not None and current in self.parts:
-            started = self._started.get(current, self.t0)
-            in_part = time.perf_counter() - started
-            remaining -= min(in_part / ratio, self.parts[current])
-        if not self.done and current is None:
-            remaining += self.limits_s
-        return self.elapsed() + max(remaining * ratio, 0.0)
+    def total(self) -> float:
+        est_done = sum(self.estimate[k] for k in self.actual if k in self.estimate)
+        ratio = sum(self.actual.values()) / est_done if est_done else 1.0
+        ratio = min(max(ratio, 0.3), 5.0)
+        remaining = sum(v for k, v in self.estimate.items() if k not in self.actual)
+        return self.elapsed() + remaining * ratio
+
+    def done(self, key: str, seconds: float) -> None:
+        self.actual[key] = seconds
 
     def start(self, part: str) -> None:
-        self._started[part] = time.perf_counter()
+        self._part_t0[part] = time.perf_counter()
 
-    def finish(self, part: str) -> None:
-        self.done[part] = time.perf_counter() - self._started.get(part, self.t0)
+    def finish(self, part: str) -> float:
+        """Close ``part``; its own overhead is its time not spent in rows."""
+        took = time.perf_counter() - self._part_t0[part]
+        in_rows = sum(v for k, v in self.actual.items() if k.startswith(f"{part}:"))
+        self.actual[f"{part}:start"] = max(0.0, took - in_rows)
+        return took
 
-    def tell(self, current: str | None = None) -> None:
-        self.reporter.expected(self.elapsed(), self.total(current))
+    def tell(self) -> None:
+        self.reporter.expected(self.elapsed(), self.total())
 
 
 # -- the run ----------------------------------------------------------------------------
@@ -374,21 +399,22 @@ def run(plan: Plan, reporter: Reporter | None = None) -> dict[str, Any]:
         "experiments": {},
         "rows": [],
         "errors": [],
-        "expected_s": clock.parts,
+        "expected_s": expected_s(plan),
     }
     with watch:
         doc["limits"] = machine.limits(plan.quick, facts["usable_cores"])
     doc["limits"]["others_busy"] = watch.share()
-    clock.limits_s = time.perf_counter() - t0
+    clock.done("limits", time.perf_counter() - t0)
     first = 0
+    part_s = {}
     for part in plan.parts:
         clock.start(part)
-        clock.tell(part)
+        clock.tell()
         rep.stage(f"starting experiment {EXPERIMENT[part]} in a fresh process")
         rows, info, error = _in_fresh_process(
             part, plan, rep, clock, first, total_rows, counts[part]
         )
-        clock.finish(part)
+        part_s[part] = clock.finish(part)
         first += counts[part]
         doc["rows"] += rows
         if info is not None:
@@ -396,7 +422,7 @@ def run(plan: Plan, reporter: Reporter | None = None) -> dict[str, Any]:
         if error:
             doc["errors"].append(f"{part}: {error}")
         clock.tell()
-    doc["part_s"] = dict(clock.done)
+    doc["part_s"] = part_s
     doc["duration_s"] = clock.elapsed()
     derive(doc)
     return doc
@@ -433,7 +459,7 @@ def _in_fresh_process(
                     continue
                 index = min(index + 1, first + count)
                 rep.row_started(index, total, payload[0])
-                clock.tell(part)
+                clock.tell()
             elif kind == "run":
                 rep.run_started(*payload)
             elif kind == "cell":
@@ -444,7 +470,7 @@ def _in_fresh_process(
                     rep.row_started(
                         index, total, {"id": f"B5-s{s}", "name": f"B5 grid, splits={s}"}
                     )
-                    clock.tell(part)
+                    clock.tell()
                 rep.cell(i + 1, n)
             elif kind == "row":
                 row = payload[0]
@@ -458,9 +484,15 @@ def _in_fresh_process(
                             "experiment": "B5",
                             "cells": grid_line,
                         }
+                        took = sum(c["extra"].get("row_s", 0.0) for c in grid_line)
+                        clock.done(f"{part}:B5-s{s}", took)
+                        clock.tell()
                         rep.row_finished(index, total, line)
                         grid_line = []
                 else:
+                    key = f"{part}:{_row_key(part, row['id'])}"
+                    clock.done(key, row["extra"].get("row_s", 0.0))
+                    clock.tell()
                     rep.row_finished(index, total, row)
             elif kind == "done":
                 return payload[0], payload[1], None

@@ -163,7 +163,7 @@ def matmul_flops_concurrent(n: int, threads: int) -> dict[str, Any]:
 
 def limits(quick: bool, cores: int) -> dict[str, Any]:
     """The hardware ceilings, measured now, each with its rounds and spread."""
-    n = 1000 if quick else 2000
+    n = 800 if quick else 2000
     t = time.perf_counter()
     copy = copy_bandwidth((128 if quick else 512) << 20, cores)
     one = matmul_flops(n, 1)

@@ -239,8 +239,11 @@ def run(
     peers.shutdown()
     restore_env()
     rows[1:1] = [_reproduction_row(*v, measure) for v in reproduction[1:]]
+    # Pool() starts os.cpu_count() workers (process_cpu_count() from Python 3.13)
+    default = getattr(os, "process_cpu_count", os.cpu_count)() or 1
     for r in rows[1:4]:
         r.extra["start_method"] = _a4_method(start_method) if r.id == "A4" else start_method
+        r.extra["pool_workers"] = default if r.id == "A2" else workers
     return rows, info
 
 
@@ -264,5 +267,4 @@ def _reproduction_row(
         row.transport = "pipes"
         with pool_factory() as pool:
             row.extra["worker_blas"] = pool.apply(worker_blas)
-            row.extra["pool_workers"] = pool._processes
     return measure(row, work)
