@@ -18,8 +18,10 @@ __all__ = [
     "NM",
     "explain",
     "fmt_bytes",
+    "fmt_range",
     "fmt_s",
     "ratio",
+    "speed_range",
     "table_rows",
     "terminal_lines",
     "verdict",
@@ -74,7 +76,17 @@ def ratio(x: float | None) -> str:
 
 
 def fmt_pct(x: float | None) -> str:
-    return NM if x is None else f"{x:.0%}"
+    """A share as text: "84%", or two significant digits below 1% ("0.035%"), never "0%"."""
+    if x is None:
+        return NM
+    return f"{x:.0%}" if x >= 0.01 else f"{x * 100:.2g}%"
+
+
+def fmt_rate(x: float | None) -> str:
+    """GFLOP/s or GB/s: "111.5", or two significant digits below 1 ("0.0035")."""
+    if x is None:
+        return NM
+    return f"{x:.1f}" if x >= 1 else f"{x:.2g}"
 
 
 def _seconds(p: float) -> str:
@@ -113,7 +125,7 @@ def limit_cell(r: dict[str, Any]) -> str:
     x = r.get("of_ideal")
     if x is None:
         return NM
-    return f"{x:.0%}" + ("*" if x > 1.005 else "")
+    return fmt_pct(x) + ("*" if x > 1.005 else "")
 
 
 def display_name(r: dict[str, Any]) -> str:
@@ -146,7 +158,7 @@ def _best(doc: dict[str, Any], experiment: str, kind: str) -> dict[str, Any] | N
     return max(rows, key=lambda r: r["speedup"]) if rows else None
 
 
-def _range(values: list[float], fmt: Any) -> str:
+def fmt_range(values: list[float], fmt: Any) -> str:
     """ "1.02-1.27 s" (one unit, written once) or "16.8 MB-1.2 GB"."""
     lo, hi = fmt(min(values)), fmt(max(values))
     if lo == hi:
@@ -154,6 +166,15 @@ def _range(values: list[float], fmt: Any) -> str:
     lo_n, _, lo_u = lo.partition(" ")
     hi_u = hi.partition(" ")[2]
     return f"{lo_n}-{hi}" if lo_u == hi_u else f"{lo}-{hi}"
+
+
+def speed_range(speedups: list[float]) -> str:
+    """ "5.9-9.0x slower", "1.20-2.15x", or "2.0x slower to 1.50x" when mixed."""
+    if all(x < 0.995 for x in speedups):
+        return _slower_range(speedups)
+    if all(x >= 0.995 for x in speedups):
+        return fmt_range(speedups, ratio)
+    return f"{ratio(min(speedups))} to {ratio(max(speedups))}"
 
 
 def _slower_range(speedups: list[float]) -> str:
@@ -208,10 +229,10 @@ def table_rows(doc: dict[str, Any], experiment: str) -> list[list[str]]:
             [
                 name,
                 fmt_s(r["median_s"]),
-                _range(r["times"], fmt_s) if len(r["times"]) > 1 else "",
+                fmt_range(r["times"], fmt_s) if len(r["times"]) > 1 else "",
                 runs_cell(r),
                 ratio(r.get("speedup")),
-                f"{rate_v:.1f}" if rate_v is not None else NM,
+                fmt_rate(rate_v),
                 limit_cell(r),
                 moved_cell(r),
                 pickling_cell(r),
@@ -330,17 +351,17 @@ def _seed_sentences(doc: dict[str, Any]) -> list[str]:
         ids = f"{seeds[0]['id']}-{seeds[-1]['id']}"
         speeds = [r["speedup"] for r in seeds]
         head = f"In {what} the tutorials' pools ({ids}) "
-        if all(x < 1 for x in speeds):
+        if all(x < 0.995 for x in speeds):
             head += f"were {_slower_range(speeds)} than serial"
         else:
-            head += f"ran at {_range(speeds, ratio)} serial"
+            head += f"ran at {speed_range(speeds)} serial"
         if e == "A":
             moved = [r["moved_bytes"] for r in seeds if r.get("moved_bytes") is not None]
             picks = [p for r in seeds if (p := _pickling_total(r)) is not None]
             if moved:
-                head += f": every run pickled {_range(moved, fmt_bytes)} through pipes"
+                head += f": every run pickled {fmt_range(moved, fmt_bytes)} through pipes"
                 if picks:
-                    head += f" and spent {_range(picks, _seconds)} pickling (caller + workers)"
+                    head += f" and spent {fmt_range(picks, _seconds)} pickling (caller + workers)"
             out.append(head + ".")
             continue
         b2, b4 = row(doc, "B2", "B"), row(doc, "B4", "B")
@@ -393,32 +414,32 @@ def _default_sentences(doc: dict[str, Any]) -> list[str]:
 
 def busy_machine(doc: dict[str, Any], threshold: float = 0.1) -> list[str]:
     """A warning when other programs used the CPU during the rows or the limits."""
-    busy = [
-        (r["extra"]["others_busy"], r)
-        for r in doc["rows"]
-        if r["experiment"] != "B5" and (r.get("extra") or {}).get("others_busy") is not None
-    ]
-    busy += [
-        (r["extra"]["others_busy"], r)
-        for r in doc["rows"]
-        if r["experiment"] == "B5" and (r.get("extra") or {}).get("others_busy") is not None
-    ]
+    parts = []
+    worst = 0.0
     lim = doc["limits"].get("others_busy")
-    hit = [(b, r) for b, r in busy if b >= threshold]
-    if not hit and (lim is None or lim < threshold):
-        return []
-    worst = max([b for b, _ in hit] + ([lim] if lim is not None else []))
-    names = [display_name(r) for _, r in sorted(hit, key=lambda x: -x[0])[:4]]
-    more = len(hit) - len(names)
-    where = []
     if lim is not None and lim >= threshold:
-        where.append(f"the machine's limits ({fmt_pct(lim)})")
-    if names:
-        where.append(", ".join(names) + (f" and {more} more" if more > 0 else ""))
+        parts.append(f"the machine's limits ({fmt_pct(lim)})")
+        worst = lim
+    for e, what in (("A", "rows of A"), ("B", "rows of B"), ("B5", "B5 cells")):
+        seen = [
+            (b, r)
+            for r in doc["rows"]
+            if r["experiment"] == e
+            and (b := (r.get("extra") or {}).get("others_busy")) is not None
+        ]
+        hit = [(b, r) for b, r in seen if b >= threshold]
+        if not hit:
+            continue
+        top = max(b for b, _ in hit)
+        worst = max(worst, top)
+        parts.append(f"{len(hit)} of {len(seen)} {what} (up to {fmt_pct(top)})")
+    if not parts:
+        return []
     return [
         f"Other programs kept up to {fmt_pct(worst)} of this machine's CPU busy while "
-        f"measuring {' and '.join(where)}: those figures are slower than this machine "
-        "can do; run again on a quiet machine to compare."
+        f"measuring {', '.join(parts)}: those figures are slower than this machine can do "
+        "(each row's share is in results.json, extra.others_busy); run again on a quiet "
+        "machine to compare."
     ]
 
 
@@ -434,8 +455,8 @@ def why_default_lost(auto: dict[str, Any], best: dict[str, Any], experiment: str
     )
     if _overlap(auto, best):
         return (
-            f"{head}, within the spread of their runs ({_range(auto['times'], fmt_s)} "
-            f"against {_range(best['times'], fmt_s)})."
+            f"{head}, within the spread of their runs ({fmt_range(auto['times'], fmt_s)} "
+            f"against {fmt_range(best['times'], fmt_s)})."
         )
     ran = auto.get("extra", {}).get("auto_ran") or []
     best_backend = best["id"].removeprefix("numpool-").replace("-shared", "")
@@ -642,11 +663,22 @@ def short_runs_summary(doc: dict[str, Any], experiment: str) -> str:
     if not rows:
         return ""
     plan = doc["plan"]
-    budget = plan["cell_budget_s"] if experiment == "B5" else plan["row_budget_s"]
+    if experiment == "B5":
+        cells = [r for r in doc["rows"] if r["experiment"] == "B5"]
+        counts: dict[int, int] = {}
+        for r in rows:
+            counts[len(r["times"])] = counts.get(len(r["times"]), 0) + 1
+        runs = ", ".join(
+            f"{n} ran {k} of {plan['repeat']}" for k, n in sorted(counts.items(), reverse=True)
+        )
+        return (
+            f"Of the {len(cells)} cells, {runs}: a cell stops once its runs pass "
+            f"{plan['cell_budget_s']:g} s (--row-budget 0 runs them all)."
+        )
     runs = ", ".join(f"{r['id']} {len(r['times'])}" for r in rows)
     return (
         f"Fewer than {plan['repeat']} runs, because a row stops once its runs pass "
-        f"{budget:g} s (--row-budget 0 runs all): {runs}."
+        f"{plan['row_budget_s']:g} s (--row-budget 0 runs all): {runs}."
     )
 
 
@@ -656,17 +688,18 @@ def short_runs_summary(doc: dict[str, Any], experiment: str) -> str:
 def terminal_lines(doc: dict[str, Any], experiment: str, width: int) -> list[str]:
     """One experiment's table as plain lines that fit ``width`` columns (at least 72).
 
-    Columns: name, median, vs serial, of limit, moved; the call, the runs
-    and pickling come as a second, indented line when the width allows
-    neither and the report has them all.
+    Columns: name, median, vs serial, of limit, moved; runs and pickling
+    too when the width allows (report.md has them all). A name too long for
+    its column is cut with an ellipsis, never wrapped.
     """
     rows = [r for r in doc["rows"] if r["experiment"] == experiment]
+    fixed = 2 + 9 + 2 + 12 + 2 + 6 + 2 + 13
     name_w = max([len(display_name(r)) for r in rows] + [8])
-    name_w = min(name_w, max(20, width - 52))
-    wide = width >= name_w + 52 + 24
-    head = f"{'row':<{name_w}}  {'median':>9}  {'vs serial':>12}  {'limit':>5}  {'moved':>9}"
+    name_w = min(name_w, max(20, width - fixed))
+    wide = width >= name_w + fixed + 2 + 6 + 2 + 17
+    head = f"{'row':<{name_w}}  {'median':>9}  {'vs serial':>12}  {'limit':>6}  {'moved':>13}"
     if wide:
-        head += f"  {'runs':>6}  {'pickling':>15}"
+        head += f"  {'runs':>6}  {'pickling':>17}"
     lines = [TITLES[experiment], head]
     for r in rows:
         name = display_name(r)
@@ -677,10 +710,10 @@ def terminal_lines(doc: dict[str, Any], experiment: str, width: int) -> list[str
             continue
         line = (
             f"{name:<{name_w}}  {fmt_s(r['median_s']):>9}  {ratio(r.get('speedup')):>12}  "
-            f"{limit_cell(r):>5}  {moved_cell(r):>9}"
+            f"{limit_cell(r):>6}  {moved_cell(r):>13}"
         )
         if wide:
-            line += f"  {runs_cell(r):>6}  {pickling_cell(r):>15}"
+            line += f"  {runs_cell(r):>6}  {pickling_cell(r):>17}"
         lines.append(line)
     return lines
 
