@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import plots
+from .rows import AUTO_WARMUP_CALLS
 
 __all__ = [
     "NM",
@@ -459,7 +460,14 @@ def why_default_lost(auto: dict[str, Any], best: dict[str, Any], experiment: str
             f"against {fmt_range(best['times'], fmt_s)})."
         )
     ran = auto.get("extra", {}).get("auto_ran") or []
+    per_run = auto.get("extra", {}).get("backends") or []
     best_backend = best["id"].removeprefix("numpool-").replace("-shared", "")
+    if len(set(per_run)) > 1:
+        return (
+            f"{head}: auto was still choosing in its timed runs, which ran "
+            f"{', '.join(per_run)} in turn (it learns from every call; the bench times it "
+            f"after {AUTO_WARMUP_CALLS} untimed calls on the same input)."
+        )
     if ran and best_backend not in ran:
         moved = auto.get("copied_bytes")
         cost = (
