@@ -49,13 +49,16 @@ def _plt() -> Any:
     return plt
 
 
-def speed_text(x: float, serial: str = "serial") -> str:
-    """A speed-up in words: "2.4x faster", "22x slower", "serial"."""
+def speed_text(x: float) -> str:
+    """A speed-up in words, as the report's tables print it: "2.42x faster",
+    "1.09x slower", "22x slower", "as fast as serial"."""
     if abs(x - 1) < 0.005:
-        return serial
+        return "as fast as serial"
     if x > 1:
         return f"{x:.2f}x faster" if x < 10 else f"{x:,.0f}x faster"
     s = 1 / x
+    if s < 2:
+        return f"{s:.2f}x slower"
     return f"{s:.1f}x slower" if s < 10 else f"{s:,.0f}x slower"
 
 
@@ -149,7 +152,7 @@ def speedup_bars(rows: list[dict[str, Any]], title: str, limit: float | None, pa
             transform=trans,
             va="center",
             fontsize=8.5,
-            color="black" if v >= 1 or ref else "#a02020",
+            color="black" if v >= 0.995 or ref else "#a02020",
         )
     ax.set_xlabel("speed-up against the serial row (log scale)")
     ax.set_title(title, loc="left", fontsize=11)

@@ -737,11 +737,11 @@ def _limits_line(doc: dict[str, Any]) -> list[str]:
         m = meas.get(key)
         if not m:
             return f"{label} {lim[key] / scale:.1f} {unit}"
+        spread = "under 1%" if m["best3_spread"] < 0.005 else f"{m['best3_spread']:.0%}"
         settled = (
-            f"best 3 of {len(m['rounds'])} rounds within {m['best3_spread']:.0%}"
+            f"best 3 of {len(m['rounds'])} rounds within {spread}"
             if m["agreed"]
-            else f"did not settle in {len(m['rounds'])} rounds: best 3 within "
-            f"{m['best3_spread']:.0%}"
+            else f"did not settle in {len(m['rounds'])} rounds: best 3 within {spread}"
         )
         return (
             f"{label} **{m['value'] / scale:.1f} {unit}** (all rounds {m['min'] / scale:.1f}-"
