@@ -47,7 +47,7 @@ def run(
     pools = {b: numpool.Pool(b, workers=workers) for b in ("threads", "processes", "pickle")}
 
     def line(workload: str, variant: str, fn: Callable[[], Any], ref: float | None) -> float:
-        t = median_time(fn, repeat)
+        t = median_time(fn, repeat, warmup_budget_s=1.0)
         ref = ref or t
         rows.append({"workload": workload, "variant": variant, "seconds": t, "speedup": ref / t})
         print(f"  {variant:44s} {t * 1e3:10.1f} ms {ref / t:8.2f}x", file=stream, flush=True)
@@ -102,7 +102,7 @@ def _matmul(pools: dict[str, numpool.Pool], line: Line, n: int, stream: TextIO) 
         None,
     )
     for b in ("threads", "processes", "pickle"):
-        line("matmul", b, functools.partial(pools[b].map, np.matmul, d1, d2), ref)
+        line("matmul", b, functools.partial(pools[b].map_arrays, np.matmul, d1, d2), ref)
 
 
 def _python(pools: dict[str, numpool.Pool], line: Line, n: int, stream: TextIO) -> None:

@@ -22,7 +22,7 @@ import time
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
-__all__ = ["PickleMeter", "install_in_worker"]
+__all__ = ["CpuWatch", "PickleMeter", "install_in_worker"]
 
 # Counters: 6 doubles per process slot, in shared memory without a process-wide
 # lock. A lock shared across processes deadlocks the moment Pool.terminate()
@@ -125,3 +125,59 @@ class PickleMeter:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_fork_child_hook)
+
+
+class CpuWatch:
+    """How busy *other* programs kept the machine while something ran.
+
+    The machine's busy CPU seconds (psutil, all cores) minus this process
+    tree's (this process, its waited children, and every live descendant:
+    pool workers, forkservers, clusters), over wall time x logical cores.
+    The kernel counts CPU time in ticks (10 ms), so windows under ~0.2 s
+    say little; :meth:`share` returns None for them.
+    """
+
+    def __init__(self) -> None:
+        self.wall = 0.0
+        self.others = 0.0
+        self._start: tuple[float, float, float] | None = None
+
+    @staticmethod
+    def _now() -> tuple[float, float, float]:
+        import resource
+
+        import psutil
+
+        t = psutil.cpu_times()
+        busy = sum(t) - t.idle - getattr(t, "iowait", 0.0)
+        own = 0.0
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+            r = resource.getrusage(who)
+            own += r.ru_utime + r.ru_stime
+        try:
+            for p in psutil.Process().children(recursive=True):
+                try:
+                    c = p.cpu_times()
+                    own += c.user + c.system + c.children_user + c.children_system
+                except psutil.Error:
+                    pass
+        except psutil.Error:
+            pass
+        return time.perf_counter(), busy, own
+
+    def __enter__(self) -> CpuWatch:
+        self._start = self._now()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._start is not None
+        t1, busy1, own1 = self._now()
+        t0, busy0, own0 = self._start
+        self.wall += t1 - t0
+        self.others += max(0.0, (busy1 - busy0) - (own1 - own0))
+
+    def share(self) -> float | None:
+        """Other programs' CPU seconds over wall x logical cores (None: too short to tell)."""
+        if self.wall < 0.2:
+            return None
+        return min(1.0, self.others / (self.wall * (os.cpu_count() or 1)))

@@ -94,18 +94,55 @@ def numexpr_exp(x: np.ndarray, w: int) -> Callable[[], Any]:
     return lambda: numexpr.evaluate("exp(x)", local_dict={"x": x})
 
 
-#: (row id, label, factory) for each experiment
-#: (thread-based first: starting loky's processes forks this one, see run_rows)
+#: (row id, label, short name, transport, factory) for each experiment
+#: (thread-based first: starting loky's processes forks this one, see run_rows);
+#: joblib memmaps arguments over 1 MB into files its workers map ("loky" transport)
 MATMUL = [
-    ("joblib-threads", "joblib Parallel (threads)", joblib_threads_matmul),
-    ("dask-threads", "dask.array matmul (threaded scheduler)", dask_matmul),
-    ("joblib-loky", "joblib Parallel (loky processes)", joblib_loky_matmul),
+    (
+        "joblib-threads",
+        "joblib Parallel (threads)",
+        "joblib threads",
+        "none",
+        joblib_threads_matmul,
+    ),
+    (
+        "dask-threads",
+        "dask.array matmul (threaded scheduler)",
+        "dask.array threads",
+        "none",
+        dask_matmul,
+    ),
+    (
+        "joblib-loky",
+        "joblib Parallel (loky processes)",
+        "joblib loky",
+        "loky",
+        joblib_loky_matmul,
+    ),
 ]
 VECTOR = [
-    ("joblib-threads", "joblib Parallel (threads), 4 parts/worker", joblib_threads_exp),
-    ("dask-threads", "dask.array exp (threaded scheduler)", dask_exp),
-    ("numexpr", "numexpr.evaluate('exp(x)')", numexpr_exp),
-    ("joblib-loky", "joblib Parallel (loky processes), 4 parts/worker", joblib_loky_exp),
+    (
+        "joblib-threads",
+        "joblib Parallel (threads), 4 parts/worker",
+        "joblib threads",
+        "none",
+        joblib_threads_exp,
+    ),
+    (
+        "dask-threads",
+        "dask.array exp (threaded scheduler)",
+        "dask.array threads",
+        "none",
+        dask_exp,
+    ),
+    ("numexpr", "numexpr.evaluate('exp(x)')", "numexpr", "none", numexpr_exp),
+    (
+        "joblib-loky",
+        "joblib Parallel (loky processes), 4 parts/worker",
+        "joblib loky",
+        "loky",
+        joblib_loky_exp,
+    ),
 ]
 
 
@@ -136,8 +173,8 @@ def run_rows(
     from .rows import PEERS_HINT, Row
 
     rows = []
-    for pid, label, factory in table:
-        row = Row(experiment, pid, label, "peer")
+    for pid, label, name, transport, factory in table:
+        row = Row(experiment, pid, label, "peer", name=name, transport=transport)
         try:
             fn = factory(*args)
         except ModuleNotFoundError:
