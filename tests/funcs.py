@@ -139,3 +139,35 @@ def exit_code(b: np.ndarray) -> np.ndarray:
 
 def identity(b: np.ndarray) -> np.ndarray:
     return b.copy()
+
+
+class TwoArgError(Exception):
+    """Its pickle cannot call __init__ again (two required arguments)."""
+
+    def __init__(self, a: int, b: int) -> None:
+        super().__init__(f"a={a} b={b}")
+
+
+def raise_two_arg(b: np.ndarray) -> np.ndarray:
+    raise TwoArgError(1, 2)
+
+
+class LockedError(ValueError):
+    """Carries something that cannot be pickled."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        import threading
+
+        self.lock = threading.Lock()
+
+
+def raise_locked(b: np.ndarray) -> np.ndarray:
+    raise LockedError("the lock stays here")
+
+
+def count_rows(b: np.ndarray, path: str) -> np.ndarray:
+    """Appends the block's row count to ``path`` (every process), for exactly-once tests."""
+    with open(path, "a") as f:
+        f.write(f"{len(b)}\n")
+    return b * 2

@@ -234,45 +234,6 @@ def test_shm_limit_is_parsed() -> None:
             del os.environ["NUMPOOL_SHM_LIMIT"]
 
 
-# --- functions that cannot reach a process ----------------------------------------------
-
-
-@pytest.mark.parametrize("backend", ["processes", "pickle"])
-def test_lambda_and_local_functions_are_refused_with_the_way_out(backend: str) -> None:
-    def local(b: np.ndarray) -> np.ndarray:
-        return b
-
-    with numpool.Pool(backend, workers=2) as pool:
-        for func, what in [(lambda b: b, "a lambda"), (local, "inside another function")]:
-            with pytest.raises(TypeError, match=what) as info:
-                pool.apply(func, np.ones(10))
-            assert "backend='threads'" in str(info.value)
-            assert "module level" in str(info.value)
-            with pytest.raises(TypeError, match=what):
-                pool.map_arrays(func, [np.ones(2)] * 3)
-
-
-def test_interactive_main_functions_are_refused() -> None:
-    p = subprocess.run(
-        [sys.executable, "-"],
-        input=textwrap.dedent(
-            """
-            import numpy as np, numpool
-            def f(b):
-                return b
-            try:
-                numpool.apply(f, np.ones(10), backend="processes")
-            except TypeError as e:
-                print("refused:", e)
-            """
-        ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert "refused:" in p.stdout and "interactive session" in p.stdout, p.stdout + p.stderr
-
-
 def test_structured_dtypes_cross_processes_bit_for_bit() -> None:
     dt = np.dtype([("a", "<i4"), ("b", "<f8")])
     x = np.zeros(1000, dt)

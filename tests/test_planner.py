@@ -154,9 +154,17 @@ def test_processes_are_timed_on_this_machine_before_they_are_chosen(
         store.override(real)
 
 
-def test_a_lambda_cannot_go_to_processes_and_the_plan_says_why(auto: numpool.Pool) -> None:
+def test_a_func_that_cannot_reach_processes_is_not_sent_and_the_plan_says_why(
+    auto: numpool.Pool,
+) -> None:
+    lock = threading.Lock()
+
+    def holds_a_lock(b: np.ndarray) -> np.ndarray:
+        with lock:
+            return funcs.gil_sleep(b)
+
     x = np.arange(2000.0)
-    y = auto.apply(lambda b: funcs.gil_sleep(b), x)
+    y = auto.apply(holds_a_lock, x)
     assert np.array_equal(y, x * 2)
     plan = auto.last_stats.plan
     assert plan.backend != "processes" and plan.basis["processes"] == "unavailable"

@@ -30,6 +30,7 @@ from ._api import apply, last_stats, map, plan
 from ._errors import (
     BackendUnavailableError,
     NumpoolError,
+    RemoteError,
     SharedMemoryError,
     SharedMemoryWarning,
     WorkerCrashedError,
@@ -47,6 +48,7 @@ __all__ = [
     "NumpoolError",
     "Plan",
     "Pool",
+    "RemoteError",
     "SharedArray",
     "SharedMemoryError",
     "SharedMemoryWarning",

@@ -137,12 +137,21 @@ def apply(
     >>> bool((y == np.exp(x)).all())
     True
     """
-    pool = _pool(backend, workers, blas_threads, retries)
+    pool = _default
+    if (
+        pool is None
+        or backend != "auto"
+        or workers is not None
+        or blas_threads is not None
+        or retries != 0
+    ):
+        pool = _pool(backend, workers, blas_threads, retries)
     if out is None and chunks is None and pool._tiny_ok and type(x) is np.ndarray:
-        hit = pool._runner.tiny(func, x)
+        hit = pool._runner.tiny(func, x)  # (a shut-down pool is not _tiny_ok)
         if hit is not None:
             result, _local.stats = hit
             return result
+    pool = _pool(backend, workers, blas_threads, retries)  # (a fresh one if it was shut down)
     result, _local.stats = pool.apply_with_stats(func, x, out=out, chunks=chunks)
     return result
 

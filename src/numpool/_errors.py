@@ -8,12 +8,18 @@ same situation, so ``except RuntimeError`` keeps working::
      └── NumpoolError
           ├── WorkerCrashedError      (+ RuntimeError)  a worker process died
           ├── SharedMemoryError       (+ MemoryError)   /dev/shm cannot hold the data
-          └── BackendUnavailableError (+ ImportError)   an optional extra is missing
+          ├── BackendUnavailableError (+ ImportError)   an optional extra is missing
+          └── RemoteError                               func raised, in a worker process,
+                                                        an exception that cannot be pickled
 
 Errors raised by the user's own function are *not* wrapped: they reach the
 caller with their own type, with the block or task index added to the
 message (see :func:`annotate`), and with the worker's traceback chained as
-``__cause__`` when they come from another process.
+``__cause__`` when they come from another process. Only an exception that
+cannot travel between processes arrives as a :class:`RemoteError`: a class
+of the same name, subclassing both RemoteError and the original's nearest
+built-in base (``except ValueError`` still catches it), with its message and
+the worker's traceback.
 
 Bad arguments raise plain :class:`TypeError` / :class:`ValueError` naming the
 argument, what was expected and what was given.
@@ -24,6 +30,7 @@ from __future__ import annotations
 __all__ = [
     "BackendUnavailableError",
     "NumpoolError",
+    "RemoteError",
     "SharedMemoryError",
     "SharedMemoryWarning",
     "WorkerCrashedError",
@@ -49,6 +56,45 @@ class SharedMemoryWarning(UserWarning):
 
 class BackendUnavailableError(NumpoolError, ImportError):
     """A backend needs an optional dependency that is not installed."""
+
+
+class RemoteError(NumpoolError):
+    """An exception raised in a worker process that could not be pickled back as itself.
+
+    Its class has the original's name and subclasses the original's nearest built-in
+    base too; ``original`` is the original class's dotted name and ``__cause__`` the
+    worker's traceback.
+    """
+
+    original: str = ""
+
+
+_remote_classes: dict[tuple[str, str, str], type] = {}
+
+
+def remote_error(module: str, qualname: str, base: str, message: str, tb: str) -> BaseException:
+    """Rebuild, in the caller, an exception that could not travel (see RemoteError)."""
+    import builtins
+
+    from .backends._ship import _RemoteTraceback
+
+    key = (module, qualname, base)
+    cls = _remote_classes.get(key)
+    if cls is None:
+        builtin = getattr(builtins, base, Exception)
+        if not (isinstance(builtin, type) and issubclass(builtin, Exception)):
+            builtin = Exception
+        name = qualname.rpartition(".")[2]
+        original = f"{module}.{qualname}"
+        attrs = {"__module__": module, "__qualname__": qualname, "original": original}
+        try:
+            cls = type(name, (RemoteError, builtin), attrs)
+        except TypeError:  # an incompatible layout
+            cls = type(name, (RemoteError,), attrs)
+        _remote_classes[key] = cls
+    exc = cls(message)
+    exc.__cause__ = _RemoteTraceback(tb)
+    return exc
 
 
 def annotate(exc: BaseException, where: str) -> BaseException:

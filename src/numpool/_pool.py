@@ -150,7 +150,7 @@ class Pool(Executor):
         self._check_open()
         check_func("submit", fn)
         name = "threads" if self._name == AUTO else self._name
-        return self._backends.get(name).submit(fn, *args, **kwargs)
+        return self._backends.get(name).submit_call(fn, *args, **kwargs)
 
     def map(
         self,

@@ -128,6 +128,11 @@ class Backend:
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         raise NotImplementedError
 
+    def submit_call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """``Pool.submit``: run the user's ``fn(*args, **kwargs)`` (numpool's own jobs go
+        through :meth:`submit`)."""
+        return self.submit(fn, *args, **kwargs)
+
     def scope(self) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
 

@@ -25,9 +25,12 @@ from .. import blas, shm
 from .._errors import annotate
 from .._stats import worker_name
 from ..shm import Attachments, Segment, ShmRef, Slot
+from ._ship import portable, ship
 
 _attachments: Attachments | None = None
 _owner: int | None = None  # pid of the parent that owns segments made here
+#: this is a worker process: what goes back must survive pickling (see _ship.py)
+_remote = False
 
 
 def init_worker(
@@ -35,7 +38,8 @@ def init_worker(
 ) -> None:
     """Worker-process initializer: BLAS limit, the parent's shared-memory directories,
     segment cache, Ctrl-C left to the parent."""
-    global _attachments, _owner
+    global _attachments, _owner, _remote
+    _remote = True
     # Ctrl-C reaches the whole process group; the parent decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if blas_threads is not None:
@@ -121,7 +125,7 @@ def apply_block(
         else:
             res = func(block)
     except Exception as e:
-        raise annotate(e, where) from None
+        raise _back(annotate(e, where)) from None
     if tail is not None and dtype is not None:  # (None: the caller learns the layout)
         check_block(res, block.shape[0], tail, dtype, where)
     if target is None:
@@ -150,11 +154,26 @@ def run_tasks(
         try:
             res = func(*[resolve(a) for a in args])
         except Exception as e:
-            raise annotate(e, f"task {index} of {total}") from None
+            raise _back(annotate(e, f"task {index} of {total}")) from None
         if slots is not None:
             res = _result_to_shm(res, slots[k])
-        out.append(res)
+        out.append(ship(res) if _remote else res)
     return out, worker_name(), t0, time.perf_counter()
+
+
+def _back(exc: BaseException) -> BaseException:
+    """An exception on its way back to the caller: in a worker process, one that
+    survives pickling (see _ship.portable); in the caller's own, itself."""
+    return portable(exc) if _remote else exc
+
+
+def call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``fn(*args, **kwargs)`` for ``Pool.submit`` in a worker process: its result, or
+    its exception, as something that survives the way back."""
+    try:
+        return ship(fn(*args, **kwargs))
+    except BaseException as e:
+        raise portable(e) from None
 
 
 def _result_to_shm(res: Any, slot: Slot | None) -> Any:

@@ -10,7 +10,9 @@ than serial NumPy; here arrays travel by *name* (see ``numpool.shm``):
 Process management is the standard library's ``ProcessPoolExecutor`` over
 the ``forkserver`` start method (``spawn`` where there is none): workers
 are forked from a clean single-threaded server that has already imported
-NumPy and numpool, never from the caller (which may be running threads).
+NumPy and numpool, never from the caller (which may be running threads), and
+never run the user's ``__main__`` (``_context.py``); functions from it, and
+lambdas, travel by value (``_ship.py``).
 Each worker applies the BLAS budget once, at start, with threadpoolctl.
 
 A worker that dies (SIGKILL, OOM) breaks the stdlib executor; numpool turns
@@ -21,7 +23,6 @@ the next call.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing as mp
 import os
 import pickle
 import signal
@@ -34,19 +35,12 @@ from typing import Any, ClassVar
 
 from .. import shm
 from ._base import Backend
+from ._context import context
+from ._ship import ship, ship_args
 from ._transport import Shared, Transport
-from ._worker import init_worker
+from ._worker import call, init_worker
 
 __all__ = ["ProcessesBackend"]
-
-
-def _context() -> Any:
-    if "forkserver" in mp.get_all_start_methods():
-        ctx = mp.get_context("forkserver")
-        # Only effective before the forkserver starts; afterwards workers import on demand.
-        ctx.set_forkserver_preload(["numpy", "numpool.backends._worker"])
-        return ctx
-    return mp.get_context("spawn")
 
 
 class ProcessesBackend(Backend):
@@ -72,7 +66,7 @@ class ProcessesBackend(Backend):
     def _make_executor(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
             max_workers=self.workers,
-            mp_context=_context(),
+            mp_context=context(),
             initializer=init_worker,
             initargs=(
                 self.blas_threads,
@@ -93,16 +87,28 @@ class ProcessesBackend(Backend):
             return ex
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """One of numpool's own jobs (apply_block, run_tasks): what needs it travels by
+        value (a func from ``__main__``, a lambda)."""
         ex = self.executor()
-        future = ex.submit(fn, *args, **kwargs)
+        future = ex.submit(fn, *ship_args(args), **kwargs)
         procs = getattr(ex, "_processes", None)  # started on demand by submit()
         if procs and len(procs) != len(self._procs):
             self._procs.update(procs)
         return future
 
+    def submit_call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """``Pool.submit``: the user's call, by value where it needs to be; its result
+        and its exception come back whole (see _worker.call)."""
+        return self.submit(
+            call,
+            ship(fn),
+            ship_args(args),
+            dict(zip(kwargs, ship_args(tuple(kwargs.values())), strict=True)),
+        )
+
     def check_callable(self, func: Callable[..., Any]) -> None:
-        """Refuse, before any work is sent, a func that worker processes cannot load."""
-        _check_importable(func)
+        """Refuse, before any work is sent, a func that cannot reach a worker process."""
+        _check_sendable(func)
 
     def crash_cause(self) -> str:
         """How a worker of the broken executor died, in words (waits up to 1 s for the
@@ -156,7 +162,7 @@ class ProcessesBackend(Backend):
     @classmethod
     def unavailable(cls, func: Callable[..., Any]) -> str | None:
         try:
-            _check_importable(func)
+            _check_sendable(func)
         except TypeError as e:
             return str(e)
         return None
@@ -190,39 +196,22 @@ def _death(pid: int, code: int) -> str:
     return f"worker pid {pid} exited with code {code} (os._exit or a fatal error in func)"
 
 
-def _check_importable(func: Any) -> None:
+def _check_sendable(func: Any) -> None:
     """A TypeError naming the way out when ``func`` cannot reach a worker process: it
-    must pickle (by reference: a module-level function, a ufunc, a functools.partial
-    of one), and its module must be importable there."""
-    name = getattr(func, "__qualname__", None) or type(func).__name__
-    advice = (
-        "Use backend='threads' (NumPy code releases the GIL, so threads run it in "
-        "parallel), or define the function at module level in an importable .py file."
-    )
+    goes by reference (a module-level function, a ufunc) or by value (a function from
+    ``__main__``, a lambda, a closure: cloudpickle), and neither works."""
     try:
-        pickle.dumps(func)
+        shipped = ship(func)
+        if shipped is func:
+            pickle.dumps(func)
     except Exception as e:
-        what = (
-            "a lambda"
-            if name.endswith("<lambda>")
-            else (
-                "a function defined inside another function" if "<locals>" in name else repr(func)
-            )
-        )
+        name = getattr(func, "__qualname__", None) or type(func).__name__
         raise TypeError(
-            f"the processes backend cannot send {what} to its worker processes: it cannot "
-            f"be pickled ({type(e).__name__}: {e}). {advice}"
+            f"the processes backend cannot send {name} to its worker processes: neither "
+            f"pickle nor cloudpickle can serialise it ({type(e).__name__}: {e}). Use "
+            "backend='threads' (NumPy code releases the GIL, so threads run it in "
+            "parallel), or make what it refers to picklable."
         ) from None
-    main = sys.modules.get("__main__")
-    main_file = getattr(main, "__file__", None)
-    if getattr(func, "__module__", None) == "__main__" and not (
-        main_file and os.path.isfile(main_file)
-    ):
-        raise TypeError(
-            f"the processes backend cannot run {name}: it is defined in __main__ of an "
-            "interactive session (a notebook, the REPL, python -c or stdin), which worker "
-            f"processes cannot import. {advice}"
-        )
 
 
 def _unblock_feeder(ex: ProcessPoolExecutor) -> None:

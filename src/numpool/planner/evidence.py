@@ -22,6 +22,7 @@ decision follows what calls really take, not what one sample suggested.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
@@ -119,8 +120,8 @@ class EvidenceCache:
         self.size = size
         self._items: OrderedDict[Hashable, Evidence] = OrderedDict()
         self.lock = threading.Lock()
-        #: bumped by clear(): what was derived from the evidence (tiny paths) goes too
-        self.generation = 0
+        #: what was derived from the evidence (the runners' tiny paths): cleared with it
+        self.derived: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def get(self, key: Hashable) -> Evidence | None:
         with self.lock:
@@ -143,7 +144,9 @@ class EvidenceCache:
     def clear(self) -> None:
         with self.lock:
             self._items.clear()
-            self.generation += 1
+            derived = list(self.derived)
+        for d in derived:
+            d.clear()
 
     def after_fork(self) -> None:
         """In a forked child: a fresh lock (another thread may have held it)."""

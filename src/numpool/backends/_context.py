@@ -1,0 +1,111 @@
+"""The multiprocessing context of numpool's worker processes: they never run ``__main__``.
+
+With the spawn and forkserver start methods, every new process re-imports the
+parent's ``__main__`` (as ``__mp_main__``) before it runs anything: a script
+without an ``if __name__ == "__main__":`` guard runs again in every worker,
+prints twice, and crashes when it starts a pool at module level. joblib's loky
+avoids it by never importing the main module in its workers, and ships
+functions and classes from ``__main__`` by value (cloudpickle); numpool does
+the same (values: see ``_ship.py``).
+
+How: the stdlib's ``Popen._launch`` sends the child ``spawn.
+get_preparation_data()``, whose ``init_main_from_path`` / ``init_main_from_name``
+make the child run the script. The contexts here use the stdlib's own
+``_launch`` code, rebound to a ``spawn`` whose preparation data leaves those
+two keys out. Nothing is copied from CPython, so its fixes still apply; the
+code of ``_launch`` reads ``spawn`` as a module global on 3.10-3.13 (checked
+by tests/test_scripts.py). The forkserver itself never imports ``__main__``
+either: its preload list is numpool's own (from CPython 3.13.8 a preload of
+``__main__`` would run the script in the server).
+
+This module is preloaded by the fork server: each worker needs it to rebuild
+its Process object.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import multiprocessing.context as mpc
+import os
+import sys
+import types
+from multiprocessing import spawn
+from typing import Any
+
+__all__ = ["PRELOAD", "context"]
+
+#: what the fork server imports once, so that workers start with it loaded
+PRELOAD = ["numpy", "numpool.backends._context", "numpool.backends._worker"]
+
+
+class _SpawnWithoutMain:
+    """``multiprocessing.spawn``, except that a child is never told to run ``__main__``."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(spawn, name)
+
+    @staticmethod
+    def get_preparation_data(name: str) -> dict[str, Any]:
+        data: dict[str, Any] = spawn.get_preparation_data(name)
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+        return data
+
+
+def _without_main(popen: Any) -> type:
+    """A subclass of the stdlib Popen class ``popen`` whose ``_launch`` is the stdlib's
+    code reading ``spawn`` from :class:`_SpawnWithoutMain`."""
+    launch = popen._launch
+    namespace = dict(vars(sys.modules[popen.__module__]))
+    namespace["spawn"] = _SpawnWithoutMain()
+    rebound = types.FunctionType(
+        launch.__code__, namespace, launch.__name__, launch.__defaults__, launch.__closure__
+    )
+    return type(popen.__name__, (popen,), {"_launch": rebound, "__module__": __name__})
+
+
+if "forkserver" in mp.get_all_start_methods():
+    from multiprocessing import popen_forkserver
+
+    _ForkServerPopen = _without_main(popen_forkserver.Popen)
+
+    class ForkServerProcess(mpc.ForkServerProcess):
+        _start_method = "forkserver"
+
+        @staticmethod
+        def _Popen(process_obj: Any) -> Any:
+            return _ForkServerPopen(process_obj)
+
+    class ForkServerContext(mpc.ForkServerContext):
+        _name = "forkserver"  # start-method checks (SemLock) must see a fork server
+        Process = ForkServerProcess
+
+
+if os.name == "posix":
+    from multiprocessing import popen_spawn_posix
+
+    _SpawnPopen = _without_main(popen_spawn_posix.Popen)
+
+    class SpawnProcess(mpc.SpawnProcess):
+        _start_method = "spawn"
+
+        @staticmethod
+        def _Popen(process_obj: Any) -> Any:
+            return _SpawnPopen(process_obj)
+
+    class SpawnContext(mpc.SpawnContext):
+        _name = "spawn"
+        Process = SpawnProcess
+
+
+def context() -> Any:
+    """The context worker processes start from: a fork server where there is one,
+    else spawn; on POSIX, neither runs the user's ``__main__`` in a worker."""
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = ForkServerContext()
+        # only effective before the fork server starts; afterwards workers import on demand
+        ctx.set_forkserver_preload(PRELOAD)
+        return ctx
+    if os.name == "posix":
+        return SpawnContext()
+    return mp.get_context("spawn")  # Windows: workers run __main__ (guard your script)
