@@ -233,7 +233,7 @@ def open_pool(row: Row, backend: str, workers: int) -> Any:
     import numpool
 
     try:
-        return numpool.Pool(backend, workers=workers)
+        return numpool.Pool(backend, workers=workers)  # type: ignore[arg-type]
     except numpool.BackendUnavailableError as e:
         row.status, row.note = "not installed", str(e).split(";")[0]
         return None
