@@ -247,55 +247,74 @@ def test_structured_dtypes_cross_processes_bit_for_bit() -> None:
 # --- soak ---------------------------------------------------------------------------------
 
 
-def _fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+_SOAK = """
+import gc, json, os, time
+import numpy as np, psutil
+import funcs, numpool
+from helpers import segments
+from numpool.backends.processes import join_retired
+
+rng = np.random.default_rng(5)
+me = psutil.Process()
+x = rng.random(20_000)
+a = [rng.random(1000) for _ in range(8)]
+counts = {"ok": 0, "failed": 0, "killed": 0}
+with numpool.Pool("processes", workers=2) as pool:
+
+    def one(i):
+        r = rng.random()
+        try:
+            if r < 0.02:
+                pool.apply(funcs.die, x, chunks=4)
+            elif r < 0.10:
+                pool.map_arrays(funcs.fail_task, a, range(8))
+            elif i % 2:
+                assert np.array_equal(pool.apply(np.sqrt, x, chunks=4), np.sqrt(x))
+            else:
+                res = pool.map_arrays(np.add, a, a)
+                assert all(np.array_equal(q, v + v) for q, v in zip(res, a, strict=True))
+            counts["ok"] += 1
+        except numpool.WorkerCrashedError:
+            counts["killed"] += 1
+        except KeyError:
+            counts["failed"] += 1
+
+    def settled():
+        # Every worker running (the executor starts them on demand, and each holds
+        # pipes), the executors that crashes broke done closing theirs, and the
+        # figures then.
+        pool.map_arrays(funcs.gil_sleep_task, [np.ones(2)] * 8, chunksize=1)
+        join_retired(timeout=30)
+        gc.collect()  # (a traceback's cycle may hold a mapping)
+        return len(segments()), len(os.listdir("/proc/self/fd")), me.memory_info().rss
+
+    for i in range(100):  # warm: workers, arena, mappings
+        one(i)
+    base = settled()
+    t = time.monotonic()
+    for i in range(1000):
+        one(i)
+    spent = time.monotonic() - t
+    end = settled()
+print(json.dumps({"counts": counts, "spent": spent, "base": base, "end": end}))
+"""
 
 
 def test_soak_1000_calls_with_failures_and_kills() -> None:
     """1000 apply/map calls on processes with random task failures and worker kills:
-    no growth of /dev/shm entries or open file descriptors, parent memory within 10%."""
-    import psutil
+    no growth of /dev/shm entries or open file descriptors, parent memory within 10%.
 
-    rng = np.random.default_rng(5)
-    me = psutil.Process()
-    x = rng.random(20_000)
-    a = [rng.random(1000) for _ in range(8)]
-    counts = {"ok": 0, "failed": 0, "killed": 0}
-    with numpool.Pool("processes", workers=2) as pool:
+    It runs in a fresh interpreter, so that what earlier tests left running (a
+    cluster closing, an executor's threads) cannot move its figures."""
+    import json
 
-        def one(i: int) -> None:
-            r = rng.random()
-            try:
-                if r < 0.02:
-                    pool.apply(funcs.die, x, chunks=4)
-                elif r < 0.10:
-                    pool.map_arrays(funcs.fail_task, a, range(8))
-                elif i % 2:
-                    assert np.array_equal(pool.apply(np.sqrt, x, chunks=4), np.sqrt(x))
-                else:
-                    res = pool.map_arrays(np.add, a, a)
-                    assert all(np.array_equal(q, v + v) for q, v in zip(res, a, strict=True))
-                counts["ok"] += 1
-            except numpool.WorkerCrashedError:
-                counts["killed"] += 1
-            except KeyError:
-                counts["failed"] += 1
-
-        def settled() -> tuple[int, int, int]:
-            """Every worker running (the executor starts them on demand, and each holds
-            pipes), and the figures then."""
-            pool.map_arrays(funcs.gil_sleep_task, [np.ones(2)] * 8, chunksize=1)
-            return len(segments()), _fds(), me.memory_info().rss
-
-        for i in range(100):  # warm: workers, arena, mappings
-            one(i)
-        base = settled()
-        t = time.monotonic()
-        for i in range(1000):
-            one(i)
-        spent = time.monotonic() - t
-        end = settled()
-    print(f"soak: {counts} in {spent:.1f} s; segments/fds/rss before {base}, after {end}")
+    proc = _run(_SOAK)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    got = json.loads(out.strip().splitlines()[-1])
+    counts, base, end = got["counts"], got["base"], got["end"]
+    print(f"soak: {counts} in {got['spent']:.1f} s; segments/fds/rss {base} -> {end}")
+    assert not err.strip(), err
     assert counts["killed"] >= 5 and counts["failed"] >= 30 and counts["ok"] >= 800
     assert end[0] <= base[0], f"/dev/shm entries grew: {base[0]} -> {end[0]}"
     assert end[1] <= base[1], f"open file descriptors grew: {base[1]} -> {end[1]}"

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import errno
 import mmap
 import os
@@ -196,17 +197,70 @@ def is_numpool_name(name: str) -> bool:
     return owner.isdigit() and len(token) == 16 and all(c in "0123456789abcdef" for c in token)
 
 
+class _Mapping:
+    """A shared mapping of a file, with no file descriptor kept open: Python's
+    ``mmap.mmap`` keeps a duplicate of the descriptor for as long as the mapping
+    lives, so every array in shared memory cost an open file, and ~1000 of them
+    broke ``ulimit -n 1024``. NumPy arrays are made over it through
+    ``__array_interface__``, so every view keeps it alive; it is unmapped when the
+    last one is gone."""
+
+    __slots__ = ("__array_interface__", "__weakref__")
+
+    def __init__(self, address: int, size: int) -> None:
+        self.__array_interface__ = {
+            "data": (address, False),
+            "shape": (size,),
+            "typestr": "|u1",
+            "version": 3,
+        }
+
+
+def _libc() -> Any:
+    lib = ctypes.CDLL(None, use_errno=True)
+    lib.mmap.restype = ctypes.c_void_p
+    lib.mmap.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    ]
+    lib.munmap.restype = ctypes.c_int
+    lib.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    return lib
+
+
+_LIBC = _libc()
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+def _map(fd: int, size: int, populate: bool = False) -> np.ndarray:
+    """Map ``size`` bytes of the file ``fd``, shared and read-write, as a uint8 array
+    that keeps no descriptor open (the caller may close ``fd`` at once)."""
+    flags = mmap.MAP_SHARED | (getattr(mmap, "MAP_POPULATE", 0) if populate else 0)
+    prot = mmap.PROT_READ | mmap.PROT_WRITE
+    address = _LIBC.mmap(None, size, prot, flags, fd, 0)
+    if address is None or address == _MAP_FAILED:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mmap of {size} bytes failed: {os.strerror(err)}")
+    owner = _Mapping(address, size)
+    weakref.finalize(owner, _LIBC.munmap, address, size)
+    return np.asarray(owner)
+
+
 class Segment:
     """One named shared-memory file, mapped read-write into this process."""
 
     __slots__ = ("__weakref__", "address", "buf", "held", "name", "path", "size", "unlinked")
 
-    def __init__(self, name: str, path: str, buf: mmap.mmap) -> None:
+    def __init__(self, name: str, path: str, buf: np.ndarray) -> None:
         self.name = name
         self.path = path
         self.buf = buf
-        self.size = len(buf)
-        self.address: int = np.frombuffer(buf, np.uint8).ctypes.data
+        self.size = buf.nbytes
+        self.address: int = buf.ctypes.data
         self.unlinked = False
         self.held = 0  # bytes counted in _held (created here, in shm_dir())
 
@@ -253,7 +307,7 @@ class Segment:
                 if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
                     raise
                 os.ftruncate(fd, size)
-            buf = mmap.mmap(fd, size)
+            buf = _map(fd, size)
         except BaseException:
             _unlink_path(path)
             raise
@@ -278,10 +332,7 @@ class Segment:
                     raise
         try:
             size = os.fstat(fd).st_size
-            flags = mmap.MAP_SHARED
-            if populate:
-                flags |= getattr(mmap, "MAP_POPULATE", 0)
-            buf = mmap.mmap(fd, size, flags=flags)
+            buf = _map(fd, size, populate)
         finally:
             os.close(fd)
         return cls(name, path, buf)
