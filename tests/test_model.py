@@ -50,8 +50,11 @@ def apply(items: int, item_s: float, **kw: object) -> Measurements:
 def test_a_gil_holding_function_never_goes_to_threads(
     items: int, item_s: float, speedup: float, calls: int
 ) -> None:
-    """Threads measured (on a trusted sample) at no gain are never chosen, nor explored."""
-    m = apply(items, item_s, threads_speedup=speedup, threads_trusted=True, calls=calls)
+    """Threads measured (on a trusted sample) at no gain, waiting for the GIL, are never
+    chosen, nor explored."""
+    m = apply(
+        items, item_s, threads_speedup=speedup, threads_trusted=True, gil_free=False, calls=calls
+    )
     for work in (ALL, Work((SERIAL, THREADS)), Work((SERIAL, THREADS), explore=False)):
         assert choose(m, VM, work).backend != "threads"
 
@@ -68,7 +71,14 @@ def test_tiny_work_stays_serial(items: int, item_s: float) -> None:
 
 def test_processes_lose_when_the_copy_costs_more_than_it_saves() -> None:
     """A GIL-holding func over 80 MB that takes 10 ms serially: copying costs more."""
-    m = apply(10_000_000, 1e-9, threads_speedup=1.0, threads_trusted=True, bytes_per_item=16)
+    m = apply(
+        10_000_000,
+        1e-9,
+        threads_speedup=1.0,
+        threads_trusted=True,
+        gil_free=False,
+        bytes_per_item=16,
+    )
     d = choose(m, VM, ALL)
     assert d.backend == "serial", d
     assert "copy-costs" in d.codes()
@@ -77,7 +87,14 @@ def test_processes_lose_when_the_copy_costs_more_than_it_saves() -> None:
 
 def test_processes_win_for_gil_holding_work_with_little_data() -> None:
     """A Python loop over 2M floats: ~0.5 s serially, 16 bytes a row to move."""
-    m = apply(2_000_000, 250e-9, threads_speedup=1.0, threads_trusted=True, bytes_per_item=16)
+    m = apply(
+        2_000_000,
+        250e-9,
+        threads_speedup=1.0,
+        threads_trusted=True,
+        gil_free=False,
+        bytes_per_item=16,
+    )
     d = choose(m, VM, ALL)
     assert d.backend == "processes", d
     assert d.costs["processes"] < d.costs["serial"] / 1.5
@@ -113,7 +130,7 @@ def test_processes_never_beat_threads_on_a_memory_bound_gil_free_function() -> N
 
 def test_blas_that_already_uses_every_core_gains_nothing_in_processes() -> None:
     """A serial matmul that kept both cores busy: processes predict no gain."""
-    m = apply(100, 0.15, native=2.0, threads_speedup=1.0, threads_trusted=True)
+    m = apply(100, 0.15, native=2.0, threads_speedup=1.0, threads_trusted=True, gil_free=True)
     d = choose(m, VM, ALL)
     assert d.costs["processes"] >= d.costs["serial"]
 
@@ -123,7 +140,14 @@ def test_start_up_is_spread_over_the_calls_of_the_work() -> None:
     the calls that keep coming."""
     cold = dataclasses.replace(PROCESSES, started=False)
     work = Work((SERIAL, THREADS, cold))
-    first = apply(200_000, 300e-9, threads_speedup=1.0, threads_trusted=True, bytes_per_item=16)
+    first = apply(
+        200_000,
+        300e-9,
+        threads_speedup=1.0,
+        threads_trusted=True,
+        gil_free=False,
+        bytes_per_item=16,
+    )
     d = choose(first, VM, work)
     assert d.backend == "serial" and "start-up" in d.codes(), d
     later = dataclasses.replace(first, calls=20)
@@ -134,11 +158,23 @@ def test_unmeasured_processes_are_measured_first_only_when_they_could_win() -> N
     unknown = dataclasses.replace(VM, process_start_s=None, process_task_s=None)
     cold = dataclasses.replace(PROCESSES, started=False)
     work = Work((SERIAL, THREADS, cold))
-    loop = apply(2_000_000, 250e-9, threads_speedup=1.0, threads_trusted=True, bytes_per_item=16)
+    loop = apply(
+        2_000_000,
+        250e-9,
+        threads_speedup=1.0,
+        threads_trusted=True,
+        gil_free=False,
+        bytes_per_item=16,
+    )
     d = choose(loop, unknown, work)
     assert d.measure_first == "processes" and d.backend == "processes"
     copy_bound = apply(
-        10_000_000, 1e-9, threads_speedup=1.0, threads_trusted=True, bytes_per_item=16
+        10_000_000,
+        1e-9,
+        threads_speedup=1.0,
+        threads_trusted=True,
+        gil_free=False,
+        bytes_per_item=16,
     )
     d = choose(copy_bound, unknown, work)
     assert d.measure_first is None and d.backend == "serial"
@@ -146,7 +182,7 @@ def test_unmeasured_processes_are_measured_first_only_when_they_could_win() -> N
 
 def test_unavailable_backends_are_never_chosen() -> None:
     lambda_ = dataclasses.replace(PROCESSES, unavailable="a lambda cannot be pickled")
-    m = apply(2_000_000, 250e-9, threads_speedup=1.0, threads_trusted=True)
+    m = apply(2_000_000, 250e-9, threads_speedup=1.0, threads_trusted=True, gil_free=False)
     d = choose(m, VM, Work((SERIAL, THREADS, lambda_)))
     assert d.backend != "processes" and math.isinf(d.costs["processes"])
     assert "unavailable" in d.codes()
@@ -216,6 +252,25 @@ def test_a_close_backend_with_few_calls_is_explored_once() -> None:
     )
     d = choose(seen, VM, ALL)
     assert not d.explore and d.backend == "serial"  # within the margin: kept
+
+
+def test_threads_that_stayed_on_a_core_but_gained_little_are_explored() -> None:
+    """On a first call's fresh output, page faults do not scale: np.exp read 1.0x on
+    threads that never waited for the GIL. Warm memory may tell another story."""
+    m = apply(
+        10**7,
+        2.4e-9,
+        threads_speedup=1.0,
+        threads_trusted=True,
+        gil_free=True,
+        bytes_per_item=16,
+        calls=1,
+        current="serial",
+    )
+    d = choose(m, VM, ALL)
+    assert d.backend == "threads" and d.explore
+    m = dataclasses.replace(m, gil_free=False)  # threads waited for the GIL: never
+    assert choose(m, VM, ALL).backend != "threads"
 
 
 def test_no_exploring_on_a_first_call() -> None:

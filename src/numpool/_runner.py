@@ -56,8 +56,6 @@ from .planner.profile import store
 
 __all__ = ["Runner", "whole"]
 
-#: the first call's rest counts as an observation when it is at least this share
-OBSERVE_SHARE = 1 / 4
 _NO_TINY: tuple[Any, ...] = (None,) * 6
 
 
@@ -542,10 +540,8 @@ class Runner:
             name, decision = self._decide_first(ev, walker, candidates, func)
         probe_s = perf_counter() - t_start
         measured = walker.done
-        rest = walker.n - walker.done
-        t0 = perf_counter()
         self._apply_rest(walker, name, chunks, ev, stats)
-        self._observe_first(ev, name, decision, rest, walker.n, perf_counter() - t0)
+        self._observe_first(ev, decision)
         ev = evidence.cache.put(key, ev)
         if decision is not None:
             stats.plan = self._plan(
@@ -699,7 +695,6 @@ class Runner:
                 name, decision = self._decide_first(ev, walker, candidates, func)
             probe_s, measured = perf_counter() - t_start, walker.done
             rest = n - walker.done
-            t1 = perf_counter()
             if rest:
                 backend = self.backends.get(name)
                 size = chunksize or self._chunksize(backend, rest, ev)
@@ -707,7 +702,7 @@ class Runner:
                     walker.serial(walker.done, n)
                 else:
                     walker.parallel(backend, walker.done, n, math.ceil(rest / size))
-            self._observe_first(ev, name, decision, rest, n, perf_counter() - t1)
+            self._observe_first(ev, decision)
             ev = evidence.cache.put(key, ev)
             if decision is not None:
                 stats.plan = self._plan(
@@ -822,6 +817,17 @@ class Runner:
         profile = store.get()
         m = ev.measurements(items, fresh_bytes=fresh)
         decision = model.choose(m, profile, model.Work(candidates, explore=explore))
+        chosen = next(c for c in candidates if c.name == decision.backend)
+        if explore and not chosen.started and decision.measure_first is None:
+            # a later call: workers the model wants start in the background, and this
+            # call runs on what is ready (no call after the first pays a start-up)
+            self.backends.get(chosen.name).start_soon(func)
+            why = "its workers are starting in the background"
+            candidates = tuple(
+                dataclasses.replace(c, unavailable=why) if c.name == chosen.name else c
+                for c in candidates
+            )
+            decision = model.choose(m, profile, model.Work(candidates, explore=explore))
         if decision.measure_first is not None:
             self._measure(decision.measure_first, func)
             candidates = tuple(
@@ -852,18 +858,11 @@ class Runner:
 
     # --- learning -----------------------------------------------------------------
 
-    def _observe_first(
-        self,
-        ev: Evidence,
-        name: str,
-        decision: model.Decision | None,
-        rest: int,
-        n: int,
-        seconds: float,
-    ) -> None:
+    def _observe_first(self, ev: Evidence, decision: model.Decision | None) -> None:
+        """A first call measured, and ran what was left: not a whole call's figure (its
+        output was fresh memory, its blocks shared the call with the measuring), so
+        it is not kept as one."""
         with evidence.cache.lock:
-            if rest >= OBSERVE_SHARE * n and rest > 0:
-                ev.observe(name, seconds / rest)
             ev.calls += 1
             if decision is not None:
                 ev.current = decision.backend

@@ -307,9 +307,11 @@ def _unknown(profile: Profile, c: Candidate) -> bool:
 
 
 def _explorable(m: Measurements, c: Candidate) -> bool:
-    """Whether one whole call on ``c`` could show anything the sample did not."""
+    """Whether one whole call on ``c`` could show anything the sample did not: not for
+    threads whose trusted sample showed them waiting for the GIL (a func that released
+    it but gained little, on the first call's fresh memory, may still gain on warm)."""
     if c.in_process and c.parallel and m.threads_trusted and m.threads_speedup is not None:
-        return m.threads_speedup >= GIL_BOUND
+        return m.threads_speedup >= GIL_BOUND or m.gil_free is not False
     return True
 
 
