@@ -39,7 +39,14 @@ def test_fixed_signatures() -> None:
         "retries",
     ]
     params = list(inspect.signature(numpool.Pool).parameters)
-    assert params == ["backend", "workers", "blas_threads", "retries", "address"]
+    assert params == [
+        "backend",
+        "workers",
+        "blas_threads",
+        "retries",
+        "address",
+        "connect_timeout",
+    ]
 
 
 def test_exception_hierarchy() -> None:

@@ -7,7 +7,7 @@ expected and what was given.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -40,14 +40,17 @@ def check_backend(backend: Any) -> str:
     return backend
 
 
+@overload
+def check_count(name: str, value: Any, *, allow_none: Literal[False]) -> int: ...
+@overload
+def check_count(name: str, value: Any, *, allow_none: bool = True) -> int | None: ...
 def check_count(name: str, value: Any, *, allow_none: bool = True) -> int | None:
     """A positive int (or None): what workers=, chunks=, chunksize=, blas_threads= take."""
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(
-            f"{name} must be a positive int or None, got {type(value).__name__} {value!r}"
-        )
+        wanted = "a positive int or None" if allow_none else "a positive int"
+        raise TypeError(f"{name} must be {wanted}, got {type(value).__name__} {value!r}")
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
     return int(value)

@@ -10,6 +10,8 @@ backends it uses live in a :class:`~numpool.backends.BackendSet`::
 
 from __future__ import annotations
 
+import itertools
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from typing import Any
@@ -31,6 +33,7 @@ from ._cpus import default_workers
 from ._runner import Runner
 from ._stats import Last, Stats, last
 from .backends import BackendSet
+from .backends._worker import run_chunk
 from .planner.plan import Plan
 
 __all__ = ["Pool"]
@@ -69,6 +72,9 @@ class Pool(Executor):
         workers, up to this many times per call; then raise
         :class:`~numpool.WorkerCrashedError`. Only for idempotent ``func``.
         Default 0.
+    connect_timeout : float, optional
+        ``backend="dask"`` with an ``address`` only: seconds to reach the
+        scheduler before :class:`~numpool.BackendUnavailableError` (default 10).
 
     Attributes
     ----------
@@ -95,14 +101,22 @@ class Pool(Executor):
         *,
         retries: int = 0,
         address: Any = None,
+        connect_timeout: float | None = None,
     ) -> None:
         name = check_backend(backend)
         if address is not None and name != "dask":
             raise ValueError(f"address= is for backend='dask' (a Dask scheduler); got {backend!r}")
+        if connect_timeout is not None:
+            if name != "dask":
+                raise ValueError(f"connect_timeout= is for backend='dask'; got {backend!r}")
+            if isinstance(connect_timeout, bool) or not isinstance(connect_timeout, (int, float)):
+                raise TypeError(f"connect_timeout must be seconds, got {connect_timeout!r}")
+            if not connect_timeout > 0:
+                raise ValueError(f"connect_timeout must be > 0 seconds, got {connect_timeout}")
         n = 1 if name == "serial" else (check_workers(workers) or default_workers())
         given = check_count("blas_threads", blas_threads)
         self._name = name
-        self._backends = BackendSet(n, given, check_retries(retries), address)
+        self._backends = BackendSet(n, given, check_retries(retries), address, connect_timeout)
         self._runner = Runner(self._backends, name)
         #: apply may try the runner's tiny path first (one flag, checked in ~20 ns)
         self._tiny_ok = name != "serial"
@@ -149,8 +163,7 @@ class Pool(Executor):
         """
         self._check_open()
         check_func("submit", fn)
-        name = "threads" if self._name == AUTO else self._name
-        return self._backends.get(name).submit_call(fn, *args, **kwargs)
+        return self._backends.get(self._executor_backend()).submit_call(fn, *args, **kwargs)
 
     def map(
         self,
@@ -159,10 +172,33 @@ class Pool(Executor):
         timeout: float | None = None,
         chunksize: int = 1,
     ) -> Iterator[Any]:
-        """``Executor.map``: results of ``fn(*args)`` for the zipped iterables, lazily,
-        in order; ``timeout`` counts from this call. For numpool's eager, array-aware
-        map (shared memory, a measured backend), see :meth:`map_arrays`."""
-        return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize)
+        """``Executor.map``: ``fn(*args)`` for the zipped iterables, as a lazy iterator.
+
+        Every call is submitted now; results come in order as they are reached,
+        each error is raised when its item is reached, and ``timeout`` counts
+        from this call (a ``TimeoutError`` then, even while every worker is
+        busy). It stops at the shortest iterable; ``chunksize`` items travel to
+        a worker together (an error fails its whole chunk, as in the stdlib).
+        Results are released as they are consumed; dropping the iterator
+        cancels what has not started. For numpool's eager, array-aware map
+        (shared memory, a measured backend), see :meth:`map_arrays`.
+        """
+        self._check_open()
+        check_func("map", fn)
+        size = check_count("chunksize", chunksize, allow_none=False)
+        end = None if timeout is None else time.monotonic() + timeout
+        backend = self._backends.get(self._executor_backend())
+        calls = zip(*iterables, strict=False)  # Executor.map stops at the shortest
+        if size == 1:
+            futures = [backend.submit_call(fn, *args) for args in calls]
+        else:
+            futures = [backend.submit_call(run_chunk, fn, chunk) for chunk in _chunks(calls, size)]
+        return _results(futures, end, chunked=size > 1)
+
+    def _executor_backend(self) -> str:
+        """Where submit and map run: auto's are single calls, with nothing to measure
+        on, so they go to threads."""
+        return "threads" if self._name == AUTO else self._name
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop the workers and release the pool's shared memory. Idempotent."""
@@ -264,6 +300,61 @@ class Pool(Executor):
             f"<numpool.Pool backend={self.backend!r} workers={self.workers} "
             f"blas_threads={self.blas_threads}{state}>"
         )
+
+
+def _chunks(calls: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
+    while chunk := list(itertools.islice(calls, size)):
+        yield chunk
+
+
+def _results(futures: list[Future[Any]], end: float | None, chunked: bool) -> _MapIterator:
+    return _MapIterator(futures, end, chunked)
+
+
+class _MapIterator(Iterator[Any]):
+    """Executor.map's iterator: each result as it is reached, none kept once yielded.
+    On a timeout, an error, :meth:`close`, or when dropped (even before its first
+    item), the futures not yet started are cancelled, as concurrent.futures' own
+    ``result_iterator`` does once it has started."""
+
+    __slots__ = ("_chunk", "_end", "_futures")
+
+    def __init__(self, futures: list[Future[Any]], end: float | None, chunked: bool) -> None:
+        self._futures = futures[::-1]  # pop() from the end: the first submitted first
+        self._end = end
+        self._chunk: list[Any] | None = [] if chunked else None
+
+    def __iter__(self) -> _MapIterator:
+        return self
+
+    def __next__(self) -> Any:
+        if self._chunk:
+            return self._chunk.pop()
+        if not self._futures:
+            raise StopIteration
+        f = self._futures.pop()
+        try:
+            value = f.result(None if self._end is None else self._end - time.monotonic())
+        except BaseException:
+            f.cancel()
+            self.close()
+            raise
+        if self._chunk is None:
+            return value
+        value.reverse()
+        self._chunk = value
+        return self._chunk.pop()
+
+    def close(self) -> None:
+        """Cancel what has not started; the iterator ends."""
+        futures, self._futures = self._futures, []
+        for f in futures:
+            f.cancel()
+        if self._chunk:
+            self._chunk.clear()
+
+    def __del__(self) -> None:
+        self.close()
 
 
 def _kind(kind: str | None, args: tuple[Any, ...]) -> str:

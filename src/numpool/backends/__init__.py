@@ -62,13 +62,19 @@ class BackendSet:
     options, all shut down together; none is created after :meth:`shutdown`."""
 
     def __init__(
-        self, workers: int, blas_threads: int | None, retries: int = 0, address: Any = None
+        self,
+        workers: int,
+        blas_threads: int | None,
+        retries: int = 0,
+        address: Any = None,
+        connect_timeout: float | None = None,
     ) -> None:
         self.workers = workers
         #: the user's blas_threads (None: budgeted per backend)
         self.given_blas = blas_threads
         self.retries = retries
         self.address = address
+        self.connect_timeout = connect_timeout
         self.closed = False
         self._lock = threading.Lock()
         self._live: dict[str, Backend] = {}
@@ -89,9 +95,11 @@ class BackendSet:
                 raise RuntimeError("cannot schedule new work after the pool was shut down")
             backend = self._live.get(name)
             if backend is None:
-                options = (
-                    {"address": self.address, "retries": self.retries} if name == "dask" else {}
-                )
+                options: dict[str, Any] = {}
+                if name == "dask":
+                    options = {"address": self.address, "retries": self.retries}
+                    if self.connect_timeout is not None:
+                        options["connect_timeout"] = self.connect_timeout
                 backend = get(name, self.workers, self.blas_for(name), **options)
                 backend.retries = self.retries
                 self._live[name] = backend

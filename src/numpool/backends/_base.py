@@ -150,6 +150,10 @@ class Backend:
             for f in [self.submit(_warm, func, args) for _ in range(self.workers)]:
                 f.result()
 
+    def start_soon(self, func: Callable[..., Any] | None = None) -> None:
+        """Start the workers in the background, if they are not running (they are,
+        unless the backend has a start-up cost: processes override this)."""
+
     def max_in_flight(self) -> int:
         """Batches submitted ahead of completion (bounds staged memory)."""
         return 2 * self.workers

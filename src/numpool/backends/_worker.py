@@ -176,6 +176,11 @@ def call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) 
         raise portable(e) from None
 
 
+def run_chunk(fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> list[Any]:
+    """``Pool.map`` with a chunksize: the chunk's calls, in order, on one worker."""
+    return [fn(*args) for args in chunk]
+
+
 def _result_to_shm(res: Any, slot: Slot | None) -> Any:
     if not isinstance(res, np.ndarray) or res.dtype.hasobject or res.nbytes == 0:
         return res

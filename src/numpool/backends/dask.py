@@ -32,8 +32,10 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future, InvalidStateError
+from concurrent.futures import wait as wait_for
 from typing import Any, ClassVar
 
 import numpy as np
@@ -43,6 +45,7 @@ from .._errors import BackendUnavailableError
 from ..blas import process_budget
 from ._base import Backend
 from ._transport import ApplyIO, MapIO, Task, Transport
+from ._worker import call
 
 __all__ = ["DaskBackend", "connect"]
 
@@ -60,8 +63,31 @@ def _import() -> Any:
     return distributed
 
 
-def connect(address: Any, workers: int, retries: int) -> tuple[Any, Any]:
-    """(client, cluster we started or None) for ``address`` (see the module docstring)."""
+#: seconds to reach a scheduler before giving up (Pool(connect_timeout=...))
+CONNECT_TIMEOUT_S = 10.0
+
+
+@contextlib.contextmanager
+def _environment_kept() -> Iterator[None]:
+    """Starting a LocalCluster sets OMP_NUM_THREADS=1 (and MKL_, OPENBLAS_) in this
+    process's environment for its workers; the caller's own is put back after."""
+    before = dict(os.environ)
+    try:
+        yield
+    finally:
+        for key in [k for k in os.environ if k not in before]:
+            del os.environ[key]
+        for key, value in before.items():
+            if os.environ.get(key) != value:
+                os.environ[key] = value
+
+
+def connect(
+    address: Any, workers: int, retries: int, timeout: float = CONNECT_TIMEOUT_S
+) -> tuple[Any, Any]:
+    """(client, cluster we started or None) for ``address`` (see the module docstring);
+    a scheduler that cannot be reached within ``timeout`` seconds is a
+    BackendUnavailableError naming it."""
     distributed = _import()
     if isinstance(address, distributed.Client):
         return address, None
@@ -72,7 +98,10 @@ def connect(address: Any, workers: int, retries: int) -> tuple[Any, Any]:
 
         # the scheduler reads allowed-failures when it starts: a task whose worker died
         # runs again on another one `retries` times, then KilledWorker
-        with dask.config.set({"distributed.scheduler.allowed-failures": retries}):
+        with (
+            _environment_kept(),
+            dask.config.set({"distributed.scheduler.allowed-failures": retries}),
+        ):
             cluster = distributed.LocalCluster(
                 n_workers=workers,
                 threads_per_worker=1,
@@ -81,7 +110,16 @@ def connect(address: Any, workers: int, retries: int) -> tuple[Any, Any]:
                 silence_logs=logging.CRITICAL,  # func's errors reach the caller anyway
             )
         return distributed.Client(cluster, set_as_default=False), cluster
-    return distributed.Client(address, set_as_default=False), None  # an address or cluster
+    try:  # an address or a cluster object
+        return distributed.Client(address, set_as_default=False, timeout=timeout), None
+    except (OSError, TimeoutError) as e:
+        where = address if isinstance(address, str) else type(address).__name__
+        raise BackendUnavailableError(
+            f"backend='dask' cannot reach the Dask scheduler at {where} within {timeout:g} s "
+            f"({type(e).__name__}: {e}). Check that the scheduler runs and the address is "
+            "right, raise Pool(connect_timeout=...), or leave address=None for a "
+            "LocalCluster on this machine."
+        ) from None
 
 
 class _DaskApply(ApplyIO):
@@ -201,10 +239,20 @@ class _Bridged(Future[Any]):
         else:
             with contextlib.suppress(InvalidStateError):
                 self.set_result(value)
+        self.task = None  # released: the cluster may forget the result now
 
     def cancel(self) -> bool:
-        self.task.cancel()
-        return super().cancel()
+        """Cancel the Dask task too; a cancelled future is notified at once, as an
+        executor does, so that wait() and as_completed() see it done."""
+        if not super().cancel():
+            return False
+        task, self.task = self.task, None
+        if task is not None:
+            with contextlib.suppress(Exception):  # the client closed meanwhile
+                task.cancel()
+        with contextlib.suppress(RuntimeError):  # notified already (cancelled twice)
+            self.set_running_or_notify_cancel()
+        return True
 
 
 class DaskTransport(Transport):
@@ -235,11 +283,16 @@ class DaskBackend(Backend):
     transport: ClassVar[Transport]  # one per backend: it holds the client
 
     def __init__(
-        self, workers: int, blas_threads: int | None, address: Any = None, retries: int = 0
+        self,
+        workers: int,
+        blas_threads: int | None,
+        address: Any = None,
+        retries: int = 0,
+        connect_timeout: float = CONNECT_TIMEOUT_S,
     ) -> None:
         super().__init__(workers, blas_threads)
         self.retries = retries
-        self.client, self._cluster = connect(address, workers, retries)
+        self.client, self._cluster = connect(address, workers, retries, connect_timeout)
         self.transport = DaskTransport(self)  # type: ignore[misc]
         #: workers in this process share the caller's process-wide BLAS limit (as with
         #: threads); worker processes each get the budget with their first task
@@ -247,6 +300,8 @@ class DaskBackend(Backend):
         self.workers = max(1, sum(self.client.nthreads().values()))
         self.address = self.client.scheduler.address
         self._round_trip: float | None = None
+        #: futures handed out and not yet settled (shutdown settles what is left)
+        self._outstanding: weakref.WeakSet[_Bridged] = weakref.WeakSet()
 
     def task_seconds(self, profile: Any) -> float:
         """A scheduler round trip of a tiny task on this cluster, measured once."""
@@ -260,12 +315,21 @@ class DaskBackend(Backend):
         return self._round_trip
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if self.client is None:
+            raise RuntimeError("cannot schedule new work after the pool was shut down")
         if not (self.local or self.blas_threads is None):
             fn, args = _budgeted, (self.blas_threads, fn, *args)
         with warnings.catch_warnings():
             # with retries, blocks travel inside their tasks on purpose
             warnings.filterwarnings("ignore", message=".*[Ll]arge (object|graph)")
-            return _Bridged(self.client.submit(fn, *args, pure=False, **kwargs))
+            future = _Bridged(self.client.submit(fn, *args, pure=False, **kwargs))
+        self._outstanding.add(future)
+        return future
+
+    def submit_call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """``Pool.submit``: the user's keywords travel as a dict (Client.submit has
+        keywords of its own), and the result or error comes back whole."""
+        return self.submit(call, fn, args, kwargs)
 
     def scope(self) -> contextlib.AbstractContextManager[None]:
         return process_budget(self.blas_threads) if self.local else contextlib.nullcontext()
@@ -311,6 +375,18 @@ class DaskBackend(Backend):
         return 8 * self.workers
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """The Executor's shutdown: pending tasks cancelled on request, running ones
+        waited for on request; then every future still open is cancelled (its client
+        is gone, nothing would ever settle it) and the client and cluster closed."""
+        outstanding = list(self._outstanding)
+        if cancel_futures:
+            for f in outstanding:
+                f.cancel()
+        if wait:
+            wait_for(outstanding)
+        for f in outstanding:
+            if not f.done():
+                f.cancel()
         client, self.client = self.client, None
         if client is not None:
             with contextlib.suppress(Exception):

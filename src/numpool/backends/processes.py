@@ -22,6 +22,7 @@ the next call.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import pickle
@@ -59,6 +60,7 @@ class ProcessesBackend(Backend):
         self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
         self._closed = False
+        self._starter: threading.Thread | None = None
         #: the current executor's worker processes, by pid (to tell how one died)
         self._procs: dict[int, Any] = {}
         shm.arena().acquire()
@@ -76,12 +78,16 @@ class ProcessesBackend(Backend):
         )
 
     def executor(self) -> ProcessPoolExecutor:
-        """The live executor, replacing one that a dead worker broke."""
+        """The live executor, replacing one that a dead worker broke; none after
+        shutdown (a call still running in another thread then fails, starting nothing)."""
         with self._lock:
+            if self._closed:
+                raise RuntimeError("cannot schedule new work after the pool was shut down")
             ex = self._executor
             if ex is None or getattr(ex, "_broken", False):
                 if ex is not None:
                     ex.shutdown(wait=False, cancel_futures=True)
+                    _retire(ex)
                 ex = self._executor = self._make_executor()
                 self._procs = {}
             return ex
@@ -152,12 +158,38 @@ class ProcessesBackend(Backend):
         if ex is not None:
             _unblock_feeder(ex)
             ex.shutdown(wait=False, cancel_futures=True)
+            _retire(ex)
 
     @property
     def started(self) -> bool:
-        """Workers are running (a first call would not pay their start-up)."""
+        """Workers are running (a call would not pay their start-up)."""
         ex = self._executor
-        return ex is not None and not getattr(ex, "_broken", False)
+        return (
+            ex is not None
+            and not getattr(ex, "_broken", False)
+            and len(getattr(ex, "_processes", None) or ()) >= self.workers
+            and self._starter is None
+        )
+
+    def start_soon(self, func: Callable[..., Any] | None = None) -> None:
+        """Start every worker in a background thread (once at a time); ``started`` turns
+        true when they are up."""
+        with self._lock:
+            if self._starter is not None or self._closed:
+                return
+            self._starter = threading.Thread(
+                target=self._start_in_background, args=(func,), name="numpool-start", daemon=True
+            )
+            self._starter.start()
+
+    def _start_in_background(self, func: Callable[..., Any] | None) -> None:
+        try:
+            self.start(func, None)
+        except Exception:
+            pass  # the next call that needs the workers meets the error itself
+        finally:
+            with self._lock:
+                self._starter = None
 
     @classmethod
     def unavailable(cls, func: Callable[..., Any]) -> str | None:
@@ -173,8 +205,41 @@ class ProcessesBackend(Backend):
             closed, self._closed = self._closed, True
         if ex is not None:
             ex.shutdown(wait=wait, cancel_futures=cancel_futures)
+            if not wait:
+                _retire(ex)
         if not closed:
             shm.arena().release()
+
+
+#: executors shut down without waiting, kept alive until their manager thread is done:
+#: it reads cancel_futures (and finishes the queue) through a weak reference to them
+_retired: list[ProcessPoolExecutor] = []
+_retired_lock = threading.Lock()
+
+
+def join_retired(timeout: float = 5.0) -> None:
+    """Wait, up to ``timeout`` seconds in all, for retired executors to finish closing
+    their queues and pipes (a broken one takes a moment); also run at exit."""
+    deadline = time.monotonic() + timeout
+    with _retired_lock:
+        retired = list(_retired)
+    for ex in retired:
+        thread = getattr(ex, "_executor_manager_thread", None)
+        if thread is not None:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+atexit.register(join_retired)
+
+
+def _retire(ex: ProcessPoolExecutor) -> None:
+    with _retired_lock:
+        _retired[:] = [
+            old
+            for old in _retired
+            if (t := getattr(old, "_executor_manager_thread", None)) is not None and t.is_alive()
+        ]
+        _retired.append(ex)
 
 
 def _death(pid: int, code: int) -> str:
