@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from numpool.planner import model
+from numpool.planner import measure, model
 from numpool.planner.model import Candidate, Measurements, Work, blocks, choose, chunksize
 from numpool.planner.profile import Profile
 
@@ -364,3 +364,17 @@ def test_ten_thousand_elements_are_one_block_on_threads() -> None:
 )
 def test_blocks_for_the_issue_workloads(items: int, item_s: float, expected: int) -> None:
     assert blocks(items, item_s, 2, VM.thread_task_s) == expected
+
+
+@pytest.mark.parametrize(
+    ("cores", "free"),
+    [
+        (0.5, False),  # two threads taking turns, one of them descheduled meanwhile
+        (1.0, False),  # the GIL held: one core at a time, however many threads
+        (1.05, False),  # ... with a little overlap at the hand-offs
+        (1.3, True),  # GIL released, another program busy on one of 2 cores
+        (1.9, True),  # GIL released on 2 idle cores, memory-bound or not
+    ],
+)
+def test_the_gil_is_read_from_the_cores_used_at_once(cores: float, free: bool) -> None:
+    assert measure.gil_free(cores) is free

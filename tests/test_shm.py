@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import os
 import stat
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -154,3 +156,56 @@ def test_worker_attachment_cache_drops_unlinked() -> None:
     finally:
         s1.unlink()
         s2.unlink()
+
+
+@pytest.mark.parametrize(
+    ("raw", "size"),
+    [
+        ("536870912", 512 << 20),
+        ("512M", 512 << 20),
+        ("512m", 512 << 20),
+        ("1G", 1 << 30),
+        ("1.5G", 3 << 29),
+        ("2GiB", 2 << 30),
+        ("64MB", 64 << 20),
+        ("4k", 4096),
+        (" 0 ", 0),
+    ],
+)
+def test_sizes_take_one_form_everywhere(raw: str, size: int) -> None:
+    assert shm.parse_bytes("NUMPOOL_ARENA_BYTES", raw) == size
+
+
+@pytest.mark.parametrize("raw", ["abc", "G", "-1M", "1X", "nan", "inf", "1.2.3G", ""])
+def test_a_bad_size_names_its_variable(raw: str) -> None:
+    with pytest.raises(ValueError, match=r"NUMPOOL_PRIVATE_ARENA_BYTES=.*like"):
+        shm.parse_bytes("NUMPOOL_PRIVATE_ARENA_BYTES", raw)
+
+
+@pytest.mark.parametrize("var", ["NUMPOOL_ARENA_BYTES", "NUMPOOL_PRIVATE_ARENA_BYTES"])
+def test_a_bad_size_variable_fails_where_it_is_used_not_at_import(var: str) -> None:
+    code = """
+import numpy as np, numpool
+try:
+    numpool.apply(np.negative, numpool.share(np.ones(1 << 20)), backend="threads")
+    numpool.apply(np.negative, np.ones(1 << 20), backend="processes")
+except ValueError as e:
+    print("error:", e)
+"""
+    good = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, var: "1G"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert good.returncode == 0 and good.stdout == "", good.stdout + good.stderr
+    bad = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, var: "abc"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 0, bad.stderr
+    assert bad.stdout.startswith(f"error: {var}='abc'"), bad.stdout

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import atexit
 import mmap
-import os
 import weakref
 from typing import Any
 
 import numpy as np
 
-from .shm import Arena
+from .shm import Arena, env_bytes
 
 __all__ = ["PrivateBuffer", "arena", "empty"]
 
@@ -52,15 +51,15 @@ class PrivateBuffer:
 
 
 def _default_max_idle() -> int:
-    configured = os.environ.get("NUMPOOL_PRIVATE_ARENA_BYTES")
-    if configured:
-        return int(configured)
+    configured = env_bytes("NUMPOOL_PRIVATE_ARENA_BYTES")
+    if configured is not None:
+        return configured
     import psutil
 
     return int(min(512 << 20, psutil.virtual_memory().total // 16))
 
 
-_arena = Arena(max_idle=_default_max_idle(), factory=PrivateBuffer)
+_arena = Arena(max_idle=_default_max_idle, factory=PrivateBuffer)
 atexit.register(_arena.clear)
 
 

@@ -46,6 +46,7 @@ import atexit
 import contextlib
 import ctypes
 import errno
+import math
 import mmap
 import os
 import secrets
@@ -54,6 +55,7 @@ import threading
 import warnings
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -111,14 +113,36 @@ def shm_limit() -> int | None:
     """$NUMPOOL_SHM_LIMIT (bytes; suffixes K, M, G): the most this process keeps in
     shm_dir() at once; beyond it, segments spill (see :func:`spill_dir`)."""
     raw = _config.get("limit") or os.environ.get("NUMPOOL_SHM_LIMIT")
-    if not raw:
+    if raw is None or raw == "":
         return None
+    if isinstance(raw, int):  # (a parent's, already read)
+        return raw
+    return parse_bytes("NUMPOOL_SHM_LIMIT", raw)
+
+
+def env_bytes(var: str) -> int | None:
+    """A size from environment variable ``var`` (see :func:`parse_bytes`), or None
+    when it is unset or empty."""
+    raw = os.environ.get(var, "").strip()
+    return parse_bytes(var, raw) if raw else None
+
+
+def parse_bytes(var: str, raw: str) -> int:
+    """A size as numpool's environment variables take it: bytes, or a number with a
+    binary suffix (``512K``, ``64M``, ``1.5G``, ``2GiB``, ``1T``). A bad value is a
+    ``ValueError`` naming the variable."""
     text = str(raw).strip().upper().removesuffix("B").removesuffix("I")
     scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(text[-1:], 1)
+    number = text[:-1] if scale > 1 else text
     try:
-        return int(float(text.rstrip("KMGT")) * scale)
+        value = float(number)
     except ValueError:
-        raise ValueError(f"NUMPOOL_SHM_LIMIT={raw!r}: expected bytes, like 64M or 2G") from None
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0) or not number.strip():
+        raise ValueError(
+            f"{var}={raw!r}: expected a size in bytes, like 536870912, 512M or 2G"
+        ) from None
+    return int(value * scale)
 
 
 def configure(shm: str, spill: str, limit: int | None) -> None:
@@ -419,14 +443,25 @@ class Arena:
     uses it for private memory).
     """
 
-    def __init__(self, max_idle: int | None = None, factory: Any = None) -> None:
+    def __init__(
+        self, max_idle: int | Callable[[], int] | None = None, factory: Any = None
+    ) -> None:
         self.factory = factory or Segment.create
         self._lock = threading.RLock()
         self._idle: OrderedDict[str, Segment] = OrderedDict()  # LRU order
         self._idle_bytes = 0
         self._users = 0
-        self.max_idle = max_idle if max_idle is not None else _default_max_idle()
+        # read when first needed: a bad $NUMPOOL_ARENA_BYTES is an error there, not
+        # at import
+        self._max_idle = _default_max_idle if max_idle is None else max_idle
         self.reused = 0
+
+    @property
+    def max_idle(self) -> int:
+        """The most bytes kept idle (a callable given is called once, when needed)."""
+        if callable(self._max_idle):
+            self._max_idle = int(self._max_idle())
+        return self._max_idle
 
     def take(self, nbytes: int) -> Segment:
         """A segment of at least ``nbytes`` bytes, warm when one is idle."""
@@ -462,7 +497,10 @@ class Arena:
             return sum(seg.size == size for seg in self._idle.values()) >= count
 
     def acquire(self) -> None:
+        """A pool starts using the arena (its size limit is read here, so that a bad
+        setting is an error of the call that starts the pool)."""
         with self._lock:
+            _ = self.max_idle
             self._users += 1
 
     def release(self) -> None:
@@ -489,9 +527,9 @@ class Arena:
 
 
 def _default_max_idle() -> int:
-    configured = os.environ.get("NUMPOOL_ARENA_BYTES")
-    if configured:
-        return int(configured)
+    configured = env_bytes("NUMPOOL_ARENA_BYTES")
+    if configured is not None:
+        return configured
     try:
         st = os.statvfs(shm_dir())
         total = st.f_blocks * st.f_frsize

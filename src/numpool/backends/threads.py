@@ -38,9 +38,9 @@ class ThreadsBackend(Backend):
 
     def __init__(self, workers: int, blas_threads: int | None) -> None:
         super().__init__(workers, blas_threads)
+        _buffers.arena().acquire()  # (first: it may refuse a bad setting)
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="numpool")
         self._closed = False
-        _buffers.arena().acquire()
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         return self._executor.submit(fn, *args, **kwargs)

@@ -16,10 +16,12 @@ every thread has woken, so the hand-off to idle threads (a millisecond on a
 small VM; the machine profile prices it) is left out, and a func that holds
 the GIL cannot hide it: its blocks then run one after the other. The half is
 timed from the blocks' start to the last one's end, as the workers saw them,
-and each block's thread reports its own CPU time: a func that releases the
-GIL keeps its thread on a core all the time, even when memory bandwidth
-leaves it little speed-up; one that holds it sleeps while it waits its turn
-(with W threads, about (W - 1)/W of the time).
+and each block's thread reports its own CPU time. Their sum over the half's
+span is how many cores the blocks used at once (:func:`gil_free`): a func
+that holds the GIL uses one at most, however many threads wait their turn;
+one that releases it uses more than one even when memory bandwidth leaves it
+little speed-up, and even when another program keeps a core busy (two
+threads sharing one free core and a half then use 1.3).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["Head", "Stage", "Walker", "head", "threads_stage"]
+__all__ = ["Head", "Stage", "Walker", "gil_free", "head", "threads_stage"]
 
 #: a head block is timed until it takes this long ...
 PROBE_S = 1e-3
@@ -45,6 +47,10 @@ STAGE_ROUNDS = 3
 STAGE_FRACTION = 1 / 2
 #: a serial block whose CPU time exceeds its wall time this much ran native threads
 NATIVE_THREADS = 1.3
+#: cores used at once by a parallel half, above which func released the GIL (one
+#: that holds it uses at most one; one that releases it 2 on 2 idle cores, 1.3 with
+#: one of them busy with another program)
+GIL_FREE_CORES = 1.2
 #: how long idle OpenBLAS threads spin before sleeping (its THREAD_TIMEOUT, 2^28
 #: cycles): a parallel half started sooner competes with them
 BLAS_SPIN_S = 0.1
@@ -137,7 +143,7 @@ def threads_stage(walker: Walker, threads: Any, item_s: float) -> Stage | None:
     serial_best = parallel_best = math.inf
     rounds = 0
     full = False
-    busy = 0.0
+    cores = 0.0
     while rounds < STAGE_ROUNDS:
         kk = min(k, budget // (w + 1), (walker.n - walker.done) // (w + 1))
         if kk < 1:
@@ -150,19 +156,22 @@ def threads_stage(walker: Walker, threads: Any, item_s: float) -> Stage | None:
         a = walker.done
         walker.cpu.clear()
         spans = walker.parallel(threads, a, a + w * kk, w, together=True)
-        lengths = [end - start for start, end in spans]
-        if walker.cpu and lengths:
-            on_core = sum(walker.cpu) / max(1e-12, sum(lengths))
-            busy = max(busy, on_core)
+        span = max(end for _, end in spans) - min(start for start, _ in spans)
+        if walker.cpu:
+            cores = max(cores, sum(walker.cpu) / max(span, 1e-12))
         budget -= (w + 1) * kk
         rounds += 1
         full = full or kk == k
-        span = max(end for _, end in spans) - min(start for start, _ in spans)
         parallel_best = min(parallel_best, span / (w * kk))
         if serial_best / parallel_best >= 0.8 * w:
             break  # clearly parallel: nothing more to learn
     if rounds == 0 or parallel_best <= 0:
         return None
     speedup = serial_best / parallel_best
-    # on a core all the time (1.0) against 1/w of it when the GIL is held: halfway
-    return Stage(speedup, rounds >= 2 and full, rounds, serial_best, busy >= (1 + 1 / w) / 2)
+    return Stage(speedup, rounds >= 2 and full, rounds, serial_best, gil_free(cores))
+
+
+def gil_free(cores: float) -> bool:
+    """Whether a parallel half that kept ``cores`` cores busy at once (its blocks' CPU
+    seconds over its span) ran a func that releases the GIL."""
+    return cores >= GIL_FREE_CORES

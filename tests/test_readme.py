@@ -1,0 +1,46 @@
+"""Every Python code block in the README runs as written, as a script of its own
+(no ``__main__`` guard), prints nothing it should not and leaves nothing behind."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from numpool import shm
+
+README = Path(__file__).parent.parent / "README.md"
+BLOCKS = re.findall(r"^```python\n(.*?)^```", README.read_text(), flags=re.S | re.M)
+
+
+def test_the_readme_has_python_blocks() -> None:
+    assert len(BLOCKS) >= 2
+
+
+@pytest.mark.parametrize("i", range(len(BLOCKS)))
+def test_a_readme_block_runs_as_a_script(i: int, tmp_path: Path) -> None:
+    code = BLOCKS[i]
+    if "dask" in code and importlib.util.find_spec("distributed") is None:
+        pytest.skip("needs numpool[dask]")
+    script = tmp_path / f"readme_{i}.py"
+    script.write_text(code)
+    env = {k: v for k, v in os.environ.items() if k != "NUMPOOL_DASK_ADDRESS"}
+    before = set(os.listdir(shm.shm_dir()))
+    p = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert p.returncode == 0, p.stderr
+    # no leaked semaphores, no cluster's INFO lines at exit, no warnings
+    assert p.stderr == "", p.stderr
+    mine = {n for n in set(os.listdir(shm.shm_dir())) - before if shm.owner_of(n) is not None}
+    assert not mine, f"left in /dev/shm: {mine}"
