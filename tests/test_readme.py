@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from numpool import shm
+from helpers import segments
 
 README = Path(__file__).parent.parent / "README.md"
 BLOCKS = re.findall(r"^```python\n(.*?)^```", README.read_text(), flags=re.S | re.M)
@@ -30,17 +30,17 @@ def test_a_readme_block_runs_as_a_script(i: int, tmp_path: Path) -> None:
     script = tmp_path / f"readme_{i}.py"
     script.write_text(code)
     env = {k: v for k, v in os.environ.items() if k != "NUMPOOL_DASK_ADDRESS"}
-    before = set(os.listdir(shm.shm_dir()))
-    p = subprocess.run(
+    p = subprocess.Popen(
         [sys.executable, str(script)],
         cwd=tmp_path,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=300,
         env=env,
     )
-    assert p.returncode == 0, p.stderr
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
     # no leaked semaphores, no cluster's INFO lines at exit, no warnings
-    assert p.stderr == "", p.stderr
-    mine = {n for n in set(os.listdir(shm.shm_dir())) - before if shm.owner_of(n) is not None}
-    assert not mine, f"left in /dev/shm: {mine}"
+    assert err == "", err
+    left = segments(owner=p.pid)
+    assert not left, f"left in /dev/shm: {left}"

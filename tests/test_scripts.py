@@ -205,11 +205,11 @@ with numpool.Pool("processes", workers=2) as pool:
     assert out.splitlines() == ["caught Oops True", "True 3.0", "[True, True, True]"], out + err
 
 
-def test_every_row_once_on_processes(tmp_path: Path) -> None:
+def test_every_row_once_on_every_backend(tmp_path: Path) -> None:
     """Each row reaches func exactly once, on the first call and after."""
     path = tmp_path / "rows"
     x = np.arange(40_000.0)
-    for backend in ("processes", "auto"):
+    for backend in ("serial", "threads", "processes", "pickle", "auto"):
         with numpool.Pool(backend, workers=2) as pool:
             for _ in range(2):
                 path.write_text("")

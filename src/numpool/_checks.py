@@ -95,12 +95,35 @@ def as_input_array(x: Any) -> np.ndarray:
             arr = np.asarray(x)
         except (ValueError, TypeError) as e:
             raise TypeError(f"apply: x could not be converted to an array: {e}") from e
+    check_plain(arr, "x")
     if arr.ndim == 0:
         raise ValueError(
             f"apply: x must have at least one dimension (apply splits axis 0); "
             f"got a 0-d array {arr!r}. Call func(x) directly."
         )
     return arr
+
+
+def check_plain(arr: np.ndarray, what: str) -> None:
+    """Refuse an ndarray subclass whose meaning would be lost: blocks are computed
+    into one plain output array, so a MaskedArray's mask (or a matrix's, a
+    quantity's semantics) would be dropped silently. numpool's own SharedArray
+    and np.memmap are plain memory and pass."""
+    kind = type(arr)
+    if kind is np.ndarray or kind is np.memmap or kind.__module__.startswith("numpool"):
+        return
+    if isinstance(arr, np.ma.MaskedArray):
+        raise TypeError(
+            f"apply: {what} is a numpy.ma.MaskedArray; its blocks would come back as "
+            "one plain array and the mask would be lost. Apply func to the data "
+            f"(np.ma.getdata({what}), or {what}.filled(value)) and rebuild the masked "
+            f"array with np.ma.getmaskarray({what}), or call func({what}) directly"
+        )
+    raise TypeError(
+        f"apply: {what} is a {kind.__module__}.{kind.__qualname__}, a subclass of "
+        "ndarray that numpool would turn into a plain ndarray. Pass np.asarray("
+        f"{what}) if the subclass does not matter, or call func({what}) directly"
+    )
 
 
 def check_out(x: np.ndarray, out: Any, shape: tuple[int, ...], dtype: np.dtype) -> None:

@@ -37,6 +37,7 @@ import numpy as np
 from ._errors import WorkerCrashedError
 from ._stats import Stats
 from .backends import Backend
+from .backends._transport import MapIO
 from .backends._worker import apply_block, run_tasks
 
 __all__ = ["apply", "bounds", "map_tasks", "run_one"]
@@ -283,12 +284,14 @@ def map_tasks(
     timeout: float | None = None,
     start: int = 0,
     total: int | None = None,
+    io: MapIO | None = None,
 ) -> list[Any]:
     """``[func(*args) for args in zip(*columns)]``, in parallel, results in order,
     ``chunksize`` tasks per message.
 
     ``start`` and ``total`` place these tasks in a bigger call, for error
-    messages ("task 40 of 100").
+    messages ("task 40 of 100"). ``io``: the call's transport state when these
+    tasks are one part of a call (what an earlier part sent is not sent again).
     """
     count = len(columns[0])
     if count == 0:
@@ -301,7 +304,9 @@ def map_tasks(
     results: list[Any] = [None] * count
 
     with backend.scope():
-        io = backend.transport.map_io()
+        if io is None:
+            io = backend.transport.map_io()
+        moved0, move_s0 = io.moved, io.move_s
 
         def describe(b: int) -> str:
             first, last = batches[b][0][0], batches[b][-1][0]
@@ -328,5 +333,5 @@ def map_tasks(
             results.clear()
             io.abort()
             raise
-    stats.moved(io.moved, io.move_s)
+    stats.moved(io.moved - moved0, io.move_s - move_s0)
     return results

@@ -46,8 +46,9 @@ from . import _engine, shm
 from ._checks import AUTO
 from ._errors import annotate
 from ._stats import Last, Stats, worker_name
-from .backends import Backend, BackendSet, auto_choices
-from .backends._worker import apply_block, check_block, run_tasks
+from .backends import BACKENDS, Backend, BackendSet, auto_choices
+from .backends._transport import MapIO
+from .backends._worker import apply_block, check_block, in_worker, run_tasks
 from .planner import evidence, measure, model
 from .planner.evidence import Evidence, func_key
 from .planner.explain import sentences
@@ -236,6 +237,8 @@ class _MapWalker:
         self.timeout = timeout
         self.done = 0
         self.cpu: list[float] = []
+        #: each backend's transport state for this call's parts (head, rest)
+        self.io: dict[str, MapIO] = {}
 
     def serial(self, a: int, b: int) -> tuple[float, float]:
         func, columns, results = self.func, self.columns, self.results
@@ -266,8 +269,18 @@ class _MapWalker:
             res = [r for out in _together(backend, jobs, sub, self.cpu) for r in out]
         else:
             cols = [c[a:b] for c in self.columns]
+            if backend.name not in self.io:  # one per call: what was sent stays sent
+                self.io[backend.name] = backend.transport.map_io()
             res = _engine.map_tasks(
-                backend, self.func, cols, size, sub, self.timeout, start=a, total=self.n
+                backend,
+                self.func,
+                cols,
+                size,
+                sub,
+                self.timeout,
+                start=a,
+                total=self.n,
+                io=self.io[backend.name],
             )
         self.results[a:b] = res
         self.stats.absorb(sub)
@@ -447,14 +460,17 @@ class Runner:
     ) -> tuple[np.ndarray, Stats]:
         """Run ``apply`` (arguments already checked); the result and the call's Stats."""
         t0 = perf_counter()
+        self._check_retry_safe(x, out)
         stats = Stats("apply", "")
         n = x.shape[0]
-        if (self.name == "serial" and chunks is None) or n <= 1:
+        nested = in_worker()
+        if (self.name == "serial" and chunks is None) or n <= 1 or nested:
             stats.backend = "serial"
             result = whole(func, x, out)
             stats.tasks = 1
-            if self.auto:
-                stats.plan = _trivial_plan("apply", f"{n} row{'s' * (n != 1)}")
+            if self.auto or nested:
+                what = _NESTED if nested else f"{n} row{'s' * (n != 1)}"
+                stats.plan = _trivial_plan("apply", what)
             stats.wall_s = perf_counter() - t0
             return result, stats
         key = _apply_key(func, x, out, chunks, self.key)
@@ -466,6 +482,22 @@ class Runner:
                 result = self._later_apply(ev, func, x, out, chunks, stats)
         stats.wall_s = perf_counter() - t0
         return result, stats
+
+    def _check_retry_safe(self, x: np.ndarray, out: np.ndarray | None) -> None:
+        """Refuse retries of an in-place update: a block lost with its worker may have
+        written some of its rows already, and running it again would apply func to
+        them twice (silently wrong). Refused up front, whatever the backend chosen."""
+        if out is None or not self.backends.retries or not np.may_share_memory(out, x):
+            return
+        cls = BACKENDS.get(self.name)
+        if cls is not None and cls.in_process:
+            return  # nothing there is ever retried
+        raise ValueError(
+            f"apply: retries={self.backends.retries} with an out= that overlaps x (an "
+            "in-place update): a block lost with a crashed worker may already have "
+            "overwritten rows of x, so running it again would apply func twice. Pass a "
+            "separate out (then copy it back), or retries=0"
+        )
 
     def _scope(self) -> contextlib.AbstractContextManager[None]:
         """A fixed backend's BLAS scope for the whole call, the rows the caller runs
@@ -655,11 +687,13 @@ class Runner:
         stats = Stats("map", "")
         n = len(columns[0])
         walker = _MapWalker(func, columns, stats, timeout)
-        if self.name == "serial" or n <= 1:
+        nested = in_worker()
+        if self.name == "serial" or n <= 1 or nested:
             stats.backend = "serial"
             walker.serial(0, n)
-            if self.auto:
-                stats.plan = _trivial_plan("map", f"{n} task{'s' * (n != 1)}")
+            if self.auto or nested:
+                what = _NESTED if nested else f"{n} task{'s' * (n != 1)}"
+                stats.plan = _trivial_plan("map", what)
             stats.wall_s = perf_counter() - t0
             return walker.results, stats
         try:
@@ -1061,7 +1095,18 @@ def _fresh_bytes(x: np.ndarray, output: bool) -> float:
     return fresh
 
 
+#: what a plan says of a call made inside a numpool worker
+_NESTED = "a call made inside a numpool worker"
+
+
 def _trivial_plan(kind: str, what: str) -> Plan:
+    if what == _NESTED:
+        why = (
+            "Called from inside one of numpool's workers: it runs there, whole, in "
+            "this thread (waiting on a pool from inside it could deadlock)."
+        )
+    else:
+        why = "One item or none: nothing to split or measure."
     return Plan(
         kind=kind,
         backend="serial",
@@ -1069,6 +1114,6 @@ def _trivial_plan(kind: str, what: str) -> Plan:
         chunks=1 if kind == "apply" else None,
         chunksize=None,
         blas_threads=None,
-        what=f"{kind} over {what}",
-        reasons=("One item or none: nothing to split or measure.",),
+        what=f"{kind} over {what}" if what != _NESTED else f"{kind}: {what}",
+        reasons=(why,),
     )

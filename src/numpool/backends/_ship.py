@@ -212,3 +212,32 @@ class _RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return f'\n"""\n{self.tb}"""'
+
+
+# --- arrays in a byte order other than the machine's ----------------------------------
+#
+# NumPy 2.4 pickles a big-endian array under protocol 4 (what multiprocessing's
+# pipes use) with its dtype's byte order in the state, but unpickles it as a
+# native array: `>f8` comes back `float64` (the values are right, the dtype is
+# not). Results then differ from func(x) in dtype, and a func that keeps its
+# input's dtype no longer matches the output's. Such arrays travel as raw bytes
+# and their dtype instead; native arrays keep NumPy's own reduction.
+
+
+def _rebuild(raw: bytearray, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    return np.frombuffer(raw, dtype=dtype).reshape(shape)
+
+
+def _reduce_array(a: np.ndarray) -> Any:
+    if a.dtype.isnative or a.dtype.hasobject:
+        return a.__reduce__()
+    return _rebuild, (bytearray(a.tobytes(order="C")), a.dtype, a.shape)
+
+
+def _keep_byte_order() -> None:
+    from multiprocessing.reduction import ForkingPickler
+
+    ForkingPickler.register(np.ndarray, _reduce_array)
+
+
+_keep_byte_order()

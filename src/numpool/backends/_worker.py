@@ -51,6 +51,15 @@ def init_worker(
         threading.Thread(target=_exit_with, args=(owner,), daemon=True).start()
 
 
+def in_worker() -> bool:
+    """Whether this runs inside one of numpool's workers: a worker process, or a thread
+    of a threads pool (named ``numpool_<n>``). A numpool call made there runs in the
+    caller's thread, whole: the pool it would wait on may be the very one running it
+    (threads in threads deadlocked), and worker processes starting their own left
+    the interpreter hanging at exit."""
+    return _remote or threading.current_thread().name.startswith("numpool_")
+
+
 #: how often a worker looks whether the process that owns its pool is still alive
 OWNER_POLL_S = 0.5
 

@@ -43,6 +43,7 @@ import numpy as np
 from .. import blas, shm
 from .._errors import BackendUnavailableError
 from ..blas import process_budget
+from . import _context
 from ._base import Backend
 from ._transport import ApplyIO, MapIO, Task, Transport
 from ._worker import call
@@ -98,6 +99,7 @@ def connect(
 
         # the scheduler reads allowed-failures when it starts: a task whose worker died
         # runs again on another one `retries` times, then KilledWorker
+        _keep_main_out(distributed)
         with (
             _environment_kept(),
             dask.config.set({"distributed.scheduler.allowed-failures": retries}),
@@ -120,6 +122,31 @@ def connect(
             "right, raise Pool(connect_timeout=...), or leave address=None for a "
             "LocalCluster on this machine."
         ) from None
+
+
+def _keep_main_out(distributed: Any) -> None:
+    """The LocalCluster's worker processes start without running the user's
+    ``__main__``, as numpool's own workers do (see ``_context.py``): with Dask's
+    default spawn method, a script without a ``__main__`` guard otherwise ran again in
+    every nanny and failed its start ("Nanny failed to start"). Dask ships functions
+    from ``__main__`` by value (cloudpickle), so workers need nothing from it.
+    This applies to every process ``distributed`` starts here from now on."""
+    import distributed.process as dp
+
+    if getattr(dp.get_mp_context, "_numpool", False):
+        return
+    original = dp.get_mp_context
+
+    def get_mp_context() -> Any:
+        ctx = original()
+        if ctx.get_start_method() == "spawn" and os.name == "posix":
+            return _context.SpawnContext()
+        if ctx.get_start_method() == "forkserver":
+            return _context.ForkServerContext()
+        return ctx
+
+    get_mp_context._numpool = True  # type: ignore[attr-defined]
+    dp.get_mp_context = get_mp_context
 
 
 class _DaskApply(ApplyIO):
