@@ -17,11 +17,12 @@ small VM; the machine profile prices it) is left out, and a func that holds
 the GIL cannot hide it: its blocks then run one after the other. The half is
 timed from the blocks' start to the last one's end, as the workers saw them,
 and each block's thread reports its own CPU time. Their sum over the half's
-span is how many cores the blocks used at once (:func:`gil_free`): a func
-that holds the GIL uses one at most, however many threads wait their turn;
-one that releases it uses more than one even when memory bandwidth leaves it
-little speed-up, and even when another program keeps a core busy (two
-threads sharing one free core and a half then use 1.3).
+span is how many cores the blocks used at once, and over the share of a core
+the serial half just got, how many times one thread's worth (:func:`gil_free`):
+a func that holds the GIL gets one thread's worth at most, however many
+threads wait their turn; one that releases it gets more, even when memory
+bandwidth leaves it little speed-up, and even when other programs keep the
+cores busy (they slow both halves alike).
 """
 
 from __future__ import annotations
@@ -47,9 +48,9 @@ STAGE_ROUNDS = 3
 STAGE_FRACTION = 1 / 2
 #: a serial block whose CPU time exceeds its wall time this much ran native threads
 NATIVE_THREADS = 1.3
-#: cores used at once by a parallel half, above which func released the GIL (one
-#: that holds it uses at most one; one that releases it 2 on 2 idle cores, 1.3 with
-#: one of them busy with another program)
+#: cores a parallel half used at once, over the share of a core its serial half got,
+#: above which func released the GIL (one that holds it: at most 1; one that
+#: releases it: 2 on 2 idle cores, about 1.3-2 when other programs are busy too)
 GIL_FREE_CORES = 1.2
 #: how long idle OpenBLAS threads spin before sleeping (its THREAD_TIMEOUT, 2^28
 #: cycles): a parallel half started sooner competes with them
@@ -151,6 +152,9 @@ def threads_stage(walker: Walker, threads: Any, item_s: float) -> Stage | None:
         a = walker.done
         wall, cpu = walker.serial(a, a + kk)
         serial_best = min(serial_best, wall / kk)
+        # the share of a core this process got just now (less on a busy machine);
+        # a serial block that ran native threads counts as one whole core
+        share = min(1.0, max(cpu / max(wall, 1e-12), 0.05))
         if _native(cpu, wall) > NATIVE_THREADS:
             time.sleep(BLAS_SPIN_S)
         a = walker.done
@@ -158,7 +162,7 @@ def threads_stage(walker: Walker, threads: Any, item_s: float) -> Stage | None:
         spans = walker.parallel(threads, a, a + w * kk, w, together=True)
         span = max(end for _, end in spans) - min(start for start, _ in spans)
         if walker.cpu:
-            cores = max(cores, sum(walker.cpu) / max(span, 1e-12))
+            cores = max(cores, sum(walker.cpu) / max(span, 1e-12) / share)
         budget -= (w + 1) * kk
         rounds += 1
         full = full or kk == k
@@ -172,6 +176,7 @@ def threads_stage(walker: Walker, threads: Any, item_s: float) -> Stage | None:
 
 
 def gil_free(cores: float) -> bool:
-    """Whether a parallel half that kept ``cores`` cores busy at once (its blocks' CPU
-    seconds over its span) ran a func that releases the GIL."""
+    """Whether a parallel half that used ``cores`` cores at once (its blocks' CPU
+    seconds over its span, over the share of a core the serial half got) ran a func
+    that releases the GIL."""
     return cores >= GIL_FREE_CORES
