@@ -24,7 +24,13 @@ Layout::
     _cpus.py       usable and physical cores
     _errors.py     the exception hierarchy
     cli.py         the ``numpool`` command
+
+Logging: ``logging.getLogger("numpool")`` tells what auto decided (DEBUG) and
+when workers were restarted or segments spilled to disk (WARNING). Nothing is
+printed unless the application configures logging.
 """
+
+import logging as _logging
 
 from ._api import apply, last_stats, map, plan
 from ._errors import (
@@ -40,6 +46,8 @@ from ._stats import Stats
 from .blas import blas_threads
 from .planner.plan import Plan
 from .shm import SharedArray, share
+
+_logging.getLogger("numpool").addHandler(_logging.NullHandler())
 
 __version__ = "0.1.0"
 

@@ -23,6 +23,7 @@ those a worker may still touch); a broken process pool becomes
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import signal
 import threading
@@ -39,6 +40,8 @@ from ._stats import Stats
 from .backends import Backend
 from .backends._transport import MapIO
 from .backends._worker import apply_block, run_tasks
+
+log = logging.getLogger("numpool")
 
 __all__ = ["apply", "bounds", "map_tasks", "run_one"]
 
@@ -169,6 +172,14 @@ def _drive_until_done(
             on_done(job[0], res)
         if broken:  # every job in flight went down with the pool: run them again
             retries -= 1
+            log.warning(
+                "numpool: a %s worker died; running %d lost job(s) again on fresh "
+                "workers (%d retr%s left)",
+                backend.name,
+                len(broken) + len(pending),
+                retries,
+                "y" if retries == 1 else "ies",
+            )
             backend.recover()
             if stats is not None:
                 stats.retries += 1

@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import logging
 import math
 import threading
 import time
@@ -58,6 +59,9 @@ from .planner.profile import store
 __all__ = ["Runner", "whole"]
 
 _NO_TINY: tuple[Any, ...] = (None,) * 6
+
+
+log = logging.getLogger("numpool")
 
 
 def func_name(func: Any) -> str:
@@ -872,6 +876,16 @@ class Runner:
             if decision.measure_first is not None:  # could not measure it: do without
                 others = tuple(c for c in candidates if c.name != decision.measure_first)
                 decision = model.choose(m, store.get(), model.Work(others, explore=explore))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "auto: %s for %s over %d items (%s%s); predicted %s",
+                decision.backend,
+                func_name(func),
+                items,
+                ", ".join(decision.codes()),
+                ", measuring it" if decision.explore else "",
+                ", ".join(f"{b} {t * 1e3:.3g} ms" for b, t in decision.costs.items()),
+            )
         return decision
 
     def _measure(self, name: str, func: Callable[..., Any]) -> None:
