@@ -1,4 +1,4 @@
-"""Every Python code block in the README runs as written, as a script of its own
+"""Every Python code block in the README and the docs site runs as written, as a script of its own
 (no ``__main__`` guard), prints nothing it should not and leaves nothing behind."""
 
 from __future__ import annotations
@@ -14,8 +14,13 @@ import pytest
 
 from helpers import segments
 
-README = Path(__file__).parent.parent / "README.md"
-BLOCKS = re.findall(r"^```python\n(.*?)^```", README.read_text(), flags=re.S | re.M)
+ROOT = Path(__file__).parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BLOCKS = [
+    block
+    for page in PAGES
+    for block in re.findall(r"^```python\n(.*?)^```", page.read_text(), flags=re.S | re.M)
+]
 
 
 def test_the_readme_has_python_blocks() -> None:
