@@ -49,7 +49,9 @@ import errno
 import math
 import mmap
 import os
+import re
 import secrets
+import stat
 import tempfile
 import threading
 import warnings
@@ -213,12 +215,27 @@ def new_name(owner: int | None = None) -> str:
     return f"{PREFIX}{owner or os.getpid()}-{secrets.token_hex(8)}"
 
 
+#: a numpool segment name, exactly: ASCII digits (no sign, no leading zero, no other
+#: Unicode digit) for the owner's pid, then 16 lowercase hex digits. Names are read
+#: from a directory anyone may write into: whatever else is there is a stranger.
+_NAME = re.compile(r"numpool-([1-9][0-9]{0,9})-([0-9a-f]{16})", re.ASCII)
+#: Linux's PID_MAX_LIMIT: no process has a larger pid (a bigger number is no pid)
+PID_MAX = 1 << 22
+
+
+def parse_name(name: str) -> int | None:
+    """The owner pid of a numpool segment name, or None for any other name (one that
+    only looks like it: a pid out of range, non-ASCII digits, a trailing newline)."""
+    m = _NAME.fullmatch(name)
+    if m is None:
+        return None
+    pid = int(m[1])
+    return pid if pid <= PID_MAX else None
+
+
 def is_numpool_name(name: str) -> bool:
     """True for names numpool makes; workers refuse to attach to anything else."""
-    if not name.startswith(PREFIX) or "/" in name:
-        return False
-    owner, _, token = name[len(PREFIX) :].partition("-")
-    return owner.isdigit() and len(token) == 16 and all(c in "0123456789abcdef" for c in token)
+    return parse_name(name) is not None
 
 
 class _Mapping:
@@ -355,8 +372,10 @@ class Segment:
                 if directory or d == directories()[-1]:
                     raise
         try:
-            size = os.fstat(fd).st_size
-            buf = _map(fd, size, populate)
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+                raise ValueError(f"refusing to attach to {path}: not a file of this user")
+            buf = _map(fd, st.st_size, populate)
         finally:
             os.close(fd)
         return cls(name, path, buf)
@@ -707,7 +726,7 @@ class Attachments:
 
 def owner_of(name: str) -> int | None:
     """The pid in a numpool segment name (its creator's, or the pool owner's)."""
-    return int(name[len(PREFIX) :].partition("-")[0]) if is_numpool_name(name) else None
+    return parse_name(name)
 
 
 def is_alive(pid: int) -> bool:
@@ -727,28 +746,66 @@ def is_alive(pid: int) -> bool:
         return True
 
 
-def orphans() -> list[str]:
-    """Paths of numpool segments whose owner process is gone (killed with SIGKILL,
-    say), in every directory numpool uses. A pid can be reused: such a segment
-    waits until that process is gone too (never removed while its owner lives)."""
-    found = []
+class Entry(NamedTuple):
+    """One of numpool's own files in a directory it uses (see :func:`scan`)."""
+
+    path: str
+    pid: int
+    bytes: int
+    alive: bool  # whether its owner still runs (False: an orphan)
+
+
+def scan() -> list[Entry]:
+    """numpool's segments in every directory it uses, with whether their owner lives.
+
+    Those directories are shared with every local user (/dev/shm, /tmp), so only
+    what numpool itself could have made counts: a name exactly numpool's
+    (:func:`parse_name`), a regular file (``lstat``: a symlink is never followed,
+    a directory never opened), owned by this user. Anything else is a stranger,
+    left alone; an entry that vanishes or cannot be read meanwhile is skipped,
+    never the end of the scan."""
+    found: list[Entry] = []
+    me = os.geteuid()
     for d in directories():
         try:
             names = os.listdir(d)
         except OSError:
             continue
+        alive: dict[int, bool] = {}
         for name in names:
-            pid = owner_of(name)
-            if pid is not None and not is_alive(pid):
-                found.append(os.path.join(d, name))
+            pid = parse_name(name)
+            if pid is None:
+                continue
+            path = os.path.join(d, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != me:
+                continue
+            if pid not in alive:
+                alive[pid] = is_alive(pid)
+            found.append(Entry(path, pid, st.st_size, alive[pid]))
     return found
 
 
+def orphans() -> list[str]:
+    """Paths of numpool segments whose owner process is gone (killed with SIGKILL,
+    say), in every directory numpool uses. A pid can be reused: such a segment
+    waits until that process is gone too (never removed while its owner lives)."""
+    return [e.path for e in scan() if not e.alive]
+
+
 def sweep() -> list[str]:
-    """Unlink the orphans (see :func:`orphans`); returns their paths."""
-    gone = orphans()
-    for path in gone:
-        _unlink_path(path)
+    """Unlink the orphans (see :func:`orphans`); returns the paths removed. One that
+    cannot be removed is skipped: the others still go."""
+    gone = []
+    for path in orphans():
+        try:
+            os.unlink(path)
+        except OSError:
+            continue
+        gone.append(path)
     return gone
 
 
