@@ -92,7 +92,10 @@ def _orphan(d: Path, dead: int, fill: str = "4") -> Path:
 
 def test_names_are_numpool_names_exactly() -> None:
     dead = _dead_pid()
-    assert shm.parse_name(f"numpool-{dead}-{HEX}") == dead
+    assert shm.parse_name(f"numpool-{dead}-{HEX}") == (dead, None, False)
+    assert shm.parse_name(f"numpool-{dead}-{HEX[:12]}-{HEX}") == (dead, HEX[:12], False)
+    assert shm.parse_name(f"numpool-{dead}-{HEX[:12]}.lock") == (dead, HEX[:12], True)
+    assert not shm.is_numpool_name(f"numpool-{dead}-{HEX[:12]}.lock"), "not a segment"
     for name in [
         f"numpool-99999999999999999999-{HEX}",
         f"numpool-{shm.PID_MAX + 1}-{HEX}",
@@ -104,6 +107,9 @@ def test_names_are_numpool_names_exactly() -> None:
         f"numpool-12-{HEX}\n",
         f"numpool-12-{HEX.upper()}",
         f"numpool-12-{HEX}0",
+        f"numpool-12-{HEX[:11]}-{HEX}",
+        f"numpool-12-{HEX}.lock",
+        f"numpool-12-{HEX[:12]}.lock\n",
     ]:
         assert shm.parse_name(name) is None, name
         assert not shm.is_numpool_name(name)
@@ -155,3 +161,98 @@ def test_strangers_never_disturb_share_sweep_or_doctor(private_dirs: tuple[Path,
     assert (strangers["directory"] / "inside").read_bytes() == b"keep"
     assert strangers["target"].read_bytes() == b"keep"
     assert strangers["symlink"].is_symlink()
+
+
+# --- 2. liveness by lock, not by pid alone ------------------------------------------------
+
+
+def _owned(d: Path, pid: int) -> set[str]:
+    """Names in ``d`` of owner ``pid`` (segments and lock file)."""
+    return {n for n in os.listdir(d) if (p := shm.parse_name(n)) is not None and p.pid == pid}
+
+
+def test_a_held_lock_keeps_segments_whose_pid_looks_dead(private_dirs: tuple[Path, Path]) -> None:
+    """What a numpool process in another PID namespace looks like from here: its pid
+    names no process of ours, but it holds its lock. Its segment stays; once the
+    lock is free (the owner died), the sweep removes the segment, then the lock file."""
+    import fcntl
+
+    d, _ = private_dirs
+    dead, token = _dead_pid(), "0a1b2c3d4e5f"
+    lock = d / shm.lock_name(dead, token)
+    seg = d / f"numpool-{dead}-{token}-{HEX}"
+    seg.write_bytes(b"\0" * 4096)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        # flock locks belong to an open file description: the sweep opens its own,
+        # so it cannot take this one while this descriptor holds it
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert shm.sweep() == []
+        assert seg.exists() and lock.exists()
+        assert all(e.alive for e in shm.scan())
+    finally:
+        os.close(fd)
+    assert shm.sweep() == [str(seg), str(lock)]
+    assert not seg.exists() and not lock.exists()
+
+
+def test_a_live_process_in_another_namespace_keeps_its_segments(
+    private_dirs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real numpool process holds its lock; a sweeper to which every pid looks dead
+    (as in another PID namespace) spares its segments, yet removes a segment named
+    the old way (no lock) whose pid looks dead."""
+    d, _ = private_dirs
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, numpy as np, numpool\n"
+            "a = numpool.share(np.ones(1000)); print(a.segment_name, flush=True)\n"
+            "sys.stdin.read(); print(a.sum())",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        name = child.stdout.readline().strip()
+        parsed = shm.parse_name(name)
+        assert parsed is not None and parsed.pid == child.pid and parsed.token is not None
+        assert (d / shm.lock_name(child.pid, parsed.token)).exists()
+        old = _orphan(d, child.pid, fill="5")  # no lock: only its pid can tell
+        monkeypatch.setattr(shm, "is_alive", lambda pid: False)
+        assert shm.sweep() == [str(old)]
+        assert (d / name).exists()
+        out, _ = child.communicate("", timeout=60)
+        assert out.split() == ["1000.0"]
+    finally:
+        child.kill()
+        child.wait()
+    assert not _owned(d, child.pid), "a clean exit removes the segments and the lock file"
+
+
+def test_a_killed_process_segments_and_lock_file_are_swept(
+    private_dirs: tuple[Path, Path],
+) -> None:
+    import signal
+
+    d, _ = private_dirs
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, signal, numpy as np, numpool\n"
+            "a = numpool.share(np.ones(1000)); b = numpool.share(np.ones(10))\n"
+            "os.kill(os.getpid(), signal.SIGKILL)",
+        ],
+        stderr=subprocess.PIPE,
+    )
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == -signal.SIGKILL, err
+    left = _owned(d, p.pid)
+    assert sum(n.endswith(".lock") for n in left) == 1 and len(left) == 3, left
+    assert sorted(shm.orphans()) == sorted(str(d / n) for n in left)
+    _run("import numpy as np, numpool; numpool.share(np.ones(10)).close()")
+    assert not _owned(d, p.pid), "the next numpool process swept the segments and the lock"

@@ -56,6 +56,8 @@ def _segments() -> dict[str, Any]:
     live: list[dict[str, Any]] = []
     orphans: list[dict[str, Any]] = []
     for e in shm.scan():
+        if e.lock:
+            continue
         entry = {"path": e.path, "owner_pid": e.pid, "bytes": e.bytes}
         (live if e.alive else orphans).append(entry)
     return {"live": live, "orphans": orphans}

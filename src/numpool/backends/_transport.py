@@ -21,14 +21,15 @@ segment, so it is unlinked rather than recycled.
 from __future__ import annotations
 
 import time
-from typing import Any
+import weakref
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .. import _buffers, shm
 from ..shm import Segment, ShmRef, Slot
 
-__all__ = ["Pickled", "Shared", "Transport"]
+__all__ = ["Pickled", "Returns", "Shared", "Transport", "send_back"]
 
 Task = tuple[int, tuple[Any, ...]]
 
@@ -68,7 +69,7 @@ class ApplyIO(_Counted):
 class MapIO(_Counted):
     """Per-call state of map on a transport (Direct: arguments as they are)."""
 
-    def encode(self, batch: list[Task]) -> tuple[list[Task], list[Slot | None] | None]:
+    def encode(self, batch: list[Task]) -> tuple[list[Task], Returns | None]:
         return batch, None
 
     def decode(self, batch: list[Task], results: list[Any]) -> list[Any]:
@@ -122,7 +123,7 @@ def _array_bytes(values: Any) -> int:
 
 
 class _PickledMap(MapIO):
-    def encode(self, batch: list[Task]) -> tuple[list[Task], list[Slot | None] | None]:
+    def encode(self, batch: list[Task]) -> tuple[list[Task], Returns | None]:
         self.count(sum(_array_bytes(args) for _, args in batch))
         return batch, None
 
@@ -227,12 +228,45 @@ class _SharedApply(ApplyIO):
         _release(self.held, ok=False)
 
 
+class Returns(NamedTuple):
+    """How a batch's array results come back from a worker process (see send_back)."""
+
+    owner: str  # the parent's ``pid-token``: what segments made for it are named with
+    slots: tuple[Slot | None, ...]  # segments it reserved, one per task (or None)
+
+
+def send_back(res: Any, k: int, returns: Returns, attachments: shm.Attachments) -> Any:
+    """In the worker: task ``k``'s result as it goes back: an array is written into
+    its slot when it fits, else into a new segment made for the parent, and a ShmRef
+    to it travels instead; anything else travels as it is."""
+    if not isinstance(res, np.ndarray) or res.dtype.hasobject or res.nbytes == 0:
+        return res
+    slot = returns.slots[k]
+    if slot is not None and res.nbytes <= slot.size:
+        seg = attachments.segment(slot.name)
+    else:
+        seg = Segment.create(res.nbytes, owner=returns.owner)
+    view = seg.ndarray(res.shape, res.dtype)
+    np.copyto(view, res, casting="no")
+    return ShmRef(seg.name, 0, res.shape, res.dtype, view.strides)
+
+
 class _SharedMap(MapIO):
     def __init__(self) -> None:
         # id(array) -> [ref, segment or None, uses, array]: each array staged once per call
         self.staged: dict[int, list[Any]] = {}
         self.slots_of: dict[int, list[Segment | None]] = {}  # first task index -> slots
         self.guess = -1  # bytes reserved per result; learnt from the first results
+        # this process's lock, held for the call: results workers make for us carry
+        # its token, and it must still be ours when they arrive (see shm.Lock)
+        self.lock: shm.Lock | None = None
+        self._unpin: weakref.finalize | None = None
+
+    def _owner(self) -> str:
+        if self.lock is None:
+            self.lock = shm.hold_lock(shm.shm_dir())
+            self._unpin = weakref.finalize(self, shm.drop_lock, self.lock)
+        return self.lock.owner
 
     def _arg(self, a: Any) -> Any:
         if not isinstance(a, np.ndarray) or a.dtype.hasobject or a.nbytes == 0:
@@ -245,7 +279,7 @@ class _SharedMap(MapIO):
         entry[2] += 1
         return entry[0]
 
-    def encode(self, batch: list[Task]) -> tuple[list[Task], list[Slot | None] | None]:
+    def encode(self, batch: list[Task]) -> tuple[list[Task], Returns | None]:
         sent: list[Task] = []
         slots: list[Segment | None] = []
         for index, args in batch:
@@ -255,7 +289,9 @@ class _SharedMap(MapIO):
                 size = max((a.nbytes for a in args if isinstance(a, np.ndarray)), default=0)
             slots.append(shm.arena().take(size) if size > 0 else None)
         self.slots_of[batch[0][0]] = slots
-        return sent, [Slot(s.name, s.size) if s else None for s in slots]
+        return sent, Returns(
+            self._owner(), tuple(Slot(s.name, s.size) if s else None for s in slots)
+        )
 
     def _unstage(self, batch: list[Task], ok: bool) -> None:
         for _, args in batch:
@@ -278,7 +314,7 @@ class _SharedMap(MapIO):
                 if slot is not None and res.name == slot.name:
                     seg, slot = slot, None
                 else:
-                    seg = Segment.attach(res.name, populate=False)
+                    seg = Segment.attach(res.name, populate=False, own=True)
                 res = shm.wrap(seg, res.shape, res.dtype, res.offset, res.strides)
                 self.count(res.nbytes)  # written into shared memory by the worker
                 self.guess = max(self.guess, res.nbytes)
@@ -297,6 +333,8 @@ class _SharedMap(MapIO):
         for slots in self.slots_of.values():
             _release([s for s in slots if s is not None], ok=False)
         self.slots_of.clear()
+        if self._unpin is not None:
+            self._unpin()
 
 
 class Shared(Transport):
