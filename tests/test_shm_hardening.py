@@ -256,3 +256,59 @@ def test_a_killed_process_segments_and_lock_file_are_swept(
     assert sorted(shm.orphans()) == sorted(str(d / n) for n in left)
     _run("import numpy as np, numpool; numpool.share(np.ones(10)).close()")
     assert not _owned(d, p.pid), "the next numpool process swept the segments and the lock"
+
+
+# --- 3. many small arrays -----------------------------------------------------------------
+
+_LIMIT = """
+import resource
+resource.setrlimit(resource.RLIMIT_NOFILE, ({n}, {n}))
+import os, numpy as np, numpool
+"""
+
+
+def test_a_map_over_100k_tiny_arrays_fits_in_256_descriptors(
+    private_dirs: tuple[Path, Path],
+) -> None:
+    """Small arguments and results travel pickled in the task messages: no segment,
+    no file, per array."""
+    d, s = private_dirs
+    out = _run(
+        _LIMIT.format(n=256)
+        + """
+if __name__ == "__main__":
+    a = [np.arange(3.0) + i for i in range(100_000)]
+    r = numpool.map(np.add, a, a, backend="processes")
+    assert len(r) == len(a)
+    assert all(np.array_equal(x, y + y) for x, y in zip(r, a)), "wrong results"
+    print("ok", os.getpid())
+""",
+        timeout=300,
+    )
+    word, pid = out.split()
+    assert word == "ok"
+    assert not _owned(d, int(pid)) and not _owned(s, int(pid))
+
+
+def test_1100_shared_arrays_and_map_results_fit_in_1024_descriptors(
+    private_dirs: tuple[Path, Path],
+) -> None:
+    """Mappings keep no descriptor: 1100 arrays in shared memory, alive at once."""
+    d, s = private_dirs
+    out = _run(
+        _LIMIT.format(n=1024)
+        + """
+if __name__ == "__main__":
+    shared = [numpool.share(np.full(10, float(i))) for i in range(1100)]
+    a = [np.full(2048, float(i)) for i in range(1100)]  # 16 KiB: results in segments
+    r = numpool.map(np.negative, a, backend="processes")
+    assert all(isinstance(x, numpool.SharedArray) for x in r)
+    assert all(np.array_equal(x, -y) for x, y in zip(r, a)), "wrong results"
+    assert all(x[0] == i for i, x in enumerate(shared))
+    print("ok", os.getpid())
+""",
+        timeout=300,
+    )
+    word, pid = out.split()
+    assert word == "ok"
+    assert not _owned(d, int(pid)) and not _owned(s, int(pid))

@@ -7,10 +7,17 @@ Transport         views of x and out           arguments as they are
 (serial, threads) (func writes into out)       (same address space)
 Pickled (pickle)  x[a:b] pickled, result       arguments and result pickled
                   pickled back, copied to out  (the naive multiprocessing way)
-Shared            ShmRef of x and out rows     array arguments staged (or
-(processes)       (worker writes in place)     SharedArray: as is), results
-                                               written into reserved slots
+Shared            ShmRef of x and out rows     small arrays pickled; bigger
+(processes)       (worker writes in place)     ones staged (SharedArray: as
+                                               is), results written into
+                                               reserved slots or segments
+                                               made for the caller
 ================  ===========================  ================================
+
+Small map arrays (at most ``INLINE_BYTES``) travel pickled in the task
+message, arguments and results alike: a segment is at least a page and a
+file, its create, map and unlink cost more than pickling a few KiB, and a
+map over 100,000 small arrays used to need as many segments (and files).
 
 Each call gets an ``*IO`` object that prepares what to send, takes results,
 and on success (:meth:`finish`) or failure (:meth:`abort`) puts every
@@ -228,18 +235,31 @@ class _SharedApply(ApplyIO):
         _release(self.held, ok=False)
 
 
+#: map arguments and results of at most this many bytes travel pickled in the task
+#: message, not through a segment of their own: a segment is a page at least and a
+#: file, its create+map+unlink cost more than pickling a few KiB, and a map over
+#: 100,000 small arrays needed as many files (see the module docstring)
+INLINE_BYTES = 4096
+
+
 class Returns(NamedTuple):
     """How a batch's array results come back from a worker process (see send_back)."""
 
     owner: str  # the parent's ``pid-token``: what segments made for it are named with
     slots: tuple[Slot | None, ...]  # segments it reserved, one per task (or None)
+    inline: int  # arrays of at most this many bytes come back pickled
 
 
 def send_back(res: Any, k: int, returns: Returns, attachments: shm.Attachments) -> Any:
-    """In the worker: task ``k``'s result as it goes back: an array is written into
-    its slot when it fits, else into a new segment made for the parent, and a ShmRef
-    to it travels instead; anything else travels as it is."""
-    if not isinstance(res, np.ndarray) or res.dtype.hasobject or res.nbytes == 0:
+    """In the worker: task ``k``'s result as it goes back: a small array pickled, as
+    it is; a bigger one written into its slot when it fits, else into a new segment
+    made for the parent, and a ShmRef to it travels instead; anything else as it is."""
+    if (
+        not isinstance(res, np.ndarray)
+        or res.dtype.hasobject
+        or res.nbytes == 0
+        or res.nbytes <= returns.inline
+    ):
         return res
     slot = returns.slots[k]
     if slot is not None and res.nbytes <= slot.size:
@@ -271,6 +291,9 @@ class _SharedMap(MapIO):
     def _arg(self, a: Any) -> Any:
         if not isinstance(a, np.ndarray) or a.dtype.hasobject or a.nbytes == 0:
             return a
+        if a.nbytes <= INLINE_BYTES and shm.shared_ref(a) is None:
+            self.count(a.nbytes)  # pickled into the task message
+            return a
         entry = self.staged.get(id(a))
         if entry is None:
             held: list[Segment] = []
@@ -287,11 +310,10 @@ class _SharedMap(MapIO):
             size = self.guess
             if size < 0:  # no result seen yet: guess "as big as the largest array argument"
                 size = max((a.nbytes for a in args if isinstance(a, np.ndarray)), default=0)
-            slots.append(shm.arena().take(size) if size > 0 else None)
+            slots.append(shm.arena().take(size) if size > INLINE_BYTES else None)
         self.slots_of[batch[0][0]] = slots
-        return sent, Returns(
-            self._owner(), tuple(Slot(s.name, s.size) if s else None for s in slots)
-        )
+        reserved = tuple(Slot(s.name, s.size) if s else None for s in slots)
+        return sent, Returns(self._owner(), reserved, INLINE_BYTES)
 
     def _unstage(self, batch: list[Task], ok: bool) -> None:
         for _, args in batch:
@@ -318,7 +340,10 @@ class _SharedMap(MapIO):
                 res = shm.wrap(seg, res.shape, res.dtype, res.offset, res.strides)
                 self.count(res.nbytes)  # written into shared memory by the worker
                 self.guess = max(self.guess, res.nbytes)
-            else:  # not an array (or an empty one): stop reserving slots by guess
+            elif isinstance(res, np.ndarray):  # a small one, pickled
+                self.count(res.nbytes)
+                self.guess = max(self.guess, res.nbytes)
+            else:  # not an array: reserve no slot unless array results come
                 self.guess = max(self.guess, 0)
             if slot is not None:
                 shm.arena().give(slot)
