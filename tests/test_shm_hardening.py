@@ -312,3 +312,62 @@ if __name__ == "__main__":
     word, pid = out.split()
     assert word == "ok"
     assert not _owned(d, int(pid)) and not _owned(s, int(pid))
+
+
+# --- 4. a task fails after others returned arrays -----------------------------------------
+
+_FAILING_MAP = """
+import gc, os, time, numpy as np, numpool
+from numpool import shm
+
+def f(a, i):
+    if i == 7:
+        raise ValueError("task seven")
+    time.sleep(0.01)
+    return np.outer(a, a) if i % 2 else a * 2  # 80 KB (a segment of its own) or 8 KB
+
+if __name__ == "__main__":
+    a = [np.ones(1000) for _ in range(40)]
+    # one worker: it runs tasks in the order sent, so once a later call is done, so
+    # is every batch of the failed call that was already on its way to it
+    with numpool.Pool("processes", workers=1) as pool:
+        for _ in range(2):
+            try:
+                pool.map_arrays(f, a, range(40), chunksize=4)
+            except ValueError as e:
+                assert "task seven" in str(e)
+            else:
+                raise AssertionError("no error")
+        pool.map_arrays(np.negative, [np.ones(1)] * 2, chunksize=1)
+        gc.collect()
+        me = f"numpool-{{os.getpid()}}-"
+        names = {{n for n in os.listdir(shm.shm_dir()) if n.startswith(me)}}
+        locks = {{n for n in names if n.endswith(".lock")}}
+        print("left", len(names - shm.arena().idle_names() - locks))
+        print(os.getpid(), flush=True)
+        {then}
+"""
+
+
+@pytest.mark.parametrize("then", ["pass", "pool.map_arrays(f, a, range(40), chunksize=4)"])
+def test_a_failed_map_leaves_no_segment(private_dirs: tuple[Path, Path], then: str) -> None:
+    """A processes map whose task 7 raises after other tasks returned arrays (in
+    their slots, or in segments the workers made): right after the error nothing of
+    the call is left but idle arena segments; after the program exits (normally, or
+    by the error itself), nothing at all."""
+    d, s = private_dirs
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_FAILING_MAP.format(then=then))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(TESTS),
+    )
+    lines = proc.stdout.split("\n")
+    assert lines[0] == "left 0", proc.stdout + proc.stderr
+    pid = int(lines[1])
+    if then == "pass":
+        assert proc.returncode == 0, proc.stderr
+    else:
+        assert proc.returncode == 1 and "task seven" in proc.stderr, proc.stderr
+    assert not _owned(d, pid) and not _owned(s, pid)

@@ -352,7 +352,7 @@ def drop_lock(lock: Lock) -> None:
             return
         if _locks.get(lock.directory) is lock:
             del _locks[lock.directory]
-    _unlink_path(lock.path)
+    unlink_path(lock.path)
     os.close(lock.fd)
 
 
@@ -577,7 +577,7 @@ class Segment:
         global _held
         if not self.unlinked:
             self.unlinked = True
-            _unlink_path(self.path)
+            unlink_path(self.path)
             if self.held:
                 with _held_lock:
                     _held -= self.held
@@ -608,13 +608,14 @@ def _new_file(path: str, size: int, directory: str) -> np.ndarray:
             os.ftruncate(fd, size)
         return _map(fd, size)
     except BaseException:
-        _unlink_path(path)
+        unlink_path(path)
         raise
     finally:
         os.close(fd)
 
 
-def _unlink_path(path: str) -> None:
+def unlink_path(path: str) -> None:
+    """Remove the name ``path`` if it is there."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
 
@@ -775,8 +776,8 @@ def _at_exit() -> None:
             for name in os.listdir(lock.directory):
                 parsed = parse_name(name)
                 if parsed is not None and not parsed.lock and parsed.token == lock.token:
-                    _unlink_path(os.path.join(lock.directory, name))
-        _unlink_path(lock.path)
+                    unlink_path(os.path.join(lock.directory, name))
+        unlink_path(lock.path)
         with contextlib.suppress(OSError):
             os.close(lock.fd)
 

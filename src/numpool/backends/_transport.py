@@ -27,6 +27,8 @@ segment, so it is unlinked rather than recycled.
 
 from __future__ import annotations
 
+import os
+import secrets
 import time
 import weakref
 from typing import Any, NamedTuple
@@ -248,12 +250,29 @@ class Returns(NamedTuple):
     owner: str  # the parent's ``pid-token``: what segments made for it are named with
     slots: tuple[Slot | None, ...]  # segments it reserved, one per task (or None)
     inline: int  # arrays of at most this many bytes come back pickled
+    spare: int  # task k's result, when it needs a segment of its own: spare_name(k)
+    marker: str  # a file in the shm directory while the caller waits for the results
+
+    def spare_name(self, k: int) -> str:
+        """The name the parent chose for task ``k``'s own result segment, should it
+        need one: the parent can remove it if the result never arrives."""
+        return _spare_name(self.owner, self.spare, k)
+
+
+def _spare_name(owner: str, spare: int, k: int) -> str:
+    return f"{shm.PREFIX}{owner}-{(spare + k) % 2**64:016x}"
 
 
 def send_back(res: Any, k: int, returns: Returns, attachments: shm.Attachments) -> Any:
     """In the worker: task ``k``'s result as it goes back: a small array pickled, as
     it is; a bigger one written into its slot when it fits, else into a new segment
-    made for the parent, and a ShmRef to it travels instead; anything else as it is."""
+    under the name the parent chose, and a ShmRef to it travels instead; anything
+    else as it is.
+
+    A segment made here belongs to the parent, which may have given up on the call
+    meanwhile (another task failed): then it removed the call's marker first and
+    the chosen names next, so a segment made after that sees no marker and is
+    removed here, and one made before is removed by the parent."""
     if (
         not isinstance(res, np.ndarray)
         or res.dtype.hasobject
@@ -265,10 +284,24 @@ def send_back(res: Any, k: int, returns: Returns, attachments: shm.Attachments) 
     if slot is not None and res.nbytes <= slot.size:
         seg = attachments.segment(slot.name)
     else:
-        seg = Segment.create(res.nbytes, owner=returns.owner)
+        name = returns.spare_name(k)
+        try:
+            seg = Segment.create(res.nbytes, name=name)
+        except FileExistsError:  # the batch runs again after a crash: the dead one's
+            for d in shm.directories():
+                shm.unlink_path(os.path.join(d, name))
+            seg = Segment.create(res.nbytes, name=name)
+        if not os.path.exists(os.path.join(shm.shm_dir(), returns.marker)):
+            seg.unlink()  # nobody waits for it
+            return None
     view = seg.ndarray(res.shape, res.dtype)
     np.copyto(view, res, casting="no")
     return ShmRef(seg.name, 0, res.shape, res.dtype, view.strides)
+
+
+def _end_call(lock: shm.Lock, marker: str) -> None:
+    shm.unlink_path(marker)
+    shm.drop_lock(lock)
 
 
 class _SharedMap(MapIO):
@@ -277,15 +310,29 @@ class _SharedMap(MapIO):
         self.staged: dict[int, list[Any]] = {}
         self.slots_of: dict[int, list[Segment | None]] = {}  # first task index -> slots
         self.guess = -1  # bytes reserved per result; learnt from the first results
+        # first task index -> (spare names' base, tasks) of batches sent, not yet back
+        self.spares: dict[int, tuple[int, int]] = {}
         # this process's lock, held for the call: results workers make for us carry
-        # its token, and it must still be ours when they arrive (see shm.Lock)
+        # its token, and it must still be ours when they arrive (see shm.Lock); and
+        # the call's marker (see send_back)
         self.lock: shm.Lock | None = None
-        self._unpin: weakref.finalize | None = None
+        self.marker = ""
+        self._end: weakref.finalize | None = None
 
     def _owner(self) -> str:
+        """This process's ``pid-token``, the lock and the marker held for the call
+        (until it is aborted, or this object goes when the call has returned)."""
         if self.lock is None:
-            self.lock = shm.hold_lock(shm.shm_dir())
-            self._unpin = weakref.finalize(self, shm.drop_lock, self.lock)
+            lock = shm.hold_lock(shm.shm_dir())
+            try:
+                name = shm.new_name(lock.owner)
+                path = os.path.join(lock.directory, name)
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except BaseException:
+                shm.drop_lock(lock)
+                raise
+            self.lock, self.marker = lock, name
+            self._end = weakref.finalize(self, _end_call, lock, path)
         return self.lock.owner
 
     def _arg(self, a: Any) -> Any:
@@ -313,7 +360,9 @@ class _SharedMap(MapIO):
             slots.append(shm.arena().take(size) if size > INLINE_BYTES else None)
         self.slots_of[batch[0][0]] = slots
         reserved = tuple(Slot(s.name, s.size) if s else None for s in slots)
-        return sent, Returns(self._owner(), reserved, INLINE_BYTES)
+        spare = secrets.randbits(64)
+        self.spares[batch[0][0]] = (spare, len(batch))
+        return sent, Returns(self._owner(), reserved, INLINE_BYTES, spare, self.marker)
 
     def _unstage(self, batch: list[Task], ok: bool) -> None:
         for _, args in batch:
@@ -329,6 +378,7 @@ class _SharedMap(MapIO):
 
     def decode(self, batch: list[Task], results: list[Any]) -> list[Any]:
         slots = self.slots_of.pop(batch[0][0])
+        del self.spares[batch[0][0]]
         self._unstage(batch, ok=True)
         out = []
         for res, slot in zip(results, slots, strict=True):
@@ -351,6 +401,17 @@ class _SharedMap(MapIO):
         return out
 
     def abort(self) -> None:
+        """Release every segment of the call, and remove those that workers may have
+        made for results that will never be decoded (after the marker: see send_back)."""
+        if self.lock is not None:
+            shm.unlink_path(os.path.join(self.lock.directory, self.marker))
+        owner = self.lock.owner if self.lock is not None else ""
+        for spare, tasks in self.spares.values():
+            for k in range(tasks):
+                name = _spare_name(owner, spare, k)
+                for d in shm.directories():
+                    shm.unlink_path(os.path.join(d, name))
+        self.spares.clear()
         for entry in self.staged.values():
             if entry[1] is not None:
                 entry[1].unlink()
@@ -358,8 +419,8 @@ class _SharedMap(MapIO):
         for slots in self.slots_of.values():
             _release([s for s in slots if s is not None], ok=False)
         self.slots_of.clear()
-        if self._unpin is not None:
-            self._unpin()
+        if self._end is not None:
+            self._end()
 
 
 class Shared(Transport):
