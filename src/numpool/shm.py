@@ -345,15 +345,17 @@ def hold_lock(directory: str) -> Lock:
 def drop_lock(lock: Lock) -> None:
     """Hold ``lock`` once less; the last use removes the file (unlinked, then closed)."""
     with _locks_guard:
-        if lock.pid != os.getpid():  # inherited through fork(): the parent's
+        # inherited through fork() (the parent's), or already let go at exit
+        if lock.pid != os.getpid() or lock.fd < 0:
             return
         lock.users -= 1
         if lock.users > 0:
             return
         if _locks.get(lock.directory) is lock:
             del _locks[lock.directory]
+        fd, lock.fd = lock.fd, -1  # (never close a number twice: it may be reused)
     unlink_path(lock.path)
-    os.close(lock.fd)
+    os.close(fd)
 
 
 def _lock_of(directory: str, token: str | None) -> Lock | None:
@@ -371,6 +373,7 @@ def _forget_locks() -> None:
     for lock in _locks.values():
         with contextlib.suppress(OSError):
             os.close(lock.fd)
+        lock.fd = -1
     _locks.clear()
 
 
@@ -771,7 +774,11 @@ def _at_exit() -> None:
     with _locks_guard:
         locks = [lock for lock in _locks.values() if lock.pid == os.getpid()]
         _locks.clear()
-    for lock in locks:
+        fds = []
+        for lock in locks:
+            fds.append(lock.fd)
+            lock.fd = -1  # a finalizer that runs later drops nothing
+    for lock, fd in zip(locks, fds, strict=True):
         with contextlib.suppress(OSError):
             for name in os.listdir(lock.directory):
                 parsed = parse_name(name)
@@ -779,7 +786,7 @@ def _at_exit() -> None:
                     unlink_path(os.path.join(lock.directory, name))
         unlink_path(lock.path)
         with contextlib.suppress(OSError):
-            os.close(lock.fd)
+            os.close(fd)
 
 
 _arena = Arena()
