@@ -51,24 +51,15 @@ def _space(directory: str) -> dict[str, Any]:
 
 
 def _segments() -> dict[str, Any]:
+    """numpool's segments, as ``shm.scan`` finds them (strangers in the directory are
+    never listed, let alone removed)."""
     live: list[dict[str, Any]] = []
     orphans: list[dict[str, Any]] = []
-    for d in shm.directories():
-        try:
-            names = os.listdir(d)
-        except OSError:
+    for e in shm.scan():
+        if e.lock:
             continue
-        for name in names:
-            pid = shm.owner_of(name)
-            if pid is None:
-                continue
-            path = os.path.join(d, name)
-            try:
-                size = os.stat(path).st_size
-            except OSError:
-                continue
-            entry = {"path": path, "owner_pid": pid, "bytes": size}
-            (live if shm.is_alive(pid) else orphans).append(entry)
+        entry = {"path": e.path, "owner_pid": e.pid, "bytes": e.bytes}
+        (live if e.alive else orphans).append(entry)
     return {"live": live, "orphans": orphans}
 
 

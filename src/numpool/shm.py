@@ -29,6 +29,16 @@ by size class, bounded in bytes), parents and workers keep their mappings,
 and workers map with ``MAP_POPULATE``. Unlinking a name never invalidates a
 live mapping: memory is returned when the last mapping goes.
 
+Liveness: a segment's name is ``numpool-<pid>-<token>-<16 hex>``; the token names
+its owner's lock file, ``numpool-<pid>-<token>.lock`` in the same directory, on
+which the owner holds an exclusive ``flock`` for as long as it has segments there
+(:class:`Lock`; a worker's segments name its parent). The sweep that removes
+segments of killed processes takes that lock to know the owner is gone: a pid
+alone misleads across PID namespaces sharing /dev/shm, and pids are reused. Names
+without a token (older numpool) are judged by their pid. The directories are
+everyone's, so only exact numpool names of regular files of this user are ever
+considered (:func:`scan`).
+
 Lifetimes:
 
 * a segment staged for a call goes back to the arena when the call ends,
@@ -37,7 +47,9 @@ Lifetimes:
   owns its segment; when the array and all its views are gone the segment
   returns to the arena, or is unlinked when no pool is using the arena;
 * the arena unlinks its idle segments when the last pool using it shuts
-  down, and at interpreter exit.
+  down, and at interpreter exit;
+* a lock file goes with its directory's last segment of the process, and at exit
+  (with any segment still named for the process).
 """
 
 from __future__ import annotations
@@ -46,10 +58,13 @@ import atexit
 import contextlib
 import ctypes
 import errno
+import fcntl
 import math
 import mmap
 import os
+import re
 import secrets
+import stat
 import tempfile
 import threading
 import warnings
@@ -208,17 +223,186 @@ def _place(size: int) -> str:
     return spill
 
 
-def new_name(owner: int | None = None) -> str:
-    """An unguessable segment name carrying its owner's pid (for sweeping orphans)."""
-    return f"{PREFIX}{owner or os.getpid()}-{secrets.token_hex(8)}"
+#: a numpool name, exactly: ASCII digits (no sign, no leading zero, no other Unicode
+#: digit) for the owner's pid; then the owner's lock token (12 hex digits; absent in
+#: names of numpool before locks); then 16 random hex digits for a segment, or
+#: ``.lock`` for the owner's lock file. Names are read from a directory anyone may
+#: write into: whatever else is there is a stranger.
+_NAME = re.compile(
+    r"numpool-([1-9][0-9]{0,9})-(?:([0-9a-f]{12})(?:-[0-9a-f]{16}|(\.lock))|[0-9a-f]{16})",
+    re.ASCII,
+)
+#: Linux's PID_MAX_LIMIT: no process has a larger pid (a bigger number is no pid)
+PID_MAX = 1 << 22
+
+
+class Name(NamedTuple):
+    """What a numpool name says (see :func:`parse_name`)."""
+
+    pid: int
+    token: str | None  # the owner's lock file's token; None: the pid alone tells
+    lock: bool  # the owner's lock file, not a segment
+
+
+def parse_name(name: str) -> Name | None:
+    """What a numpool segment or lock file name says, or None for any other name (one
+    that only looks like it: a pid out of range, non-ASCII digits, a trailing newline)."""
+    m = _NAME.fullmatch(name)
+    if m is None:
+        return None
+    pid = int(m[1])
+    return Name(pid, m[2], m[3] is not None) if pid <= PID_MAX else None
 
 
 def is_numpool_name(name: str) -> bool:
-    """True for names numpool makes; workers refuse to attach to anything else."""
-    if not name.startswith(PREFIX) or "/" in name:
-        return False
-    owner, _, token = name[len(PREFIX) :].partition("-")
-    return owner.isdigit() and len(token) == 16 and all(c in "0123456789abcdef" for c in token)
+    """True for segment names numpool makes; workers refuse to attach to anything else."""
+    parsed = parse_name(name)
+    return parsed is not None and not parsed.lock
+
+
+def new_name(owner: str) -> str:
+    """An unguessable segment name carrying its owner (``pid-token``: see :class:`Lock`)."""
+    return f"{PREFIX}{owner}-{secrets.token_hex(8)}"
+
+
+def lock_name(pid: int, token: str) -> str:
+    return f"{PREFIX}{pid}-{token}.lock"
+
+
+class Lock:
+    """This process's lock file in one directory: proof of life for its segments there.
+
+    A pid alone cannot tell whether a segment's owner lives: a numpool process in
+    another PID namespace that shares /dev/shm sees every pid of ours as dead (or
+    as someone else), and swept live segments. So a process that creates segments
+    in a directory first creates ``numpool-<pid>-<token>.lock`` there and holds an
+    exclusive ``flock`` on it for as long as it has segments there (one descriptor
+    per directory, not per segment); its segments' names carry the token, and the
+    sweep removes them only once it can take that lock itself: the kernel drops
+    the lock when the owner dies, however it dies, in whatever namespace.
+
+    Segments a worker process makes for its parent carry the parent's token.
+    When the last segment goes, the file is unlinked and then closed (never
+    unlocked while named), and the next one gets a new token: a lock name is never
+    made twice, so a sweeper that took a lock knows it judged the owner's file.
+    """
+
+    __slots__ = ("directory", "fd", "path", "pid", "token", "users")
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.pid = os.getpid()
+        self.users = 0
+        for _ in range(16):
+            self.token = secrets.token_hex(6)
+            self.path = os.path.join(directory, lock_name(self.pid, self.token))
+            fd = _create_locked(self.path)
+            if fd is not None:
+                self.fd = fd
+                return
+        raise SharedMemoryError(f"numpool: could not create a lock file in {directory}")
+
+    @property
+    def owner(self) -> str:
+        """What segment names made for this process carry: ``pid-token``."""
+        return f"{self.pid}-{self.token}"
+
+
+def _create_locked(path: str) -> int | None:
+    """A new lock file at ``path``, locked; None when a sweeper took it in the
+    moment between creating and locking it (then it is gone, or going: try again)."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        mine = os.fstat(fd)
+        now = os.lstat(path)
+        if (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
+            return fd
+    except (BlockingIOError, FileNotFoundError):
+        pass
+    except BaseException:
+        os.close(fd)
+        raise
+    os.close(fd)
+    return None
+
+
+_locks: dict[str, Lock] = {}  # by directory: the current one
+_locks_guard = threading.RLock()  # (reentrant: a finalizer may drop one mid-operation)
+
+
+def hold_lock(directory: str) -> Lock:
+    """This process's lock in ``directory`` (made when needed), held once more."""
+    with _locks_guard:
+        lock = _locks.get(directory)
+        if lock is None:
+            lock = _locks[directory] = Lock(directory)
+        lock.users += 1
+        return lock
+
+
+def drop_lock(lock: Lock) -> None:
+    """Hold ``lock`` once less; the last use removes the file (unlinked, then closed)."""
+    with _locks_guard:
+        # inherited through fork() (the parent's), or already let go at exit
+        if lock.pid != os.getpid() or lock.fd < 0:
+            return
+        lock.users -= 1
+        if lock.users > 0:
+            return
+        if _locks.get(lock.directory) is lock:
+            del _locks[lock.directory]
+        fd, lock.fd = lock.fd, -1  # (never close a number twice: it may be reused)
+    unlink_path(lock.path)
+    os.close(fd)
+
+
+def _lock_of(directory: str, token: str | None) -> Lock | None:
+    """This process's current lock in ``directory`` if its token is ``token``."""
+    with _locks_guard:
+        lock = _locks.get(directory)
+        return lock if lock is not None and lock.token == token else None
+
+
+def _forget_locks() -> None:
+    """In a child made by fork(): the parent's locks are not ours (the inherited
+    descriptors are closed; the parent's own keep its locks)."""
+    global _locks_guard
+    _locks_guard = threading.RLock()
+    for lock in _locks.values():
+        with contextlib.suppress(OSError):
+            os.close(lock.fd)
+        lock.fd = -1
+    _locks.clear()
+
+
+os.register_at_fork(after_in_child=_forget_locks)
+
+
+def lock_state(path: str) -> bool | None:
+    """Whether the owner of the lock file ``path`` lives: True while it holds the lock,
+    False when the lock can be taken (its owner died), None when there is no lock
+    file of this user there to tell."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        try:
+            now = os.lstat(path)
+        except FileNotFoundError:
+            return True  # its owner let it go just now: it lives (and holds nothing here)
+        return (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino)
+    finally:
+        os.close(fd)
 
 
 class _Mapping:
@@ -277,9 +461,19 @@ def _map(fd: int, size: int, populate: bool = False) -> np.ndarray:
 class Segment:
     """One named shared-memory file, mapped read-write into this process."""
 
-    __slots__ = ("__weakref__", "address", "buf", "held", "name", "path", "size", "unlinked")
+    __slots__ = (
+        "__weakref__",
+        "address",
+        "buf",
+        "held",
+        "lock",
+        "name",
+        "path",
+        "size",
+        "unlinked",
+    )
 
-    def __init__(self, name: str, path: str, buf: np.ndarray) -> None:
+    def __init__(self, name: str, path: str, buf: np.ndarray, lock: Lock | None = None) -> None:
         self.name = name
         self.path = path
         self.buf = buf
@@ -287,27 +481,34 @@ class Segment:
         self.address: int = buf.ctypes.data
         self.unlinked = False
         self.held = 0  # bytes counted in _held (created here, in shm_dir())
+        self.lock = lock  # this process's lock, held for as long as the name is
 
     @classmethod
     def create(
-        cls, nbytes: int, directory: str | None = None, owner: int | None = None
+        cls,
+        nbytes: int,
+        directory: str | None = None,
+        owner: str | None = None,
+        name: str | None = None,
     ) -> Segment:
         """Create, reserve and map a new segment of at least ``nbytes`` bytes, in
-        ``directory`` or where it fits (see :func:`_place`)."""
+        ``directory`` or where it fits (see :func:`_place`). It belongs to this
+        process, or to ``owner`` (``pid-token`` of the parent of a worker process),
+        and is called ``name`` when given (the parent chose it)."""
         global _held
         sweep_once()
         size = max(_PAGE, -(-nbytes // _PAGE) * _PAGE)
         if directory is None:
             where = _place(size)
             try:
-                seg = cls._create(size, where, owner)
+                seg = cls._create(size, where, owner, name)
             except SharedMemoryError:
                 if where == spill_dir():
                     raise
                 # the space went between the check and the reservation: spill
-                seg = cls._create(size, spill_dir(), owner)
+                seg = cls._create(size, spill_dir(), owner, name)
         else:
-            seg = cls._create(size, directory, owner)
+            seg = cls._create(size, directory, owner, name)
         if os.path.dirname(seg.path) == shm_dir():
             with _held_lock:
                 seg.held = size
@@ -315,34 +516,26 @@ class Segment:
         return seg
 
     @classmethod
-    def _create(cls, size: int, directory: str, owner: int | None) -> Segment:
-        name = new_name(owner)
-        path = os.path.join(directory, name)
-        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-        fd = os.open(path, flags, 0o600)
+    def _create(cls, size: int, directory: str, owner: str | None, name: str | None) -> Segment:
+        lock = hold_lock(directory) if owner is None and name is None else None
         try:
-            try:
-                os.posix_fallocate(fd, 0, size)
-            except AttributeError:  # no posix_fallocate (macOS): sparse file
-                os.ftruncate(fd, size)
-            except OSError as e:
-                if e.errno in (errno.ENOSPC, errno.ENOMEM, errno.EFBIG):
-                    raise SharedMemoryError(_no_space_message(size, directory)) from e
-                if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
-                    raise
-                os.ftruncate(fd, size)
-            buf = _map(fd, size)
+            name = name or new_name(owner or lock.owner)  # type: ignore[union-attr]
+            path = os.path.join(directory, name)
+            buf = _new_file(path, size, directory)
         except BaseException:
-            _unlink_path(path)
+            if lock is not None:
+                drop_lock(lock)
             raise
-        finally:
-            os.close(fd)
-        return cls(name, path, buf)
+        return cls(name, path, buf, lock)
 
     @classmethod
-    def attach(cls, name: str, directory: str | None = None, populate: bool = True) -> Segment:
+    def attach(
+        cls, name: str, directory: str | None = None, populate: bool = True, own: bool = False
+    ) -> Segment:
         """Map an existing numpool segment by name (in ``directory``, or wherever
-        numpool puts segments: the shm directory, then the spill directory)."""
+        numpool puts segments: the shm directory, then the spill directory).
+        ``own``: this process takes it over (a worker made it for it), and holds
+        its lock while it has the name."""
         if not is_numpool_name(name):
             raise ValueError(f"refusing to attach to {name!r}: not a numpool segment name")
         fd = -1
@@ -355,11 +548,19 @@ class Segment:
                 if directory or d == directories()[-1]:
                     raise
         try:
-            size = os.fstat(fd).st_size
-            buf = _map(fd, size, populate)
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+                raise ValueError(f"refusing to attach to {path}: not a file of this user")
+            buf = _map(fd, st.st_size, populate)
         finally:
             os.close(fd)
-        return cls(name, path, buf)
+        lock = None
+        if own:
+            with _locks_guard:
+                lock = _lock_of(os.path.dirname(path), parse_name(name).token)  # type: ignore[union-attr]
+                if lock is not None:
+                    lock.users += 1
+        return cls(name, path, buf, lock)
 
     def ndarray(
         self,
@@ -379,17 +580,45 @@ class Segment:
         global _held
         if not self.unlinked:
             self.unlinked = True
-            _unlink_path(self.path)
+            unlink_path(self.path)
             if self.held:
                 with _held_lock:
                     _held -= self.held
                 self.held = 0
+            lock, self.lock = self.lock, None
+            if lock is not None:
+                drop_lock(lock)
 
     def __repr__(self) -> str:
         return f"<Segment {self.name} {self.size} bytes{' unlinked' if self.unlinked else ''}>"
 
 
-def _unlink_path(path: str) -> None:
+def _new_file(path: str, size: int, directory: str) -> np.ndarray:
+    """Create the file ``path`` (0600, never an existing one), reserve ``size`` bytes
+    and map them."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o600)
+    try:
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except AttributeError:  # no posix_fallocate (macOS): sparse file
+            os.ftruncate(fd, size)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.ENOMEM, errno.EFBIG):
+                raise SharedMemoryError(_no_space_message(size, directory)) from e
+            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            os.ftruncate(fd, size)
+        return _map(fd, size)
+    except BaseException:
+        unlink_path(path)
+        raise
+    finally:
+        os.close(fd)
+
+
+def unlink_path(path: str) -> None:
+    """Remove the name ``path`` if it is there."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
 
@@ -538,8 +767,30 @@ def _default_max_idle() -> int:
     return int(min(2 << 30, total // 4))
 
 
+def _at_exit() -> None:
+    """The process ends: unlink what is still named for it (idle segments; a worker's
+    result that never reached it), then its lock files."""
+    _arena.clear()
+    with _locks_guard:
+        locks = [lock for lock in _locks.values() if lock.pid == os.getpid()]
+        _locks.clear()
+        fds = []
+        for lock in locks:
+            fds.append(lock.fd)
+            lock.fd = -1  # a finalizer that runs later drops nothing
+    for lock, fd in zip(locks, fds, strict=True):
+        with contextlib.suppress(OSError):
+            for name in os.listdir(lock.directory):
+                parsed = parse_name(name)
+                if parsed is not None and not parsed.lock and parsed.token == lock.token:
+                    unlink_path(os.path.join(lock.directory, name))
+        unlink_path(lock.path)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 _arena = Arena()
-atexit.register(_arena.clear)
+atexit.register(_at_exit)
 
 
 def arena() -> Arena:
@@ -707,7 +958,8 @@ class Attachments:
 
 def owner_of(name: str) -> int | None:
     """The pid in a numpool segment name (its creator's, or the pool owner's)."""
-    return int(name[len(PREFIX) :].partition("-")[0]) if is_numpool_name(name) else None
+    parsed = parse_name(name)
+    return parsed.pid if parsed is not None and not parsed.lock else None
 
 
 def is_alive(pid: int) -> bool:
@@ -727,28 +979,80 @@ def is_alive(pid: int) -> bool:
         return True
 
 
-def orphans() -> list[str]:
-    """Paths of numpool segments whose owner process is gone (killed with SIGKILL,
-    say), in every directory numpool uses. A pid can be reused: such a segment
-    waits until that process is gone too (never removed while its owner lives)."""
-    found = []
+class Entry(NamedTuple):
+    """One of numpool's own files in a directory it uses (see :func:`scan`)."""
+
+    path: str
+    pid: int
+    bytes: int
+    alive: bool  # whether its owner still runs (False: an orphan)
+    lock: bool  # the owner's lock file, not a segment
+
+
+def scan() -> list[Entry]:
+    """numpool's segments and lock files in every directory it uses, with whether
+    their owner lives.
+
+    Those directories are shared with every local user (/dev/shm, /tmp), so only
+    what numpool itself could have made counts: a name exactly numpool's
+    (:func:`parse_name`), a regular file (``lstat``: a symlink is never followed,
+    a directory never opened), owned by this user. Anything else is a stranger,
+    left alone; an entry that vanishes or cannot be read meanwhile is skipped,
+    never the end of the scan.
+
+    An owner lives while its lock file is locked (see :class:`Lock`); only for a
+    name with no lock file (numpool before locks, or a lock file gone first) is
+    its pid asked, as before."""
+    found: list[Entry] = []
+    me = os.geteuid()
     for d in directories():
         try:
             names = os.listdir(d)
         except OSError:
             continue
+        alive: dict[tuple[int, str | None], bool] = {}
         for name in names:
-            pid = owner_of(name)
-            if pid is not None and not is_alive(pid):
-                found.append(os.path.join(d, name))
+            parsed = parse_name(name)
+            if parsed is None:
+                continue
+            path = os.path.join(d, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != me:
+                continue
+            owner = (parsed.pid, parsed.token)
+            if owner not in alive:
+                held = None
+                if parsed.token is not None:
+                    held = lock_state(os.path.join(d, lock_name(*owner)))  # type: ignore[arg-type]
+                if held is None and parsed.lock:
+                    continue  # gone (or not a lock of ours) meanwhile
+                alive[owner] = is_alive(parsed.pid) if held is None else held
+            found.append(Entry(path, parsed.pid, st.st_size, alive[owner], parsed.lock))
     return found
 
 
+def orphans() -> list[str]:
+    """Paths of numpool segments whose owner process is gone (killed with SIGKILL,
+    say), in every directory numpool uses, then those owners' lock files. An owner
+    with a lock file is gone when its lock can be taken; one without, when its pid
+    is (a pid can be reused: such a segment waits until that process is gone too)."""
+    dead = [e for e in scan() if not e.alive]
+    return [e.path for e in dead if not e.lock] + [e.path for e in dead if e.lock]
+
+
 def sweep() -> list[str]:
-    """Unlink the orphans (see :func:`orphans`); returns their paths."""
-    gone = orphans()
-    for path in gone:
-        _unlink_path(path)
+    """Unlink the orphans (see :func:`orphans`; lock files last); returns the paths
+    removed. One that cannot be removed is skipped: the others still go."""
+    gone = []
+    for path in orphans():
+        try:
+            os.unlink(path)
+        except OSError:
+            continue
+        gone.append(path)
     return gone
 
 

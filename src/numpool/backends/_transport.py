@@ -7,10 +7,17 @@ Transport         views of x and out           arguments as they are
 (serial, threads) (func writes into out)       (same address space)
 Pickled (pickle)  x[a:b] pickled, result       arguments and result pickled
                   pickled back, copied to out  (the naive multiprocessing way)
-Shared            ShmRef of x and out rows     array arguments staged (or
-(processes)       (worker writes in place)     SharedArray: as is), results
-                                               written into reserved slots
+Shared            ShmRef of x and out rows     small arrays pickled; bigger
+(processes)       (worker writes in place)     ones staged (SharedArray: as
+                                               is), results written into
+                                               reserved slots or segments
+                                               made for the caller
 ================  ===========================  ================================
+
+Small map arrays (at most ``INLINE_BYTES``) travel pickled in the task
+message, arguments and results alike: a segment is at least a page and a
+file, its create, map and unlink cost more than pickling a few KiB, and a
+map over 100,000 small arrays used to need as many segments (and files).
 
 Each call gets an ``*IO`` object that prepares what to send, takes results,
 and on success (:meth:`finish`) or failure (:meth:`abort`) puts every
@@ -20,15 +27,18 @@ segment, so it is unlinked rather than recycled.
 
 from __future__ import annotations
 
+import os
+import secrets
 import time
-from typing import Any
+import weakref
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .. import _buffers, shm
 from ..shm import Segment, ShmRef, Slot
 
-__all__ = ["Pickled", "Shared", "Transport"]
+__all__ = ["Pickled", "Returns", "Shared", "Transport", "send_back"]
 
 Task = tuple[int, tuple[Any, ...]]
 
@@ -68,7 +78,7 @@ class ApplyIO(_Counted):
 class MapIO(_Counted):
     """Per-call state of map on a transport (Direct: arguments as they are)."""
 
-    def encode(self, batch: list[Task]) -> tuple[list[Task], list[Slot | None] | None]:
+    def encode(self, batch: list[Task]) -> tuple[list[Task], Returns | None]:
         return batch, None
 
     def decode(self, batch: list[Task], results: list[Any]) -> list[Any]:
@@ -122,7 +132,7 @@ def _array_bytes(values: Any) -> int:
 
 
 class _PickledMap(MapIO):
-    def encode(self, batch: list[Task]) -> tuple[list[Task], list[Slot | None] | None]:
+    def encode(self, batch: list[Task]) -> tuple[list[Task], Returns | None]:
         self.count(sum(_array_bytes(args) for _, args in batch))
         return batch, None
 
@@ -227,15 +237,109 @@ class _SharedApply(ApplyIO):
         _release(self.held, ok=False)
 
 
+#: map arguments and results of at most this many bytes travel pickled in the task
+#: message, not through a segment of their own: a segment is a page at least and a
+#: file, its create+map+unlink cost more than pickling a few KiB, and a map over
+#: 100,000 small arrays needed as many files (see the module docstring)
+INLINE_BYTES = 4096
+
+
+class Returns(NamedTuple):
+    """How a batch's array results come back from a worker process (see send_back)."""
+
+    owner: str  # the parent's ``pid-token``: what segments made for it are named with
+    slots: tuple[Slot | None, ...]  # segments it reserved, one per task (or None)
+    inline: int  # arrays of at most this many bytes come back pickled
+    spare: int  # task k's result, when it needs a segment of its own: spare_name(k)
+    marker: str  # a file in the shm directory while the caller waits for the results
+
+    def spare_name(self, k: int) -> str:
+        """The name the parent chose for task ``k``'s own result segment, should it
+        need one: the parent can remove it if the result never arrives."""
+        return _spare_name(self.owner, self.spare, k)
+
+
+def _spare_name(owner: str, spare: int, k: int) -> str:
+    return f"{shm.PREFIX}{owner}-{(spare + k) % 2**64:016x}"
+
+
+def send_back(res: Any, k: int, returns: Returns, attachments: shm.Attachments) -> Any:
+    """In the worker: task ``k``'s result as it goes back: a small array pickled, as
+    it is; a bigger one written into its slot when it fits, else into a new segment
+    under the name the parent chose, and a ShmRef to it travels instead; anything
+    else as it is.
+
+    A segment made here belongs to the parent, which may have given up on the call
+    meanwhile (another task failed): then it removed the call's marker first and
+    the chosen names next, so a segment made after that sees no marker and is
+    removed here, and one made before is removed by the parent."""
+    if (
+        not isinstance(res, np.ndarray)
+        or res.dtype.hasobject
+        or res.nbytes == 0
+        or res.nbytes <= returns.inline
+    ):
+        return res
+    slot = returns.slots[k]
+    if slot is not None and res.nbytes <= slot.size:
+        seg = attachments.segment(slot.name)
+    else:
+        name = returns.spare_name(k)
+        try:
+            seg = Segment.create(res.nbytes, name=name)
+        except FileExistsError:  # the batch runs again after a crash: the dead one's
+            for d in shm.directories():
+                shm.unlink_path(os.path.join(d, name))
+            seg = Segment.create(res.nbytes, name=name)
+        if not os.path.exists(os.path.join(shm.shm_dir(), returns.marker)):
+            seg.unlink()  # nobody waits for it
+            return None
+    view = seg.ndarray(res.shape, res.dtype)
+    np.copyto(view, res, casting="no")
+    return ShmRef(seg.name, 0, res.shape, res.dtype, view.strides)
+
+
+def _end_call(lock: shm.Lock, marker: str) -> None:
+    shm.unlink_path(marker)
+    shm.drop_lock(lock)
+
+
 class _SharedMap(MapIO):
     def __init__(self) -> None:
         # id(array) -> [ref, segment or None, uses, array]: each array staged once per call
         self.staged: dict[int, list[Any]] = {}
         self.slots_of: dict[int, list[Segment | None]] = {}  # first task index -> slots
         self.guess = -1  # bytes reserved per result; learnt from the first results
+        # first task index -> (spare names' base, tasks) of batches sent, not yet back
+        self.spares: dict[int, tuple[int, int]] = {}
+        # this process's lock, held for the call: results workers make for us carry
+        # its token, and it must still be ours when they arrive (see shm.Lock); and
+        # the call's marker (see send_back)
+        self.lock: shm.Lock | None = None
+        self.marker = ""
+        self._end: weakref.finalize | None = None
+
+    def _owner(self) -> str:
+        """This process's ``pid-token``, the lock and the marker held for the call
+        (until it is aborted, or this object goes when the call has returned)."""
+        if self.lock is None:
+            lock = shm.hold_lock(shm.shm_dir())
+            try:
+                name = shm.new_name(lock.owner)
+                path = os.path.join(lock.directory, name)
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except BaseException:
+                shm.drop_lock(lock)
+                raise
+            self.lock, self.marker = lock, name
+            self._end = weakref.finalize(self, _end_call, lock, path)
+        return self.lock.owner
 
     def _arg(self, a: Any) -> Any:
         if not isinstance(a, np.ndarray) or a.dtype.hasobject or a.nbytes == 0:
+            return a
+        if a.nbytes <= INLINE_BYTES and shm.shared_ref(a) is None:
+            self.count(a.nbytes)  # pickled into the task message
             return a
         entry = self.staged.get(id(a))
         if entry is None:
@@ -245,7 +349,7 @@ class _SharedMap(MapIO):
         entry[2] += 1
         return entry[0]
 
-    def encode(self, batch: list[Task]) -> tuple[list[Task], list[Slot | None] | None]:
+    def encode(self, batch: list[Task]) -> tuple[list[Task], Returns | None]:
         sent: list[Task] = []
         slots: list[Segment | None] = []
         for index, args in batch:
@@ -253,9 +357,12 @@ class _SharedMap(MapIO):
             size = self.guess
             if size < 0:  # no result seen yet: guess "as big as the largest array argument"
                 size = max((a.nbytes for a in args if isinstance(a, np.ndarray)), default=0)
-            slots.append(shm.arena().take(size) if size > 0 else None)
+            slots.append(shm.arena().take(size) if size > INLINE_BYTES else None)
         self.slots_of[batch[0][0]] = slots
-        return sent, [Slot(s.name, s.size) if s else None for s in slots]
+        reserved = tuple(Slot(s.name, s.size) if s else None for s in slots)
+        spare = secrets.randbits(64)
+        self.spares[batch[0][0]] = (spare, len(batch))
+        return sent, Returns(self._owner(), reserved, INLINE_BYTES, spare, self.marker)
 
     def _unstage(self, batch: list[Task], ok: bool) -> None:
         for _, args in batch:
@@ -271,6 +378,7 @@ class _SharedMap(MapIO):
 
     def decode(self, batch: list[Task], results: list[Any]) -> list[Any]:
         slots = self.slots_of.pop(batch[0][0])
+        del self.spares[batch[0][0]]
         self._unstage(batch, ok=True)
         out = []
         for res, slot in zip(results, slots, strict=True):
@@ -278,11 +386,14 @@ class _SharedMap(MapIO):
                 if slot is not None and res.name == slot.name:
                     seg, slot = slot, None
                 else:
-                    seg = Segment.attach(res.name, populate=False)
+                    seg = Segment.attach(res.name, populate=False, own=True)
                 res = shm.wrap(seg, res.shape, res.dtype, res.offset, res.strides)
                 self.count(res.nbytes)  # written into shared memory by the worker
                 self.guess = max(self.guess, res.nbytes)
-            else:  # not an array (or an empty one): stop reserving slots by guess
+            elif isinstance(res, np.ndarray):  # a small one, pickled
+                self.count(res.nbytes)
+                self.guess = max(self.guess, res.nbytes)
+            else:  # not an array: reserve no slot unless array results come
                 self.guess = max(self.guess, 0)
             if slot is not None:
                 shm.arena().give(slot)
@@ -290,6 +401,17 @@ class _SharedMap(MapIO):
         return out
 
     def abort(self) -> None:
+        """Release every segment of the call, and remove those that workers may have
+        made for results that will never be decoded (after the marker: see send_back)."""
+        if self.lock is not None:
+            shm.unlink_path(os.path.join(self.lock.directory, self.marker))
+        owner = self.lock.owner if self.lock is not None else ""
+        for spare, tasks in self.spares.values():
+            for k in range(tasks):
+                name = _spare_name(owner, spare, k)
+                for d in shm.directories():
+                    shm.unlink_path(os.path.join(d, name))
+        self.spares.clear()
         for entry in self.staged.values():
             if entry[1] is not None:
                 entry[1].unlink()
@@ -297,6 +419,8 @@ class _SharedMap(MapIO):
         for slots in self.slots_of.values():
             _release([s for s in slots if s is not None], ok=False)
         self.slots_of.clear()
+        if self._end is not None:
+            self._end()
 
 
 class Shared(Transport):

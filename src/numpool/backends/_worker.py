@@ -24,8 +24,9 @@ import numpy as np
 from .. import blas, shm
 from .._errors import annotate
 from .._stats import worker_name
-from ..shm import Attachments, Segment, ShmRef, Slot
+from ..shm import Attachments, ShmRef
 from ._ship import portable, ship
+from ._transport import Returns, send_back
 
 _attachments: Attachments | None = None
 _owner: int | None = None  # pid of the parent that owns segments made here
@@ -147,15 +148,14 @@ def apply_block(
 def run_tasks(
     func: Callable[..., Any],
     batch: Sequence[tuple[int, tuple[Any, ...]]],
-    slots: Sequence[Slot | None] | None,
+    returns: Returns | None,
     total: int,
 ) -> tuple[list[Any], tuple[int, str], float, float]:
     """Run map tasks ``func(*args)``; array results go back through shared memory.
 
-    ``slots``, given by the processes backend, are segments the parent
-    reserved for the results (sized by a guess); a result that does not fit
-    goes into a new segment owned by the parent. Without slots, results are
-    returned as they are. Returns (results, who ran them, start, end).
+    ``returns``, given by the processes backend, says how array results go
+    back (see ``_transport.send_back``). Without it, results are returned as
+    they are. Returns (results, who ran them, start, end).
     """
     t0 = time.perf_counter()
     out = []
@@ -164,8 +164,9 @@ def run_tasks(
             res = func(*[resolve(a) for a in args])
         except Exception as e:
             raise _back(annotate(e, f"task {index} of {total}")) from None
-        if slots is not None:
-            res = _result_to_shm(res, slots[k])
+        if returns is not None:
+            assert _attachments is not None
+            res = send_back(res, k, returns, _attachments)
         out.append(ship(res) if _remote else res)
     return out, worker_name(), t0, time.perf_counter()
 
@@ -188,16 +189,3 @@ def call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) 
 def run_chunk(fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> list[Any]:
     """``Pool.map`` with a chunksize: the chunk's calls, in order, on one worker."""
     return [fn(*args) for args in chunk]
-
-
-def _result_to_shm(res: Any, slot: Slot | None) -> Any:
-    if not isinstance(res, np.ndarray) or res.dtype.hasobject or res.nbytes == 0:
-        return res
-    if slot is not None and res.nbytes <= slot.size:
-        assert _attachments is not None
-        seg = _attachments.segment(slot.name)
-    else:
-        seg = Segment.create(res.nbytes, owner=_owner or os.getppid())
-    view = seg.ndarray(res.shape, res.dtype)
-    np.copyto(view, res, casting="no")
-    return ShmRef(seg.name, 0, res.shape, res.dtype, view.strides)
