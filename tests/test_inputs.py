@@ -43,6 +43,7 @@ def test_a_masked_array_is_refused_not_unmasked(backend: str) -> None:
         numpool.apply(np.sqrt, m, backend=backend)
 
 
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # (np.matrix itself)
 def test_other_subclasses_are_refused_with_the_way_out() -> None:
     with pytest.raises(TypeError, match=r"numpy.*matrix.*np.asarray\(x\)"):
         numpool.apply(np.sqrt, np.asmatrix(np.ones((4, 4))), backend="threads")
