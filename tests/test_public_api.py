@@ -28,6 +28,7 @@ def test_fixed_signatures() -> None:
         "workers",
         "blas_threads",
         "retries",
+        "progress",
     ]
     assert list(inspect.signature(numpool.map).parameters) == [
         "func",
@@ -37,6 +38,7 @@ def test_fixed_signatures() -> None:
         "chunksize",
         "blas_threads",
         "retries",
+        "progress",
     ]
     params = list(inspect.signature(numpool.Pool).parameters)
     assert params == [

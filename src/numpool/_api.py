@@ -81,6 +81,7 @@ def apply(
     workers: int | None = None,
     blas_threads: int | None = None,
     retries: int = 0,
+    progress: bool | Callable[[int, int], Any] = False,
 ) -> np.ndarray:
     """Apply a blockwise function over axis 0 of a big array, in parallel.
 
@@ -115,6 +116,13 @@ def apply(
         on the first rows, picks serial, threads or processes, and learns
         from every later call (see :func:`numpool.plan`). The pool is
         created on first use and reused by later calls with the same options.
+    progress : bool or callable, optional
+        ``True`` draws a progress bar of the rows done, with the rate and the
+        time left (rich's when rich is installed, else tqdm's, else a line on
+        stderr; in a notebook, rich and tqdm draw it as a notebook display),
+        from the calling thread. A callable is called as ``callable(done,
+        total)`` instead, at most 10 times a second and once at the end.
+        Default ``False``: nothing drawn, nothing measurable spent.
 
     Returns
     -------
@@ -146,13 +154,15 @@ def apply(
         or retries != 0
     ):
         pool = _pool(backend, workers, blas_threads, retries)
-    if out is None and chunks is None and pool._tiny_ok and type(x) is np.ndarray:
+    if out is None and chunks is None and not progress and pool._tiny_ok and type(x) is np.ndarray:
         hit = pool._runner.tiny(func, x)  # (a shut-down pool is not _tiny_ok)
         if hit is not None:
             result, _local.stats = hit
             return result
     pool = _pool(backend, workers, blas_threads, retries)  # (a fresh one if it was shut down)
-    result, _local.stats = pool.apply_with_stats(func, x, out=out, chunks=chunks)
+    result, _local.stats = pool.apply_with_stats(
+        func, x, out=out, chunks=chunks, progress=progress
+    )
     return result
 
 
@@ -164,6 +174,7 @@ def map(
     chunksize: int | None = None,
     blas_threads: int | None = None,
     retries: int = 0,
+    progress: bool | Callable[[int, int], Any] = False,
 ) -> list[Any]:
     """Run ``func`` over zipped iterables in parallel, like ``Pool.starmap(func, zip(...))``.
 
@@ -175,13 +186,21 @@ def map(
         Equal-length iterables of arguments. With the processes backend,
         array arguments travel through shared memory (each array once per
         call, however many tasks use it; a SharedArray not at all) and array
-        results come back the same way, never pickled.
+        results come back the same way (arrays of 4 KiB or less travel inside
+        the task's message instead: cheaper than a segment each).
     backend, workers, blas_threads, retries
         As for :class:`numpool.Pool`.
     chunksize : int, optional
         Tasks sent to a worker in one message. Default: 1 (threads);
         ``tasks // (8 * workers)`` (processes); with ``auto``, also enough
         tasks for ~1 ms of measured work per message.
+    progress : bool or callable, optional
+        ``True`` draws a progress bar of the tasks done, with the rate and the
+        time left (rich's when rich is installed, else tqdm's, else a line on
+        stderr; in a notebook, rich and tqdm draw it as a notebook display),
+        from the calling thread. A callable is called as ``callable(done,
+        total)`` instead, at most 10 times a second and once at the end.
+        Default ``False``: nothing drawn, nothing measurable spent.
 
     Returns
     -------
@@ -196,7 +215,9 @@ def map(
     [27.0, 27.0, 27.0, 27.0]
     """
     pool = _pool(backend, workers, blas_threads, retries)
-    results, _local.stats = pool.map_with_stats(func, *iterables, chunksize=chunksize)
+    results, _local.stats = pool.map_with_stats(
+        func, *iterables, chunksize=chunksize, progress=progress
+    )
     return results
 
 

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import WorkerCrashedError
+from ._progress import advance
 from ._stats import Stats
 from .backends import Backend
 from .backends._transport import MapIO
@@ -275,6 +276,7 @@ def apply(
             stats.busy(who, start, end)
             if res is not None:
                 io.took(edges[i], edges[i + 1], res)
+            advance(edges[i + 1] - edges[i])
 
         try:
             _drive(backend, jobs(), on_done, where, stats=stats)
@@ -335,6 +337,7 @@ def map_tasks(
             stats.tasks += len(res) - 1  # busy() counted the batch as one
             for (index, _), r in zip(batches[b], io.decode(batches[b], res), strict=True):
                 results[index - start] = r
+            advance(len(res))
 
         try:
             _drive(backend, jobs(), on_done, describe, timeout, stats)

@@ -30,7 +30,8 @@ from ._checks import (
     check_workers,
 )
 from ._cpus import default_workers
-from ._runner import Runner
+from ._progress import check_progress, track
+from ._runner import Runner, func_name
 from ._stats import Last, Stats, last
 from .backends import BackendSet
 from .backends._worker import run_chunk
@@ -214,17 +215,26 @@ class Pool(Executor):
         *,
         out: np.ndarray | None = None,
         chunks: int | None = None,
+        progress: bool | Callable[[int, int], Any] = False,
     ) -> np.ndarray:
         """Apply a blockwise ``func`` over axis 0 of ``x``, into one output array.
 
         See :func:`numpool.apply`.
         """
-        if self._tiny_ok and out is None and chunks is None and type(x) is np.ndarray:
+        if (
+            self._tiny_ok
+            and out is None
+            and chunks is None
+            and not progress
+            and type(x) is np.ndarray
+        ):
             hit = self._runner.tiny(func, x)
             if hit is not None:
                 result, self._last = hit
                 return result
-        result, self._last = self.apply_with_stats(func, x, out=out, chunks=chunks)
+        result, self._last = self.apply_with_stats(
+            func, x, out=out, chunks=chunks, progress=progress
+        )
         return result
 
     def apply_with_stats(
@@ -234,18 +244,22 @@ class Pool(Executor):
         *,
         out: np.ndarray | None = None,
         chunks: int | None = None,
+        progress: bool | Callable[[int, int], Any] = False,
     ) -> tuple[np.ndarray, Stats]:
         """:meth:`apply`, returning its :class:`~numpool.Stats` too (thread-safe)."""
         self._check_open()
         check_func("apply", func)
         arr = as_input_array(x)
-        return self._runner.apply(func, arr, out, check_count("chunks", chunks))
+        size = check_count("chunks", chunks)
+        with track(check_progress(progress), arr.shape[0], f"apply({func_name(func)})"):
+            return self._runner.apply(func, arr, out, size)
 
     def map_arrays(
         self,
         func: Callable[..., Any],
         *iterables: Iterable[Any],
         chunksize: int | None = None,
+        progress: bool | Callable[[int, int], Any] = False,
     ) -> list[Any]:
         """numpool's eager, array-aware map on this pool: see :func:`numpool.map`.
 
@@ -253,7 +267,9 @@ class Pool(Executor):
         through shared memory on the processes backend. (:meth:`map` keeps
         ``Executor.map``'s contract instead.)
         """
-        results, self._last = self.map_with_stats(func, *iterables, chunksize=chunksize)
+        results, self._last = self.map_with_stats(
+            func, *iterables, chunksize=chunksize, progress=progress
+        )
         return results
 
     def map_with_stats(
@@ -262,13 +278,15 @@ class Pool(Executor):
         *iterables: Iterable[Any],
         timeout: float | None = None,
         chunksize: int | None = None,
+        progress: bool | Callable[[int, int], Any] = False,
     ) -> tuple[list[Any], Stats]:
         """:meth:`map_arrays`, returning its :class:`~numpool.Stats` too (thread-safe)."""
         self._check_open()
         check_func("map", func)
         columns = check_iterables(iterables)
         size = check_count("chunksize", chunksize)
-        return self._runner.map(func, columns, size, timeout)
+        with track(check_progress(progress), len(columns[0]), f"map({func_name(func)})"):
+            return self._runner.map(func, columns, size, timeout)
 
     def plan(
         self,

@@ -46,6 +46,7 @@ import numpy as np
 from . import _engine, shm
 from ._checks import AUTO
 from ._errors import annotate
+from ._progress import advance
 from ._stats import Last, Stats, worker_name
 from .backends import BACKENDS, Backend, BackendSet, auto_choices
 from .backends._transport import MapIO
@@ -94,6 +95,7 @@ def whole(func: Callable[..., Any], x: np.ndarray, out: np.ndarray | None) -> np
     except Exception as e:
         raise annotate(e, f"the whole input (rows 0:{x.shape[0]}, run serially)") from None
     check_whole(x, res)
+    advance(x.shape[0])
     if out is None:
         return res
     check_out(x, out, res.shape, res.dtype)
@@ -167,6 +169,7 @@ class _ApplyWalker:
             self._take_first(a, b, res)
             self.stats.busy(who, start, end)
             self.done = b
+            advance(b - a)
         else:
             ((start, end),) = self.parallel(backend, a, b, 1)
         return end - start, end - start
@@ -184,6 +187,7 @@ class _ApplyWalker:
         self.stats.busy(worker_name(), t0, t1)
         self.stats.ran_on("serial")
         self.done = b
+        advance(b - a)
         return took, time.process_time() - cpu0
 
     def release(self, given: np.ndarray | None) -> None:
@@ -214,6 +218,7 @@ class _ApplyWalker:
                 for i, j in itertools.pairwise(edges)
             ]
             _together(backend, jobs, sub, self.cpu)
+            advance(b - a)
         else:
             _engine.apply(
                 backend, self.func, self.x[a:b], self.out[a:b], pieces, self.layout, sub, row0=a
@@ -257,6 +262,7 @@ class _MapWalker:
         self.stats.tasks += b - a - 1
         self.stats.ran_on("serial")
         self.done = b
+        advance(b - a)
         return t1 - t0, time.process_time() - cpu0
 
     def parallel(
@@ -271,6 +277,7 @@ class _MapWalker:
             ]
             jobs = [(run_tasks, self.func, batch, None, self.n) for batch in batches]
             res = [r for out in _together(backend, jobs, sub, self.cpu) for r in out]
+            advance(b - a)
         else:
             cols = [c[a:b] for c in self.columns]
             if backend.name not in self.io:  # one per call: what was sent stays sent

@@ -1,0 +1,106 @@
+"""What numpool's everyday parts cost (issue 17's targets), as ratios in one run.
+
+Run:  python benchmarks/overhead.py [--runs 5]
+
+- import: ``python -X importtime -c "import numpool"`` cumulative time against
+  ``import joblib``, each in ``--runs`` fresh interpreters, interleaved (median).
+- progress: a 10,000-task ``numpool.map`` (threads, chunksize 10, ~50 us of
+  work per task) with ``progress=True`` against ``progress=False``, interleaved
+  rounds in one process (median of each); the bar draws to a file.
+- tiny: ``numpool.apply(np.exp, x)`` over 10k elements with progress off,
+  against plain ``np.exp(x)`` (median of batches).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+
+def import_us(module: str) -> int:
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    line = [ln for ln in out.splitlines() if re.search(rf"\|\s+{re.escape(module)}$", ln)][-1]
+    return int(line.split("|")[1])
+
+
+def work(a: object) -> object:
+    import numpy as np
+
+    t = time.perf_counter() + 50e-6
+    while time.perf_counter() < t:
+        pass
+    return np.asarray(a)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args()
+
+    mods: dict[str, list[int]] = {"numpool": [], "joblib": []}
+    for _ in range(args.runs):
+        for m in mods:
+            mods[m].append(import_us(m))
+    med = {m: statistics.median(v) for m, v in mods.items()}
+    print(
+        f"import: numpool {med['numpool'] / 1e3:.0f} ms, joblib {med['joblib'] / 1e3:.0f} ms "
+        f"-> {med['numpool'] / med['joblib']:.2f}x (target <= 1.5x); "
+        f"numpool runs {sorted(v // 1000 for v in mods['numpool'])} ms"
+    )
+
+    import numpy as np
+
+    import numpool
+
+    items = [np.ones(4)] * 10_000
+    with numpool.Pool("threads") as pool, open(os.devnull, "w") as sink:
+        real_stderr = sys.stderr
+        times: dict[bool, list[float]] = {False: [], True: []}
+        pool.map_arrays(work, items, chunksize=10)  # warm
+        for i in range(2 * args.runs):
+            on = bool(i % 2)
+            sys.stderr = sink
+            try:
+                t0 = time.perf_counter()
+                pool.map_arrays(work, items, chunksize=10, progress=on)
+                times[on].append(time.perf_counter() - t0)
+            finally:
+                sys.stderr = real_stderr
+    off, on = statistics.median(times[False]), statistics.median(times[True])
+    print(
+        f"progress: 10,000-task map {off * 1e3:.0f} ms off, {on * 1e3:.0f} ms on "
+        f"-> overhead {on / off - 1:+.1%} (target < 2%)"
+    )
+
+    x = np.random.default_rng(0).random(10_000)
+    numpool.apply(np.exp, x)
+
+    def per_call(fn: object, calls: int = 2000) -> float:
+        best = []
+        for _ in range(7):
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                fn()  # type: ignore[operator]
+            best.append((time.perf_counter() - t0) / calls)
+        return statistics.median(best)
+
+    plain = per_call(lambda: np.exp(x))
+    ours = per_call(lambda: numpool.apply(np.exp, x))
+    print(
+        f"tiny: np.exp over 10k {plain * 1e6:.1f} us, numpool.apply {ours * 1e6:.1f} us "
+        f"-> {ours / plain:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
