@@ -378,3 +378,28 @@ def test_blocks_for_the_issue_workloads(items: int, item_s: float, expected: int
 )
 def test_the_gil_is_read_from_the_cores_used_at_once(cores: float, free: bool) -> None:
     assert measure.gil_free(cores) is free
+
+
+@pytest.mark.parametrize(
+    ("sample", "gil_free", "observed", "code"),
+    [
+        (1.9, True, None, "gil-free"),
+        (1.0, True, None, "bandwidth-bound"),  # every thread on a core, no gain
+        (1.0, False, None, "gil-bound"),
+        (1.0, False, {"serial": 4e-9, "threads": 2e-9}, "gil-free"),  # calls beat sample
+        (1.9, True, {"serial": 4e-9, "threads": 4e-9}, "bandwidth-bound"),
+    ],
+)
+def test_the_threads_reason_reads_whole_calls_before_the_sample(
+    sample: float, gil_free: bool, observed: dict[str, float] | None, code: str
+) -> None:
+    m = apply(
+        10_000_000,
+        4e-9,
+        threads_speedup=sample,
+        threads_trusted=True,
+        gil_free=gil_free,
+        observed=observed or {},
+        observations={k: 2 for k in observed or {}},
+    )
+    assert code in choose(m, VM, ALL).codes()

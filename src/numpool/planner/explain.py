@@ -43,20 +43,25 @@ _WORDS: dict[str, Callable[[Mapping[str, Any], Measurements], str]] = {
     "unavailable": lambda f, m: f"{f['backend']} cannot run this call: {f['why']}.",
     "one-worker": lambda f, m: "Only one worker is allowed: serial.",
     "gil-free": lambda f, m: (
-        f"{f['workers']} threads ran {f['speedup']:.2f}x as fast as serial on a sample: "
+        f"{f['workers']} threads ran {f['speedup']:.2f}x as fast as serial {_on(f)}: "
         "func releases the GIL."
     ),
     "partly-parallel": lambda f, m: (
-        f"{f['workers']} threads ran {f['speedup']:.2f}x as fast as serial on a sample: part "
+        f"{f['workers']} threads ran {f['speedup']:.2f}x as fast as serial {_on(f)}: part "
         "of func runs in parallel (the rest holds the GIL, or the threads share the memory "
         "bandwidth)."
     ),
+    "bandwidth-bound": lambda f, m: (
+        f"{f['workers']} threads ran {f['speedup']:.2f}x as fast as serial {_on(f)}, with "
+        "every thread on a core: func releases the GIL, but the threads share what limits "
+        "it (memory bandwidth, or cores that other programs keep busy)."
+    ),
     "gil-bound": lambda f, m: (
-        f"{f['workers']} threads ran {f['speedup']:.2f}x as fast as serial on a sample: func "
+        f"{f['workers']} threads ran {f['speedup']:.2f}x as fast as serial {_on(f)}: func "
         "holds the GIL (or serial already kept the cores busy), so threads cannot help."
     ),
     "threads-unclear": lambda f, m: (
-        f"{f['workers']} threads ran {f['speedup']:.2f}x as fast as serial on a sample too short "
+        f"{f['workers']} threads ran {f['speedup']:.2f}x as fast as serial {_on(f)} too short "
         "to tell a GIL-holding func from a slow moment of the machine."
     ),
     "too-small": lambda f, m: (
@@ -92,6 +97,11 @@ _WORDS: dict[str, Callable[[Mapping[str, Any], Measurements], str]] = {
 def reason(r: Reason, m: Measurements) -> str:
     words = _WORDS.get(r.code)
     return words(r.figures, m) if words is not None else f"{r.code}: {dict(r.figures)}"
+
+
+def _on(f: Mapping[str, Any]) -> str:
+    """Where a threads figure came from."""
+    return "over whole calls" if f.get("calls") else "on a sample"
 
 
 def sentences(name: str, m: Measurements, decision: Decision, items_total: int) -> list[str]:

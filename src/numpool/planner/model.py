@@ -397,13 +397,18 @@ def _describe_threads(m: Measurements, work: Work, reasons: list[Reason]) -> Non
         return
     w = threads[0].workers
     s = m.threads_speedup
+    seen = m.observed.get(threads[0].name)
+    if seen:  # whole calls on threads beat the sample
+        s = m.observed.get("serial", m.item_s) / seen
     if s >= GIL_FREE * w:
         code = "gil-free"
+    elif s < GIL_BOUND and m.gil_free:
+        code = "bandwidth-bound"
     elif s < GIL_BOUND:
         code = "gil-bound" if m.threads_trusted else "threads-unclear"
     else:
         code = "partly-parallel"
-    reasons.append(Reason(code, {"speedup": s, "workers": w}))
+    reasons.append(Reason(code, {"speedup": s, "workers": w, "calls": bool(seen)}))
 
 
 def _describe_processes(
