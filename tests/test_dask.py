@@ -85,3 +85,29 @@ def test_missing_distributed_names_the_extra(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setitem(sys.modules, "distributed", None)
     with pytest.raises(numpool.BackendUnavailableError, match=r"numpool\[dask\]"):
         numpool.Pool("dask")
+
+
+def test_an_unreachable_scheduler_is_backend_unavailable_naming_it() -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    with pytest.raises(numpool.BackendUnavailableError, match=rf"{address}.*1 s"):  # noqa: SIM117
+        with numpool.Pool("dask", address=address, connect_timeout=1) as pool:
+            pool.apply(np.sqrt, np.ones(1000))
+
+
+@pytest.mark.parametrize(
+    ("kw", "error"),
+    [
+        ({"backend": "threads", "connect_timeout": 5}, ValueError),
+        ({"backend": "dask", "connect_timeout": 0}, ValueError),
+        ({"backend": "dask", "connect_timeout": "5"}, TypeError),
+        ({"backend": "dask", "connect_timeout": True}, TypeError),
+    ],
+)
+def test_connect_timeout_is_checked(kw: dict, error: type) -> None:
+    with pytest.raises(error, match="connect_timeout"):
+        numpool.Pool(**kw)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import atexit
 import mmap
 import weakref
-from typing import Any
 
 import numpy as np
 
@@ -74,6 +73,6 @@ def empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     if nbytes < (1 << 20):  # small: malloc is as fast and keeps nothing idle
         return np.empty(shape, dtype)
     buf = _arena.take(nbytes)
-    a: Any = np.ndarray(shape, dtype, buffer=buf.buf)
+    a: np.ndarray = np.ndarray(shape, dtype, buffer=buf.buf)
     weakref.finalize(a, _arena.give, buf)
     return a

@@ -92,7 +92,7 @@ def remote_error(module: str, qualname: str, base: str, message: str, tb: str) -
         except TypeError:  # an incompatible layout
             cls = type(name, (RemoteError,), attrs)
         _remote_classes[key] = cls
-    exc = cls(message)
+    exc: BaseException = cls(message)
     exc.__cause__ = _RemoteTraceback(tb)
     return exc
 

@@ -380,7 +380,8 @@ def _run_live(bench: Any, plan: Any, err: Any) -> dict[str, Any]:
         ticker = threading.Thread(target=tick, daemon=True)
         ticker.start()
         try:
-            return bench.run(plan, live)
+            result: dict[str, Any] = bench.run(plan, live)
+            return result
         finally:
             stop.set()
             ticker.join()

@@ -571,9 +571,10 @@ class Segment:
         cls: type = np.ndarray,
     ) -> np.ndarray:
         """A view of this segment's memory as an array (C order unless ``strides``)."""
-        return np.ndarray.__new__(
+        view: np.ndarray = np.ndarray.__new__(
             cls, shape, dtype, buffer=self.buf, offset=offset, strides=strides
         )
+        return view
 
     def unlink(self) -> None:
         """Remove the name; the memory goes when the last mapping is gone."""

@@ -133,9 +133,9 @@ def _keep_main_out(distributed: Any) -> None:
     This applies to every process ``distributed`` starts here from now on."""
     import distributed.process as dp
 
-    if getattr(dp.get_mp_context, "_numpool", False):
+    original: Any = getattr(dp, "get_mp_context")  # noqa: B009  (not re-exported)
+    if getattr(original, "_numpool", False):
         return
-    original = dp.get_mp_context
 
     def get_mp_context() -> Any:
         ctx = original()
@@ -146,7 +146,7 @@ def _keep_main_out(distributed: Any) -> None:
         return ctx
 
     get_mp_context._numpool = True  # type: ignore[attr-defined]
-    dp.get_mp_context = get_mp_context
+    setattr(dp, "get_mp_context", get_mp_context)  # noqa: B010
 
 
 class _DaskApply(ApplyIO):

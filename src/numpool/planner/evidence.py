@@ -40,14 +40,15 @@ WINDOW = 3
 
 def func_key(func: Any) -> Hashable:
     """A function's identity for the evidence: a lambda made anew keeps its code."""
-    code = getattr(func, "__code__", None)
+    code: Hashable | None = getattr(func, "__code__", None)
     if code is not None:
         return code
     try:
         hash(func)
     except TypeError:
         return id(func)
-    return func
+    key: Hashable = func
+    return key
 
 
 class Evidence:
