@@ -63,6 +63,7 @@ class Progress:
 
     def _open_bar(self) -> None:
         try:
+            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -70,7 +71,6 @@ class Progress:
                 TimeElapsedColumn,
                 TimeRemainingColumn,
             )
-            from rich.console import Console
             from rich.progress import Progress as RichProgress
         except ImportError:
             pass
