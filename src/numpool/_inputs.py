@@ -206,8 +206,7 @@ class Inputs:
             arrays = sum(isinstance(a, np.ndarray) for a in self.args)
             split = sum(ax is not None for ax in self.axes)
             parts.append(
-                f"{arrays} array{'s' * (arrays != 1)} of {len(self.args)} arguments, "
-                f"{split} split"
+                f"{arrays} array{'s' * (arrays != 1)} of {len(self.args)} arguments, {split} split"
             )
         if self.axis:
             parts.append(f"axis {self.axis}")
