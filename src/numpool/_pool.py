@@ -4,8 +4,8 @@ The Pool keeps the Executor's lifecycle (submit, map, shutdown, the context
 manager) and hands array calls to its :class:`~numpool._runner.Runner`; the
 backends it uses live in a :class:`~numpool.backends.BackendSet`::
 
-    Pool ── submit / map / shutdown ──────────▶ BackendSet ─▶ backends
-      └──── apply / map_arrays / plan ─▶ Runner ──┘ (engine, planner)
+    Pool ── submit / map / shutdown ──────────────────▶ BackendSet ─▶ backends
+      └──── apply / reduce / map_arrays / plan ─▶ Runner ──┘ (engine, planner)
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ __all__ = ["Pool"]
 
 class Pool(Executor):
     """A pool of workers for NumPy work: a ``concurrent.futures.Executor`` plus
-    :meth:`apply` and :meth:`map_arrays` for arrays.
+    :meth:`apply`, :meth:`reduce` and :meth:`map_arrays` for arrays.
 
     Parameters
     ----------
