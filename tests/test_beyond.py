@@ -404,3 +404,37 @@ def test_memmap_goes_to_workers_by_file_name(tmp_path) -> None:
     words = run.stdout.split()
     assert words[0] == "OK"
     assert int(words[1]) < 2_000_000 and int(words[2]) < 100_000, run.stdout
+
+
+def test_file_refs_only_where_other_processes_see_the_data(tmp_path) -> None:
+    """A memmap travels by file name only in modes whose pages other processes see
+    ('c', copy-on-write, is staged like any array); inputs are mapped read-only."""
+    from numpool import shm
+
+    path = tmp_path / "x.npy"
+    np.save(path, make((100, 3)))
+    ro, rw, cow = (np.load(path, mmap_mode=m) for m in ("r", "r+", "c"))
+    assert shm.file_ref(ro) is not None and not shm.file_ref(ro).writable
+    assert shm.file_ref(ro, writable=True) is None
+    assert shm.file_ref(cow) is None
+    assert shm.file_ref(rw[::-1]) is None  # negative strides: staged
+    ref = shm.file_ref(rw[10:20, 1:])
+    view = shm.map_file(ref)
+    assert not view.flags.writeable
+    assert_same(view, np.asarray(rw[10:20, 1:]))
+    assert shm.map_file(shm.file_ref(rw, writable=True)).flags.writeable
+    del ro, rw, cow, view
+
+
+def test_memmap_updated_in_place_on_processes(tmp_path) -> None:
+    """out=x for an r+ memmap: the workers map the file writable and update it."""
+    path = tmp_path / "x.npy"
+    data = make((5000, 2))
+    np.save(path, data)
+    x = np.load(path, mmap_mode="r+")
+    pool = __import__("conftest").get_pool("processes")
+    assert pool.apply(np.exp, x, out=x, chunks=4) is x
+    assert_same(np.asarray(x), np.exp(data))
+    x.flush()
+    assert_same(np.load(path), np.exp(data))
+    del x

@@ -670,7 +670,7 @@ _SHARED_MODES = ("r", "r+", "w+")
 
 def file_ref(a: np.ndarray, writable: bool = False) -> FileRef | None:
     """Where ``a`` lives if it is (a view of) an np.memmap of a file that other
-    processes can map too (``writable``: and write), else None."""
+    processes can map too (``writable``: and write, for an ``out=``), else None."""
     base: Any = a
     root = None
     while base is not None and not isinstance(base, mmap.mmap):
@@ -690,7 +690,9 @@ def file_ref(a: np.ndarray, writable: bool = False) -> FileRef | None:
         return None
     offset = int(root.offset) - int(root.offset) % mmap.ALLOCATIONGRANULARITY
     offset += a.ctypes.data - start
-    return FileRef(str(root.filename), offset, a.shape, a.dtype, a.strides, mode != "r")
+    # an input is mapped read-only by the workers whatever its mode: only an out= is
+    # written (and MAP_SHARED mappings of one file see each other's writes)
+    return FileRef(str(root.filename), offset, a.shape, a.dtype, a.strides, writable)
 
 
 #: a worker's mappings of the files FileRefs name, each mapped once (LRU)
