@@ -26,7 +26,8 @@ _default: Pool | None = None
 
 
 def last_stats() -> Stats | None:
-    """Figures of this thread's last module-level :func:`apply` or :func:`map` call.
+    """Figures of this thread's last module-level :func:`apply`, :func:`reduce` or
+    :func:`map` call.
 
     Tasks, bytes moved between processes, time copying versus computing,
     busy time per worker, and for ``backend="auto"`` the :class:`Plan` it
