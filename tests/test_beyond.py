@@ -22,7 +22,7 @@ from hypothesis.extra import numpy as hnp
 import funcs
 import numpool
 from helpers import assert_same
-from numpool._runner import fold
+from numpool._reduce import fold
 
 
 def make(shape: tuple[int, ...], seed: int = 0, dtype: type = np.float64) -> np.ndarray:

@@ -282,8 +282,8 @@ def reduce(
     >>> s = numpool.reduce(lambda b: np.exp(b).sum(), x)
     >>> bool(abs(s - np.exp(x).sum()) <= 1e-12 * np.exp(x).sum())
     True
-    >>> numpool.reduce(np.max, np.arange(10.0), combine=np.maximum, chunks=3)
-    np.float64(9.0)
+    >>> float(numpool.reduce(np.max, np.arange(10.0), combine=np.maximum, chunks=3))
+    9.0
     """
     pool = _pool(backend, workers, blas_threads, retries)
     result, _local.stats = pool.reduce_with_stats(

@@ -34,7 +34,8 @@ from ._cpus import default_workers
 from ._inputs import Inputs
 from ._inputs import make as make_inputs
 from ._progress import check_progress, track
-from ._runner import Runner, func_name, reduce_blocks
+from ._reduce import blocks as reduce_blocks
+from ._runner import Runner, func_name
 from ._stats import Last, Stats, last
 from .backends import BackendSet
 from .backends._worker import run_chunk

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _engine, shm
+from . import _engine, _reduce, shm
 from ._checks import AUTO
 from ._errors import annotate
 from ._inputs import Inputs, along, tail_of
@@ -726,18 +726,17 @@ class Runner:
         """Run ``reduce`` (arguments already checked): ``func`` on each of ``blocks``
         fixed blocks, as the tasks of a map (measured, planned and run like one), then
         the partials combined left to right; the result and the call's Stats."""
-        columns = _reduce_columns(inputs, blocks)
-        partials, stats = self.map(func, columns, None)
+        partials, stats = self.map(func, _reduce.columns(inputs, blocks), None)
         stats.kind = "reduce"
         if stats.plan is not None:
             stats.plan = _reduce_plan(stats.plan, func, inputs, combine, blocks)
-        return fold(combine, partials), stats
+        return _reduce.fold(combine, partials), stats
 
     def plan_reduce(
         self, func: Callable[..., Any], inputs: Inputs, combine: Any, blocks: int
     ) -> Plan:
         """What auto would do for this reduce call (see :meth:`plan`)."""
-        plan = self.plan(func, "map", None, _reduce_columns(inputs, blocks), None, None)
+        plan = self.plan(func, "map", None, _reduce.columns(inputs, blocks), None, None)
         return _reduce_plan(plan, func, inputs, combine, blocks)
 
     # --- map ----------------------------------------------------------------------
@@ -1125,54 +1124,6 @@ class Runner:
             measured_items=measured,
             probe_s=probe_s,
         )
-
-
-#: reduce's default block: about this many bytes of the split arrays ...
-REDUCE_BLOCK_BYTES = 1 << 20
-#: ... and at most this many blocks, or 8 per usable core if that is more
-REDUCE_MAX_BLOCKS = 64
-
-
-def reduce_blocks(inputs: Inputs, chunks: int | None) -> int:
-    """How many blocks a reduce splits its rows into: ``chunks``, else from the input's
-    size and this machine's usable cores alone (never from timing, so that the
-    partials, and the rounding of their sum, are the same on every run and backend)."""
-    from ._cpus import default_workers
-
-    n = inputs.n
-    if chunks is None:
-        nbytes = sum(a.nbytes for a in inputs.split_arrays())
-        cap = max(REDUCE_MAX_BLOCKS, 8 * default_workers())
-        chunks = min(cap, max(1, -(-nbytes // REDUCE_BLOCK_BYTES)))
-    return max(1, min(n, chunks))
-
-
-def _reduce_columns(inputs: Inputs, blocks: int) -> list[list[Any]]:
-    """reduce's blocks as map's columns: one task per block, one column per argument
-    (an argument passed whole is the same object in every task: staged once)."""
-    edges = _engine.bounds(inputs.n, blocks)
-    cuts = [inputs.cut(a, b).args for a, b in itertools.pairwise(edges)]
-    return [list(c) for c in zip(*cuts, strict=True)]
-
-
-def fold(combine: Any, partials: Sequence[Any]) -> Any:
-    """The partials combined left to right, in block order: ``combine(combine(p0, p1),
-    p2)...``; tuple partials element by element (with ``combine`` itself, or the
-    matching callable of a tuple of them)."""
-    acc = partials[0]
-    for p in partials[1:]:
-        if isinstance(acc, tuple):
-            fns = combine if isinstance(combine, tuple) else (combine,) * len(acc)
-            if len(fns) != len(acc) or not isinstance(p, tuple) or len(p) != len(acc):
-                raise ValueError(
-                    f"reduce: func returned tuples of {len(acc)} and "
-                    f"{len(p) if isinstance(p, tuple) else type(p).__name__} for two blocks, "
-                    f"and combine has {len(fns)} callable(s); they must match"
-                )
-            acc = tuple(f(u, v) for f, u, v in zip(fns, acc, p, strict=True))
-        else:
-            acc = combine(acc, p)
-    return acc
 
 
 def _reduce_plan(
