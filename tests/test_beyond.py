@@ -189,6 +189,40 @@ def test_reduce_along_an_axis() -> None:
     np.testing.assert_allclose(got, x.sum(axis=1), rtol=1e-12)
 
 
+def test_reduce_makes_no_full_size_temporary() -> None:
+    """np.exp(x).sum() as a reduce: the peak memory it allocates stays a small
+    fraction of x (one block per worker at a time), where the serial form makes a
+    temporary as big as x."""
+    import tracemalloc
+
+    x = np.random.default_rng(3).random(4_000_000)
+    numpool.reduce(funcs.exp_sum, x, backend="threads", workers=2)  # pool, threads warm
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        numpool.reduce(funcs.exp_sum, x, backend="threads", workers=2)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.10 * x.nbytes, peak / x.nbytes
+
+
+@given(
+    x=hnp.arrays(np.float64, st.integers(0, 500), elements=st.floats(0, 10)),
+    chunks=st.integers(1, 40),
+)
+def test_hypothesis_reduce_same_bits_as_the_serial_fold(x: np.ndarray, chunks: int) -> None:
+    """Any size (empty too), any chunks: threads and processes give the serial pool's
+    bits."""
+    from conftest import get_pool
+
+    want = get_pool("serial").reduce(np.sum, x, chunks=chunks)
+    for backend in ("threads", "processes"):
+        got = get_pool(backend).reduce(np.sum, x, chunks=chunks)
+        assert np.float64(got).tobytes() == np.float64(want).tobytes(), backend
+
+
 # --- hypothesis ---------------------------------------------------------------------
 
 
