@@ -318,6 +318,12 @@ def test_plan_describes_the_new_forms() -> None:
             "combine must be callable",
         ),
         (lambda: numpool.reduce(3, np.ones(5)), TypeError, "func must be callable"),
+        (lambda: numpool.plan(np.add, [1.0], [2.0], overlap=1), ValueError, "not map"),
+        (
+            lambda: numpool.plan(np.sum, np.ones(5), kind="reduce", overlap=1),
+            ValueError,
+            "not reduce",
+        ),
         (
             lambda: numpool.apply(
                 np.add, np.ones(5), np.ma.masked_array(np.ones(5)), backend="threads"

@@ -363,12 +363,19 @@ class Pool(Executor):
             if not args:
                 raise TypeError(f"plan: {kind} takes at least one array after func")
             if kind == "reduce":
+                if overlap:
+                    raise ValueError("plan: overlap= is for apply, not reduce")
                 check_combine(combine)
                 inputs = _inputs(args[0], args[1:], axis, 0, "reduce")
                 blocks = reduce_blocks(inputs, check_count("chunks", chunks))
                 return runner.plan_reduce(func, inputs, combine, blocks)
             inputs = _inputs(args[0], args[1:], axis, overlap, "apply")
             return runner.plan(func, "apply", inputs, None, check_count("chunks", chunks), None)
+        if overlap or axis:
+            raise ValueError(
+                "plan: overlap= and axis= are for apply and reduce (the first argument an "
+                "ndarray, or kind='apply'/'reduce'), not map"
+            )
         columns = check_iterables(args)
         return runner.plan(func, "map", None, columns, None, check_count("chunksize", chunksize))
 
