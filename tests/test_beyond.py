@@ -195,7 +195,7 @@ def test_reduce_makes_no_full_size_temporary() -> None:
     temporary as big as x."""
     import tracemalloc
 
-    x = np.random.default_rng(3).random(4_000_000)
+    x = np.random.default_rng(3).random(8_000_000)  # 64 MB: 32 blocks of 2 MB
     numpool.reduce(funcs.exp_sum, x, backend="threads", workers=2)  # pool, threads warm
     tracemalloc.start()
     try:

@@ -233,9 +233,9 @@ def reduce(
     of x.
 
     The same input and ``chunks`` give the same bits on every run and every
-    backend: the blocks come from the input's size alone (about 1 MiB of
-    rows each, at most 64 blocks or 8 per usable core; or ``chunks``), never
-    from timing, and the order of combining is fixed. The result can still
+    backend: the blocks come from the input's size alone (at least about
+    2 MiB of rows each, at most 32 blocks or 16 per usable core; or
+    ``chunks``), never from timing, and the order of combining is fixed. The result can still
     differ from the serial ``func(x)`` in the last bits: NumPy sums a whole
     array pairwise (in blocks of 128 elements), while here each block is
     summed pairwise and the block sums are then added one after the other.
