@@ -5,8 +5,9 @@ Run:  python benchmarks/beyond.py [--rounds 5] [--n 10000000] [--images 64]
                                   [--size 1024] [--memmap-mb 512] [--only fma,...]
 
 Workloads (each variant warmed up once, then timed once per round, the order
-rotating every round; the median of the rounds is reported, and the ratio
-serial / variant: above 1 is faster than serial NumPy):
+rotating every round, each call after a pause of PAUSE_S; the median of the
+rounds is reported, and the ratio serial / variant: above 1 is faster than
+serial NumPy):
 
 fma      ``a*b+c`` over three ``--n`` float64 arrays: numpool.apply(f, a, b, c) on
          threads and auto, serial NumPy, numexpr.evaluate("a*b+c") (if installed).
@@ -46,6 +47,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 WORKLOADS = ("fma", "expsum", "blur", "memmap")
+#: a pause before each timed call: idle worker threads of the variant before
+#: (numexpr's, OpenBLAS's) spin for a while, and would slow whichever comes next
+#: (measured: numpool.reduce after numexpr ran at 1.5x serial, alone at 2.0x)
+PAUSE_S = 0.2
 
 
 def fma(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -75,6 +80,7 @@ def _rounds(variants: dict[str, Callable[[], Any]], rounds: int) -> dict[str, fl
         if r % 2:
             order.reverse()
         for k in order:
+            time.sleep(PAUSE_S)
             t0 = time.perf_counter()
             variants[k]()
             times[k].append(time.perf_counter() - t0)
