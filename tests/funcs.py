@@ -171,3 +171,75 @@ def count_rows(b: np.ndarray, path: str) -> np.ndarray:
     with open(path, "a") as f:
         f.write(f"{len(b)}\n")
     return b * 2
+
+
+# --- several arrays, halos, axes, reductions (issue 16) ------------------------------
+
+
+def fma(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    return a * b + c
+
+
+def weighted(a: np.ndarray, w: np.ndarray, s: float) -> np.ndarray:
+    """``w`` broadcasts against ``a``; ``s`` is a plain scalar."""
+    return a * w + s
+
+
+def box_blur(img: np.ndarray) -> np.ndarray:
+    """3x3 box blur of the last two axes, edges repeated: row i needs rows i-1..i+1."""
+    pad = [(0, 0)] * (img.ndim - 2) + [(1, 1), (1, 1)]
+    p = np.pad(img, pad, mode="edge")
+    rows, cols = img.shape[-2:]
+    acc = np.zeros(img.shape, np.float64)
+    for i in range(3):
+        for j in range(3):
+            acc += p[..., i : i + rows, j : j + cols]
+    return acc / 9
+
+
+def stencil(k: int):
+    return Stencil(k)
+
+
+class Stencil:
+    """out[i] = sum of x[i-k..i+k] along axis 0 (fewer terms at the edges)."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        k = self.k
+        out = np.zeros(x.shape, np.float64)
+        n = x.shape[0]
+        for d in range(-k, k + 1):
+            lo, hi = max(0, -d), min(n, n - d)
+            if lo < hi:
+                out[lo:hi] += x[lo + d : hi + d]
+        return out
+
+
+def exp_sum(b: np.ndarray) -> np.float64:
+    return np.exp(b).sum()
+
+
+def dot_partial(a: np.ndarray, b: np.ndarray) -> np.float64:
+    return (a * b).sum()
+
+
+BINS = np.linspace(-300.0, 300.0, 13)
+
+
+def hist(b: np.ndarray) -> np.ndarray:
+    return np.histogram(b, bins=BINS)[0]
+
+
+def min_max(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return b.min(axis=0, initial=np.inf), b.max(axis=0, initial=-np.inf)
+
+
+def keep_first(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return a
+
+
+def drop_a_row(b: np.ndarray) -> np.ndarray:
+    return b[1:]

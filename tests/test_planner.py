@@ -221,9 +221,9 @@ def test_plan_for_map_and_bad_kind() -> None:
     plan = numpool.plan(np.matmul, a, a)
     assert plan.kind == "map" and plan.chunks is None
     with pytest.raises(ValueError, match="kind must be"):
-        numpool.plan(np.exp, np.ones(10), kind="reduce")
-    with pytest.raises(TypeError, match="one array"):
-        numpool.plan(np.exp, np.ones(10), np.ones(10), kind="apply")
+        numpool.plan(np.exp, np.ones(10), kind="fold")
+    with pytest.raises(TypeError, match="at least one array"):
+        numpool.plan(np.exp, kind="apply")
     assert numpool.plan(np.exp, np.ones(1)).backend == "serial"
 
 

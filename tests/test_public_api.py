@@ -22,6 +22,7 @@ def test_fixed_signatures() -> None:
     assert list(inspect.signature(numpool.apply).parameters) == [
         "func",
         "x",
+        "arrays",
         "out",
         "chunks",
         "backend",
@@ -29,7 +30,28 @@ def test_fixed_signatures() -> None:
         "blas_threads",
         "retries",
         "progress",
+        "overlap",
+        "axis",
     ]
+    assert list(inspect.signature(numpool.reduce).parameters) == [
+        "func",
+        "x",
+        "arrays",
+        "combine",
+        "chunks",
+        "backend",
+        "workers",
+        "blas_threads",
+        "retries",
+        "progress",
+        "axis",
+    ]
+    for fn in (numpool.apply, numpool.reduce, numpool.Pool.apply, numpool.Pool.reduce):
+        params = inspect.signature(fn).parameters
+        assert params["arrays"].kind is inspect.Parameter.VAR_POSITIONAL
+        after = list(params)[list(params).index("arrays") + 1 :]
+        assert all(params[p].kind is inspect.Parameter.KEYWORD_ONLY for p in after)
+    assert list(inspect.signature(numpool.Pool.apply).parameters)[-2:] == ["overlap", "axis"]
     assert list(inspect.signature(numpool.map).parameters) == [
         "func",
         "iterables",

@@ -1,7 +1,8 @@
 """numpool: parallel NumPy that is faster than serial NumPy.
 
-``apply`` a blockwise function over a big array, ``map`` a function over
-independent array tasks, or hold a :class:`Pool` (a
+``apply`` a blockwise function over big arrays (several at once, along any
+axis, with a halo for stencils), ``reduce`` them block by block, ``map`` a
+function over independent array tasks, or hold a :class:`Pool` (a
 ``concurrent.futures.Executor``). Backends: ``auto`` (the default: measures
 and chooses), ``threads`` (NumPy releases the GIL), ``processes`` (arrays
 through shared memory, never pickled), ``serial`` and ``pickle`` (the
@@ -10,16 +11,20 @@ oversubscribe the cores.
 
 Layout::
 
-    _api.py        apply / map / plan / last_stats, module-level pools
+    _api.py        apply / reduce / map / plan / last_stats, module-level pools
     _pool.py       Pool: the Executor (submit, map, shutdown) + array methods
     _runner.py     one apply/map call: tiny path, head, choose, run, observe
     _checks.py     argument checks
+    _inputs.py     an apply/reduce call's arrays: which split, the axis, the
+                   halo; cutting block a:b of each (ndarrays or references)
+    _reduce.py     reduce's fixed blocks and the order partials are combined in
     _stats.py      Stats: what one call did (tasks, bytes moved, busy time)
     _engine.py     the one engine: split, submit, bound, collect, clean up
     planner/       backend="auto": machine profile, measurements, the cost
                    model (choose), evidence from every call, Plan.explain
     backends/      one thin module per backend + the transports
-    shm.py         shared-memory segments, arena, SharedArray
+    shm.py         shared-memory segments, arena, SharedArray; FileRef for
+                   memory-mapped files (workers map them themselves)
     blas.py        BLAS/OpenMP thread budgets (threadpoolctl)
     _cpus.py       usable and physical cores
     _errors.py     the exception hierarchy
@@ -32,7 +37,7 @@ printed unless the application configures logging.
 
 import logging as _logging
 
-from ._api import apply, last_stats, map, plan
+from ._api import apply, last_stats, map, plan, reduce
 from ._errors import (
     BackendUnavailableError,
     NumpoolError,
@@ -68,5 +73,6 @@ __all__ = [
     "last_stats",
     "map",
     "plan",
+    "reduce",
     "share",
 ]

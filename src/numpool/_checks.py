@@ -13,12 +13,14 @@ import numpy as np
 
 from . import backends
 from ._cpus import default_workers
+from ._inputs import Inputs
 
 __all__ = [
     "AUTO",
     "BackendName",
     "as_input_array",
     "check_backend",
+    "check_combine",
     "check_count",
     "check_func",
     "check_iterables",
@@ -82,6 +84,18 @@ def check_func(where: str, func: Any) -> None:
         raise TypeError(f"{where}: func must be callable, got {type(func).__name__} {func!r}")
 
 
+def check_combine(combine: Any) -> None:
+    """reduce's ``combine``: a callable, or a tuple of callables (one per element of a
+    tuple partial)."""
+    fns = combine if isinstance(combine, tuple) and combine else (combine,)
+    for f in fns:
+        if not callable(f):
+            raise TypeError(
+                "reduce: combine must be callable (like np.add or np.maximum), or a tuple "
+                f"of callables for tuple partials; got {type(f).__name__} {f!r}"
+            )
+
+
 def as_input_array(x: Any) -> np.ndarray:
     """``x`` as an ndarray with at least one axis, or a TypeError/ValueError saying why not."""
     if isinstance(x, np.ndarray):
@@ -126,8 +140,8 @@ def check_plain(arr: np.ndarray, what: str) -> None:
     )
 
 
-def check_out(x: np.ndarray, out: Any, shape: tuple[int, ...], dtype: np.dtype) -> None:
-    """Refuse an ``out=`` that does not fit the output func gives for ``x``."""
+def check_out(inputs: Inputs, out: Any, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """Refuse an ``out=`` that does not fit the output func gives for ``inputs``."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"apply: out must be a NumPy array, got {type(out).__name__}")
     if out.shape != shape:
@@ -141,13 +155,24 @@ def check_out(x: np.ndarray, out: Any, shape: tuple[int, ...], dtype: np.dtype) 
         )
     if not out.flags.writeable:
         raise ValueError("apply: out is read-only")
-    same = out.ctypes.data == x.ctypes.data and out.strides == x.strides and out.shape == x.shape
-    if not same and np.may_share_memory(out, x):
-        raise ValueError(
-            "apply: out overlaps x without being the same array; blocks "
-            "could read rows another block already overwrote. Pass a "
-            "separate out, or out=x itself for an in-place update"
+    for x, ax in zip(inputs.args, inputs.axes, strict=True):
+        if not isinstance(x, np.ndarray) or not np.may_share_memory(out, x):
+            continue
+        same = (
+            out.ctypes.data == x.ctypes.data and out.strides == x.strides and out.shape == x.shape
         )
+        if same and ax is not None and inputs.overlap:
+            raise ValueError(
+                f"apply: out is an input array with overlap={inputs.overlap}: a block would "
+                "read halo rows that the block next to it already overwrote. Pass a "
+                "separate out"
+            )
+        if not same or ax is None:
+            raise ValueError(
+                "apply: out overlaps an input array without being that array itself; "
+                "blocks could read rows another block already overwrote. Pass a "
+                "separate out, or out=x itself for an in-place update"
+            )
 
 
 def check_iterables(iterables: tuple[Iterable[Any], ...]) -> list[list[Any]]:

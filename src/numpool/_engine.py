@@ -1,9 +1,10 @@
 """The one engine behind every backend: split, submit, bound, collect, clean up.
 
-apply(func, x, out)::
+apply(func, inputs, out)::
 
-    rows split into `chunks` blocks ─▶ transport.apply_io(x, out) gives, per
-    block, (src, dst) handles ─▶ backend.submit(apply_block, ...) ─▶ each
+    rows split into `chunks` blocks ─▶ transport.apply_io(inputs, out) gives,
+    per block, (src, dst) handles (every array's rows, with their halo: see
+    numpool._inputs) ─▶ backend.submit(apply_block, ...) ─▶ each
     worker writes its rows into the one output array ─▶ io.finish()
 
 map(func, *iterables)::
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import WorkerCrashedError
+from ._inputs import Inputs
 from ._progress import advance
 from ._stats import Stats
 from .backends import Backend
@@ -240,20 +242,21 @@ def bounds(rows: int, chunks: int) -> list[int]:
 def apply(
     backend: Backend,
     func: Callable[..., Any],
-    x: np.ndarray,
+    inputs: Inputs,
     out: np.ndarray,
     chunks: int,
     layout: tuple[tuple[int, ...], np.dtype],
     stats: Stats,
     row0: int = 0,
 ) -> np.ndarray:
-    """Run ``func`` blockwise over axis 0 of ``x`` into ``out``, in ``chunks`` blocks.
+    """Run ``func`` blockwise over the rows of ``inputs`` into ``out``, in ``chunks``
+    blocks (``inputs`` cuts every argument's rows, with their halo).
 
-    ``layout`` is the output's (trailing shape, dtype); ``row0`` is where ``x``
-    starts in the caller's array (for error messages). ``stats`` is filled as
-    the call runs.
+    ``layout`` is the output's (shape without the split axis, dtype); ``row0``
+    is where these rows start in the caller's call (for error messages).
+    ``stats`` is filled as the call runs.
     """
-    rows = x.shape[0]
+    rows = inputs.n
     if rows == 0:
         return out
     tail, dtype = layout
@@ -261,7 +264,7 @@ def apply(
     with backend.scope():
         n = max(1, min(rows, chunks))
         edges = bounds(rows, n)
-        io = backend.transport.apply_io(x, out, (rows, *tail), dtype)
+        io = backend.transport.apply_io(inputs, out, inputs.out_shape(tail), dtype)
 
         def where(i: int) -> str:
             return f"block {i} of {n} (rows {edges[i] + row0}:{edges[i + 1] + row0})"

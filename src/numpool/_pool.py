@@ -4,8 +4,8 @@ The Pool keeps the Executor's lifecycle (submit, map, shutdown, the context
 manager) and hands array calls to its :class:`~numpool._runner.Runner`; the
 backends it uses live in a :class:`~numpool.backends.BackendSet`::
 
-    Pool ── submit / map / shutdown ──────────▶ BackendSet ─▶ backends
-      └──── apply / map_arrays / plan ─▶ Runner ──┘ (engine, planner)
+    Pool ── submit / map / shutdown ──────────────────▶ BackendSet ─▶ backends
+      └──── apply / reduce / map_arrays / plan ─▶ Runner ──┘ (engine, planner)
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from ._checks import (
     BackendName,
     as_input_array,
     check_backend,
+    check_combine,
     check_count,
     check_func,
     check_iterables,
@@ -30,7 +31,10 @@ from ._checks import (
     check_workers,
 )
 from ._cpus import default_workers
+from ._inputs import Inputs
+from ._inputs import make as make_inputs
 from ._progress import check_progress, track
+from ._reduce import blocks as reduce_blocks
 from ._runner import Runner, func_name
 from ._stats import Last, Stats, last
 from .backends import BackendSet
@@ -42,7 +46,7 @@ __all__ = ["Pool"]
 
 class Pool(Executor):
     """A pool of workers for NumPy work: a ``concurrent.futures.Executor`` plus
-    :meth:`apply` and :meth:`map_arrays` for arrays.
+    :meth:`apply`, :meth:`reduce` and :meth:`map_arrays` for arrays.
 
     Parameters
     ----------
@@ -212,12 +216,15 @@ class Pool(Executor):
         self,
         func: Callable[..., Any],
         x: Any,
-        *,
+        *arrays: Any,
         out: np.ndarray | None = None,
         chunks: int | None = None,
         progress: bool | Callable[[int, int], Any] = False,
+        overlap: int = 0,
+        axis: int = 0,
     ) -> np.ndarray:
-        """Apply a blockwise ``func`` over axis 0 of ``x``, into one output array.
+        """Apply a blockwise ``func`` over the rows of ``x`` (and of ``arrays``), into
+        one output array.
 
         See :func:`numpool.apply`.
         """
@@ -226,6 +233,9 @@ class Pool(Executor):
             and out is None
             and chunks is None
             and not progress
+            and not arrays
+            and not overlap
+            and not axis
             and type(x) is np.ndarray
         ):
             hit = self._runner.tiny(func, x)
@@ -233,7 +243,7 @@ class Pool(Executor):
                 result, self._last = hit
                 return result
         result, self._last = self.apply_with_stats(
-            func, x, out=out, chunks=chunks, progress=progress
+            func, x, *arrays, out=out, chunks=chunks, progress=progress, overlap=overlap, axis=axis
         )
         return result
 
@@ -241,18 +251,59 @@ class Pool(Executor):
         self,
         func: Callable[..., Any],
         x: Any,
-        *,
+        *arrays: Any,
         out: np.ndarray | None = None,
         chunks: int | None = None,
         progress: bool | Callable[[int, int], Any] = False,
+        overlap: int = 0,
+        axis: int = 0,
     ) -> tuple[np.ndarray, Stats]:
         """:meth:`apply`, returning its :class:`~numpool.Stats` too (thread-safe)."""
         self._check_open()
         check_func("apply", func)
-        arr = as_input_array(x)
+        inputs = _inputs(x, arrays, axis, overlap, "apply")
         size = check_count("chunks", chunks)
-        with track(check_progress(progress), arr.shape[0], f"apply({func_name(func)})"):
-            return self._runner.apply(func, arr, out, size)
+        with track(check_progress(progress), inputs.n, f"apply({func_name(func)})"):
+            return self._runner.apply(func, inputs, out, size)
+
+    def reduce(
+        self,
+        func: Callable[..., Any],
+        x: Any,
+        *arrays: Any,
+        combine: Any = np.add,
+        chunks: int | None = None,
+        progress: bool | Callable[[int, int], Any] = False,
+        axis: int = 0,
+    ) -> Any:
+        """Reduce ``func``'s per-block partial results with ``combine``, in block order.
+
+        See :func:`numpool.reduce`.
+        """
+        result, self._last = self.reduce_with_stats(
+            func, x, *arrays, combine=combine, chunks=chunks, progress=progress, axis=axis
+        )
+        return result
+
+    def reduce_with_stats(
+        self,
+        func: Callable[..., Any],
+        x: Any,
+        *arrays: Any,
+        combine: Any = np.add,
+        chunks: int | None = None,
+        progress: bool | Callable[[int, int], Any] = False,
+        axis: int = 0,
+    ) -> tuple[Any, Stats]:
+        """:meth:`reduce`, returning its :class:`~numpool.Stats` too (thread-safe)."""
+        self._check_open()
+        check_func("reduce", func)
+        check_combine(combine)
+        inputs = _inputs(x, arrays, axis, 0, "reduce")
+        size = check_count("chunks", chunks)
+        blocks = reduce_blocks(inputs, size)
+        with track(check_progress(progress), blocks, f"reduce({func_name(func)})"):
+            return self._runner.reduce(func, inputs, combine, blocks)
 
     def map_arrays(
         self,
@@ -295,8 +346,12 @@ class Pool(Executor):
         kind: str | None = None,
         chunks: int | None = None,
         chunksize: int | None = None,
+        overlap: int = 0,
+        axis: int = 0,
+        combine: Any = np.add,
     ) -> Plan:
-        """What ``backend="auto"`` would do for ``apply(func, x)`` or ``map(func, *iterables)``.
+        """What ``backend="auto"`` would do for ``apply(func, x, ...)``,
+        ``reduce(func, x, ...)`` or ``map(func, *iterables)``.
 
         See :func:`numpool.plan`.
         """
@@ -304,11 +359,23 @@ class Pool(Executor):
         check_func("plan", func)
         kind = _kind(kind, args)
         runner = self._runner if self._name == AUTO else Runner(self._backends, AUTO)
-        if kind == "apply":
-            if len(args) != 1:
-                raise TypeError(f"plan: apply takes one array after func, got {len(args)}")
-            x = as_input_array(args[0])
-            return runner.plan(func, "apply", x, None, check_count("chunks", chunks), None)
+        if kind in ("apply", "reduce"):
+            if not args:
+                raise TypeError(f"plan: {kind} takes at least one array after func")
+            if kind == "reduce":
+                if overlap:
+                    raise ValueError("plan: overlap= is for apply, not reduce")
+                check_combine(combine)
+                inputs = _inputs(args[0], args[1:], axis, 0, "reduce")
+                blocks = reduce_blocks(inputs, check_count("chunks", chunks))
+                return runner.plan_reduce(func, inputs, combine, blocks)
+            inputs = _inputs(args[0], args[1:], axis, overlap, "apply")
+            return runner.plan(func, "apply", inputs, None, check_count("chunks", chunks), None)
+        if overlap or axis:
+            raise ValueError(
+                "plan: overlap= and axis= are for apply and reduce (the first argument an "
+                "ndarray, or kind='apply'/'reduce'), not map"
+            )
         columns = check_iterables(args)
         return runner.plan(func, "map", None, columns, None, check_count("chunksize", chunksize))
 
@@ -376,9 +443,19 @@ class _MapIterator(Iterator[Any]):
 
 
 def _kind(kind: str | None, args: tuple[Any, ...]) -> str:
-    """apply or map: given, or apply for one ndarray and map otherwise."""
+    """apply, reduce or map: given, or apply when the first argument is an ndarray
+    (x, then more arrays or values) and map otherwise (iterables)."""
     if kind is None:
-        return "apply" if len(args) == 1 and isinstance(args[0], np.ndarray) else "map"
-    if kind not in ("apply", "map"):
-        raise ValueError(f"plan: kind must be 'apply' or 'map', got {kind!r}")
+        return "apply" if args and isinstance(args[0], np.ndarray) else "map"
+    if kind not in ("apply", "map", "reduce"):
+        raise ValueError(f"plan: kind must be 'apply', 'reduce' or 'map', got {kind!r}")
     return kind
+
+
+def _inputs(x: Any, arrays: tuple[Any, ...], axis: Any, overlap: Any, where: str) -> Inputs:
+    """A call's checked inputs: x alone along axis 0 (the common case, at once), or
+    x with more arrays, another axis or a halo (see numpool._inputs)."""
+    arr = as_input_array(x)
+    if not arrays and type(overlap) is int and type(axis) is int and overlap == axis == 0:
+        return Inputs.one(arr)
+    return make_inputs(arr, arrays, axis, overlap, where)

@@ -43,9 +43,10 @@ from typing import Any
 
 import numpy as np
 
-from . import _engine, shm
+from . import _engine, _reduce, shm
 from ._checks import AUTO
 from ._errors import annotate
+from ._inputs import Inputs, along, tail_of
 from ._progress import advance
 from ._stats import Last, Stats, worker_name
 from .backends import BACKENDS, Backend, BackendSet, auto_choices
@@ -75,30 +76,33 @@ def func_name(func: Any) -> str:
 # --- whole calls in the caller ---------------------------------------------------------
 
 
-def check_whole(x: np.ndarray, res: Any) -> None:
+def check_whole(inputs: Inputs, res: Any) -> None:
     """Raise the usual TypeError/ValueError unless ``res`` is a valid ``func(x)``."""
-    if not isinstance(res, np.ndarray) or res.ndim == 0:
+    axis = inputs.axis
+    if not isinstance(res, np.ndarray) or res.ndim <= axis:
         got = f"a 0-d {type(res).__name__}" if isinstance(res, np.ndarray) else type(res).__name__
+        if isinstance(res, np.ndarray) and res.ndim:
+            got = f"an array of shape {res.shape}"
         raise TypeError(
             f"apply: func returned {got}; apply needs a function that returns an array "
-            "with one row per input row, like np.exp or lambda b: 2*b + 1"
+            f"with one row per input row along axis {axis}, like np.exp or lambda b: 2*b + 1"
         )
-    check_block(res, x.shape[0], res.shape[1:], res.dtype, "the whole input")
+    check_block(res, inputs.n, tail_of(res.shape, axis), res.dtype, "the whole input", axis)
 
 
-def whole(func: Callable[..., Any], x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-    """``func(x)`` in one call in the caller's thread, checked; copied into ``out``."""
+def whole(func: Callable[..., Any], inputs: Inputs, out: np.ndarray | None) -> np.ndarray:
+    """``func(*inputs)`` in one call in the caller's thread, checked; copied into ``out``."""
     from ._checks import check_out
 
     try:
-        res = func(x)
+        res = inputs.whole(func)
     except Exception as e:
-        raise annotate(e, f"the whole input (rows 0:{x.shape[0]}, run serially)") from None
-    check_whole(x, res)
-    advance(x.shape[0])
+        raise annotate(e, f"the whole input (rows 0:{inputs.n}, run serially)") from None
+    check_whole(inputs, res)
+    advance(inputs.n)
     if out is None:
         return res
-    check_out(x, out, res.shape, res.dtype)
+    check_out(inputs, out, res.shape, res.dtype)
     np.copyto(out, res, casting="no")
     return out
 
@@ -116,14 +120,16 @@ class _ApplyWalker:
     def __init__(
         self,
         func: Callable[..., Any],
-        x: np.ndarray,
+        inputs: Inputs,
         out: np.ndarray | None,
         new_out: Callable[[tuple[int, ...], np.dtype], np.ndarray],
         stats: Stats,
     ) -> None:
         self.func = func
-        self.x = x
-        self.n = x.shape[0]
+        self.inputs = inputs
+        self.x = inputs.x
+        self.axis = inputs.axis
+        self.n = inputs.n
         self.out = out
         self.new_out = new_out
         self.stats = stats
@@ -136,22 +142,24 @@ class _ApplyWalker:
         """The first block's result: it gives the output's layout; the output is made."""
         from ._checks import check_out
 
-        if not isinstance(res, np.ndarray) or res.ndim == 0:
-            check_whole(self.x[a:b], res)  # raises the usual TypeError
-        check_block(res, b - a, res.shape[1:], res.dtype, _where(a, b))
-        self.layout = res.shape[1:], res.dtype
-        shape = (self.n, *res.shape[1:])
+        axis = self.axis
+        if not isinstance(res, np.ndarray) or res.ndim <= axis:
+            check_whole(self.inputs.window(a, b), res)  # raises the usual TypeError
+        tail = tail_of(res.shape, axis)
+        check_block(res, b - a, tail, res.dtype, _where(a, b), axis)
+        self.layout = tail, res.dtype
+        shape = self.inputs.out_shape(tail)
         if self.out is None:
             self.out = self.new_out(shape, res.dtype)
         else:
-            check_out(self.x, self.out, shape, res.dtype)
-        self.out[a:b] = res
+            check_out(self.inputs, self.out, shape, res.dtype)
+        along(self.out, a, b, axis)[...] = res
 
     def _first(self, a: int, b: int) -> float:
         """The first block, in the caller: the seconds ``func`` took."""
         t0 = perf_counter()
         try:
-            res = self.func(self.x[a:b])
+            res = self.inputs.call(self.func, a, b)
         except Exception as e:
             raise annotate(e, _where(a, b)) from None
         took = perf_counter() - t0
@@ -164,7 +172,14 @@ class _ApplyWalker:
         if self.layout is None:
             backend.check_callable(self.func)
             res, who, start, end = _engine.run_one(
-                backend, apply_block, self.func, self.x[a:b], None, _where(a, b), None, None
+                backend,
+                apply_block,
+                self.func,
+                self.inputs.block(a, b),
+                None,
+                _where(a, b),
+                None,
+                None,
             )
             self._take_first(a, b, res)
             self.stats.busy(who, start, end)
@@ -181,7 +196,8 @@ class _ApplyWalker:
         else:
             assert self.out is not None
             tail, dtype = self.layout
-            apply_block(self.func, self.x[a:b], self.out[a:b], _where(a, b), tail, dtype)
+            dst = along(self.out, a, b, self.axis)
+            apply_block(self.func, self.inputs.block(a, b), dst, _where(a, b), tail, dtype)
             took = perf_counter() - t0
         t1 = perf_counter()
         self.stats.busy(worker_name(), t0, t1)
@@ -209,8 +225,8 @@ class _ApplyWalker:
                 (
                     apply_block,
                     self.func,
-                    self.x[a + i : a + j],
-                    self.out[a + i : a + j],
+                    self.inputs.block(a + i, a + j),
+                    along(self.out, a + i, a + j, self.axis),
                     _where(a + i, a + j),
                     tail,
                     dtype,
@@ -221,7 +237,14 @@ class _ApplyWalker:
             advance(b - a)
         else:
             _engine.apply(
-                backend, self.func, self.x[a:b], self.out[a:b], pieces, self.layout, sub, row0=a
+                backend,
+                self.func,
+                self.inputs.window(a, b),
+                along(self.out, a, b, self.axis),
+                pieces,
+                self.layout,
+                sub,
+                row0=a,
             )
         self.stats.absorb(sub)
         self.done = b
@@ -358,8 +381,9 @@ def _together(
 # --- keys --------------------------------------------------------------------------
 
 
-def _apply_key(func: Any, x: np.ndarray, out: Any, chunks: Any, options: Hashable) -> Hashable:
-    return (
+def _apply_key(func: Any, inputs: Inputs, out: Any, chunks: Any, options: Hashable) -> Hashable:
+    x = inputs.x
+    key = (
         "apply",
         func_key(func),
         x.dtype,
@@ -370,6 +394,7 @@ def _apply_key(func: Any, x: np.ndarray, out: Any, chunks: Any, options: Hashabl
         chunks,
         options,
     )
+    return key if inputs.plain else (*key, inputs.key())
 
 
 def _arg_class(a: Any) -> Hashable:
@@ -448,7 +473,7 @@ class Runner:
         if not hit[4] and (
             type(res) is not np.ndarray or not res.ndim or res.shape[0] != x.shape[0]
         ):
-            check_whole(x, res)  # raises the usual error
+            check_whole(Inputs.one(x), res)  # raises the usual error
         plan = hit[3]
         if plan is None:
             return res, Stats("apply", "serial", tasks=1, wall_s=perf_counter() - t0)
@@ -467,38 +492,46 @@ class Runner:
     # --- apply ---------------------------------------------------------------------
 
     def apply(
-        self, func: Callable[..., Any], x: np.ndarray, out: np.ndarray | None, chunks: int | None
+        self,
+        func: Callable[..., Any],
+        inputs: Inputs,
+        out: np.ndarray | None,
+        chunks: int | None,
     ) -> tuple[np.ndarray, Stats]:
         """Run ``apply`` (arguments already checked); the result and the call's Stats."""
         t0 = perf_counter()
-        self._check_retry_safe(x, out)
+        self._check_retry_safe(inputs, out)
         stats = Stats("apply", "")
-        n = x.shape[0]
+        n = inputs.n
         nested = in_worker()
         if (self.name == "serial" and chunks is None) or n <= 1 or nested:
             stats.backend = "serial"
-            result = whole(func, x, out)
+            result = whole(func, inputs, out)
             stats.tasks = 1
             if self.auto or nested:
                 what = _NESTED if nested else f"{n} row{'s' * (n != 1)}"
                 stats.plan = _trivial_plan("apply", what)
             stats.wall_s = perf_counter() - t0
             return result, stats
-        key = _apply_key(func, x, out, chunks, self.key)
+        key = _apply_key(func, inputs, out, chunks, self.key)
         ev = evidence.cache.get(key)
         with self._scope():
             if ev is None:
-                result = self._first_apply(key, func, x, out, chunks, stats)
+                result = self._first_apply(key, func, inputs, out, chunks, stats)
             else:
-                result = self._later_apply(ev, func, x, out, chunks, stats)
+                result = self._later_apply(ev, func, inputs, out, chunks, stats)
         stats.wall_s = perf_counter() - t0
         return result, stats
 
-    def _check_retry_safe(self, x: np.ndarray, out: np.ndarray | None) -> None:
+    def _check_retry_safe(self, inputs: Inputs, out: np.ndarray | None) -> None:
         """Refuse retries of an in-place update: a block lost with its worker may have
         written some of its rows already, and running it again would apply func to
         them twice (silently wrong). Refused up front, whatever the backend chosen."""
-        if out is None or not self.backends.retries or not np.may_share_memory(out, x):
+        if (
+            out is None
+            or not self.backends.retries
+            or not any(np.may_share_memory(out, a) for a in inputs.arrays())
+        ):
             return
         cls = BACKENDS.get(self.name)
         if cls is not None and cls.in_process:
@@ -533,14 +566,14 @@ class Runner:
         self,
         key: Hashable,
         func: Callable[..., Any],
-        x: np.ndarray,
+        inputs: Inputs,
         out: np.ndarray | None,
         chunks: int | None,
         stats: Stats,
     ) -> np.ndarray:
         t_start = perf_counter()
         if self.auto:
-            candidates = self._candidates(func, x)
+            candidates = self._candidates(func, inputs)
             # worker processes write into shared memory in place: allocate it there
             # while they may be chosen, so that choosing them costs no copy
             maybe = any(not c.in_process and c.unavailable is None for c in candidates)
@@ -550,14 +583,15 @@ class Runner:
         else:
             candidates = ()
             backend = self.backends.get(self.name)
-            why = backend.transport.refuse(x.dtype)
-            if why is not None:
-                raise TypeError(why)
+            for arr in inputs.arrays():
+                why = backend.transport.refuse(arr.dtype)
+                if why is not None:
+                    raise TypeError(why)
             new_out = backend.transport.new_out
-        walker = _ApplyWalker(func, x, out, new_out, stats)
+        walker = _ApplyWalker(func, inputs, out, new_out, stats)
         try:
             return self._first_apply_on(
-                key, walker, candidates, func, x, out, chunks, stats, t_start
+                key, walker, candidates, func, inputs, out, chunks, stats, t_start
             )
         except BaseException:
             walker.release(out)
@@ -569,7 +603,7 @@ class Runner:
         walker: _ApplyWalker,
         candidates: tuple[model.Candidate, ...],
         func: Callable[..., Any],
-        x: np.ndarray,
+        inputs: Inputs,
         out: np.ndarray | None,
         chunks: int | None,
         stats: Stats,
@@ -577,7 +611,7 @@ class Runner:
     ) -> np.ndarray:
         h = measure.head(walker, grow=self.auto or chunks is None, on=self._head_on())
         ev = Evidence("apply", h.item_s, h.bound, h.native)
-        ev.bytes_per_item = _apply_bytes_per_row(x, out, walker.out)
+        ev.bytes_per_item = _apply_bytes_per_row(inputs, out, walker.out)
         name, decision = self.name, None
         if self.auto:
             name, decision = self._decide_first(ev, walker, candidates, func)
@@ -590,7 +624,7 @@ class Runner:
             stats.plan = self._plan(
                 "apply",
                 func,
-                x,
+                inputs,
                 ev,
                 decision,
                 name,
@@ -608,35 +642,35 @@ class Runner:
         self,
         ev: Evidence,
         func: Callable[..., Any],
-        x: np.ndarray,
+        inputs: Inputs,
         out: np.ndarray | None,
         chunks: int | None,
         stats: Stats,
     ) -> np.ndarray:
-        n = x.shape[0]
+        n = inputs.n
         decision = None
         name = self.name
         if self.auto:
-            decision = self._decide(ev, n, func, x, out)
+            decision = self._decide(ev, n, func, inputs, out)
             name = decision.backend
         t0 = perf_counter()
         backend = self.backends.get(name)
-        pieces = chunks or self._apply_blocks(backend, n, ev, _row_bytes(x))
+        pieces = chunks or self._apply_blocks(backend, n, ev, inputs.row_bytes)
         if (backend.inline and not chunks) or (pieces == 1 and backend.in_process):
             stats.backend = name
-            result = whole(func, x, out)
+            result = whole(func, inputs, out)
             stats.busy(worker_name(), t0, perf_counter())
             plan = None
             if decision is not None:
-                plan = self._plan("apply", func, x, ev, decision, name, cached=True, sizes=1)
+                plan = self._plan("apply", func, inputs, ev, decision, name, cached=True, sizes=1)
                 stats.plan = plan
             # work too small to split (not merely decided serial, which later calls may
             # revise): from now on it runs at once, without asking the planner
             tiny = decision is None or {"too-small", "one-worker"} & set(decision.codes())
-            if tiny and chunks is None and out is None:
-                self._remember_tiny(func, x, plan)
+            if tiny and chunks is None and out is None and inputs.plain:
+                self._remember_tiny(func, inputs.x, plan)
         else:
-            walker = _ApplyWalker(func, x, out, backend.transport.new_out, stats)
+            walker = _ApplyWalker(func, inputs, out, backend.transport.new_out, stats)
             try:
                 # the output's layout, from this call's own first row, where func runs
                 if pieces == 1:  # (a backend outside this process: one block on a worker)
@@ -654,7 +688,7 @@ class Runner:
             result = walker.out
             if decision is not None:
                 stats.plan = self._plan(
-                    "apply", func, x, ev, decision, name, cached=True, sizes=pieces
+                    "apply", func, inputs, ev, decision, name, cached=True, sizes=pieces
                 )
         self._observe(ev, name, decision, (perf_counter() - t0) / n)
         return result
@@ -666,7 +700,7 @@ class Runner:
         if a >= n:
             return
         backend = self.backends.get(name)
-        pieces = chunks or self._apply_blocks(backend, n - a, ev, _row_bytes(walker.x))
+        pieces = chunks or self._apply_blocks(backend, n - a, ev, walker.inputs.row_bytes)
         if (backend.inline and not chunks) or (pieces == 1 and backend.in_process):
             walker.serial(a, n)
         else:
@@ -683,6 +717,27 @@ class Runner:
         if backend.max_block_bytes:
             pieces = max(pieces, math.ceil(rows * row_bytes / backend.max_block_bytes))
         return min(rows, pieces)
+
+    # --- reduce -------------------------------------------------------------------
+
+    def reduce(
+        self, func: Callable[..., Any], inputs: Inputs, combine: Any, blocks: int
+    ) -> tuple[Any, Stats]:
+        """Run ``reduce`` (arguments already checked): ``func`` on each of ``blocks``
+        fixed blocks, as the tasks of a map (measured, planned and run like one), then
+        the partials combined left to right; the result and the call's Stats."""
+        partials, stats = self.map(func, _reduce.columns(inputs, blocks), None)
+        stats.kind = "reduce"
+        if stats.plan is not None:
+            stats.plan = _reduce_plan(stats.plan, func, inputs, combine, blocks)
+        return _reduce.fold(combine, partials), stats
+
+    def plan_reduce(
+        self, func: Callable[..., Any], inputs: Inputs, combine: Any, blocks: int
+    ) -> Plan:
+        """What auto would do for this reduce call (see :meth:`plan`)."""
+        plan = self.plan(func, "map", None, _reduce.columns(inputs, blocks), None, None)
+        return _reduce_plan(plan, func, inputs, combine, blocks)
 
     # --- map ----------------------------------------------------------------------
 
@@ -795,19 +850,21 @@ class Runner:
     # --- deciding -----------------------------------------------------------------
 
     def _candidates(
-        self, func: Callable[..., Any], x: np.ndarray | None = None
+        self, func: Callable[..., Any], inputs: Inputs | None = None
     ) -> tuple[model.Candidate, ...]:
-        """The backends auto may use for ``func`` (on ``x``), as the model sees them."""
+        """The backends auto may use for ``func`` (on ``inputs``), as the model sees them."""
         out = []
         for cls in auto_choices():
             if self.backends.workers < 2 and not cls.inline:
                 continue
             backend = self.backends.get(cls.name)
             c = backend.candidate(func)
-            if c.unavailable is None and x is not None:
-                why = backend.transport.refuse(x.dtype)
-                if why is not None:
-                    c = dataclasses.replace(c, unavailable=why)
+            if c.unavailable is None and inputs is not None:
+                for arr in inputs.arrays():
+                    why = backend.transport.refuse(arr.dtype)
+                    if why is not None:
+                        c = dataclasses.replace(c, unavailable=why)
+                        break
             out.append(c)
         return tuple(out)
 
@@ -833,7 +890,7 @@ class Runner:
                     ev.threads_trusted = stage.trusted
                     ev.item_s = min(ev.item_s, stage.serial_item_s)
                     ev.gil_free = stage.gil_free
-        fresh = _fresh_bytes(walker.x, False) if isinstance(walker, _ApplyWalker) else 0.0
+        fresh = _fresh_bytes(walker.inputs, False) if isinstance(walker, _ApplyWalker) else 0.0
         decision = self._choose(
             ev, walker.n - walker.done, func, candidates, explore=False, fresh=fresh
         )
@@ -844,11 +901,13 @@ class Runner:
         ev: Evidence,
         items: int,
         func: Callable[..., Any],
-        x: np.ndarray | None,
+        inputs: Inputs | None,
         out: np.ndarray | None,
     ) -> model.Decision:
-        fresh = _fresh_bytes(x, out is None) if x is not None else 0.0
-        return self._choose(ev, items, func, self._candidates(func, x), explore=True, fresh=fresh)
+        fresh = _fresh_bytes(inputs, out is None) if inputs is not None else 0.0
+        return self._choose(
+            ev, items, func, self._candidates(func, inputs), explore=True, fresh=fresh
+        )
 
     def _choose(
         self,
@@ -937,7 +996,7 @@ class Runner:
         self,
         func: Callable[..., Any],
         kind: str,
-        x: np.ndarray | None,
+        inputs: Inputs | None,
         columns: list[list[Any]] | None,
         chunks: int | None,
         chunksize: int | None,
@@ -945,11 +1004,11 @@ class Runner:
         """What auto would do for this call: measured on the input's first items (their
         results are not kept) when nothing is known yet, else from the evidence."""
         if kind == "apply":
-            assert x is not None
-            n = x.shape[0]
+            assert inputs is not None
+            n = inputs.n
             if n <= 1:
                 return _trivial_plan("apply", f"{n} row{'s' * (n != 1)}")
-            key = _apply_key(func, x, None, chunks, self.key)
+            key = _apply_key(func, inputs, None, chunks, self.key)
         else:
             assert columns is not None
             n = len(columns[0])
@@ -958,22 +1017,24 @@ class Runner:
             key = _map_key(func, columns, chunksize, self.key)
         ev = evidence.cache.get(key)
         if ev is not None:
-            decision = self._decide(ev, n, func, x, None)
-            return self._plan(kind, func, x, ev, decision, decision.backend, cached=True, items=n)
+            decision = self._decide(ev, n, func, inputs, None)
+            return self._plan(
+                kind, func, inputs, ev, decision, decision.backend, cached=True, items=n
+            )
         stats = Stats(kind, "")
         t0 = perf_counter()
-        candidates = self._candidates(func, x)
+        candidates = self._candidates(func, inputs)
         walker: _ApplyWalker | _MapWalker
         if kind == "apply":
-            assert x is not None
-            walker = _ApplyWalker(func, x, None, self._new_out_for("threads"), stats)
+            assert inputs is not None
+            walker = _ApplyWalker(func, inputs, None, self._new_out_for("threads"), stats)
         else:
             assert columns is not None
             walker = _MapWalker(func, columns, stats)
         h = measure.head(walker, grow=True)
         ev = Evidence(kind, h.item_s, h.bound, h.native)
         ev.bytes_per_item = (
-            _apply_bytes_per_row(x, None, None)
+            _apply_bytes_per_row(walker.inputs, None, None)
             if isinstance(walker, _ApplyWalker)
             else walker.bytes_per_item()
         )
@@ -982,7 +1043,7 @@ class Runner:
         return self._plan(
             kind,
             func,
-            x,
+            inputs,
             ev,
             decision,
             name,
@@ -996,7 +1057,7 @@ class Runner:
         self,
         kind: str,
         func: Callable[..., Any],
-        x: np.ndarray | None,
+        inputs: Inputs | None,
         ev: Evidence,
         decision: model.Decision | None,
         name: str,
@@ -1007,20 +1068,24 @@ class Runner:
         sizes: int | None = None,
         calls: int | None = None,
     ) -> Plan:
-        n = x.shape[0] if x is not None else (items or 0)
+        n = inputs.n if inputs is not None else (items or 0)
         backend = self.backends.get(name)
         m = ev.measurements(n)
-        if x is not None:
+        if inputs is not None:
+            x = inputs.x
+            nbytes = sum(a.nbytes for a in inputs.arrays())
+            extra = inputs.describe()
             what = (
-                f"apply({func_name(func)}) over {n:,} rows of {x.dtype} ({x.nbytes / 1e6:.1f} MB"
-                f"{', shared' if shm.shared_ref(x) is not None else ''})"
+                f"apply({func_name(func)}) over {n:,} rows of {x.dtype} ({nbytes / 1e6:.1f} MB"
+                f"{', shared' if shm.shared_ref(x) is not None else ''}"
+                f"{'; ' + extra if extra else ''})"
             )
         else:
             what = f"map({func_name(func)}) over {n:,} tasks"
         if sizes is None:
             sizes = (
-                self._apply_blocks(backend, n, ev, _row_bytes(x))
-                if x is not None
+                self._apply_blocks(backend, n, ev, inputs.row_bytes)
+                if inputs is not None
                 else self._chunksize(backend, n, ev)
             )
         serial_item = m.observed.get("serial", m.item_s)
@@ -1061,6 +1126,24 @@ class Runner:
         )
 
 
+def _reduce_plan(
+    plan: Plan, func: Callable[..., Any], inputs: Inputs, combine: Any, blocks: int
+) -> Plan:
+    extra = inputs.describe()
+    what = (
+        f"reduce({func_name(func)}) over {inputs.n:,} rows of {inputs.x.dtype} in {blocks} "
+        f"fixed block{'s' * (blocks != 1)}{'; ' + extra if extra else ''}; "
+        f"partials combined in block order with {_combine_name(combine)}"
+    )
+    return dataclasses.replace(plan, kind="reduce", what=what)
+
+
+def _combine_name(combine: Any) -> str:
+    if isinstance(combine, tuple):
+        return "(" + ", ".join(func_name(f) for f in combine) + ")"
+    return func_name(combine)
+
+
 def _worker_item_s(backend: Backend, ev: Evidence) -> float:
     """A worker's seconds per item on ``backend``: serial seconds, times the cores the
     serial call used (a worker runs under a BLAS budget), or over the threads'
@@ -1086,33 +1169,36 @@ def _first_out(
     return new_out
 
 
-def _row_bytes(x: np.ndarray) -> int:
-    return x.nbytes // max(1, x.shape[0])
+def _travels(a: np.ndarray) -> bool:
+    """Whether a worker process can reach ``a`` without a copy: shared memory, or a
+    memory-mapped file."""
+    return shm.shared_ref(a) is not None or shm.file_ref(a) is not None
 
 
-def _apply_bytes_per_row(x: Any, out: Any, new_out: Any) -> float:
-    """Bytes per row a worker process needs copied: x unless it is shared memory, and
-    the output unless it is (a user's plain ``out=`` is written back)."""
-    n = max(1, x.shape[0])
-    total = 0
-    if shm.shared_ref(x) is None:
-        total += x.nbytes
+def _apply_bytes_per_row(inputs: Inputs, out: Any, new_out: Any) -> float:
+    """Bytes per row a worker process needs copied: every array unless it is shared
+    memory (or a mapped file), and the output unless it is (a user's plain ``out=``
+    is written back)."""
+    n = max(1, inputs.n)
+    total = sum(a.nbytes for a in inputs.arrays() if not _travels(a))
     target = out if out is not None else new_out
-    if target is not None and shm.shared_ref(target) is None:
+    if target is not None and not _travels(target):
         total += target.nbytes
     return total / n
 
 
-def _fresh_bytes(x: np.ndarray, output: bool) -> float:
-    """New shared memory a processes call on ``x`` would need (its input staged unless
-    shared, and with ``output`` an output the size of x): what the arena cannot hand
-    out warm, and the kernel must fault in."""
+def _fresh_bytes(inputs: Inputs, output: bool) -> float:
+    """New shared memory a processes call on ``inputs`` would need (its arrays staged
+    unless shared, and with ``output`` an output the size of x): what the arena
+    cannot hand out warm, and the kernel must fault in."""
     arena = shm.arena()
+    x = inputs.x
     fresh = 0.0
     if output and not arena.has_idle(x.nbytes):
         fresh += x.nbytes
-    if shm.shared_ref(x) is None and not arena.has_idle(x.nbytes, 1 + output):
-        fresh += x.nbytes
+    staged = [a.nbytes for a in inputs.arrays() if not _travels(a)]
+    if staged and not arena.has_idle(max(staged), len(staged) + output):
+        fresh += sum(staged)
     return fresh
 
 

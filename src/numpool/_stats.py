@@ -135,7 +135,7 @@ class Stats:
 
     def __str__(self) -> str:
         workers = ", ".join(f"{k} {v * 1e3:.1f}" for k, v in sorted(self.busy_s.items()))
-        unit = "blocks" if self.kind == "apply" else "tasks"
+        unit = "blocks" if self.kind in ("apply", "reduce") else "tasks"
         text = (
             f"{self.kind} on {self.backend}: {self.tasks} {unit} "
             f"in {self.wall_s * 1e3:.1f} ms; {_size(self.bytes_moved)} moved between processes "

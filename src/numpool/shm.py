@@ -80,6 +80,7 @@ from ._errors import SharedMemoryError, SharedMemoryWarning
 __all__ = [
     "Arena",
     "Attachments",
+    "FileRef",
     "Segment",
     "SharedArray",
     "ShmRef",
@@ -88,7 +89,9 @@ __all__ = [
     "configure",
     "directories",
     "empty",
+    "file_ref",
     "is_numpool_name",
+    "map_file",
     "orphans",
     "share",
     "shared_ref",
@@ -646,6 +649,72 @@ class ShmRef(NamedTuple):
     shape: tuple[int, ...]
     dtype: np.dtype
     strides: tuple[int, ...]
+
+
+class FileRef(NamedTuple):
+    """What travels instead of a memory-mapped array (np.memmap, np.load(...,
+    mmap_mode=...)): the file and where in it; the worker maps the file itself
+    (:func:`map_file`), so the data is never copied into shared memory."""
+
+    path: str
+    offset: int
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    strides: tuple[int, ...]
+    writable: bool
+
+
+#: np.memmap modes whose pages another process that maps the file sees ("c", copy
+#: on write, keeps its changes private: such an array is staged like any other)
+_SHARED_MODES = ("r", "r+", "w+")
+
+
+def file_ref(a: np.ndarray, writable: bool = False) -> FileRef | None:
+    """Where ``a`` lives if it is (a view of) an np.memmap of a file that other
+    processes can map too (``writable``: and write, for an ``out=``), else None."""
+    base: Any = a
+    root = None
+    while base is not None and not isinstance(base, mmap.mmap):
+        if isinstance(base, np.memmap):
+            root = base
+        base = getattr(base, "base", None)
+    if base is None or root is None or getattr(root, "filename", None) is None:
+        return None
+    mode = getattr(root, "mode", None)
+    if mode not in _SHARED_MODES or a.dtype.hasobject or any(s < 0 for s in a.strides):
+        return None
+    if writable and (mode == "r" or not a.flags.writeable):
+        return None
+    try:
+        start = np.frombuffer(base, np.uint8).ctypes.data
+    except (ValueError, TypeError, BufferError):  # a closed mapping
+        return None
+    offset = int(root.offset) - int(root.offset) % mmap.ALLOCATIONGRANULARITY
+    offset += a.ctypes.data - start
+    # an input is mapped read-only by the workers whatever its mode: only an out= is
+    # written (and MAP_SHARED mappings of one file see each other's writes)
+    return FileRef(str(root.filename), offset, a.shape, a.dtype, a.strides, writable)
+
+
+#: a worker's mappings of the files FileRefs name, each mapped once (LRU)
+_files: OrderedDict[tuple[Any, ...], np.memmap] = OrderedDict()
+_FILES_KEPT = 8
+
+
+def map_file(ref: FileRef) -> np.ndarray:
+    """The array a FileRef points at, as a view of this process's mapping of the file
+    (read-only unless the ref is writable)."""
+    st = os.stat(ref.path)
+    key = (ref.path, ref.writable, st.st_dev, st.st_ino, st.st_size)
+    mm = _files.get(key)
+    if mm is None:
+        mm = np.memmap(ref.path, dtype=np.uint8, mode="r+" if ref.writable else "r")
+        _files[key] = mm
+        while len(_files) > _FILES_KEPT:
+            _files.popitem(last=False)
+    else:
+        _files.move_to_end(key)
+    return np.ndarray(ref.shape, ref.dtype, buffer=mm, offset=ref.offset, strides=ref.strides)
 
 
 class Slot(NamedTuple):

@@ -36,7 +36,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .. import _buffers, shm
-from ..shm import Segment, ShmRef, Slot
+from .._inputs import Cut, Inputs, along
+from ..shm import FileRef, Segment, ShmRef, Slot
 
 __all__ = ["Pickled", "Returns", "Shared", "Transport", "send_back"]
 
@@ -55,20 +56,25 @@ class _Counted:
 
 
 class ApplyIO(_Counted):
-    """Per-call state of apply on a transport (Direct: plain views)."""
+    """Per-call state of apply on a transport (Direct: plain views).
 
-    def __init__(self, x: np.ndarray, out: np.ndarray) -> None:
-        self.x = x
+    ``inputs`` (numpool._inputs.Inputs) cuts every argument's rows; ``out`` is
+    written along the same axis."""
+
+    def __init__(self, inputs: Inputs, out: np.ndarray | None) -> None:
+        self.inputs = inputs
         self.out = out
 
     def block(self, a: int, b: int) -> tuple[Any, Any]:
         """(src, dst) to send for rows a:b; dst None means "return the result"."""
-        return self.x[a:b], self.out[a:b]
+        dst = along(self.out, a, b, self.inputs.axis) if self.out is not None else None
+        return self.inputs.block(a, b), dst
 
     def took(self, a: int, b: int, res: Any) -> None:
         """A block's return value arrived (only used when dst was None)."""
 
     def finish(self) -> np.ndarray:
+        assert self.out is not None
         return self.out
 
     def abort(self) -> None:
@@ -108,9 +114,9 @@ class Transport:
         return None
 
     def apply_io(
-        self, x: np.ndarray, out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype
+        self, inputs: Inputs, out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype
     ) -> ApplyIO:
-        return ApplyIO(x, out if out is not None else self.new_out(shape, dtype))
+        return ApplyIO(inputs, out if out is not None else self.new_out(shape, dtype))
 
     def map_io(self) -> MapIO:
         return MapIO()
@@ -118,13 +124,13 @@ class Transport:
 
 class _PickledApply(ApplyIO):
     def block(self, a: int, b: int) -> tuple[Any, Any]:
-        block = self.x[a:b]
-        self.count(block.nbytes)
+        block = self.inputs.block(a, b)
+        self.count(_array_bytes(block.args) if isinstance(block, Cut) else block.nbytes)
         return block, None
 
     def took(self, a: int, b: int, res: Any) -> None:
         self.count(res.nbytes)
-        self.out[a:b] = res
+        along(self.out, a, b, self.inputs.axis)[...] = res
 
 
 def _array_bytes(values: Any) -> int:
@@ -147,23 +153,20 @@ class Pickled(Transport):
     name = "pickle"
 
     def apply_io(
-        self, x: np.ndarray, out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype
+        self, inputs: Inputs, out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype
     ) -> ApplyIO:
-        return _PickledApply(x, out if out is not None else self.new_out(shape, dtype))
+        return _PickledApply(inputs, out if out is not None else self.new_out(shape, dtype))
 
     def map_io(self) -> MapIO:
         return _PickledMap()
 
 
-def _rows(ref: ShmRef, a: int, b: int) -> ShmRef:
-    """The ShmRef of rows a:b of the array ``ref`` points at."""
-    step = ref.strides[0] if ref.strides else 0
-    return ref._replace(offset=ref.offset + a * step, shape=(b - a, *ref.shape[1:]))
-
-
-def _stage(arr: np.ndarray, held: list[Segment], io: _Counted) -> ShmRef:
-    """A ShmRef for ``arr``: its own segment if shared, else a copy in a warm one."""
-    ref = shm.shared_ref(arr)
+def _stage(arr: np.ndarray, held: list[Segment], io: _Counted) -> ShmRef | FileRef:
+    """A reference for ``arr``: its own segment if shared, its file if memory-mapped
+    (np.memmap: the worker maps the file), else a copy in a warm segment."""
+    ref: ShmRef | FileRef | None = shm.shared_ref(arr)
+    if ref is None:
+        ref = shm.file_ref(arr)
     if ref is not None:
         return ref
     t0 = time.perf_counter()
@@ -186,25 +189,38 @@ def _release(segs: list[Segment], ok: bool) -> None:
 
 class _SharedApply(ApplyIO):
     def __init__(
-        self, x: np.ndarray, out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype
+        self, inputs: Inputs, out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype
     ) -> None:
         self.held: list[Segment] = []
         self.owned: Segment | None = None  # segment of a result we hand out
+        self.temp: Segment | None = None  # what workers write for a user's unshared out
         self.user_out = out
         self.shape = shape
         self.dtype = dtype
-        why = Shared().refuse(x.dtype)
-        if why is not None:
-            raise TypeError(why)
+        self.axis = inputs.axis
+        for arr in inputs.arrays():
+            why = Shared().refuse(arr.dtype)
+            if why is not None:
+                raise TypeError(why)
         try:
-            self.src = _stage(x, self.held, self)
-            dst = shm.shared_ref(out) if out is not None else None
+            # every array travels by reference: staged once for the call, whole
+            # arguments included; the blocks are cut out of the references
+            self.src = inputs.replace(
+                tuple(
+                    _stage(a, self.held, self) if isinstance(a, np.ndarray) and a.ndim else a
+                    for a in inputs.args
+                )
+            )
+            dst: ShmRef | FileRef | None = None
+            if out is not None:
+                dst = shm.shared_ref(out) or shm.file_ref(out, writable=True)
             if dst is None:
                 seg = shm.arena().take(int(np.prod(shape)) * dtype.itemsize)
                 if out is None:
                     self.owned = seg
                 else:
                     self.held.append(seg)  # a temporary, copied into the user's out at the end
+                    self.temp = seg
                 dst = ShmRef(seg.name, 0, shape, dtype, seg.ndarray(shape, dtype).strides)
             self.dst = dst
         except BaseException:
@@ -212,15 +228,15 @@ class _SharedApply(ApplyIO):
             raise
 
     def block(self, a: int, b: int) -> tuple[Any, Any]:
-        return _rows(self.src, a, b), _rows(self.dst, a, b)
+        return self.src.block(a, b), along(self.dst, a, b, self.axis)
 
     def finish(self) -> np.ndarray:
         if self.owned is not None:
             result: np.ndarray = shm.wrap(self.owned, self.shape, self.dtype)
             self.owned = None
-        elif self.user_out is not None and shm.shared_ref(self.user_out) is None:
+        elif self.user_out is not None and self.temp is not None:
             t0 = time.perf_counter()
-            temp = self.held[-1].ndarray(self.shape, self.dtype)
+            temp = self.temp.ndarray(self.shape, self.dtype)
             np.copyto(self.user_out, temp, casting="no")
             self.count(temp.nbytes, time.perf_counter() - t0)
             result = self.user_out
@@ -446,9 +462,9 @@ class Shared(Transport):
         )
 
     def apply_io(
-        self, x: np.ndarray, out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype
+        self, inputs: Inputs, out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype
     ) -> ApplyIO:
-        return _SharedApply(x, out, shape, dtype)
+        return _SharedApply(inputs, out, shape, dtype)
 
     def map_io(self) -> MapIO:
         return _SharedMap()

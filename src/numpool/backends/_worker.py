@@ -23,8 +23,9 @@ import numpy as np
 
 from .. import blas, shm
 from .._errors import annotate
+from .._inputs import Cut
 from .._stats import worker_name
-from ..shm import Attachments, ShmRef
+from ..shm import Attachments, FileRef, ShmRef
 from ._ship import portable, ship
 from ._transport import Returns, send_back
 
@@ -76,7 +77,9 @@ def _exit_with(owner: int) -> None:
 
 
 def resolve(obj: Any) -> Any:
-    """The array behind a ShmRef; anything else unchanged."""
+    """The array behind a ShmRef or a FileRef; anything else unchanged."""
+    if isinstance(obj, FileRef):
+        return shm.map_file(obj)
     if isinstance(obj, ShmRef):
         if _attachments is None:
             raise RuntimeError(
@@ -91,16 +94,26 @@ def _is_unary_ufunc(func: Any) -> bool:
     return isinstance(func, np.ufunc) and func.nin == 1 and func.nout == 1
 
 
-def check_block(res: Any, rows: int, tail: tuple[int, ...], dtype: np.dtype, where: str) -> None:
-    """Raise a ValueError/TypeError when a block's result does not fit the output."""
+def _fits_ufunc(func: Any, cut: Cut) -> bool:
+    """A ufunc of as many inputs as the block has arguments, and one output: it can
+    write straight into the output's rows."""
+    return isinstance(func, np.ufunc) and func.nin == len(cut.args) and func.nout == 1
+
+
+def check_block(
+    res: Any, rows: int, tail: tuple[int, ...], dtype: np.dtype, where: str, axis: int = 0
+) -> None:
+    """Raise a ValueError/TypeError when a block's result does not fit the output
+    (``tail``: the output's shape without its split axis, ``axis``)."""
+    expected = (*tail[:axis], rows, *tail[axis:])
     if not isinstance(res, np.ndarray):
         raise TypeError(
             f"apply: func returned {type(res).__name__} for {where}; it must return a NumPy "
-            f"array with one row per input row (expected shape {(rows, *tail)}, dtype {dtype})"
+            f"array with one row per input row (expected shape {expected}, dtype {dtype})"
         )
-    if res.shape != (rows, *tail):
+    if res.shape != expected:
         raise ValueError(
-            f"apply: func returned shape {res.shape} for {where}; expected {(rows, *tail)}. "
+            f"apply: func returned shape {res.shape} for {where}; expected {expected}. "
             "apply needs a blockwise function: each block of rows must map to the same "
             "number of rows, with the same trailing shape for every block"
         )
@@ -126,18 +139,29 @@ def apply_block(
     the same clock in every process of the machine).
     """
     t0 = time.perf_counter()
-    block = resolve(src)
     target = resolve(dst) if dst is not None else None
-    try:
-        if target is not None and _is_unary_ufunc(func):
-            # ufuncs write straight into the output: no temporary, no copy.
-            res = func(block, out=target)
-        else:
-            res = func(block)
-    except Exception as e:
-        raise _back(annotate(e, where)) from None
+    if type(src) is Cut:  # several arrays, another axis or a halo (see numpool._inputs)
+        axis, rows = src.axis, src.rows
+        try:
+            if target is not None and not (src.lo or src.hi) and _fits_ufunc(func, src):
+                res = func(*[resolve(a) for a in src.args], out=target)
+            else:
+                res = src.call(func, resolve)
+        except Exception as e:
+            raise _back(annotate(e, where)) from None
+    else:
+        block = resolve(src)
+        axis, rows = 0, block.shape[0]
+        try:
+            if target is not None and _is_unary_ufunc(func):
+                # ufuncs write straight into the output: no temporary, no copy.
+                res = func(block, out=target)
+            else:
+                res = func(block)
+        except Exception as e:
+            raise _back(annotate(e, where)) from None
     if tail is not None and dtype is not None:  # (None: the caller learns the layout)
-        check_block(res, block.shape[0], tail, dtype, where)
+        check_block(res, rows, tail, dtype, where, axis)
     if target is None:
         return res, worker_name(), t0, time.perf_counter()
     if res is not target:

@@ -42,6 +42,7 @@ import numpy as np
 
 from .. import blas, shm
 from .._errors import BackendUnavailableError
+from .._inputs import Cut, Inputs, along
 from ..blas import process_budget
 from . import _context
 from ._base import Backend
@@ -152,14 +153,22 @@ def _keep_main_out(distributed: Any) -> None:
 class _DaskApply(ApplyIO):
     """Rows a:b scattered to the cluster once; the block's result comes back."""
 
-    def __init__(self, backend: DaskBackend, x: np.ndarray, out: np.ndarray) -> None:
-        super().__init__(x, out)
+    def __init__(self, backend: DaskBackend, inputs: Inputs, out: np.ndarray) -> None:
+        super().__init__(inputs, out)
         self.client = backend.client
         self.local = backend.local
         self.inline = backend.retries > 0
 
     def block(self, a: int, b: int) -> tuple[Any, Any]:
-        rows = _detached(self.x[a:b], self.local)
+        src = self.inputs.block(a, b)
+        if isinstance(src, Cut):  # several arrays, an axis, a halo: inside the task
+            args = tuple(
+                _detached(v, self.local) if isinstance(v, np.ndarray) else v for v in src.args
+            )
+            if not self.local:
+                self.count(sum(v.nbytes for v in args if isinstance(v, np.ndarray)))
+            return src._replace(args=args), None
+        rows = _detached(src, self.local)
         if not self.local:
             self.count(rows.nbytes)
         if self.inline:  # inside the task: Dask can run it again after a worker dies
@@ -169,7 +178,7 @@ class _DaskApply(ApplyIO):
     def took(self, a: int, b: int, res: Any) -> None:
         if not self.local:
             self.count(res.nbytes)
-        self.out[a:b] = res
+        along(self.out, a, b, self.inputs.axis)[...] = res
 
 
 class _DaskMap(MapIO):
@@ -293,9 +302,9 @@ class DaskTransport(Transport):
         self.backend = backend
 
     def apply_io(
-        self, x: np.ndarray, out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype
+        self, inputs: Inputs, out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype
     ) -> ApplyIO:
-        return _DaskApply(self.backend, x, out if out is not None else np.empty(shape, dtype))
+        return _DaskApply(self.backend, inputs, out if out is not None else np.empty(shape, dtype))
 
     def map_io(self) -> MapIO:
         return _DaskMap(self.backend)

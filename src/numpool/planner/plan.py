@@ -19,7 +19,8 @@ class Plan:
     Attributes
     ----------
     kind : str
-        ``"apply"`` (items are rows) or ``"map"`` (items are tasks).
+        ``"apply"`` (items are rows), ``"map"`` (items are tasks) or ``"reduce"``
+        (items are the fixed blocks whose partial results are combined).
     backend : str
         The backend the call ran on: ``"serial"``, ``"threads"`` or ``"processes"``.
     workers : int
@@ -100,7 +101,7 @@ class Plan:
                 "this time."
             )
         elif self.probe_s:
-            unit = "rows" if self.kind == "apply" else "tasks"
+            unit = {"apply": "rows", "reduce": "blocks"}.get(self.kind, "tasks")
             lines.append(
                 f"- The first {self.measured_items:,} {unit} ran while measuring "
                 f"({self.probe_s * 1e3:.1f} ms); their results are kept, not thrown away."
