@@ -714,7 +714,10 @@ def map_file(ref: FileRef) -> np.ndarray:
             _files.popitem(last=False)
     else:
         _files.move_to_end(key)
-    return np.ndarray(ref.shape, ref.dtype, buffer=mm, offset=ref.offset, strides=ref.strides)
+    view: np.ndarray = np.ndarray(
+        ref.shape, ref.dtype, buffer=mm, offset=ref.offset, strides=ref.strides
+    )
+    return view
 
 
 class Slot(NamedTuple):
