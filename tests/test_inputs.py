@@ -129,7 +129,8 @@ def test_the_plan_of_a_nested_call_says_why_it_ran_there() -> None:
     seen: list[str] = []
 
     def inner(b: np.ndarray) -> np.ndarray:
-        y, stats = numpool.Pool("threads").apply_with_stats(np.sqrt, b)
+        with numpool.Pool("threads") as inner_pool:
+            y, stats = inner_pool.apply_with_stats(np.sqrt, b)
         if threading.current_thread() is not threading.main_thread():
             assert stats.plan is not None and stats.backend == "serial"
             seen.append(stats.plan.explain())
