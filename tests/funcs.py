@@ -171,3 +171,10 @@ def count_rows(b: np.ndarray, path: str) -> np.ndarray:
     with open(path, "a") as f:
         f.write(f"{len(b)}\n")
     return b * 2
+
+
+def exit_zero(b: np.ndarray) -> np.ndarray:
+    """Ends its worker process with exit code 0 (os._exit: no result, no error)."""
+    if len(b) > 1:
+        os._exit(0)
+    return b.copy()

@@ -129,10 +129,12 @@ class ProcessesBackend(Backend):
             manager.join(timeout=1.0)
         while True:
             codes = {pid: p.exitcode for pid, p in list(self._procs.items())}
-            dead = {pid: c for pid, c in codes.items() if c not in (None, 0)}
+            dead = {pid: c for pid, c in codes.items() if c is not None}
             # the executor SIGTERMs the survivors itself: the first death is another one;
             # 255 is what multiprocessing reports when the fork server sent no status
-            # (seen once in CI next to the real SIGKILL): wait for a status that says more
+            # (seen once in CI next to the real SIGKILL): wait for a status that says more.
+            # 0 tells: a worker of a broken pool exits 0 only when func ended it
+            # (os._exit(0)); the executor's own clean exits come with shutdown, not here
             telling = {pid: c for pid, c in dead.items() if c not in (-signal.SIGTERM, 255)}
             first = telling or dead
             if telling or time.monotonic() > deadline:
@@ -258,6 +260,11 @@ def _death(pid: int, code: int) -> str:
         }
         cause = causes.get(sig, "killed by a signal")
         return f"worker pid {pid} was killed by {name} ({cause})"
+    if code == 0:
+        return (
+            f"worker pid {pid} exited with code 0 (os._exit(0) in func, or in code it "
+            "calls? a worker must return its result, not end its process)"
+        )
     return f"worker pid {pid} exited with code {code} (os._exit or a fatal error in func)"
 
 
