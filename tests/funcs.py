@@ -178,3 +178,19 @@ def exit_zero(b: np.ndarray) -> np.ndarray:
     if len(b) > 1:
         os._exit(0)
     return b.copy()
+
+
+def numpool_here(backend: str) -> tuple[str, str]:
+    """numpool.apply of py_loop in this process (a multiprocessing.Pool worker, say):
+    ``("ok", plan)`` when the result is right, else the error's type and message."""
+    import numpool
+
+    x = np.linspace(0, 1, 20_000)
+    try:
+        y = numpool.apply(py_loop, x, backend=backend, workers=2)  # type: ignore[arg-type]
+    except Exception as e:
+        return type(e).__name__, str(e)
+    if not np.array_equal(y, py_loop(x)):
+        return "wrong", ""
+    plan = numpool.plan(py_loop, x, workers=2) if backend == "auto" else None
+    return "ok", "" if plan is None else plan.explain()

@@ -47,3 +47,25 @@ def test_a_worker_that_exits_0_is_named() -> None:
         pytest.raises(numpool.WorkerCrashedError, match=r"exited with code 0 \(os\._exit"),
     ):
         pool.apply(funcs.exit_zero, np.linspace(0, 1, 100), chunks=2)
+
+
+# --- daemonic processes ------------------------------------------------------------------
+
+
+def test_in_a_daemonic_process_processes_is_unavailable_and_auto_works() -> None:
+    """multiprocessing.Pool's workers are daemonic: they may not start processes."""
+    r = _run(
+        """
+        import multiprocessing as mp, funcs
+        if __name__ == "__main__":
+            with mp.get_context("spawn").Pool(1) as pool:
+                for backend in ("processes", "auto", "threads"):
+                    print(repr(pool.apply(funcs.numpool_here, (backend,))), flush=True)
+        """
+    )
+    assert r.returncode == 0, r.stderr
+    processes, auto, threads = (eval(line) for line in r.stdout.splitlines())
+    assert processes[0] == "BackendUnavailableError", processes
+    assert "daemonic" in processes[1] and "backend='threads'" in processes[1], processes
+    assert auto[0] == "ok" and threads[0] == "ok", (auto, threads)
+    assert "processes cannot run this call: this process is daemonic" in auto[1], auto[1]

@@ -18,12 +18,18 @@ Each worker applies the BLAS budget once, at start, with threadpoolctl.
 A worker that dies (SIGKILL, OOM) breaks the stdlib executor; numpool turns
 that into :class:`numpool.WorkerCrashedError` and starts a fresh executor on
 the next call.
+
+A daemonic process (a ``multiprocessing.Pool`` worker) may not have children:
+there this backend is unavailable (:func:`daemonic`), named as such to
+``backend="auto"``, which then runs on threads or serially, and raised as
+:class:`numpool.BackendUnavailableError` when asked for by name.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import multiprocessing as mp
 import os
 import pickle
 import signal
@@ -35,6 +41,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, ClassVar
 
 from .. import shm
+from .._errors import BackendUnavailableError
 from ._base import Backend
 from ._context import context
 from ._ship import ship, ship_args
@@ -83,6 +90,15 @@ class ProcessesBackend(Backend):
         with self._lock:
             if self._closed:
                 raise RuntimeError("cannot schedule new work after the pool was shut down")
+            why = daemonic()
+            if why is not None:
+                raise BackendUnavailableError(
+                    f"backend={self.name!r} cannot start worker processes: {why}. Use "
+                    "backend='threads' (NumPy releases the GIL, so threads run it in "
+                    "parallel) or 'auto' (threads or serial here), or call numpool from a "
+                    "process that is not daemonic (concurrent.futures.ProcessPoolExecutor's "
+                    "workers are not)."
+                )
             ex = self._executor
             if ex is None or getattr(ex, "_broken", False):
                 if ex is not None:
@@ -195,6 +211,9 @@ class ProcessesBackend(Backend):
 
     @classmethod
     def unavailable(cls, func: Callable[..., Any]) -> str | None:
+        why = daemonic()
+        if why is not None:
+            return why
         try:
             _check_sendable(func)
         except TypeError as e:
@@ -266,6 +285,18 @@ def _death(pid: int, code: int) -> str:
             "calls? a worker must return its result, not end its process)"
         )
     return f"worker pid {pid} exited with code {code} (os._exit or a fatal error in func)"
+
+
+def daemonic() -> str | None:
+    """Why this process cannot start worker processes (None: it can). multiprocessing
+    refuses children to a daemonic process (a ``multiprocessing.Pool`` worker), with an
+    AssertionError from deep inside the executor."""
+    if mp.current_process().daemon:
+        return (
+            "this process is daemonic (a multiprocessing.Pool worker, say), and daemonic "
+            "processes are not allowed to have children"
+        )
+    return None
 
 
 def _check_sendable(func: Any) -> None:
