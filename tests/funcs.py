@@ -194,3 +194,29 @@ def numpool_here(backend: str) -> tuple[str, str]:
         return "wrong", ""
     plan = numpool.plan(py_loop, x, workers=2) if backend == "auto" else None
     return "ok", "" if plan is None else plan.explain()
+
+
+def forever(b: object = None) -> object:
+    """Never returns (in slices that let Ctrl-C and the interpreter's exit through),
+    except on an apply's one-row head."""
+    if not isinstance(b, np.ndarray) or len(b) > 1:
+        while True:
+            time.sleep(0.01)
+    return b.copy()
+
+
+_sigint_sent = False
+_sigint_lock = __import__("threading").Lock()
+
+
+def interrupt_then_forever(b: np.ndarray) -> np.ndarray:
+    """Ctrl-C (SIGINT to its own process, once per process) while the call runs, then
+    never returns: for the threads backend, whose threads share the caller's process."""
+    global _sigint_sent
+    if len(b) > 1:
+        with _sigint_lock:
+            send, _sigint_sent = not _sigint_sent, True
+        if send:
+            os.kill(os.getpid(), signal.SIGINT)
+        forever(b)
+    return b.copy()

@@ -12,30 +12,53 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 
 import funcs
 import numpool
+from helpers import segments
 
 TESTS = Path(__file__).parent
 #: how long a subprocess may take before it counts as hung (never a timing)
 PATIENCE = 120
 
 
-def _run(code: str, timeout: float = PATIENCE) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a fresh interpreter (tests/ on its path); a hang fails, killed."""
+class Ran(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
+    pid: int
+
+
+def _run(code: str, timeout: float = PATIENCE) -> Ran:
+    """Run ``code`` in a fresh interpreter (tests/ on its path); a hang fails the test,
+    and the process is killed. (Forking a process that runs threads is deprecated from
+    3.12: what this file tests is that numpool survives it.)"""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), *sys.path])}
-    return subprocess.run(
+    p = subprocess.Popen(
         [sys.executable, "-W", "ignore::DeprecationWarning", "-c", textwrap.dedent(code)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=env,
         cwd=str(TESTS),
-        timeout=timeout,
-        check=False,
     )
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        pytest.fail(f"hung for {timeout} s; stdout: {out!r}; stderr: {err[-3000:]}")
+    return Ran(p.returncode, out, err, p.pid)
+
+
+def _lines(r: Ran) -> list[str]:
+    assert r.returncode == 0, r.stderr
+    assert not segments(owner=r.pid), "it left shared-memory segments"
+    return r.stdout.splitlines()
 
 
 # --- a worker that exits 0 ------------------------------------------------------------
@@ -63,9 +86,82 @@ def test_in_a_daemonic_process_processes_is_unavailable_and_auto_works() -> None
                     print(repr(pool.apply(funcs.numpool_here, (backend,))), flush=True)
         """
     )
-    assert r.returncode == 0, r.stderr
-    processes, auto, threads = (eval(line) for line in r.stdout.splitlines())
+    processes, auto, threads = (eval(line) for line in _lines(r))
     assert processes[0] == "BackendUnavailableError", processes
     assert "daemonic" in processes[1] and "backend='threads'" in processes[1], processes
     assert auto[0] == "ok" and threads[0] == "ok", (auto, threads)
     assert "processes cannot run this call: this process is daemonic" in auto[1], auto[1]
+
+
+# --- a call that never returns -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["processes", "threads"])
+def test_a_map_given_up_on_does_not_hold_the_pool(backend: str) -> None:
+    """A Pool.map timeout, an iterator dropped or closed while its calls run: the next
+    call gets fresh workers, and shutdown(wait=True) and the exit do not hang."""
+    r = _run(
+        f"""
+        import concurrent.futures as cf, gc, numpy as np, numpool, funcs
+        if __name__ == "__main__":
+            pool = numpool.Pool({backend!r}, workers=2)
+            try:
+                list(pool.map(funcs.forever, [1, 2, 3], timeout=2))
+            except cf.TimeoutError:
+                print("timed out", flush=True)
+            print(list(pool.map(abs, [-1, -2, -3])), flush=True)
+            it = pool.map(funcs.forever, [1, 2])
+            del it
+            gc.collect()
+            print(list(pool.map(abs, [-4])), flush=True)
+            it = pool.map(funcs.forever, [1, 2], chunksize=2)
+            it.close()
+            x = np.linspace(0, 1, 1000)
+            print(bool(np.array_equal(pool.apply(np.sqrt, x, chunks=4), np.sqrt(x))))
+            pool.shutdown(wait=True)
+            print("shut down", flush=True)
+        """
+    )
+    assert _lines(r) == ["timed out", "[1, 2, 3]", "[4]", "True", "shut down"], r.stderr
+
+
+def test_shutdown_cancel_futures_kills_a_worker_that_never_returns() -> None:
+    r = _run(
+        """
+        import numpool, funcs
+        if __name__ == "__main__":
+            pool = numpool.Pool("processes", workers=1)
+            f = pool.submit(funcs.forever)
+            queued = pool.submit(abs, -1)
+            pool.shutdown(wait=True, cancel_futures=True)
+            print(f.done() and type(f.exception(timeout=0)).__name__, flush=True)
+            print(queued.done(), flush=True)
+        """
+    )
+    assert _lines(r) == ["BrokenProcessPool", "True"], r.stderr
+
+
+# --- Ctrl-C on threads --------------------------------------------------------------------
+
+
+def test_ctrl_c_on_threads_leaves_a_stuck_thread_behind_and_the_process_exits() -> None:
+    r = _run(
+        """
+        import threading, numpy as np, numpool, funcs
+        if __name__ == "__main__":
+            x = np.linspace(0, 1, 10_000)
+            pool = numpool.Pool("threads", workers=2)
+            try:
+                pool.apply(funcs.interrupt_then_forever, x, chunks=4)
+            except KeyboardInterrupt:
+                print("interrupted", flush=True)
+            stuck = [t for t in threading.enumerate() if t.name.startswith("numpool")]
+            print("left behind", bool(stuck) and all(t.daemon for t in stuck), flush=True)
+            print(bool(np.array_equal(pool.apply(np.sqrt, x, chunks=4), np.sqrt(x))))
+            print(list(pool.map(abs, [-1, -2])), flush=True)
+            pool.shutdown(wait=True)
+            y = numpool.apply(np.sqrt, x, backend="threads", workers=2, chunks=4)
+            print(bool(np.array_equal(y, np.sqrt(x))), flush=True)
+        """
+    )
+    assert _lines(r) == ["interrupted", "left behind True", "True", "[1, 2]", "True"], r.stderr

@@ -21,7 +21,7 @@ Adding a backend is one module in this package: a subclass with a ``name``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -123,7 +123,16 @@ class Backend:
         return ""
 
     def interrupt(self) -> None:
-        """Ctrl-C during a call: stop running tasks where that is possible (processes)."""
+        """Ctrl-C during a call: stop running tasks where that is possible (processes),
+        else leave them behind (threads); the next call gets fresh workers."""
+
+    def abandon(self, futures: Iterable[Future[Any]]) -> None:
+        """The caller gave up on these futures (a timeout, a map iterator closed or
+        dropped early) after cancelling them: those still running are stopped or left
+        behind as by :meth:`interrupt`, so that the next call does not queue behind
+        a func that never returns. Nothing to do when none is still running."""
+        if any(not f.done() for f in futures):
+            self.interrupt()
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         raise NotImplementedError

@@ -64,7 +64,9 @@ class ProcessesBackend(Backend):
 
     def __init__(self, workers: int, blas_threads: int | None) -> None:
         super().__init__(workers, blas_threads)
-        self._lock = threading.Lock()
+        #: reentrant: a dropped map iterator may abandon its work from a __del__ that
+        #: the garbage collector runs while this thread holds the lock
+        self._lock = threading.RLock()
         self._executor: ProcessPoolExecutor | None = None
         self._closed = False
         self._starter: threading.Thread | None = None
@@ -165,16 +167,16 @@ class ProcessesBackend(Backend):
             _unblock_feeder(self._executor)
 
     def interrupt(self) -> None:
-        """Stop running tasks now (Ctrl-C): kill the workers; the next call starts new ones.
-        (Workers ignore SIGINT so that the parent alone decides what stops.)"""
+        """Stop running tasks now (Ctrl-C, or work the caller gave up on: see
+        :meth:`Backend.abandon`): kill the workers; the next call starts new ones.
+        (Workers ignore SIGINT so that the parent alone decides what stops.) Every
+        task running on the pool then fails, other threads' calls included: one
+        worker process cannot be stopped alone without breaking the stdlib executor."""
         with self._lock:
             ex, self._executor = self._executor, None
             procs, self._procs = self._procs, {}
-        for p in procs.values():
-            with contextlib.suppress(Exception):
-                p.kill()
         if ex is not None:
-            _unblock_feeder(ex)
+            _kill(ex, {**procs, **(getattr(ex, "_processes", None) or {})})
             ex.shutdown(wait=False, cancel_futures=True)
             _retire(ex)
 
@@ -221,15 +223,58 @@ class ProcessesBackend(Backend):
         return None
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """The Executor's shutdown. With ``cancel_futures``, queued work is cancelled and
+        running tasks get :data:`SHUTDOWN_GRACE_S` to finish, then their workers are
+        killed and their futures fail (BrokenProcessPool): a func that never returns
+        would otherwise hold up ``shutdown(wait=True)``, and the interpreter's exit
+        (concurrent.futures joins every executor's manager thread), for good. With
+        ``wait=False`` that happens in the background."""
         with self._lock:
             ex, self._executor = self._executor, None
             closed, self._closed = self._closed, True
         if ex is not None:
+            if cancel_futures:
+                _cancel_then_kill(ex, wait)
             ex.shutdown(wait=wait, cancel_futures=cancel_futures)
             if not wait:
                 _retire(ex)
         if not closed:
             shm.arena().release()
+
+
+#: seconds that shutdown(cancel_futures=True) lets running tasks finish before it
+#: kills their workers
+SHUTDOWN_GRACE_S = 5.0
+
+
+def _cancel_then_kill(ex: ProcessPoolExecutor, wait: bool) -> None:
+    """Cancel ``ex``'s queue, and kill its workers if tasks still run after
+    SHUTDOWN_GRACE_S (in a daemon thread unless ``wait``)."""
+    manager = getattr(ex, "_executor_manager_thread", None)
+    procs = dict(getattr(ex, "_processes", None) or {})  # (shutdown forgets them)
+    ex.shutdown(wait=False, cancel_futures=True)
+    if manager is None:  # no work was ever submitted
+        return
+
+    def reap() -> None:
+        manager.join(SHUTDOWN_GRACE_S)  # it ends once every task is done
+        if manager.is_alive():
+            _kill(ex, procs)
+            manager.join(SHUTDOWN_GRACE_S)  # failing the futures left: a moment
+
+    if wait:
+        reap()
+    else:
+        threading.Thread(target=reap, name="numpool-reap", daemon=True).start()
+
+
+def _kill(ex: ProcessPoolExecutor, procs: dict[int, Any]) -> None:
+    """Kill ``procs``, the workers of ``ex``: its manager thread then fails every
+    future left (BrokenProcessPool) and ends; see _unblock_feeder for 3.10."""
+    for p in procs.values():
+        with contextlib.suppress(Exception):
+            p.kill()
+    _unblock_feeder(ex)
 
 
 #: executors shut down without waiting, kept alive until their manager thread is done:
