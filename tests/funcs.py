@@ -220,3 +220,12 @@ def interrupt_then_forever(b: np.ndarray) -> np.ndarray:
             os.kill(os.getpid(), signal.SIGINT)
         forever(b)
     return b.copy()
+
+
+def sqrt_on(backend: str) -> bool:
+    """numpool.apply(np.sqrt) in this process on ``backend``: is it right?"""
+    import numpool
+
+    x = np.linspace(0, 1, 100_000)
+    y = numpool.apply(np.sqrt, x, backend=backend, workers=2, chunks=4)  # type: ignore[arg-type]
+    return bool(np.array_equal(y, np.sqrt(x)))

@@ -8,6 +8,7 @@ test instead of the suite); nothing here measures a time.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -35,8 +36,9 @@ class Ran(NamedTuple):
 
 def _run(code: str, timeout: float = PATIENCE) -> Ran:
     """Run ``code`` in a fresh interpreter (tests/ on its path); a hang fails the test,
-    and the process is killed. (Forking a process that runs threads is deprecated from
-    3.12: what this file tests is that numpool survives it.)"""
+    and its whole process group is killed (a hung fork's child holds the pipes too).
+    (Forking a process that runs threads is deprecated from 3.12: what this file
+    tests is that numpool survives it.)"""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), *sys.path])}
     p = subprocess.Popen(
         [sys.executable, "-W", "ignore::DeprecationWarning", "-c", textwrap.dedent(code)],
@@ -45,11 +47,12 @@ def _run(code: str, timeout: float = PATIENCE) -> Ran:
         text=True,
         env=env,
         cwd=str(TESTS),
+        start_new_session=True,
     )
     try:
         out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        p.kill()
+        os.killpg(p.pid, signal.SIGKILL)
         out, err = p.communicate()
         pytest.fail(f"hung for {timeout} s; stdout: {out!r}; stderr: {err[-3000:]}")
     return Ran(p.returncode, out, err, p.pid)
@@ -70,6 +73,81 @@ def test_a_worker_that_exits_0_is_named() -> None:
         pytest.raises(numpool.WorkerCrashedError, match=r"exited with code 0 \(os\._exit"),
     ):
         pool.apply(funcs.exit_zero, np.linspace(0, 1, 100), chunks=2)
+
+
+# --- os.fork() -----------------------------------------------------------------------------
+
+
+def test_a_forked_child_gets_pools_of_its_own_and_the_parent_keeps_its_own() -> None:
+    """The child computes on threads and processes (module functions and a pool it
+    inherited), uses an inherited SharedArray, and exits; the parent's pools, arena
+    and segments are as they were; nobody leaves a segment."""
+    r = _run(
+        """
+        import os, sys, numpy as np, numpool
+        from numpool import shm
+        x = np.linspace(0, 1, 100_000)
+        def check(tag):
+            for backend in ("threads", "processes", "auto"):
+                y = numpool.apply(np.sqrt, x, backend=backend, workers=2, chunks=4)
+                print(tag, backend, bool(np.array_equal(y, np.sqrt(x))), flush=True)
+            y = pool.apply(np.sqrt, x, chunks=4)
+            print(tag, "pool", bool(np.array_equal(y, np.sqrt(x))), flush=True)
+        if __name__ == "__main__":
+            pool = numpool.Pool("processes", workers=2)
+            kept = numpool.share(x)
+            check("parent")  # (its results' segments are back in the arena, idle)
+            idle = shm.arena().idle_names()
+            assert idle and os.path.exists(os.path.join(shm.shm_dir(), kept.segment_name))
+            pid = os.fork()
+            if pid == 0:
+                check("child")
+                z = numpool.apply(np.sqrt, kept, backend="processes", workers=2, chunks=4)
+                print("child shared", bool(np.array_equal(z, np.sqrt(x))), flush=True)
+                del z
+                sys.exit(0)
+            _, status = os.waitpid(pid, 0)
+            print("child exit", os.waitstatus_to_exitcode(status), flush=True)
+            print("child left", len([n for n in os.listdir(shm.shm_dir())
+                                     if shm.owner_of(n) == pid]), flush=True)
+            gone = [n for n in idle | {kept.segment_name}
+                    if not os.path.exists(os.path.join(shm.shm_dir(), n))]
+            print("parent's segments gone", gone, flush=True)
+            check("parent")
+            pool.shutdown()
+        """
+    )
+    lines = _lines(r)
+    tags = [f"{b} True" for b in ("threads", "processes", "auto", "pool")]
+    assert lines == [
+        *(f"parent {t}" for t in tags),
+        *(f"child {t}" for t in tags),
+        "child shared True",
+        "child exit 0",
+        "child left 0",
+        "parent's segments gone []",
+        *(f"parent {t}" for t in tags),
+    ], r.stderr
+
+
+def test_workers_of_a_fork_pool_use_numpool() -> None:
+    """multiprocessing.Pool's fork workers call numpool (after the parent used it):
+    threads and auto work; processes, refused to a daemonic worker, says so."""
+    r = _run(
+        """
+        import multiprocessing as mp, funcs
+        if __name__ == "__main__":
+            print(funcs.sqrt_on("threads"), funcs.sqrt_on("processes"), flush=True)
+            with mp.get_context("fork").Pool(2) as pool:
+                print(pool.map(funcs.sqrt_on, ["threads", "auto", "threads"]), flush=True)
+                print(repr(pool.apply(funcs.numpool_here, ("processes",))), flush=True)
+            print(funcs.sqrt_on("threads"), funcs.sqrt_on("processes"), flush=True)
+        """
+    )
+    lines = _lines(r)
+    assert lines[:2] == ["True True", "[True, True, True]"], r.stderr
+    assert eval(lines[2])[0] == "BackendUnavailableError", lines[2]
+    assert lines[3] == "True True", r.stderr
 
 
 # --- daemonic processes ------------------------------------------------------------------

@@ -28,6 +28,7 @@ there this backend is unavailable (:func:`daemonic`), named as such to
 from __future__ import annotations
 
 import atexit
+import concurrent.futures.process as cf_process
 import contextlib
 import multiprocessing as mp
 import os
@@ -180,6 +181,15 @@ class ProcessesBackend(Backend):
             ex.shutdown(wait=False, cancel_futures=True)
             _retire(ex)
 
+    def after_fork_in_child(self) -> None:
+        """Forget the parent's executor (its workers are the parent's, its manager
+        thread does not exist here) without shutting it down; see :func:`_disown`."""
+        ex = self._executor
+        self._lock = threading.RLock()
+        self._executor, self._procs, self._starter = None, {}, None
+        if ex is not None:
+            _disown(ex)
+
     @property
     def started(self) -> bool:
         """Workers are running (a call would not pay their start-up)."""
@@ -296,6 +306,40 @@ def join_retired(timeout: float = 5.0) -> None:
 
 
 atexit.register(join_retired)
+
+#: in a child made by os.fork(): the parent's executors, kept from the garbage collector
+_disowned: list[ProcessPoolExecutor] = []
+
+
+def _disown(ex: ProcessPoolExecutor) -> None:
+    """In a fork's child: let go of the parent's executor ``ex`` for good. Shutting it
+    down would join a manager thread that does not exist here, and message the
+    parent's workers; collecting it would run a callback that takes a lock the parent
+    may have held at the fork and wakes the parent's manager thread. So it is kept,
+    untouched, and taken out of what the child's exit goes through: its manager thread
+    from concurrent.futures' exit wake-ups, its call queue's finalizers from
+    multiprocessing's (they take the queue's lock, and join a feeder thread of the
+    parent's). Its workers leave multiprocessing's children in _context.py."""
+    _disowned.append(ex)
+    manager = getattr(ex, "_executor_manager_thread", None)
+    wakeups = getattr(cf_process, "_threads_wakeups", None)
+    if manager is not None and wakeups is not None:
+        wakeups.pop(manager, None)
+    queue = getattr(ex, "_call_queue", None)
+    for name in ("_close", "_jointhread"):
+        finalizer = getattr(queue, name, None)
+        if finalizer is not None:
+            finalizer.cancel()
+
+
+def _after_fork_in_child() -> None:
+    global _retired, _retired_lock
+    retired, _retired, _retired_lock = _retired, [], threading.Lock()
+    for ex in retired:
+        _disown(ex)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _retire(ex: ProcessPoolExecutor) -> None:

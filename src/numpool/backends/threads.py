@@ -74,6 +74,11 @@ def _leave_behind(ex: ThreadPoolExecutor) -> None:
     """Shut ``ex`` down without waiting (queued work still runs; running work goes on),
     and let the interpreter exit without joining its threads."""
     ex.shutdown(wait=False)
+    _forget(ex)
+
+
+def _forget(ex: ThreadPoolExecutor) -> None:
+    """Take ``ex``'s threads out of concurrent.futures' exit registry."""
     registry = getattr(cf_thread, "_threads_queues", None)
     if registry is not None:
         for t in list(getattr(ex, "_threads", ())):
@@ -122,6 +127,16 @@ class ThreadsBackend(Backend):
                 return
             old, self._executor = self._executor, self._new_executor()
         _leave_behind(old)
+
+    def after_fork_in_child(self) -> None:
+        """A fresh executor: the inherited one's threads do not exist in the child (it
+        would queue work that nothing runs), and its locks may be held."""
+        old = self._executor
+        self._lock = threading.RLock()
+        self._executor = self._new_executor()
+        if self._closed:
+            self._executor.shutdown(wait=False)  # (no thread yet: refuses, as before)
+        _forget(old)
 
     def scope(self) -> contextlib.AbstractContextManager[None]:
         return process_budget(self.blas_threads)
