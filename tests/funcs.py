@@ -229,3 +229,9 @@ def sqrt_on(backend: str) -> bool:
     x = np.linspace(0, 1, 100_000)
     y = numpool.apply(np.sqrt, x, backend=backend, workers=2, chunks=4)  # type: ignore[arg-type]
     return bool(np.array_equal(y, np.sqrt(x)))
+
+
+def mark_then_sleep(a: np.ndarray, path: str) -> np.ndarray:
+    """A map task that says it ran (creates ``path``), then sleeps 2 ms holding the GIL."""
+    open(path, "a").close()
+    return gil_sleep_task(a)

@@ -243,3 +243,51 @@ def test_ctrl_c_on_threads_leaves_a_stuck_thread_behind_and_the_process_exits() 
         """
     )
     assert _lines(r) == ["interrupted", "left behind True", "True", "[1, 2]", "True"], r.stderr
+
+
+# --- shutdown while another thread is mid-call -----------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["processes", "threads"])
+def test_shutdown_during_a_call_in_another_thread_starts_nothing_after(
+    backend: str, tmp_path: Path
+) -> None:
+    marker = str(tmp_path / "running")
+    r = _run(
+        f"""
+        import os, threading, time, numpy as np, numpool, funcs
+        if __name__ == "__main__":
+            pool = numpool.Pool({backend!r}, workers=2)
+            got = []
+            def call():
+                try:
+                    pool.map_arrays(funcs.mark_then_sleep, [np.ones(2)] * 5000,
+                                    [{marker!r}] * 5000, chunksize=1)
+                    got.append("finished")
+                except Exception as e:
+                    got.append(type(e).__name__ + ": " + str(e))
+            t = threading.Thread(target=call)
+            t.start()
+            while not os.path.exists({marker!r}):
+                time.sleep(0.01)
+            pool.shutdown(wait=True)
+            t.join()
+            print(got[0], flush=True)
+            b = pool._backends.peek({backend!r})
+            b.start_soon()
+            try:
+                b.submit(abs, -1)
+            except RuntimeError:
+                print("refused", flush=True)
+            try:
+                pool.map_arrays(abs, [-1, -2])
+            except RuntimeError:
+                print("refused", flush=True)
+            if {backend!r} == "processes":
+                print("no executor", b._executor is None and b._starter is None, flush=True)
+        """
+    )
+    lines = _lines(r)
+    assert lines[0].startswith("RuntimeError: cannot schedule new"), r.stderr
+    assert lines[1:3] == ["refused", "refused"], r.stderr
+    assert lines[3:] == (["no executor True"] if backend == "processes" else []), r.stderr
