@@ -243,3 +243,67 @@ def keep_first(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def drop_a_row(b: np.ndarray) -> np.ndarray:
     return b[1:]
+
+
+def exit_zero(b: np.ndarray) -> np.ndarray:
+    """Ends its worker process with exit code 0 (os._exit: no result, no error)."""
+    if len(b) > 1:
+        os._exit(0)
+    return b.copy()
+
+
+def numpool_here(backend: str) -> tuple[str, str]:
+    """numpool.apply of py_loop in this process (a multiprocessing.Pool worker, say):
+    ``("ok", plan)`` when the result is right, else the error's type and message."""
+    import numpool
+
+    x = np.linspace(0, 1, 20_000)
+    try:
+        y = numpool.apply(py_loop, x, backend=backend, workers=2)  # type: ignore[arg-type]
+    except Exception as e:
+        return type(e).__name__, str(e)
+    if not np.array_equal(y, py_loop(x)):
+        return "wrong", ""
+    plan = numpool.plan(py_loop, x, workers=2) if backend == "auto" else None
+    return "ok", "" if plan is None else plan.explain()
+
+
+def forever(b: object = None) -> object:
+    """Never returns (in slices that let Ctrl-C and the interpreter's exit through),
+    except on an apply's one-row head."""
+    if not isinstance(b, np.ndarray) or len(b) > 1:
+        while True:
+            time.sleep(0.01)
+    return b.copy()
+
+
+_sigint_sent = False
+_sigint_lock = __import__("threading").Lock()
+
+
+def interrupt_then_forever(b: np.ndarray) -> np.ndarray:
+    """Ctrl-C (SIGINT to its own process, once per process) while the call runs, then
+    never returns: for the threads backend, whose threads share the caller's process."""
+    global _sigint_sent
+    if len(b) > 1:
+        with _sigint_lock:
+            send, _sigint_sent = not _sigint_sent, True
+        if send:
+            os.kill(os.getpid(), signal.SIGINT)
+        forever(b)
+    return b.copy()
+
+
+def sqrt_on(backend: str) -> bool:
+    """numpool.apply(np.sqrt) in this process on ``backend``: is it right?"""
+    import numpool
+
+    x = np.linspace(0, 1, 100_000)
+    y = numpool.apply(np.sqrt, x, backend=backend, workers=2, chunks=4)  # type: ignore[arg-type]
+    return bool(np.array_equal(y, np.sqrt(x)))
+
+
+def mark_then_sleep(a: np.ndarray, path: str) -> np.ndarray:
+    """A map task that says it ran (creates ``path``), then sleeps 2 ms holding the GIL."""
+    open(path, "a").close()
+    return gil_sleep_task(a)

@@ -4,6 +4,7 @@ shared pools."""
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -71,6 +72,17 @@ def shutdown_default_pools() -> None:
 
 
 atexit.register(shutdown_default_pools)
+
+
+def _forget_pools_after_fork() -> None:
+    """In a child made by ``os.fork()``: the module's pools are the parent's. They are
+    dropped, never shut down (that would join threads that do not exist here); the
+    child's calls create pools of its own (``numpool.backends`` resets the backends)."""
+    global _pools, _lock, _default
+    _pools, _lock, _default = {}, threading.Lock(), None
+
+
+os.register_at_fork(after_in_child=_forget_pools_after_fork)
 
 
 def apply(

@@ -37,7 +37,7 @@ from ._progress import check_progress, track
 from ._reduce import blocks as reduce_blocks
 from ._runner import Runner, func_name
 from ._stats import Last, Stats, last
-from .backends import BackendSet
+from .backends import Backend, BackendSet
 from .backends._worker import run_chunk
 from .planner.plan import Plan
 
@@ -198,7 +198,7 @@ class Pool(Executor):
             futures = [backend.submit_call(fn, *args) for args in calls]
         else:
             futures = [backend.submit_call(run_chunk, fn, chunk) for chunk in _chunks(calls, size)]
-        return _results(futures, end, chunked=size > 1)
+        return _MapIterator(futures, end, size > 1, backend)
 
     def _executor_backend(self) -> str:
         """Where submit and map run: auto's are single calls, with nothing to measure
@@ -392,22 +392,25 @@ def _chunks(calls: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[
         yield chunk
 
 
-def _results(futures: list[Future[Any]], end: float | None, chunked: bool) -> _MapIterator:
-    return _MapIterator(futures, end, chunked)
-
-
 class _MapIterator(Iterator[Any]):
     """Executor.map's iterator: each result as it is reached, none kept once yielded.
     On a timeout, an error, :meth:`close`, or when dropped (even before its first
     item), the futures not yet started are cancelled, as concurrent.futures' own
-    ``result_iterator`` does once it has started."""
+    ``result_iterator`` does once it has started; and, unlike it, the calls still
+    running are stopped (:meth:`Backend.abandon`: worker processes killed, threads
+    left behind). Nobody can receive their results any more, and a call that never
+    returns would otherwise hold a worker for good: the next map would queue
+    behind it, and ``shutdown(wait=True)`` and the interpreter's exit would hang."""
 
-    __slots__ = ("_chunk", "_end", "_futures")
+    __slots__ = ("_backend", "_chunk", "_end", "_futures")
 
-    def __init__(self, futures: list[Future[Any]], end: float | None, chunked: bool) -> None:
+    def __init__(
+        self, futures: list[Future[Any]], end: float | None, chunked: bool, backend: Backend
+    ) -> None:
         self._futures = futures[::-1]  # pop() from the end: the first submitted first
         self._end = end
         self._chunk: list[Any] | None = [] if chunked else None
+        self._backend = backend
 
     def __iter__(self) -> _MapIterator:
         return self
@@ -421,7 +424,7 @@ class _MapIterator(Iterator[Any]):
         try:
             value = f.result(None if self._end is None else self._end - time.monotonic())
         except BaseException:
-            f.cancel()
+            self._futures.append(f)  # (running after a timeout: close() stops it)
             self.close()
             raise
         if self._chunk is None:
@@ -431,12 +434,14 @@ class _MapIterator(Iterator[Any]):
         return self._chunk.pop()
 
     def close(self) -> None:
-        """Cancel what has not started; the iterator ends."""
+        """Cancel what has not started, stop what still runs; the iterator ends."""
         futures, self._futures = self._futures, []
         for f in futures:
             f.cancel()
         if self._chunk:
             self._chunk.clear()
+        if futures:
+            self._backend.abandon(futures)
 
     def __del__(self) -> None:
         self.close()

@@ -1140,3 +1140,36 @@ def sweep_once() -> None:
         _swept = True
         with contextlib.suppress(OSError):
             sweep()
+
+
+def after_fork_in_child(*others: Arena) -> None:
+    """In a child made by ``os.fork()``: let go of every segment the parent owns.
+
+    The child inherits the parent's arena of idle segments, its SharedArrays and
+    the finalizers that give their segments back: left alone, it would recycle
+    the parent's segments into its own results and unlink them when it exits,
+    under the parent's feet. Here every inherited segment (idle in an arena, or
+    owned by an array) counts as unlinked in the child: never recycled, unlinked
+    or passed to a worker by name (an inherited SharedArray is copied like any
+    array); its memory stays mapped while the child uses it. The arenas start
+    empty, with fresh locks (a thread of the parent may have held one at the
+    fork). ``others``: arenas of other kinds (``numpool._buffers``').
+    """
+    global _held, _held_lock
+    _held, _held_lock = 0, threading.Lock()
+    inherited: list[Any] = []
+    for a in (_arena, *others):
+        inherited += a._idle.values()
+        a._lock = threading.RLock()
+        a._idle = OrderedDict()
+        a._idle_bytes = 0
+    # the arrays' finalizers, Arena.give(segment): weakref.finalize's registry of
+    # live ones (CPython 3.4+)
+    for f in list(getattr(weakref.finalize, "_registry", {})):
+        alive = f.peek()
+        if alive is not None and getattr(alive[1], "__func__", None) is Arena.give:
+            inherited.append(alive[2][0])
+    for seg in inherited:
+        seg.unlinked = True
+        if isinstance(seg, Segment):
+            seg.held = 0

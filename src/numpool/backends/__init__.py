@@ -12,17 +12,25 @@ Every module of this package that does not start with ``_`` is a backend:
 a :class:`Backend` subclass with a ``name`` registers itself when its module
 is imported (``Backend.__init_subclass__``), so adding a backend is adding
 one module. :class:`BackendSet` holds the live backends of one pool.
+
+A child made by ``os.fork()`` inherits the parent's backends, with executors
+whose threads do not exist in it, and the parent's shared memory.
+:func:`_after_fork_in_child` gives it pools of its own: every live backend
+forgets its workers, and the arenas forget the parent's segments, without
+shutting down or unlinking anything of the parent's.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import threading
 from typing import Any
 
+from .. import _buffers, shm
 from ..blas import budget_for
-from ._base import BACKENDS, Backend
+from ._base import BACKENDS, Backend, live
 
 __all__ = ["BACKENDS", "Backend", "BackendSet", "auto_choices", "get", "names"]
 
@@ -115,3 +123,14 @@ class BackendSet:
             live = list(self._live.values())
         for backend in live:
             backend.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+def _after_fork_in_child() -> None:
+    """In a fork's child: each backend, and the shared-memory and private arenas,
+    let go of what is the parent's (the module's default pools: ``numpool._api``)."""
+    shm.after_fork_in_child(_buffers.arena())
+    for backend in live():
+        backend.after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

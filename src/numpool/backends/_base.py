@@ -16,12 +16,16 @@ engine that splits work, bounds what is in flight and collects results, and
   backends that copy each block.
 
 Adding a backend is one module in this package: a subclass with a ``name``.
+
+Every live backend is known (:func:`live`) so that a child made by
+``os.fork()`` can reset each one: see :meth:`Backend.after_fork_in_child`.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -32,10 +36,17 @@ if TYPE_CHECKING:
     from ..planner.model import Candidate
     from ..planner.profile import Profile
 
-__all__ = ["BACKENDS", "Backend"]
+__all__ = ["BACKENDS", "Backend", "live"]
 
 #: every backend class by name; a subclass with a ``name`` of its own registers here
 BACKENDS: dict[str, type[Backend]] = {}
+#: every backend instance not yet garbage
+_live: weakref.WeakSet[Backend] = weakref.WeakSet()
+
+
+def live() -> list[Backend]:
+    """The backend instances of this process (for a fork's child to reset)."""
+    return list(_live)
 
 
 def _warm(func: Any, args: tuple[Any, ...] | None) -> None:
@@ -74,6 +85,7 @@ class Backend:
         self.blas_threads = blas_threads
         #: times a call re-runs the tasks of a worker process that died (Pool(retries=))
         self.retries = 0
+        _live.add(self)
 
     @classmethod
     def unavailable(cls, func: Callable[..., Any]) -> str | None:
@@ -123,7 +135,22 @@ class Backend:
         return ""
 
     def interrupt(self) -> None:
-        """Ctrl-C during a call: stop running tasks where that is possible (processes)."""
+        """Ctrl-C during a call: stop running tasks where that is possible (processes),
+        else leave them behind (threads); the next call gets fresh workers."""
+
+    def abandon(self, futures: Iterable[Future[Any]]) -> None:
+        """The caller gave up on these futures (a timeout, a map iterator closed or
+        dropped early) after cancelling them: those still running are stopped or left
+        behind as by :meth:`interrupt`, so that the next call does not queue behind
+        a func that never returns. Nothing to do when none is still running."""
+        if any(not f.done() for f in futures):
+            self.interrupt()
+
+    def after_fork_in_child(self) -> None:
+        """In a child made by ``os.fork()``: forget the parent's workers, threads and
+        locks, without shutting anything down (they are the parent's; their threads
+        do not exist here, and a lock may have been held by one at the fork); the next
+        call starts workers of the child's own."""
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         raise NotImplementedError

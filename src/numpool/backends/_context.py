@@ -18,14 +18,22 @@ by tests/test_scripts.py). The forkserver itself never imports ``__main__``
 either: its preload list is numpool's own (from CPython 3.13.8 a preload of
 ``__main__`` would run the script in the server).
 
+The fork server is numpool's own, not multiprocessing's shared one: its
+preload list is numpool's alone (a user's forkserver keeps theirs), and a
+child made by ``os.fork()`` gets a fresh one (:func:`_after_fork_in_child`):
+the inherited server is the parent's, whose pid the child cannot wait for
+(multiprocessing then raises ChildProcessError).
+
 This module is preloaded by the fork server: each worker needs it to rebuild
 its Process object.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import multiprocessing.context as mpc
+import multiprocessing.process as mp_process
 import os
 import sys
 import types
@@ -52,22 +60,39 @@ class _SpawnWithoutMain:
         return data
 
 
-def _without_main(popen: Any) -> type:
+def _without_main(popen: Any, **names: Any) -> type:
     """A subclass of the stdlib Popen class ``popen`` whose ``_launch`` is the stdlib's
-    code reading ``spawn`` from :class:`_SpawnWithoutMain`."""
+    code reading ``spawn`` from :class:`_SpawnWithoutMain` (and the globals ``names``
+    from there)."""
     launch = popen._launch
     namespace = dict(vars(sys.modules[popen.__module__]))
     namespace["spawn"] = _SpawnWithoutMain()
+    namespace.update(names)
     rebound = types.FunctionType(
         launch.__code__, namespace, launch.__name__, launch.__defaults__, launch.__closure__
     )
     return type(popen.__name__, (popen,), {"_launch": rebound, "__module__": __name__})
 
 
-if "forkserver" in mp.get_all_start_methods():
-    from multiprocessing import popen_forkserver
+_processes: tuple[type, ...] = ()
 
-    _ForkServerPopen = _without_main(popen_forkserver.Popen)
+if "forkserver" in mp.get_all_start_methods():
+    from multiprocessing import forkserver, popen_forkserver
+
+    #: numpool's fork server (replaced in a fork's child)
+    _server = forkserver.ForkServer()
+
+    class _OwnForkServer:
+        """``multiprocessing.forkserver``, except that numpool's server starts the process."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(forkserver, name)
+
+        @staticmethod
+        def connect_to_new_process(fds: list[int]) -> Any:
+            return _server.connect_to_new_process(fds)
+
+    _ForkServerPopen = _without_main(popen_forkserver.Popen, forkserver=_OwnForkServer())
 
     class ForkServerProcess(mpc.ForkServerProcess):
         _start_method = "forkserver"
@@ -79,6 +104,11 @@ if "forkserver" in mp.get_all_start_methods():
     class ForkServerContext(mpc.ForkServerContext):
         _name = "forkserver"  # start-method checks (SemLock) must see a fork server
         Process = ForkServerProcess
+
+        def set_forkserver_preload(self, module_names: list[str]) -> None:
+            _server.set_forkserver_preload(module_names)
+
+    _processes += (ForkServerProcess,)
 
 
 if os.name == "posix":
@@ -97,6 +127,8 @@ if os.name == "posix":
         _name = "spawn"
         Process = SpawnProcess
 
+    _processes += (SpawnProcess,)
+
 
 def context() -> Any:
     """The context worker processes start from: a fork server where there is one,
@@ -109,3 +141,27 @@ def context() -> Any:
     if os.name == "posix":
         return SpawnContext()
     return mp.get_context("spawn")  # Windows: workers run __main__ (guard your script)
+
+
+def _after_fork_in_child() -> None:
+    """In a child made by ``os.fork()``: numpool's workers are the parent's, not this
+    process's children; and the fork server is the parent's, which this process cannot
+    wait for (multiprocessing's check of it raises ChildProcessError here). So the
+    workers leave multiprocessing's children (the child's exit would terminate or join
+    them), and numpool's next worker here comes from a fresh fork server; the child's
+    copy of the old one's "alive" pipe is closed, so that the parent's server still
+    ends with the parent."""
+    children = getattr(mp_process, "_children", None)
+    if children is not None:
+        for p in [p for p in children if isinstance(p, _processes)]:
+            children.discard(p)
+    if "forkserver" in mp.get_all_start_methods():
+        global _server
+        old, _server = _server, forkserver.ForkServer()
+        alive = getattr(old, "_forkserver_alive_fd", None)
+        if alive is not None:
+            with contextlib.suppress(OSError):
+                os.close(alive)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

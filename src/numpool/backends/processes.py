@@ -18,12 +18,19 @@ Each worker applies the BLAS budget once, at start, with threadpoolctl.
 A worker that dies (SIGKILL, OOM) breaks the stdlib executor; numpool turns
 that into :class:`numpool.WorkerCrashedError` and starts a fresh executor on
 the next call.
+
+A daemonic process (a ``multiprocessing.Pool`` worker) may not have children:
+there this backend is unavailable (:func:`daemonic`), named as such to
+``backend="auto"``, which then runs on threads or serially, and raised as
+:class:`numpool.BackendUnavailableError` when asked for by name.
 """
 
 from __future__ import annotations
 
 import atexit
+import concurrent.futures.process as cf_process
 import contextlib
+import multiprocessing as mp
 import os
 import pickle
 import signal
@@ -35,6 +42,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, ClassVar
 
 from .. import shm
+from .._errors import BackendUnavailableError
 from ._base import Backend
 from ._context import context
 from ._ship import ship, ship_args
@@ -57,7 +65,9 @@ class ProcessesBackend(Backend):
 
     def __init__(self, workers: int, blas_threads: int | None) -> None:
         super().__init__(workers, blas_threads)
-        self._lock = threading.Lock()
+        #: reentrant: a dropped map iterator may abandon its work from a __del__ that
+        #: the garbage collector runs while this thread holds the lock
+        self._lock = threading.RLock()
         self._executor: ProcessPoolExecutor | None = None
         self._closed = False
         self._starter: threading.Thread | None = None
@@ -83,6 +93,15 @@ class ProcessesBackend(Backend):
         with self._lock:
             if self._closed:
                 raise RuntimeError("cannot schedule new work after the pool was shut down")
+            why = daemonic()
+            if why is not None:
+                raise BackendUnavailableError(
+                    f"backend={self.name!r} cannot start worker processes: {why}. Use "
+                    "backend='threads' (NumPy releases the GIL, so threads run it in "
+                    "parallel) or 'auto' (threads or serial here), or call numpool from a "
+                    "process that is not daemonic (concurrent.futures.ProcessPoolExecutor's "
+                    "workers are not)."
+                )
             ex = self._executor
             if ex is None or getattr(ex, "_broken", False):
                 if ex is not None:
@@ -129,10 +148,12 @@ class ProcessesBackend(Backend):
             manager.join(timeout=1.0)
         while True:
             codes = {pid: p.exitcode for pid, p in list(self._procs.items())}
-            dead = {pid: c for pid, c in codes.items() if c not in (None, 0)}
+            dead = {pid: c for pid, c in codes.items() if c is not None}
             # the executor SIGTERMs the survivors itself: the first death is another one;
             # 255 is what multiprocessing reports when the fork server sent no status
-            # (seen once in CI next to the real SIGKILL): wait for a status that says more
+            # (seen once in CI next to the real SIGKILL): wait for a status that says more.
+            # 0 tells: a worker of a broken pool exits 0 only when func ended it
+            # (os._exit(0)); the executor's own clean exits come with shutdown, not here
             telling = {pid: c for pid, c in dead.items() if c not in (-signal.SIGTERM, 255)}
             first = telling or dead
             if telling or time.monotonic() > deadline:
@@ -147,18 +168,27 @@ class ProcessesBackend(Backend):
             _unblock_feeder(self._executor)
 
     def interrupt(self) -> None:
-        """Stop running tasks now (Ctrl-C): kill the workers; the next call starts new ones.
-        (Workers ignore SIGINT so that the parent alone decides what stops.)"""
+        """Stop running tasks now (Ctrl-C, or work the caller gave up on: see
+        :meth:`Backend.abandon`): kill the workers; the next call starts new ones.
+        (Workers ignore SIGINT so that the parent alone decides what stops.) Every
+        task running on the pool then fails, other threads' calls included: one
+        worker process cannot be stopped alone without breaking the stdlib executor."""
         with self._lock:
             ex, self._executor = self._executor, None
             procs, self._procs = self._procs, {}
-        for p in procs.values():
-            with contextlib.suppress(Exception):
-                p.kill()
         if ex is not None:
-            _unblock_feeder(ex)
+            _kill(ex, {**procs, **(getattr(ex, "_processes", None) or {})})
             ex.shutdown(wait=False, cancel_futures=True)
             _retire(ex)
+
+    def after_fork_in_child(self) -> None:
+        """Forget the parent's executor (its workers are the parent's, its manager
+        thread does not exist here) without shutting it down; see :func:`_disown`."""
+        ex = self._executor
+        self._lock = threading.RLock()
+        self._executor, self._procs, self._starter = None, {}, None
+        if ex is not None:
+            _disown(ex)
 
     @property
     def started(self) -> bool:
@@ -193,6 +223,9 @@ class ProcessesBackend(Backend):
 
     @classmethod
     def unavailable(cls, func: Callable[..., Any]) -> str | None:
+        why = daemonic()
+        if why is not None:
+            return why
         try:
             _check_sendable(func)
         except TypeError as e:
@@ -200,15 +233,58 @@ class ProcessesBackend(Backend):
         return None
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """The Executor's shutdown. With ``cancel_futures``, queued work is cancelled and
+        running tasks get :data:`SHUTDOWN_GRACE_S` to finish, then their workers are
+        killed and their futures fail (BrokenProcessPool): a func that never returns
+        would otherwise hold up ``shutdown(wait=True)``, and the interpreter's exit
+        (concurrent.futures joins every executor's manager thread), for good. With
+        ``wait=False`` that happens in the background."""
         with self._lock:
             ex, self._executor = self._executor, None
             closed, self._closed = self._closed, True
         if ex is not None:
+            if cancel_futures:
+                _cancel_then_kill(ex, wait)
             ex.shutdown(wait=wait, cancel_futures=cancel_futures)
             if not wait:
                 _retire(ex)
         if not closed:
             shm.arena().release()
+
+
+#: seconds that shutdown(cancel_futures=True) lets running tasks finish before it
+#: kills their workers
+SHUTDOWN_GRACE_S = 5.0
+
+
+def _cancel_then_kill(ex: ProcessPoolExecutor, wait: bool) -> None:
+    """Cancel ``ex``'s queue, and kill its workers if tasks still run after
+    SHUTDOWN_GRACE_S (in a daemon thread unless ``wait``)."""
+    manager = getattr(ex, "_executor_manager_thread", None)
+    procs = dict(getattr(ex, "_processes", None) or {})  # (shutdown forgets them)
+    ex.shutdown(wait=False, cancel_futures=True)
+    if manager is None:  # no work was ever submitted
+        return
+
+    def reap() -> None:
+        manager.join(SHUTDOWN_GRACE_S)  # it ends once every task is done
+        if manager.is_alive():
+            _kill(ex, procs)
+            manager.join(SHUTDOWN_GRACE_S)  # failing the futures left: a moment
+
+    if wait:
+        reap()
+    else:
+        threading.Thread(target=reap, name="numpool-reap", daemon=True).start()
+
+
+def _kill(ex: ProcessPoolExecutor, procs: dict[int, Any]) -> None:
+    """Kill ``procs``, the workers of ``ex``: its manager thread then fails every
+    future left (BrokenProcessPool) and ends; see _unblock_feeder for 3.10."""
+    for p in procs.values():
+        with contextlib.suppress(Exception):
+            p.kill()
+    _unblock_feeder(ex)
 
 
 #: executors shut down without waiting, kept alive until their manager thread is done:
@@ -230,6 +306,40 @@ def join_retired(timeout: float = 5.0) -> None:
 
 
 atexit.register(join_retired)
+
+#: in a child made by os.fork(): the parent's executors, kept from the garbage collector
+_disowned: list[ProcessPoolExecutor] = []
+
+
+def _disown(ex: ProcessPoolExecutor) -> None:
+    """In a fork's child: let go of the parent's executor ``ex`` for good. Shutting it
+    down would join a manager thread that does not exist here, and message the
+    parent's workers; collecting it would run a callback that takes a lock the parent
+    may have held at the fork and wakes the parent's manager thread. So it is kept,
+    untouched, and taken out of what the child's exit goes through: its manager thread
+    from concurrent.futures' exit wake-ups, its call queue's finalizers from
+    multiprocessing's (they take the queue's lock, and join a feeder thread of the
+    parent's). Its workers leave multiprocessing's children in _context.py."""
+    _disowned.append(ex)
+    manager = getattr(ex, "_executor_manager_thread", None)
+    wakeups = getattr(cf_process, "_threads_wakeups", None)
+    if manager is not None and wakeups is not None:
+        wakeups.pop(manager, None)
+    queue = getattr(ex, "_call_queue", None)
+    for name in ("_close", "_jointhread"):
+        finalizer = getattr(queue, name, None)
+        if finalizer is not None:
+            finalizer.cancel()
+
+
+def _after_fork_in_child() -> None:
+    global _retired, _retired_lock
+    retired, _retired, _retired_lock = _retired, [], threading.Lock()
+    for ex in retired:
+        _disown(ex)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _retire(ex: ProcessPoolExecutor) -> None:
@@ -258,7 +368,24 @@ def _death(pid: int, code: int) -> str:
         }
         cause = causes.get(sig, "killed by a signal")
         return f"worker pid {pid} was killed by {name} ({cause})"
+    if code == 0:
+        return (
+            f"worker pid {pid} exited with code 0 (os._exit(0) in func, or in code it "
+            "calls? a worker must return its result, not end its process)"
+        )
     return f"worker pid {pid} exited with code {code} (os._exit or a fatal error in func)"
+
+
+def daemonic() -> str | None:
+    """Why this process cannot start worker processes (None: it can). multiprocessing
+    refuses children to a daemonic process (a ``multiprocessing.Pool`` worker), with an
+    AssertionError from deep inside the executor."""
+    if mp.current_process().daemon:
+        return (
+            "this process is daemonic (a multiprocessing.Pool worker, say), and daemonic "
+            "processes are not allowed to have children"
+        )
+    return None
 
 
 def _check_sendable(func: Any) -> None:

@@ -8,10 +8,17 @@ use ``processes`` for those.
 BLAS: OpenBLAS's limit is process-wide, so the budget
 (``workers * blas_threads <= usable cores``) is set once around each
 apply/map call by :func:`numpool.blas.process_budget`.
+
+A thread cannot be stopped. When a call ends with blocks still running
+(Ctrl-C, a timeout, a ``Pool.map`` iterator closed early) the backend leaves
+those threads behind and the next call gets a fresh executor
+(:meth:`ThreadsBackend.interrupt`): a func that never returns then costs one
+thread, never the pool, nor the interpreter's exit (see :class:`_DaemonThreads`).
 """
 
 from __future__ import annotations
 
+import concurrent.futures.thread as cf_thread
 import contextlib
 import threading
 from collections.abc import Callable
@@ -24,6 +31,58 @@ from ._base import Backend
 from ._transport import Transport
 
 __all__ = ["ThreadsBackend"]
+
+
+class _DaemonThreads(ThreadPoolExecutor):
+    """A ThreadPoolExecutor whose threads are daemon threads.
+
+    Why: a thread left behind running a func that never returns must not keep the
+    interpreter from exiting. At exit the interpreter joins every non-daemon thread
+    (``threading._shutdown``), and concurrent.futures joins every thread of its
+    executors (its ``_threads_queues`` registry). Taking a thread out of that
+    registry alone is not enough for a non-daemon thread, and a running thread's
+    daemon flag cannot be changed; so every thread here is a daemon from the start,
+    and :func:`_leave_behind` takes abandoned ones out of the registry. Threads not
+    left behind stay in it: at exit they finish their work, as the stdlib's do.
+
+    How: a new thread is a daemon when the thread creating it is one (documented in
+    ``threading``), and the executor creates its threads in ``submit``, in the
+    caller's thread; so until all ``max_workers`` exist, they are created from a
+    short-lived daemon thread.
+    """
+
+    def _adjust_thread_count(self) -> None:
+        if len(self._threads) >= self._max_workers or threading.current_thread().daemon:
+            super()._adjust_thread_count()
+            return
+        errors: list[BaseException] = []
+
+        def create() -> None:
+            try:
+                ThreadPoolExecutor._adjust_thread_count(self)
+            except BaseException as e:  # "can't start new thread": the caller's error
+                errors.append(e)
+
+        spawner = threading.Thread(target=create, name="numpool-spawn", daemon=True)
+        spawner.start()
+        spawner.join()
+        if errors:
+            raise errors[0]
+
+
+def _leave_behind(ex: ThreadPoolExecutor) -> None:
+    """Shut ``ex`` down without waiting (queued work still runs; running work goes on),
+    and let the interpreter exit without joining its threads."""
+    ex.shutdown(wait=False)
+    _forget(ex)
+
+
+def _forget(ex: ThreadPoolExecutor) -> None:
+    """Take ``ex``'s threads out of concurrent.futures' exit registry."""
+    registry = getattr(cf_thread, "_threads_queues", None)
+    if registry is not None:
+        for t in list(getattr(ex, "_threads", ())):
+            registry.pop(t, None)
 
 
 class ThreadsBackend(Backend):
@@ -39,11 +98,45 @@ class ThreadsBackend(Backend):
     def __init__(self, workers: int, blas_threads: int | None) -> None:
         super().__init__(workers, blas_threads)
         _buffers.arena().acquire()  # (first: it may refuse a bad setting)
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="numpool")
+        #: reentrant: a dropped map iterator may abandon its work from a __del__ that
+        #: the garbage collector runs while this thread holds the lock
+        self._lock = threading.RLock()
+        self._executor = self._new_executor()
         self._closed = False
 
+    def _new_executor(self) -> ThreadPoolExecutor:
+        return _DaemonThreads(self.workers, thread_name_prefix="numpool")
+
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        return self._executor.submit(fn, *args, **kwargs)
+        ex = self._executor
+        try:
+            return ex.submit(fn, *args, **kwargs)
+        except RuntimeError:
+            # another thread's call left ``ex`` behind meanwhile: its successor takes it
+            if self._closed or self._executor is ex:
+                raise
+            return self._executor.submit(fn, *args, **kwargs)
+
+    def interrupt(self) -> None:
+        """Ctrl-C or an abandoned call: threads cannot be stopped, so the pool leaves
+        the current ones behind (running blocks go on, work queued by other calls still
+        runs on them) and takes fresh ones: a func that never returns cannot hold up
+        the next call, ``shutdown(wait=True)`` or the interpreter's exit."""
+        with self._lock:
+            if self._closed:
+                return
+            old, self._executor = self._executor, self._new_executor()
+        _leave_behind(old)
+
+    def after_fork_in_child(self) -> None:
+        """A fresh executor: the inherited one's threads do not exist in the child (it
+        would queue work that nothing runs), and its locks may be held."""
+        old = self._executor
+        self._lock = threading.RLock()
+        self._executor = self._new_executor()
+        if self._closed:
+            self._executor.shutdown(wait=False)  # (no thread yet: refuses, as before)
+        _forget(old)
 
     def scope(self) -> contextlib.AbstractContextManager[None]:
         return process_budget(self.blas_threads)
@@ -69,7 +162,8 @@ class ThreadsBackend(Backend):
         return 1 << 30
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            closed, self._closed = self._closed, True
         self._executor.shutdown(wait=wait, cancel_futures=cancel_futures)
-        if not self._closed:
-            self._closed = True
+        if not closed:
             _buffers.arena().release()
