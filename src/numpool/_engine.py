@@ -205,6 +205,11 @@ def _drive_until_done(
             f.cancel()
         if isinstance(e, KeyboardInterrupt):
             backend.interrupt()
+        elif isinstance(e, FuturesTimeout):
+            # a func that never returns must not hold the next call up (processes:
+            # the workers are killed; threads: left behind, holding the memory they
+            # write into, so it is not recycled under them)
+            backend.abandon(list(pending))
         elif backend.in_process:
             # In-process workers write into the caller's memory: let running blocks
             # finish before the caller sees the error (they cannot be stopped).
