@@ -131,12 +131,22 @@ class _ApplyWalker:
         self.axis = inputs.axis
         self.n = inputs.n
         self.out = out
+        self.given = out
         self.new_out = new_out
         self.stats = stats
         self.done = 0
         self.layout: tuple[tuple[int, ...], np.dtype] | None = None
         #: CPU seconds of each block run ``together`` (the threads stage)
         self.cpu: list[float] = []
+
+    def warm(self, a: int, b: int) -> None:
+        """Fault in the output's rows a:b before they are timed, when this call made
+        the output: fresh pages (in /dev/shm above all) cost more to write than
+        func, and page faults serialise threads in the kernel, so a stage on them
+        would read a GIL-free func as GIL-bound. Later calls write recycled,
+        warm memory; the profile prices fresh pages on its own."""
+        if self.out is not None and self.out is not self.given:
+            along(self.out, a, b, self.axis)[...] = 0
 
     def _take_first(self, a: int, b: int, res: Any) -> None:
         """The first block's result: it gives the output's layout; the output is made."""
@@ -271,6 +281,9 @@ class _MapWalker:
         self.cpu: list[float] = []
         #: each backend's transport state for this call's parts (head, rest)
         self.io: dict[str, MapIO] = {}
+
+    def warm(self, a: int, b: int) -> None:
+        """Nothing to fault in: a task's results are its own (see _ApplyWalker.warm)."""
 
     def serial(self, a: int, b: int) -> tuple[float, float]:
         func, columns, results = self.func, self.columns, self.results

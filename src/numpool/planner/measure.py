@@ -9,7 +9,9 @@ items ``[0, done)`` are finished, and nothing measured here is thrown away::
     stage   rounds of: k items in the caller, then k items on each pool thread
             at once; the speed-up of threads is the lowest serial seconds per
             item over the lowest parallel ones (a slow moment of the machine
-            only ever slows a half down, so the lowest figures are the truest)
+            only ever slows a half down, so the lowest figures are the truest);
+            the output rows of each round are faulted in first, so that fresh
+            pages, which later calls do not pay, are not what is timed
 
 In a parallel half the blocks start together: each waits at a barrier until
 every thread has woken, so the hand-off to idle threads (a millisecond on a
@@ -67,6 +69,10 @@ class Walker(Protocol):
 
     def serial(self, a: int, b: int) -> tuple[float, float]:
         """Run items a:b in the caller's thread: (wall seconds, CPU seconds)."""
+        ...
+
+    def warm(self, a: int, b: int) -> None:
+        """Fault in what items a:b will write, so that timing them times func."""
         ...
 
     def remote(self, backend: Any, a: int, b: int) -> tuple[float, float]:
@@ -150,6 +156,7 @@ def threads_stage(walker: Walker, threads: Any, item_s: float) -> Stage | None:
         if kk < 1:
             break
         a = walker.done
+        walker.warm(a, a + (w + 1) * kk)  # both halves of the round
         wall, cpu = walker.serial(a, a + kk)
         serial_best = min(serial_best, wall / kk)
         # the share of a core this process got just now (less on a busy machine);
