@@ -403,3 +403,13 @@ def test_the_threads_reason_reads_whole_calls_before_the_sample(
         observations={k: 2 for k in observed or {}},
     )
     assert code in choose(m, VM, ALL).codes()
+
+
+def test_a_whole_serial_call_pays_for_its_fresh_output() -> None:
+    """On warm memory threads gained nothing (memory-bound), but func(x) in the caller
+    allocates 80 MB of fresh pages every call, where threads write recycled memory."""
+    kw = {"threads_speedup": 1.0, "threads_trusted": True, "gil_free": True}
+    warm = apply(10_000_000, 1.5e-9, **kw)
+    assert choose(warm, VM, Work((SERIAL, THREADS), explore=False)).backend == "serial"
+    fresh = apply(10_000_000, 1.5e-9, alloc_bytes=80e6, **kw)
+    assert choose(fresh, VM, Work((SERIAL, THREADS), explore=False)).backend == "threads"

@@ -65,6 +65,11 @@ _NO_TINY: tuple[Any, ...] = (None,) * 6
 
 log = logging.getLogger("numpool")
 
+#: glibc's largest mmap threshold (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit): an array at
+#: least this big is mapped anew by every allocation, and unmapped when freed, so
+#: func(x) faults its output in every call; smaller ones come back from the heap
+FRESH_ALLOC_BYTES = 32 << 20
+
 
 def func_name(func: Any) -> str:
     if isinstance(func, np.ufunc):
@@ -625,6 +630,8 @@ class Runner:
         h = measure.head(walker, grow=self.auto or chunks is None, on=self._head_on())
         ev = Evidence("apply", h.item_s, h.bound, h.native)
         ev.bytes_per_item = _apply_bytes_per_row(inputs, out, walker.out)
+        if walker.out is not None and walker.n:
+            ev.out_bytes_per_item = walker.out.nbytes / walker.n
         name, decision = self.name, None
         if self.auto:
             name, decision = self._decide_first(ev, walker, candidates, func)
@@ -918,8 +925,17 @@ class Runner:
         out: np.ndarray | None,
     ) -> model.Decision:
         fresh = _fresh_bytes(inputs, out is None) if inputs is not None else 0.0
+        alloc = items * ev.out_bytes_per_item if inputs is not None and out is None else 0.0
+        if alloc < FRESH_ALLOC_BYTES:
+            alloc = 0.0  # malloc hands smaller outputs out again from its heap: warm
         return self._choose(
-            ev, items, func, self._candidates(func, inputs), explore=True, fresh=fresh
+            ev,
+            items,
+            func,
+            self._candidates(func, inputs),
+            explore=True,
+            fresh=fresh,
+            alloc=alloc,
         )
 
     def _choose(
@@ -930,9 +946,10 @@ class Runner:
         candidates: tuple[model.Candidate, ...],
         explore: bool,
         fresh: float,
+        alloc: float = 0.0,
     ) -> model.Decision:
         profile = store.get()
-        m = ev.measurements(items, fresh_bytes=fresh)
+        m = ev.measurements(items, fresh_bytes=fresh, alloc_bytes=alloc)
         decision = model.choose(m, profile, model.Work(candidates, explore=explore))
         chosen = next(c for c in candidates if c.name == decision.backend)
         if explore and not chosen.started and decision.measure_first is None:

@@ -63,6 +63,7 @@ class Evidence:
         "item_s_bound",
         "kind",
         "native",
+        "out_bytes_per_item",
         "plan",
         "recent",
         "threads_speedup",
@@ -78,6 +79,8 @@ class Evidence:
         self.threads_trusted = False
         self.gil_free: bool | None = None
         self.bytes_per_item = 0.0
+        #: output bytes per item (apply: a row of func's result)
+        self.out_bytes_per_item = 0.0
         self.recent: dict[str, list[float]] = {}
         self.calls = 0
         self.current: str | None = None
@@ -95,7 +98,9 @@ class Evidence:
         window = self.recent.get(backend)
         return min(window) if window else None
 
-    def measurements(self, items: int, fresh_bytes: float = 0.0) -> Measurements:
+    def measurements(
+        self, items: int, fresh_bytes: float = 0.0, alloc_bytes: float = 0.0
+    ) -> Measurements:
         return Measurements(
             kind=self.kind,
             items=items,
@@ -107,6 +112,7 @@ class Evidence:
             gil_free=self.gil_free,
             bytes_per_item=self.bytes_per_item,
             fresh_bytes=fresh_bytes,
+            alloc_bytes=alloc_bytes,
             observed={b: min(v) for b, v in self.recent.items() if v},
             observations={b: len(v) for b, v in self.recent.items()},
             calls=self.calls,

@@ -109,6 +109,10 @@ class Measurements:
         (0 for arrays already in shared memory).
     fresh_bytes : float
         Bytes of new shared memory such a backend needs (faulted in on first write).
+    alloc_bytes : float
+        Bytes of output a whole call in the caller allocates anew (``func(x)``
+        makes its own array: fresh pages, faulted in as they are written, every
+        call), where the pool's backends write into recycled memory.
     observed : mapping
         Best recent wall seconds per item of whole calls, per backend.
     observations : mapping
@@ -129,6 +133,7 @@ class Measurements:
     gil_free: bool | None = None
     bytes_per_item: float = 0.0
     fresh_bytes: float = 0.0
+    alloc_bytes: float = 0.0
     observed: Mapping[str, float] = field(default_factory=dict)
     observations: Mapping[str, int] = field(default_factory=dict)
     calls: int = 0
@@ -294,6 +299,8 @@ def predict(m: Measurements, profile: Profile, c: Candidate, amortise: bool = Tr
     )
     fixed = call_s + (n * task_s / c.workers if c.parallel else 0.0)
     move = 0.0
+    if c.in_process and not c.parallel:  # func(x) whole: its output is fresh memory
+        move = m.alloc_bytes / profile.fault_bytes_per_s
     if not c.in_process:
         move = m.items * m.bytes_per_item / profile.copy_bytes_per_s
         move += m.fresh_bytes / profile.fault_bytes_per_s
