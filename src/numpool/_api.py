@@ -152,7 +152,7 @@ def apply(
         time left (rich's when rich is installed, else tqdm's, else a line on
         stderr; in a notebook, rich and tqdm draw it as a notebook display),
         from the calling thread. A callable is called as ``callable(done,
-        total)`` instead, at most 10 times a second and once at the end.
+        total)`` instead, at most 5 times a second and once at the end.
         Default ``False``: nothing drawn, nothing measurable spent.
     overlap : int, optional
         Halo rows: each block is given ``overlap`` more rows on each side
@@ -337,7 +337,7 @@ def map(
         time left (rich's when rich is installed, else tqdm's, else a line on
         stderr; in a notebook, rich and tqdm draw it as a notebook display),
         from the calling thread. A callable is called as ``callable(done,
-        total)`` instead, at most 10 times a second and once at the end.
+        total)`` instead, at most 5 times a second and once at the end.
         Default ``False``: nothing drawn, nothing measurable spent.
 
     Returns

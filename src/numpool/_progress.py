@@ -11,7 +11,7 @@ What draws it, in order of preference: ``progress=callable`` is called as
 ``callable(done, total)``; else rich's bar when rich is installed (in a
 notebook, rich renders it as a notebook display, not escape codes); else
 tqdm's (``tqdm.auto``: a notebook widget there); else one line of plain text
-on stderr, rewritten in place. Redraws are at most 10 per second, and once
+on stderr, rewritten in place. Redraws are at most 5 per second, and once
 at the end.
 """
 
@@ -26,8 +26,9 @@ from typing import Any
 
 __all__ = ["Progress", "advance", "check_progress", "track"]
 
-#: seconds between redraws
-REDRAW_S = 0.1
+#: seconds between redraws (5 a second: enough for a person, and a redraw of a
+#: rich bar costs about a millisecond)
+REDRAW_S = 0.2
 
 _local = threading.local()
 
