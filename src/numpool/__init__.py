@@ -18,6 +18,7 @@ Layout::
     _inputs.py     an apply/reduce call's arrays: which split, the axis, the
                    halo; cutting block a:b of each (ndarrays or references)
     _reduce.py     reduce's fixed blocks and the order partials are combined in
+    _progress.py   progress=: the bar (or callback) of a long call
     _stats.py      Stats: what one call did (tasks, bytes moved, busy time)
     _engine.py     the one engine: split, submit, bound, collect, clean up
     planner/       backend="auto": machine profile, measurements, the cost
