@@ -24,7 +24,8 @@ the serial half just got, how many times one thread's worth (:func:`gil_free`):
 a func that holds the GIL gets one thread's worth at most, however many
 threads wait their turn; one that releases it gets more, even when memory
 bandwidth leaves it little speed-up, and even when other programs keep the
-cores busy (they slow both halves alike).
+cores busy (they slow both halves alike). A func that mostly waits (sleeps,
+I/O) uses little CPU either way: then nothing is read (``gil_free`` None).
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ NATIVE_THREADS = 1.3
 #: above which func released the GIL (one that holds it: at most 1; one that
 #: releases it: 2 on 2 idle cores, about 1.3-2 when other programs are busy too)
 GIL_FREE_CORES = 1.2
+#: below this share of a core in the serial half, func mostly waits (sleeps, I/O) or
+#: the machine is overloaded: CPU time then says nothing of the GIL (gil_free None)
+MIN_SHARE = 0.5
 #: how long idle OpenBLAS threads spin before sleeping (its THREAD_TIMEOUT, 2^28
 #: cycles): a parallel half started sooner competes with them
 BLAS_SPIN_S = 0.1
@@ -103,7 +107,7 @@ class Stage:
     rounds: int
     serial_item_s: float
     #: the blocks' threads were on a core most of the time: func releases the GIL
-    gil_free: bool
+    gil_free: bool | None
 
 
 def head(walker: Walker, grow: bool = True, on: Any = None) -> Head:
@@ -150,7 +154,7 @@ def threads_stage(walker: Walker, threads: Any, item_s: float) -> Stage | None:
     serial_best = parallel_best = math.inf
     rounds = 0
     full = False
-    cores = 0.0
+    cores: float | None = None
     while rounds < STAGE_ROUNDS:
         kk = min(k, budget // (w + 1), (walker.n - walker.done) // (w + 1))
         if kk < 1:
@@ -161,15 +165,15 @@ def threads_stage(walker: Walker, threads: Any, item_s: float) -> Stage | None:
         serial_best = min(serial_best, wall / kk)
         # the share of a core this process got just now (less on a busy machine);
         # a serial block that ran native threads counts as one whole core
-        share = min(1.0, max(cpu / max(wall, 1e-12), 0.05))
+        share = min(1.0, cpu / max(wall, 1e-12))
         if _native(cpu, wall) > NATIVE_THREADS:
             time.sleep(BLAS_SPIN_S)
         a = walker.done
         walker.cpu.clear()
         spans = walker.parallel(threads, a, a + w * kk, w, together=True)
         span = max(end for _, end in spans) - min(start for start, _ in spans)
-        if walker.cpu:
-            cores = max(cores, sum(walker.cpu) / max(span, 1e-12) / share)
+        if walker.cpu and share >= MIN_SHARE:  # (func computes: CPU time says where)
+            cores = max(cores or 0.0, sum(walker.cpu) / max(span, 1e-12) / share)
         budget -= (w + 1) * kk
         rounds += 1
         full = full or kk == k
@@ -179,7 +183,8 @@ def threads_stage(walker: Walker, threads: Any, item_s: float) -> Stage | None:
     if rounds == 0 or parallel_best <= 0:
         return None
     speedup = serial_best / parallel_best
-    return Stage(speedup, rounds >= 2 and full, rounds, serial_best, gil_free(cores))
+    free = None if cores is None else gil_free(cores)
+    return Stage(speedup, rounds >= 2 and full, rounds, serial_best, free)
 
 
 def gil_free(cores: float) -> bool:
