@@ -12,8 +12,12 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,21 +141,33 @@ def test_work_too_small_for_a_hand_off_runs_whole_in_the_caller(
     assert again.plan.cached and again.tasks == 1 and again.backend == "serial"
 
 
-def test_processes_are_timed_on_this_machine_before_they_are_chosen(
-    auto: numpool.Pool,
-) -> None:
+def test_processes_are_timed_on_this_machine_before_they_are_chosen(tmp_path: Path) -> None:
     """With no figures for worker processes yet, a call that processes could win
-    starts them and records what they cost in the machine profile."""
-    real = store.get()
-    store.override(dataclasses.replace(real, process_start_s=None, process_task_s=None))
-    try:
-        x = np.arange(3000.0)  # 0.3 s of GIL-holding sleep: processes could win
-        assert np.array_equal(auto.apply(funcs.gil_sleep, x), x * 2)
-        got = store.get()
-        assert got.processes_known, auto.last_stats.plan.explain()
-        assert got.process_start_s > 0 and got.process_task_s > 0
-    finally:
-        store.override(real)
+    starts them and records what they cost in the machine profile. In a fresh
+    interpreter: threads other tests left running in this one would count as the
+    call's own CPU time (read as BLAS threads), and the sample would mislead."""
+    code = """
+import dataclasses, numpy as np, numpool, funcs
+from numpool.planner.profile import store
+real = store.get()
+store.override(dataclasses.replace(real, process_start_s=None, process_task_s=None))
+x = np.arange(3000.0)  # 0.3 s of GIL-holding sleep: processes could win
+with numpool.Pool("auto") as auto:
+    assert np.array_equal(auto.apply(funcs.gil_sleep, x), x * 2)
+    got = store.get()
+    assert got.processes_known, auto.last_stats.plan.explain()
+    assert got.process_start_s > 0 and got.process_task_s > 0
+print("ok")
+"""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path]),
+        "NUMPOOL_CACHE_DIR": str(tmp_path),
+    }
+    p = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stdout + p.stderr
 
 
 def test_a_func_that_cannot_reach_processes_is_not_sent_and_the_plan_says_why(
