@@ -37,6 +37,7 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, ClassVar
@@ -76,7 +77,7 @@ class ProcessesBackend(Backend):
         shm.arena().acquire()
 
     def _make_executor(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
+        ex = ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=context(),
             initializer=init_worker,
@@ -86,6 +87,8 @@ class ProcessesBackend(Backend):
                 os.getpid(),
             ),
         )
+        _made.add(ex)
+        return ex
 
     def executor(self) -> ProcessPoolExecutor:
         """The live executor, replacing one that a dead worker broke; none after
@@ -105,6 +108,7 @@ class ProcessesBackend(Backend):
             ex = self._executor
             if ex is None or getattr(ex, "_broken", False):
                 if ex is not None:
+                    _kill_survivors(ex)
                     ex.shutdown(wait=False, cancel_futures=True)
                     _retire(ex)
                 ex = self._executor = self._make_executor()
@@ -159,6 +163,8 @@ class ProcessesBackend(Backend):
             if telling or time.monotonic() > deadline:
                 break
             time.sleep(0.01)
+        if self._executor is not None:  # (statuses read: the survivors may go now)
+            _kill_survivors(self._executor)
         return "; ".join(_death(pid, code) for pid, code in sorted(first.items()))
 
     def recover(self) -> None:
@@ -280,6 +286,38 @@ def _cancel_then_kill(ex: ProcessPoolExecutor, wait: bool) -> None:
         reap()
     else:
         threading.Thread(target=reap, name="numpool-reap", daemon=True).start()
+
+
+#: every executor made here, to kill a broken one's survivors before exit
+_made: weakref.WeakSet[ProcessPoolExecutor] = weakref.WeakSet()
+
+
+def _kill_broken_survivors() -> None:
+    """At exit, before concurrent.futures joins its manager threads: a broken
+    executor's manager may be joining a worker that a submit racing the breakage
+    started after the manager's terminate() (CPython's terminate_broken does not
+    hold the executor's shutdown lock); it would wait for good."""
+    for ex in list(_made):
+        if getattr(ex, "_broken", False):
+            _kill_survivors(ex)
+
+
+# threading's exit hooks run in reverse order, so this one before _python_exit
+getattr(threading, "_register_atexit", lambda f: None)(_kill_broken_survivors)
+
+
+def _kill_survivors(ex: ProcessPoolExecutor) -> None:
+    """Kill the workers a broken executor has left. Its manager thread joins them
+    (terminate_broken) before it ends, and an idle one waits on a call queue whose
+    write end it holds itself, so it never sees EOF: on 3.11 the interpreter then
+    hung at exit joining that thread (seen once in CI, after every test passed)."""
+    for p in list((getattr(ex, "_processes", None) or {}).values()):
+        popen = getattr(p, "_popen", None)
+        # (no poll: reaping here would race the manager thread for the exit status
+        # that crash_cause() reports)
+        if popen is not None and popen.returncode is None:
+            with contextlib.suppress(OSError):
+                os.kill(p.pid, signal.SIGKILL)
 
 
 def _kill(ex: ProcessPoolExecutor, procs: dict[int, Any]) -> None:
