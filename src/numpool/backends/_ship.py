@@ -235,6 +235,11 @@ def _reduce_array(a: np.ndarray) -> Any:
 
 
 def _keep_byte_order() -> None:
+    """Only where multiprocessing pickles under protocol 4 (Python 3.10-3.13): there
+    NumPy's own reduction of a native array is ``__reduce__()`` anyway, so nothing
+    else changes; from 3.14 (protocol 5) NumPy's out-of-band path stays in use."""
+    if pickle.DEFAULT_PROTOCOL >= 5:
+        return
     from multiprocessing.reduction import ForkingPickler
 
     ForkingPickler.register(np.ndarray, _reduce_array)
