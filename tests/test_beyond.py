@@ -271,6 +271,8 @@ def test_plan_describes_the_new_forms() -> None:
     numpool.reduce(funcs.exp_sum, x.ravel(), chunks=8)
     stats = numpool.last_stats()
     assert stats.kind == "reduce" and stats.plan.kind == "reduce"
+    for text in (p.explain(), stats.plan.explain()):  # a reduce's tasks are its blocks
+        assert "task" not in text, text
 
 
 # --- misuse -----------------------------------------------------------------------------

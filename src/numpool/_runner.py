@@ -746,7 +746,7 @@ class Runner:
         """Run ``reduce`` (arguments already checked): ``func`` on each of ``blocks``
         fixed blocks, as the tasks of a map (measured, planned and run like one), then
         the partials combined left to right; the result and the call's Stats."""
-        partials, stats = self.map(func, _reduce.columns(inputs, blocks), None)
+        partials, stats = self.map(func, _reduce.columns(inputs, blocks), None, unit="reduce")
         stats.kind = "reduce"
         if stats.plan is not None:
             stats.plan = _reduce_plan(stats.plan, func, inputs, combine, blocks)
@@ -756,7 +756,7 @@ class Runner:
         self, func: Callable[..., Any], inputs: Inputs, combine: Any, blocks: int
     ) -> Plan:
         """What auto would do for this reduce call (see :meth:`plan`)."""
-        plan = self.plan(func, "map", None, _reduce.columns(inputs, blocks), None, None)
+        plan = self.plan(func, "reduce", None, _reduce.columns(inputs, blocks), None, None)
         return _reduce_plan(plan, func, inputs, combine, blocks)
 
     # --- map ----------------------------------------------------------------------
@@ -767,8 +767,10 @@ class Runner:
         columns: list[list[Any]],
         chunksize: int | None,
         timeout: float | None = None,
+        unit: str = "map",
     ) -> tuple[list[Any], Stats]:
-        """Run ``map`` (arguments already checked); the results and the call's Stats."""
+        """Run ``map`` (arguments already checked); the results and the call's Stats.
+        ``unit="reduce"``: the tasks are a reduce's blocks (so the plan says)."""
         t0 = perf_counter()
         stats = Stats("map", "")
         n = len(columns[0])
@@ -784,7 +786,7 @@ class Runner:
             return walker.results, stats
         try:
             with self._scope():
-                self._map(func, columns, chunksize, walker, stats)
+                self._map(func, columns, chunksize, walker, stats, unit)
         except BaseException:
             # the traceback keeps this frame alive: drop finished results now, so that
             # their shared memory returns at once, not when the caller drops the error
@@ -800,6 +802,7 @@ class Runner:
         chunksize: int | None,
         walker: _MapWalker,
         stats: Stats,
+        unit: str = "map",
     ) -> None:
         n = walker.n
         key = _map_key(func, columns, chunksize, self.key)
@@ -808,7 +811,7 @@ class Runner:
             t_start = perf_counter()
             candidates = self._candidates(func) if self.auto else ()
             h = measure.head(walker, grow=True, on=self._head_on())
-            ev = Evidence("map", h.item_s, h.bound, h.native)
+            ev = Evidence(unit, h.item_s, h.bound, h.native)
             ev.bytes_per_item = walker.bytes_per_item()
             name, decision = self.name, None
             if self.auto:
@@ -1032,7 +1035,8 @@ class Runner:
         chunksize: int | None,
     ) -> Plan:
         """What auto would do for this call: measured on the input's first items (their
-        results are not kept) when nothing is known yet, else from the evidence."""
+        results are not kept) when nothing is known yet, else from the evidence.
+        ``kind="reduce"``: a map of ``columns``, a reduce's blocks."""
         if kind == "apply":
             assert inputs is not None
             n = inputs.n
@@ -1138,7 +1142,7 @@ class Runner:
             backend=name,
             workers=backend.workers,
             chunks=sizes if kind == "apply" else None,
-            chunksize=sizes if kind == "map" else None,
+            chunksize=sizes if kind in ("map", "reduce") else None,
             blas_threads=backend.blas_threads,
             what=what,
             cached=cached,

@@ -36,7 +36,7 @@ def _bytes(n: float) -> str:
 
 
 def _unit(m: Measurements) -> str:
-    return "row" if m.kind == "apply" else "task"
+    return {"apply": "row", "reduce": "block"}.get(m.kind, "task")
 
 
 _WORDS: dict[str, Callable[[Mapping[str, Any], Measurements], str]] = {

@@ -82,7 +82,8 @@ class Measurements:
 
     Attributes
     ----------
-    kind : {"apply", "map"}
+    kind : {"apply", "map", "reduce"}
+        (reduce: a map whose tasks are a reduce's blocks)
     items : int
         Rows (apply) or tasks (map) this call has still to run.
     item_s : float
