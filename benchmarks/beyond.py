@@ -5,9 +5,15 @@ Run:  python benchmarks/beyond.py [--rounds 5] [--n 10000000] [--images 64]
                                   [--size 1024] [--memmap-mb 512] [--only fma,...]
 
 Workloads (each variant warmed up once, then timed once per round, the order
-rotating every round, each call after a pause of PAUSE_S; the median of the
-rounds is reported, and the ratio serial / variant: above 1 is faster than
-serial NumPy):
+rotating every round; the median of the rounds is reported, and the ratio
+serial / variant: above 1 is faster than serial NumPy). In each round every
+variant runs twice in a row after a pause of PAUSE_S: the second call is the
+"steady" figure (a loop of calls; what the targets are judged on), the first
+the "after idle" one. A machine can be slow for the first milliseconds after
+an idle spell (a VM's idle vCPUs are descheduled, and threads that hand the
+GIL to each other wait for them): on the 2-core VM of RESULTS.md, two plain
+Python threads running a*b+c in 64k-row pieces took 28 ms after 0.2 s idle
+and 15 ms back to back:
 
 fma      ``a*b+c`` over three ``--n`` float64 arrays: numpool.apply(f, a, b, c) on
          threads and auto, serial NumPy, numexpr.evaluate("a*b+c") (if installed).
@@ -18,12 +24,15 @@ blur     a 3x3 box blur over ``--images`` images of ``--size`` x ``--size``, spl
          along the rows (axis=1) with overlap=1: numpool threads and auto, serial,
          dask.array's map_overlap (if installed, threaded scheduler).
 memmap   np.sqrt over a ``--memmap-mb`` float64 file opened with
-         np.load(mmap_mode="r") into a memmap out=, on processes, against serial;
+         np.load(mmap_mode="r") into a memmap out=, on processes, against serial
+         and one sequential read and write of the file (np.copyto(out, x));
          the peak of numpool's /dev/shm segments and of the parent's RSS growth
          while it runs (0 skips it).
 
 Targets (issue 16): fma >= 1.8x serial and >= numexpr; expsum >= 1.8x serial with
-peak memory growth < 10% of x; blur >= 1.7x serial. The machine may be shared
+peak memory growth < 10% of x; blur >= 1.7x serial; memmap (issue 16's size is
+--memmap-mb 4096) within 1.3x of one sequential read and write, /dev/shm peak
+< 64 MB, parent RSS growth < 256 MB. The machine may be shared
 and noisy: compare ratios taken in the same run.
 """
 
@@ -68,12 +77,16 @@ def _optional(name: str) -> Any:
         return None
 
 
-def _rounds(variants: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
-    """Each variant warmed up once, then timed once per round, the order rotating;
-    the median seconds of each."""
+def _rounds(
+    variants: dict[str, Callable[[], Any]], rounds: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Each variant warmed up once, then run twice per round after a pause, the order
+    rotating; the median seconds of each one's second calls (steady) and first
+    calls (after idle)."""
     for f in variants.values():
         f()
-    times: dict[str, list[float]] = {k: [] for k in variants}
+    steady: dict[str, list[float]] = {k: [] for k in variants}
+    cold: dict[str, list[float]] = {k: [] for k in variants}
     names = list(variants)
     for r in range(rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
@@ -81,19 +94,32 @@ def _rounds(variants: dict[str, Callable[[], Any]], rounds: int) -> dict[str, fl
             order.reverse()
         for k in order:
             time.sleep(PAUSE_S)
-            t0 = time.perf_counter()
-            variants[k]()
-            times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+            for times in (cold, steady):
+                t0 = time.perf_counter()
+                variants[k]()
+                times[k].append(time.perf_counter() - t0)
+    return (
+        {k: statistics.median(v) for k, v in steady.items()},
+        {k: statistics.median(v) for k, v in cold.items()},
+    )
 
 
-def _report(title: str, medians: dict[str, float], extra: dict[str, str] | None = None) -> None:
+def _report(
+    title: str,
+    medians: dict[str, float],
+    extra: dict[str, str] | None = None,
+    cold: dict[str, float] | None = None,
+) -> None:
     serial = medians["serial"]
     print(f"\n{title}")
-    print(f"  {'variant':<22} {'median':>10} {'x serial':>9}  {''}")
+    idle = f" {'after idle':>16}" if cold else ""
+    print(f"  {'variant':<22} {'steady':>10} {'x serial':>9}{idle}  {''}")
     for k, t in medians.items():
         note = (extra or {}).get(k, "")
-        print(f"  {k:<22} {t * 1e3:>8.1f}ms {serial / t:>8.2f}x  {note}")
+        after = ""
+        if cold:
+            after = f" {cold[k] * 1e3:>8.1f}ms {cold['serial'] / cold[k]:>6.2f}x"
+        print(f"  {k:<22} {t * 1e3:>8.1f}ms {serial / t:>8.2f}x{after}  {note}")
 
 
 def _target(what: str, ok: bool) -> None:
@@ -128,8 +154,8 @@ def bench_fma(n: int, rounds: int, workers: int | None) -> None:
         variants["numexpr"] = lambda: ne.evaluate("a*b+c", local_dict={"a": a, "b": b, "c": c})
     for k, f in variants.items():
         assert np.array_equal(f(), want) or k == "numexpr", k
-    m = _rounds(variants, rounds)
-    _report(f"a*b+c over 3 x {n:,} float64", m)
+    m, cold = _rounds(variants, rounds)
+    _report(f"a*b+c over 3 x {n:,} float64", m, cold=cold)
     best = min(m["numpool threads"], m["numpool auto"])
     _target("numpool >= 1.8x serial", m["serial"] / best >= 1.8)
     if "numexpr" in m:
@@ -152,12 +178,13 @@ def bench_expsum(n: int, rounds: int, workers: int | None) -> None:
     for k, f in variants.items():
         got = f()
         assert abs(got - want) <= 1e-12 * want or k == "numexpr", (k, got, want)
-    m = _rounds(variants, rounds)
+    m, cold = _rounds(variants, rounds)
     growth = {k: _peak_growth(f) / x.nbytes for k, f in variants.items()}
     _report(
         f"np.exp(x).sum() over {n:,} float64",
         m,
         {k: f"peak memory growth {g:.1%} of x" for k, g in growth.items()},
+        cold,
     )
     best = min(m["numpool threads"], m["numpool auto"])
     _target("numpool >= 1.8x serial", m["serial"] / best >= 1.8)
@@ -198,11 +225,12 @@ def bench_blur(images: int, size: int, rounds: int, workers: int | None) -> None
         variants["dask map_overlap"] = dask_blur
     exact = {k: bool(np.array_equal(f(), want)) for k, f in variants.items()}
     assert exact["numpool threads"] and exact["numpool auto"], exact
-    m = _rounds(variants, rounds)
+    m, cold = _rounds(variants, rounds)
     _report(
         f"3x3 box blur over {images} images of {size}x{size} (axis=1, overlap=1)",
         m,
         {k: "exact" if ok else "NOT bit-exact" for k, ok in exact.items()},
+        cold,
     )
     best = min(m["numpool threads"], m["numpool auto"])
     _target("numpool >= 1.7x serial", m["serial"] / best >= 1.7)
@@ -267,8 +295,10 @@ def _memmap_rounds(
         variants: dict[str, Callable[[], Any]] = {
             "serial": lambda: np.sqrt(x, out=out),
             "numpool processes": lambda: pool.apply(np.sqrt, x, out=out),
+            # the target's yardstick: one sequential read and write of the file
+            "sequential copy": lambda: np.copyto(out, x),
         }
-        m = _rounds(variants, rounds)
+        m, _ = _rounds(variants, rounds)
         _, rss, seg = _watch(lambda: pool.apply(np.sqrt, x, out=out))
         moved = pool.last_stats.bytes_moved if pool.last_stats else -1
     ok = bool(np.array_equal(out[-1000:], np.sqrt(x[-1000:])))
@@ -295,7 +325,12 @@ def bench_memmap(mb: int, rounds: int, workers: int | None) -> None:
         },
     )
     _target("right result", ok)
-    _target("no /dev/shm for the data (peak < 1% of the file)", seg < 0.01 * mb * 2**20)
+    _target("/dev/shm peak < 64 MB", seg < 64 * 2**20)
+    _target("parent RSS growth < 256 MB", rss < 256 * 2**20)
+    _target(
+        "within 1.3x of one sequential read and write",
+        m["numpool processes"] <= 1.3 * m["sequential copy"],
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
