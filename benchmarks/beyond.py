@@ -9,11 +9,11 @@ rotating every round; the median of the rounds is reported, and the ratio
 serial / variant: above 1 is faster than serial NumPy). In each round every
 variant runs twice in a row after a pause of PAUSE_S: the second call is the
 "steady" figure (a loop of calls; what the targets are judged on), the first
-the "after idle" one. A machine can be slow for the first milliseconds after
-an idle spell (a VM's idle vCPUs are descheduled, and threads that hand the
-GIL to each other wait for them): on the 2-core VM of RESULTS.md, two plain
-Python threads running a*b+c in 64k-row pieces took 28 ms after 0.2 s idle
-and 15 ms back to back:
+the "after idle" one. A machine can be slow for tens of milliseconds after an
+idle spell (on a VM, probably because idle vCPUs are descheduled, and threads
+that hand the GIL to each other wait for them): on the 2-core VM of
+RESULTS.md, two plain Python threads running a*b+c in 64k-row pieces took 28
+ms after 0.2 s idle and 15 ms back to back:
 
 fma      ``a*b+c`` over three ``--n`` float64 arrays: numpool.apply(f, a, b, c) on
          threads and auto, serial NumPy, numexpr.evaluate("a*b+c") (if installed).
