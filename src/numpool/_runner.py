@@ -746,8 +746,7 @@ class Runner:
         """Run ``reduce`` (arguments already checked): ``func`` on each of ``blocks``
         fixed blocks, as the tasks of a map (measured, planned and run like one), then
         the partials combined left to right; the result and the call's Stats."""
-        partials, stats = self.map(func, _reduce.columns(inputs, blocks), None, unit="reduce")
-        stats.kind = "reduce"
+        partials, stats = self.map(func, _reduce.columns(inputs, blocks), None, kind="reduce")
         if stats.plan is not None:
             stats.plan = _reduce_plan(stats.plan, func, inputs, combine, blocks)
         return _reduce.fold(combine, partials), stats
@@ -767,12 +766,12 @@ class Runner:
         columns: list[list[Any]],
         chunksize: int | None,
         timeout: float | None = None,
-        unit: str = "map",
+        kind: str = "map",
     ) -> tuple[list[Any], Stats]:
         """Run ``map`` (arguments already checked); the results and the call's Stats.
-        ``unit="reduce"``: the tasks are a reduce's blocks (so the plan says)."""
+        ``kind="reduce"``: the tasks are a reduce's blocks (so its Stats and plan say)."""
         t0 = perf_counter()
-        stats = Stats("map", "")
+        stats = Stats(kind, "")
         n = len(columns[0])
         walker = _MapWalker(func, columns, stats, timeout)
         nested = in_worker()
@@ -786,7 +785,7 @@ class Runner:
             return walker.results, stats
         try:
             with self._scope():
-                self._map(func, columns, chunksize, walker, stats, unit)
+                self._map(func, columns, chunksize, walker, stats, kind)
         except BaseException:
             # the traceback keeps this frame alive: drop finished results now, so that
             # their shared memory returns at once, not when the caller drops the error
@@ -802,7 +801,7 @@ class Runner:
         chunksize: int | None,
         walker: _MapWalker,
         stats: Stats,
-        unit: str = "map",
+        kind: str = "map",
     ) -> None:
         n = walker.n
         key = _map_key(func, columns, chunksize, self.key)
@@ -811,7 +810,7 @@ class Runner:
             t_start = perf_counter()
             candidates = self._candidates(func) if self.auto else ()
             h = measure.head(walker, grow=True, on=self._head_on())
-            ev = Evidence(unit, h.item_s, h.bound, h.native)
+            ev = Evidence(kind, h.item_s, h.bound, h.native)
             ev.bytes_per_item = walker.bytes_per_item()
             name, decision = self.name, None
             if self.auto:
