@@ -75,6 +75,81 @@ def test_a_worker_that_exits_0_is_named() -> None:
         pool.apply(funcs.exit_zero, np.linspace(0, 1, 100), chunks=2)
 
 
+# --- a worker dying while the caller submits ---------------------------------------------
+
+
+def test_every_worker_starts_with_the_first_submit() -> None:
+    """No later submit starts a worker: one that does while the executor's manager
+    thread breaks the pool (a worker died) races it and failed in CI with EBADF."""
+    with numpool.Pool("processes", workers=2) as pool:
+        backend = pool._backends.get("processes")
+        assert backend.submit(abs, -1).result() == 1
+        procs = backend._executor._processes
+        assert len(procs) == 2 and all(p.is_alive() for p in procs.values())
+
+
+def test_a_submit_that_meets_a_breaking_pool_is_a_crash_not_an_oserror(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the race above raised from the submit (EBADF, "handle is closed") is the
+    broken pool's: WorkerCrashedError, and the next call starts fresh workers."""
+    x = np.linspace(0, 1, 100)
+    with numpool.Pool("processes", workers=2) as pool:
+        assert np.array_equal(pool.apply(np.exp, x, chunks=2), np.exp(x))
+        ex = pool._backends.get("processes")._executor
+
+        def breaking_submit(*args: object, **kwargs: object) -> None:
+            ex._broken = "A child process terminated abruptly"
+            raise OSError(9, "Bad file descriptor")
+
+        monkeypatch.setattr(ex, "submit", breaking_submit)
+        with pytest.raises(numpool.WorkerCrashedError):
+            pool.apply(np.exp, x, chunks=2)
+        monkeypatch.undo()
+        assert np.array_equal(pool.apply(np.exp, x, chunks=2), np.exp(x))
+
+
+def test_an_error_of_a_live_pool_submit_stays_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = np.linspace(0, 1, 100)
+    with numpool.Pool("processes", workers=2) as pool:
+        pool.apply(np.exp, x, chunks=2)
+        ex = pool._backends.get("processes")._executor
+
+        def failing_submit(*args: object, **kwargs: object) -> None:
+            raise OSError(24, "Too many open files")
+
+        monkeypatch.setattr(ex, "submit", failing_submit)
+        with pytest.raises(OSError, match="Too many open files"):
+            pool.apply(np.exp, x, chunks=2)
+
+
+@pytest.mark.skipif(
+    "forkserver" not in __import__("multiprocessing").get_all_start_methods(),
+    reason="no fork server on this platform",
+)
+def test_a_fork_server_that_went_away_is_replaced() -> None:
+    """CPython's fork server exits when a client hangs up before sending its request,
+    and for a while looks alive while refusing or dropping the next ones: numpool's
+    next worker must come from a fresh server, not fail (it did: 50 pools in a row)."""
+    r = _run(
+        """
+        import socket, numpy as np, numpool
+        from numpool.backends import _context
+        x = np.linspace(0, 1, 1000)
+        for _ in range(5):
+            with numpool.Pool("processes", workers=2) as pool:
+                assert np.array_equal(pool.apply(np.exp, x, chunks=2), np.exp(x))
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(_context._server._forkserver_address)
+            s.close()  # a start cut short: the server ends
+        with numpool.Pool("processes", workers=2) as pool:
+            assert np.array_equal(pool.apply(np.exp, x, chunks=2), np.exp(x))
+        print("ok")
+        """
+    )
+    assert _lines(r) == ["ok"], r.stderr
+
+
 # --- os.fork() -----------------------------------------------------------------------------
 
 

@@ -22,7 +22,8 @@ The fork server is numpool's own, not multiprocessing's shared one: its
 preload list is numpool's alone (a user's forkserver keeps theirs), and a
 child made by ``os.fork()`` gets a fresh one (:func:`_after_fork_in_child`):
 the inherited server is the parent's, whose pid the child cannot wait for
-(multiprocessing then raises ChildProcessError).
+(multiprocessing then raises ChildProcessError). A server that stops taking
+requests is replaced (``_through_a_fresh_server``).
 
 This module is preloaded by the fork server: each worker needs it to rebuild
 its Process object.
@@ -35,12 +36,17 @@ import multiprocessing as mp
 import multiprocessing.context as mpc
 import multiprocessing.process as mp_process
 import os
+import signal
 import sys
+import time
 import types
 from multiprocessing import spawn
 from typing import Any
 
 __all__ = ["PRELOAD", "context"]
+
+#: how long a worker's start waits for a fork server that went away to be replaced
+SERVER_RESTART_S = 5.0
 
 #: what the fork server imports once, so that workers start with it loaded
 PRELOAD = ["numpy", "numpool.backends._context", "numpool.backends._worker"]
@@ -99,7 +105,43 @@ if "forkserver" in mp.get_all_start_methods():
 
         @staticmethod
         def _Popen(process_obj: Any) -> Any:
-            return _ForkServerPopen(process_obj)
+            _server.ensure_running()
+            pid = getattr(_server, "_forkserver_pid", None)
+            try:
+                return _ForkServerPopen(process_obj)
+            except _SERVER_GONE:
+                pass
+            return _through_a_fresh_server(pid, process_obj)
+
+    #: a fork server that no longer takes requests: it refuses the connection, or
+    #: accepted it into its backlog and closed it unread (then the data pipe, whose
+    #: read end went with the unread request, breaks; or no pid comes back)
+    _SERVER_GONE = (ConnectionError, FileNotFoundError, EOFError)
+
+    def _through_a_fresh_server(pid: int | None, process_obj: Any) -> Any:
+        """Start ``process_obj`` through a new fork server when ``pid``, the current one,
+        no longer takes requests. CPython's server exits when a client hangs up before
+        it sends its fds (a start cut short half way), and for a while, on its way out,
+        looks alive to ``ensure_running``, which hands it the next requests (seen here:
+        the next 45-50 pools failed to start). So it is killed, and the start is tried
+        again until its successor answers (SERVER_RESTART_S at most). It forks nothing
+        once it has failed, so no worker is started twice."""
+        if pid is not None and pid == getattr(_server, "_forkserver_pid", None):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + SERVER_RESTART_S
+        while True:
+            try:
+                return _ForkServerPopen(process_obj)
+            except _SERVER_GONE as e:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        "numpool could not start a worker process: its fork server "
+                        f"(pid {pid}) stopped taking requests, and none answered within "
+                        f"{SERVER_RESTART_S} s ({type(e).__name__}: {e}). Try again, or "
+                        "use backend='threads'."
+                    ) from e
+                time.sleep(0.01)
 
     class ForkServerContext(mpc.ForkServerContext):
         _name = "forkserver"  # start-method checks (SemLock) must see a fork server

@@ -87,6 +87,14 @@ class ProcessesBackend(Backend):
                 os.getpid(),
             ),
         )
+        # Start every worker with the first submit, never one from a later submit, as
+        # the stdlib does under fork. A submit that starts a worker while the manager
+        # thread breaks the pool (a worker died) races it: terminate_broken holds no
+        # lock, so the new process's fds were already closed (OSError EBADF in
+        # sendfds, seen in CI on 3.11) or the manager's walk over the process dict
+        # fails ("dictionary changed size during iteration").
+        if hasattr(ex, "_safe_to_dynamically_spawn_children"):
+            ex._safe_to_dynamically_spawn_children = False
         _made.add(ex)
         return ex
 
@@ -119,7 +127,15 @@ class ProcessesBackend(Backend):
         """One of numpool's own jobs (apply_block, run_tasks): what needs it travels by
         value (a func from ``__main__``, a lambda)."""
         ex = self.executor()
-        future = ex.submit(fn, *ship_args(args), **kwargs)
+        try:
+            future = ex.submit(fn, *ship_args(args), **kwargs)
+        except Exception as e:
+            # a worker died while this submit ran: what failed is the broken pool's
+            # (its manager thread marks it broken before it closes anything)
+            broken = getattr(ex, "_broken", False)
+            if not broken or isinstance(e, cf_process.BrokenProcessPool):
+                raise
+            raise cf_process.BrokenProcessPool(broken) from e
         procs = getattr(ex, "_processes", None)  # started on demand by submit()
         if procs and len(procs) != len(self._procs):
             self._procs.update(procs)
