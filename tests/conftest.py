@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +13,12 @@ import numpool
 from helpers import segments
 from numpool import shm
 from numpool._api import shutdown_default_pools
+
+# A suite started in the background of a script (`pytest &`, nohup) inherits SIGINT
+# ignored, and so would every interpreter it starts: Ctrl-C would then reach nobody,
+# and the tests of what Ctrl-C does (here and in child scripts) would fail. Hear it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)
