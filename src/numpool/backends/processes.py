@@ -136,7 +136,7 @@ class ProcessesBackend(Backend):
             if not broken or isinstance(e, cf_process.BrokenProcessPool):
                 raise
             raise cf_process.BrokenProcessPool(broken) from e
-        procs = getattr(ex, "_processes", None)  # started on demand by submit()
+        procs = getattr(ex, "_processes", None)  # started by the first submit()
         if procs and len(procs) != len(self._procs):
             self._procs.update(procs)
         return future
@@ -310,9 +310,8 @@ _made: weakref.WeakSet[ProcessPoolExecutor] = weakref.WeakSet()
 
 def _kill_broken_survivors() -> None:
     """At exit, before concurrent.futures joins its manager threads: a broken
-    executor's manager may be joining a worker that a submit racing the breakage
-    started after the manager's terminate() (CPython's terminate_broken does not
-    hold the executor's shutdown lock); it would wait for good."""
+    executor's manager joins its surviving workers, and one left idle would keep it
+    (and the exit) waiting for good (see :func:`_kill_survivors`)."""
     for ex in list(_made):
         if getattr(ex, "_broken", False):
             _kill_survivors(ex)
