@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from numpool.doctor import time_processes
 from numpool.planner import profile
 from numpool.planner.profile import Profile, ProfileStore
 
@@ -74,9 +75,18 @@ def test_a_start_not_timed_leaves_only_the_round_trip(cache: Path) -> None:
 
 
 def test_remeasure_times_worker_processes_too(cache: Path) -> None:
-    got = ProfileStore().remeasure(processes=True, workers=1)
+    """With the doctor's timer, remeasure starts real worker processes and times them."""
+    got = ProfileStore().remeasure(time_processes, workers=1)
     assert got.processes_known
     assert got.process_start_s > 0 and got.process_task_s > 0  # type: ignore[operator]
+
+
+def test_remeasure_takes_its_process_timing_from_the_caller(cache: Path) -> None:
+    """The planner starts no processes: remeasure records what the given timer returns."""
+    asked: list[int] = []
+    got = ProfileStore().remeasure(lambda w: (asked.append(w), (0.5, 0.01))[1], workers=3)
+    assert asked == [3] and (got.process_start_s, got.process_task_s) == (0.5, 0.01)
+    assert not ProfileStore().remeasure(workers=3).processes_known
 
 
 def test_the_cache_directory_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

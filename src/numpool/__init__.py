@@ -49,13 +49,12 @@ from ._errors import (
 )
 from ._pool import Pool
 from ._stats import Stats
+from ._version import __version__
 from .blas import blas_threads
 from .planner.plan import Plan
 from .shm import SharedArray, share
 
 _logging.getLogger("numpool").addHandler(_logging.NullHandler())
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BackendUnavailableError",

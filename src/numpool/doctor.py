@@ -17,11 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, shm
+from . import shm
 from ._cpus import cgroup_cpu_limit, default_workers, physical_cores, usable_cpus
-from .planner.profile import Profile, describe
+from ._version import __version__
+from .backends.processes import ProcessesBackend
+from .planner.profile import Profile, describe, measure_processes
 
-__all__ = ["advise", "examine", "render"]
+__all__ = ["advise", "examine", "render", "time_processes"]
 
 #: environment variables that change what numpool or BLAS do
 ENV = (
@@ -65,6 +67,16 @@ def _segments() -> dict[str, Any]:
 
 def _start_method() -> str:
     return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+
+
+def time_processes(workers: int) -> tuple[float, float]:
+    """(start per worker, round trip) of a fresh processes backend of ``workers``, for
+    the machine profile (which starts no worker processes itself)."""
+    backend = ProcessesBackend(workers, 1)
+    try:
+        return measure_processes(backend.start, backend.submit, workers)
+    finally:
+        backend.shutdown()
 
 
 def examine(clean: bool = False, remeasure: bool = False) -> dict[str, Any]:
@@ -117,7 +129,7 @@ def examine(clean: bool = False, remeasure: bool = False) -> dict[str, Any]:
         "cleaned": cleaned,
         "start_method": _start_method(),
         "profile": profile.as_json(
-            profile.store.remeasure(workers=default_workers())
+            profile.store.remeasure(time_processes, workers=default_workers())
             if remeasure
             else profile.store.get()
         ),

@@ -14,9 +14,11 @@ numpool was developed on; each is measured where numpool runs::
     process_task_s    a round trip of a tiny task to a warm worker process
 
 The first four take ~0.1 s to measure and are measured on first need. The
-process figures need worker processes: they are recorded when a processes
-backend first starts for real (its start is then timed, and its warm-up
-tasks are round trips), or by ``numpool doctor --profile``.
+process figures need worker processes, which the planner never starts: they
+are recorded (:meth:`ProfileStore.record_processes`) when the runtime first
+starts a processes backend for real (its start is then timed, and its warm-up
+tasks are round trips), or by ``numpool doctor --profile``, which hands
+:meth:`ProfileStore.remeasure` its way of timing them.
 
 The profile is cached per machine and numpool version in the user's cache
 directory (``$NUMPOOL_CACHE_DIR``, else ``$XDG_CACHE_HOME/numpool``, else
@@ -39,11 +41,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .._cpus import physical_cores, usable_cpus
+from .._version import __version__
 
 __all__ = ["Profile", "cache_dir", "machine_key", "store"]
 
@@ -94,9 +99,6 @@ def _cpu_model() -> str:
 def machine_key() -> str:
     """A short hash of what makes this machine's figures differ from another's."""
     import psutil
-
-    from .. import __version__
-    from .._cpus import physical_cores, usable_cpus
 
     facts = {
         "cpu": _cpu_model(),
@@ -167,24 +169,22 @@ def measure_memory(nbytes: int = _COPY_BYTES) -> tuple[float, float]:
     return nbytes / min(copy), nbytes / min(fault)
 
 
-def measure_processes(workers: int = 2) -> tuple[float, float]:
-    """(process_start_s per worker, process_task_s), on a fresh pool of ``workers``."""
-    from ..backends.processes import ProcessesBackend
-
-    backend = ProcessesBackend(workers, 1)
-    try:
+def measure_processes(
+    start: Callable[[], object], submit: Callable[[Callable[[], Any]], Future[Any]], workers: int
+) -> tuple[float, float]:
+    """(process_start_s per worker, process_task_s) of a fresh pool of ``workers``
+    processes, given as its ``start()`` and ``submit(fn)``: the runtime makes the
+    pool (see ``numpool.doctor``), so the planner imports no backend."""
+    t0 = time.perf_counter()
+    start()
+    started = (time.perf_counter() - t0) / workers
+    trips = []
+    for _ in range(_SAMPLES):
+        time.sleep(_IDLE_S)
         t0 = time.perf_counter()
-        backend.start()
-        start = (time.perf_counter() - t0) / workers
-        trips = []
-        for _ in range(_SAMPLES):
-            time.sleep(_IDLE_S)
-            t0 = time.perf_counter()
-            backend.submit(int).result()
-            trips.append(time.perf_counter() - t0)
-    finally:
-        backend.shutdown()
-    return start, _median(trips)
+        submit(int).result()
+        trips.append(time.perf_counter() - t0)
+    return started, _median(trips)
 
 
 # --- the store -----------------------------------------------------------------
@@ -264,11 +264,15 @@ class ProfileStore:
             )
             self._save(self._profile)
 
-    def remeasure(self, processes: bool = True, workers: int = 2) -> Profile:
-        """Measure everything again (``numpool doctor --profile``)."""
+    def remeasure(
+        self, time_processes: Callable[[int], tuple[float, float]] | None = None, workers: int = 2
+    ) -> Profile:
+        """Measure everything again (``numpool doctor --profile``); the process figures
+        with ``time_processes(workers)`` -> (start per worker, round trip), the
+        runtime's (None: left unmeasured)."""
         wake, task = measure_threads()
         copy, fault = measure_memory()
-        start, trip = measure_processes(workers) if processes else (None, None)
+        start, trip = time_processes(workers) if time_processes else (None, None)
         profile = Profile(wake, task, copy, fault, start, trip)
         with self._lock:
             self._profile = profile
