@@ -19,7 +19,7 @@ message (see :func:`annotate`), and with the worker's traceback chained as
 cannot travel between processes arrives as a :class:`RemoteError`: a class
 of the same name, subclassing both RemoteError and the original's nearest
 built-in base (``except ValueError`` still catches it), with its message and
-the worker's traceback.
+the worker's traceback (rebuilt by ``numpool.backends._ship.remote_error``).
 
 Bad arguments raise plain :class:`TypeError` / :class:`ValueError` naming the
 argument, what was expected and what was given.
@@ -67,34 +67,6 @@ class RemoteError(NumpoolError):
     """
 
     original: str = ""
-
-
-_remote_classes: dict[tuple[str, str, str], type] = {}
-
-
-def remote_error(module: str, qualname: str, base: str, message: str, tb: str) -> BaseException:
-    """Rebuild, in the caller, an exception that could not travel (see RemoteError)."""
-    import builtins
-
-    from .backends._ship import _RemoteTraceback
-
-    key = (module, qualname, base)
-    cls = _remote_classes.get(key)
-    if cls is None:
-        builtin = getattr(builtins, base, Exception)
-        if not (isinstance(builtin, type) and issubclass(builtin, Exception)):
-            builtin = Exception
-        name = qualname.rpartition(".")[2]
-        original = f"{module}.{qualname}"
-        attrs = {"__module__": module, "__qualname__": qualname, "original": original}
-        try:
-            cls = type(name, (RemoteError, builtin), attrs)
-        except TypeError:  # an incompatible layout
-            cls = type(name, (RemoteError,), attrs)
-        _remote_classes[key] = cls
-    exc: BaseException = cls(message)
-    exc.__cause__ = _RemoteTraceback(tb)
-    return exc
 
 
 def annotate(exc: BaseException, where: str) -> BaseException:

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from .._errors import RemoteError
+
 __all__ = ["Shipped", "needs_value", "portable", "ship", "ship_args"]
 
 #: a function shipped by value and bigger than this is worth a warning: every task
@@ -198,8 +200,6 @@ class _RemoteErrorData(Exception):
         super().__init__(module, qualname, base, message, tb)
 
     def __reduce__(self) -> Any:
-        from .._errors import remote_error
-
         return (remote_error, self.args)
 
 
@@ -212,6 +212,30 @@ class _RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return f'\n"""\n{self.tb}"""'
+
+
+_remote_classes: dict[tuple[str, str, str], type] = {}
+
+
+def remote_error(module: str, qualname: str, base: str, message: str, tb: str) -> BaseException:
+    """Rebuild, in the caller, an exception that could not travel (see RemoteError)."""
+    key = (module, qualname, base)
+    cls = _remote_classes.get(key)
+    if cls is None:
+        builtin = getattr(builtins, base, Exception)
+        if not (isinstance(builtin, type) and issubclass(builtin, Exception)):
+            builtin = Exception
+        name = qualname.rpartition(".")[2]
+        original = f"{module}.{qualname}"
+        attrs = {"__module__": module, "__qualname__": qualname, "original": original}
+        try:
+            cls = type(name, (RemoteError, builtin), attrs)
+        except TypeError:  # an incompatible layout
+            cls = type(name, (RemoteError,), attrs)
+        _remote_classes[key] = cls
+    exc: BaseException = cls(message)
+    exc.__cause__ = _RemoteTraceback(tb)
+    return exc
 
 
 # --- arrays in a byte order other than the machine's ----------------------------------
