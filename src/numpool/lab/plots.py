@@ -11,6 +11,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .fmt import fmt_s
+
 __all__ = ["grid_heatmap", "speed_text", "speedup_bars", "time_split"]
 
 COLORS = {
@@ -185,8 +187,6 @@ def time_split(rows: list[dict[str, Any]], title: str, path: Path) -> Path:
     trans = ax.get_yaxis_transform()
     any_unmetered = False
     for i, r in enumerate(ok):
-        from .report import fmt_s
-
         mark = ""
         if r["time_split"]["unmetered"]:
             mark, any_unmetered = " †", True
@@ -241,8 +241,6 @@ def grid_heatmap(
     """
     import numpy as np
     from matplotlib.colors import TwoSlopeNorm
-
-    from .report import fmt_s
 
     plt = _plt()
     t = np.full((len(sizes), len(sizes)), np.nan)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import plots
+from .fmt import NM, fmt_bytes, fmt_pct, fmt_rate, fmt_s, ratio
 from .rows import AUTO_WARMUP_CALLS
 
 __all__ = [
@@ -29,8 +30,6 @@ __all__ = [
     "write",
 ]
 
-NM = "n/m"
-
 TITLES = {
     "A": "Experiment A: a batch of matrix multiplications",
     "B": "Experiment B: numpy.exp over a large vector (B1-B4)",
@@ -38,56 +37,6 @@ TITLES = {
 }
 
 DEMO = "`numpool demo --quick` (about 10 s) shows the same point on smaller data"
-
-
-# -- figures as text ---------------------------------------------------------------------
-
-
-def fmt_s(t: float | None) -> str:
-    """Seconds as text: 1.6 ms, 216.8 ms, 3.90 s; ``n/m`` when not measured."""
-    if t is None:
-        return NM
-    if t < 1e-3:
-        return f"{t * 1e6:.0f} µs"
-    if t < 1:
-        return f"{t * 1e3:.1f} ms"
-    return f"{t:.2f} s" if t < 10 else f"{t:.1f} s"
-
-
-def fmt_bytes(b: float | None) -> str:
-    """Bytes as text (decimal units); ``n/m`` when not measured."""
-    if b is None:
-        return NM
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if b >= size:
-            return f"{b / size:.1f} {unit}"
-    return f"{b:.0f} B"
-
-
-def ratio(x: float | None) -> str:
-    """A speed-up as text: "2.15x" (faster or equal), "2.0x slower", "660x slower"."""
-    if not x:
-        return NM
-    if x >= 0.995:
-        return f"{x:.2f}x"
-    slower = 1 / x
-    if slower < 2:
-        return f"{slower:.2f}x slower"
-    return f"{slower:.1f}x slower" if slower < 10 else f"{slower:,.0f}x slower"
-
-
-def fmt_pct(x: float | None) -> str:
-    """A share as text: "84%", or two significant digits below 1% ("0.035%"), never "0%"."""
-    if x is None:
-        return NM
-    return f"{x:.0%}" if x >= 0.01 else f"{x * 100:.2g}%"
-
-
-def fmt_rate(x: float | None) -> str:
-    """GFLOP/s or GB/s: "111.5", or two significant digits below 1 ("0.0035")."""
-    if x is None:
-        return NM
-    return f"{x:.1f}" if x >= 1 else f"{x:.2g}"
 
 
 def _seconds(p: float) -> str:
