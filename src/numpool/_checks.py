@@ -7,16 +7,18 @@ expected and what was given.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, get_args, overload
 
 import numpy as np
 
-from . import backends
 from ._cpus import default_workers
-from ._inputs import Inputs
+
+if TYPE_CHECKING:
+    from ._inputs import Inputs
 
 __all__ = [
     "AUTO",
+    "BACKEND_NAMES",
     "BackendName",
     "as_input_array",
     "check_backend",
@@ -29,15 +31,20 @@ __all__ = [
     "check_workers",
 ]
 
-#: what ``backend=`` takes (type checkers catch ``backend="thread"``)
+#: what ``backend=`` takes (type checkers catch ``backend="thread"``): "auto" and the
+#: name of every backend module in numpool/backends (a test holds the two the same)
 BackendName = Literal["auto", "serial", "threads", "processes", "pickle", "dask"]
 
 AUTO = "auto"
 
+#: the backends by name, as ``numpool.backends.names()`` lists them; written here so
+#: that checking an argument imports no backend
+BACKEND_NAMES = tuple(sorted(set(get_args(BackendName)) - {AUTO}))
+
 
 def check_backend(backend: Any) -> str:
-    if not isinstance(backend, str) or (backend not in backends.names() and backend != AUTO):
-        choices = ", ".join(map(repr, [AUTO, *backends.names()]))
+    if not isinstance(backend, str) or (backend not in BACKEND_NAMES and backend != AUTO):
+        choices = ", ".join(map(repr, [AUTO, *BACKEND_NAMES]))
         raise ValueError(f"backend must be one of {choices}; got {backend!r}")
     return backend
 

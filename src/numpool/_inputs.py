@@ -25,6 +25,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._checks import check_plain
+
 __all__ = ["Cut", "Inputs", "along", "make"]
 
 
@@ -223,8 +225,6 @@ def tail_of(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
 def make(x: np.ndarray, others: tuple[Any, ...], axis: int, overlap: int, where: str) -> Inputs:
     """Check and build a call's inputs: x (already an ndarray with a dimension) and the
     other arguments; ``axis`` and ``overlap`` as given."""
-    from ._checks import check_plain
-
     if isinstance(overlap, bool) or not isinstance(overlap, (int, np.integer)):
         raise TypeError(f"{where}: overlap must be an int >= 0, got {overlap!r}")
     if overlap < 0:
