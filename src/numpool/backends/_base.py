@@ -30,10 +30,10 @@ from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..planner.model import Candidate
 from ._transport import Transport
 
 if TYPE_CHECKING:
-    from ..planner.model import Candidate
     from ..planner.profile import Profile
 
 __all__ = ["BACKENDS", "Backend", "live"]
@@ -104,8 +104,6 @@ class Backend:
 
     def candidate(self, func: Callable[..., Any]) -> Candidate:
         """This backend as the planner's model sees it, for a call of ``func``."""
-        from ..planner.model import Candidate
-
         return Candidate(
             name=self.name,
             workers=self.workers,
