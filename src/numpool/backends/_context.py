@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import multiprocessing.context as mpc
-import multiprocessing.process as mp_process
 import os
 import signal
 import sys
@@ -42,6 +41,8 @@ import time
 import types
 from multiprocessing import spawn
 from typing import Any
+
+from . import _cpython
 
 __all__ = ["PRELOAD", "context"]
 
@@ -69,8 +70,10 @@ class _SpawnWithoutMain:
 def _without_main(popen: Any, **names: Any) -> type:
     """A subclass of the stdlib Popen class ``popen`` whose ``_launch`` is the stdlib's
     code reading ``spawn`` from :class:`_SpawnWithoutMain` (and the globals ``names``
-    from there)."""
-    launch = popen._launch
+    from there); ``popen`` itself where it has no ``_launch`` to rebind."""
+    launch = _cpython.popen_launch(popen)
+    if launch is None:
+        return popen
     namespace = dict(vars(sys.modules[popen.__module__]))
     namespace["spawn"] = _SpawnWithoutMain()
     namespace.update(names)
@@ -106,7 +109,7 @@ if "forkserver" in mp.get_all_start_methods():
         @staticmethod
         def _Popen(process_obj: Any) -> Any:
             _server.ensure_running()
-            pid = getattr(_server, "_forkserver_pid", None)
+            pid = _cpython.forkserver_pid(_server)
             try:
                 return _ForkServerPopen(process_obj)
             except _SERVER_GONE:
@@ -126,7 +129,7 @@ if "forkserver" in mp.get_all_start_methods():
         the next 45-50 pools failed to start). So it is killed, and the start is tried
         again until its successor answers (SERVER_RESTART_S at most). It forks nothing
         once it has failed, so no worker is started twice."""
-        if pid is not None and pid == getattr(_server, "_forkserver_pid", None):
+        if pid is not None and pid == _cpython.forkserver_pid(_server):
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + SERVER_RESTART_S
@@ -193,14 +196,11 @@ def _after_fork_in_child() -> None:
     them), and numpool's next worker here comes from a fresh fork server; the child's
     copy of the old one's "alive" pipe is closed, so that the parent's server still
     ends with the parent."""
-    children = getattr(mp_process, "_children", None)
-    if children is not None:
-        for p in [p for p in children if isinstance(p, _processes)]:
-            children.discard(p)
+    _cpython.forget_children(_processes)
     if "forkserver" in mp.get_all_start_methods():
         global _server
         old, _server = _server, forkserver.ForkServer()
-        alive = getattr(old, "_forkserver_alive_fd", None)
+        alive = _cpython.forkserver_alive_fd(old)
         if alive is not None:
             with contextlib.suppress(OSError):
                 os.close(alive)

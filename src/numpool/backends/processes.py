@@ -44,6 +44,7 @@ from typing import Any, ClassVar
 
 from .. import shm
 from .._errors import BackendUnavailableError
+from . import _cpython
 from ._base import Backend
 from ._context import context
 from ._ship import ship, ship_args
@@ -93,8 +94,7 @@ class ProcessesBackend(Backend):
         # lock, so the new process's fds were already closed (OSError EBADF in
         # sendfds, seen in CI on 3.11) or the manager's walk over the process dict
         # fails ("dictionary changed size during iteration").
-        if hasattr(ex, "_safe_to_dynamically_spawn_children"):
-            ex._safe_to_dynamically_spawn_children = False
+        _cpython.forbid_spawning_later(ex)
         _made.add(ex)
         return ex
 
@@ -114,7 +114,7 @@ class ProcessesBackend(Backend):
                     "workers are not)."
                 )
             ex = self._executor
-            if ex is None or getattr(ex, "_broken", False):
+            if ex is None or _cpython.executor_is_broken(ex):
                 if ex is not None:
                     _kill_survivors(ex)
                     ex.shutdown(wait=False, cancel_futures=True)
@@ -132,11 +132,10 @@ class ProcessesBackend(Backend):
         except Exception as e:
             # a worker died while this submit ran: what failed is the broken pool's
             # (its manager thread marks it broken before it closes anything)
-            broken = getattr(ex, "_broken", False)
-            if not broken or isinstance(e, cf_process.BrokenProcessPool):
+            if not _cpython.executor_is_broken(ex) or isinstance(e, cf_process.BrokenProcessPool):
                 raise
-            raise cf_process.BrokenProcessPool(broken) from e
-        procs = getattr(ex, "_processes", None)  # started by the first submit()
+            raise cf_process.BrokenProcessPool(_cpython.why_broken(ex)) from e
+        procs = _cpython.worker_processes(ex)  # started by the first submit()
         if procs and len(procs) != len(self._procs):
             self._procs.update(procs)
         return future
@@ -163,7 +162,8 @@ class ProcessesBackend(Backend):
         # status from the fork server; polling the same Process objects meanwhile races
         # it, and the loser records 255 ("no status", seen in CI for a SIGKILL): let
         # it finish first, then read the statuses it stored.
-        manager = getattr(self._executor, "_executor_manager_thread", None)
+        ex = self._executor
+        manager = _cpython.manager_thread(ex) if ex is not None else None
         if manager is not None and manager is not threading.current_thread():
             manager.join(timeout=1.0)
         while True:
@@ -190,7 +190,7 @@ class ProcessesBackend(Backend):
         would steal its work items (seen on 3.10: a soak hung 1 run in 4, its task
         never delivered)."""
         ex = self._executor
-        if ex is not None and getattr(ex, "_broken", False):
+        if ex is not None and _cpython.executor_is_broken(ex):
             _unblock_feeder(ex)
 
     def interrupt(self) -> None:
@@ -203,7 +203,7 @@ class ProcessesBackend(Backend):
             ex, self._executor = self._executor, None
             procs, self._procs = self._procs, {}
         if ex is not None:
-            _kill(ex, {**procs, **(getattr(ex, "_processes", None) or {})})
+            _kill(ex, {**procs, **_cpython.worker_processes(ex)})
             ex.shutdown(wait=False, cancel_futures=True)
             _retire(ex)
 
@@ -222,8 +222,8 @@ class ProcessesBackend(Backend):
         ex = self._executor
         return (
             ex is not None
-            and not getattr(ex, "_broken", False)
-            and len(getattr(ex, "_processes", None) or ()) >= self.workers
+            and not _cpython.executor_is_broken(ex)
+            and len(_cpython.worker_processes(ex)) >= self.workers
             and self._starter is None
         )
 
@@ -286,8 +286,8 @@ SHUTDOWN_GRACE_S = 5.0
 def _cancel_then_kill(ex: ProcessPoolExecutor, wait: bool) -> None:
     """Cancel ``ex``'s queue, and kill its workers if tasks still run after
     SHUTDOWN_GRACE_S (in a daemon thread unless ``wait``)."""
-    manager = getattr(ex, "_executor_manager_thread", None)
-    procs = dict(getattr(ex, "_processes", None) or {})  # (shutdown forgets them)
+    manager = _cpython.manager_thread(ex)
+    procs = _cpython.worker_processes(ex)  # (shutdown forgets them)
     ex.shutdown(wait=False, cancel_futures=True)
     if manager is None:  # no work was ever submitted
         return
@@ -313,12 +313,11 @@ def _kill_broken_survivors() -> None:
     executor's manager joins its surviving workers, and one left idle would keep it
     (and the exit) waiting for good (see :func:`_kill_survivors`)."""
     for ex in list(_made):
-        if getattr(ex, "_broken", False):
+        if _cpython.executor_is_broken(ex):
             _kill_survivors(ex)
 
 
-# threading's exit hooks run in reverse order, so this one before _python_exit
-getattr(threading, "_register_atexit", lambda f: None)(_kill_broken_survivors)
+_cpython.register_before_executors_exit(_kill_broken_survivors)
 
 
 def _kill_survivors(ex: ProcessPoolExecutor) -> None:
@@ -326,11 +325,10 @@ def _kill_survivors(ex: ProcessPoolExecutor) -> None:
     (terminate_broken) before it ends, and an idle one waits on a call queue whose
     write end it holds itself, so it never sees EOF: on 3.11 the interpreter then
     hung at exit joining that thread (seen once in CI, after every test passed)."""
-    for p in list((getattr(ex, "_processes", None) or {}).values()):
-        popen = getattr(p, "_popen", None)
+    for p in _cpython.worker_processes(ex).values():
         # (no poll: reaping here would race the manager thread for the exit status
         # that crash_cause() reports)
-        if popen is not None and popen.returncode is None:
+        if _cpython.not_reaped(p):
             with contextlib.suppress(OSError):
                 os.kill(p.pid, signal.SIGKILL)
 
@@ -357,7 +355,7 @@ def join_retired(timeout: float = 5.0) -> None:
     with _retired_lock:
         retired = list(_retired)
     for ex in retired:
-        thread = getattr(ex, "_executor_manager_thread", None)
+        thread = _cpython.manager_thread(ex)
         if thread is not None:
             thread.join(max(0.0, deadline - time.monotonic()))
 
@@ -378,15 +376,10 @@ def _disown(ex: ProcessPoolExecutor) -> None:
     multiprocessing's (they take the queue's lock, and join a feeder thread of the
     parent's). Its workers leave multiprocessing's children in _context.py."""
     _disowned.append(ex)
-    manager = getattr(ex, "_executor_manager_thread", None)
-    wakeups = getattr(cf_process, "_threads_wakeups", None)
-    if manager is not None and wakeups is not None:
-        wakeups.pop(manager, None)
-    queue = getattr(ex, "_call_queue", None)
-    for name in ("_close", "_jointhread"):
-        finalizer = getattr(queue, name, None)
-        if finalizer is not None:
-            finalizer.cancel()
+    manager = _cpython.manager_thread(ex)
+    if manager is not None:
+        _cpython.forget_manager_wakeup(manager)
+    _cpython.cancel_queue_finalizers(_cpython.call_queue(ex))
 
 
 def _after_fork_in_child() -> None:
@@ -404,7 +397,7 @@ def _retire(ex: ProcessPoolExecutor) -> None:
         _retired[:] = [
             old
             for old in _retired
-            if (t := getattr(old, "_executor_manager_thread", None)) is not None and t.is_alive()
+            if (t := _cpython.manager_thread(old)) is not None and t.is_alive()
         ]
         _retired.append(ex)
 
@@ -475,15 +468,15 @@ def _unblock_feeder(ex: ProcessPoolExecutor) -> None:
     still writes (work items for workers that no longer exist)."""
     if sys.version_info >= (3, 11):
         return
-    queue = getattr(ex, "_call_queue", None)
-    reader = getattr(queue, "_reader", None)
+    queue = _cpython.call_queue(ex)
+    reader = _cpython.queue_reader(queue)
     if reader is None:
         return
 
     def drain() -> None:
         with contextlib.suppress(Exception):  # the executor closed the pipe: done
             while True:
-                feeder = getattr(queue, "_thread", None)
+                feeder = _cpython.queue_feeder(queue)
                 if reader.poll(0.05):
                     reader.recv_bytes()
                 elif feeder is None or not feeder.is_alive():

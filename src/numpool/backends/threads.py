@@ -18,7 +18,6 @@ thread, never the pool, nor the interpreter's exit (see :class:`_DaemonThreads`)
 
 from __future__ import annotations
 
-import concurrent.futures.thread as cf_thread
 import contextlib
 import threading
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from typing import Any, ClassVar
 
 from .. import _buffers
 from ..blas import process_budget
+from . import _cpython
 from ._base import Backend
 from ._transport import Transport
 
@@ -48,7 +48,8 @@ class _DaemonThreads(ThreadPoolExecutor):
     How: a new thread is a daemon when the thread creating it is one (documented in
     ``threading``), and the executor creates its threads in ``submit``, in the
     caller's thread; so until all ``max_workers`` exist, they are created from a
-    short-lived daemon thread.
+    short-lived daemon thread. (``_adjust_thread_count``, ``_threads`` and
+    ``_max_workers`` are private hooks of the stdlib's class: see ``_cpython.py``.)
     """
 
     def _adjust_thread_count(self) -> None:
@@ -79,10 +80,7 @@ def _leave_behind(ex: ThreadPoolExecutor) -> None:
 
 def _forget(ex: ThreadPoolExecutor) -> None:
     """Take ``ex``'s threads out of concurrent.futures' exit registry."""
-    registry = getattr(cf_thread, "_threads_queues", None)
-    if registry is not None:
-        for t in list(getattr(ex, "_threads", ())):
-            registry.pop(t, None)
+    _cpython.forget_thread_exit_registry(_cpython.executor_threads(ex))
 
 
 class ThreadsBackend(Backend):
