@@ -143,8 +143,9 @@ def forbid_spawning_later(ex: ProcessPoolExecutor) -> None:
     """Make ``ex`` start every worker with its first submit, never one in a later
     submit (what it does under fork).
 
-    Sets ``ex._safe_to_dynamically_spawn_children`` (3.10.13, where it was backported,
-    3.11-3.13). Missing: nothing is set; such a Python starts every worker up front."""
+    Sets ``ex._safe_to_dynamically_spawn_children`` (3.10-3.13). Missing: nothing is
+    set, and a later submit may start a worker while a dead one breaks the pool (the
+    race ``ProcessesBackend._make_executor`` explains)."""
     if hasattr(ex, "_safe_to_dynamically_spawn_children"):
         ex._safe_to_dynamically_spawn_children = False
 
