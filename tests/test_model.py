@@ -413,3 +413,98 @@ def test_a_whole_serial_call_pays_for_its_fresh_output() -> None:
     assert choose(warm, VM, Work((SERIAL, THREADS), explore=False)).backend == "serial"
     fresh = apply(10_000_000, 1.5e-9, alloc_bytes=80e6, **kw)
     assert choose(fresh, VM, Work((SERIAL, THREADS), explore=False)).backend == "threads"
+
+
+# --- serial for good: the fast path's rule (issue 21) ---------------------------------
+
+
+def _machine(wake_s: float, trip_s: float | None) -> Profile:
+    """A machine whose hand-offs cost ``wake_s`` (a thread) and ``trip_s`` (a worker
+    process; None: not measured yet)."""
+    return dataclasses.replace(
+        VM, thread_wake_s=wake_s, process_task_s=trip_s, thread_task_s=wake_s / 10
+    )
+
+
+@given(
+    items=st.integers(1, 10**8),
+    item_s=st.floats(1e-10, 1e-3),
+    wake_s=st.floats(1e-6, 1e-3),
+    trip_s=st.one_of(st.none(), st.floats(1e-5, 1e-2)),
+    workers=st.integers(2, 64),
+)
+def test_certain_means_no_backend_could_win_even_scaling_perfectly(
+    items: int, item_s: float, wake_s: float, trip_s: float | None, workers: int
+) -> None:
+    """Across a dial of machines (hand-offs from 1 us to 10 ms) and funcs (0.1 ns to
+    1 ms per row): serial is certain exactly when every parallel backend's best case
+    (its fixed cost, plus the work spread perfectly) is no faster than serial."""
+    profile = _machine(wake_s, trip_s)
+    threads = dataclasses.replace(THREADS, workers=workers)
+    procs = dataclasses.replace(PROCESSES, workers=workers)
+    m = apply(items, item_s)
+    serial_s = items * item_s
+    least = min(v for v in (wake_s, trip_s) if v)
+    best_case = min(
+        wake_s + serial_s / workers, (trip_s if trip_s else least) + serial_s / workers
+    )
+    certain = model.serial_certain(m, profile, (SERIAL, threads, procs))
+    assert certain == (best_case >= serial_s)
+    d = choose(m, profile, Work((SERIAL, threads, procs)))
+    if certain:
+        assert d.backend == "serial" and d.certain and not d.explore
+        assert d.measure_first is None
+    else:
+        assert not d.certain
+
+
+@given(items=st.integers(2, 10**6), item_s=st.floats(1e-10, 1e-6), calls=st.integers(0, 20))
+def test_certain_serial_ignores_what_other_backends_were_seen_doing(
+    items: int, item_s: float, calls: int
+) -> None:
+    """Once certain, nothing flips it: no hysteresis anchor, no observation, no
+    unmeasured backend makes auto explore or measure."""
+    m = apply(
+        items,
+        item_s,
+        calls=calls,
+        current="threads",
+        observed={"threads": item_s / 10},
+        observations={"threads": 1},
+    )
+    profile = dataclasses.replace(VM, process_task_s=None, process_start_s=None)
+    if not model.serial_certain(m, profile, ALL.candidates):
+        return
+    d = choose(m, profile, ALL)
+    assert d.backend == "serial" and d.certain and not d.explore and d.measure_first is None
+
+
+def test_an_unmeasured_process_round_trip_costs_at_least_a_thread_wake() -> None:
+    """On a fresh machine (no process figures yet), 10 us of work is still certain:
+    reaching another process costs at least what waking a thread of this one does."""
+    fresh = dataclasses.replace(VM, process_task_s=None, process_start_s=None)
+    m = apply(10_000, 1e-9)
+    assert model.serial_certain(m, fresh, ALL.candidates)
+    assert model.floor(m, fresh, PROCESSES) >= fresh.thread_wake_s
+
+
+def test_a_backend_that_is_only_starting_does_not_make_serial_certain() -> None:
+    """A backend unavailable now (its workers starting) still counts: the route must
+    not be settled for good on its absence."""
+    starting = dataclasses.replace(PROCESSES, unavailable="starting")
+    m = apply(100_000, 1e-6)  # 100 ms: processes could win
+    assert not model.serial_certain(m, VM, (SERIAL, THREADS, starting))
+
+
+@pytest.mark.parametrize("workers", [2, 3, 4, 16])
+def test_pulled_blocks_need_not_be_a_multiple_of_the_workers(workers: int) -> None:
+    """Blocks taken from one counter (threads): a late worker takes fewer, so the
+    count is not rounded down to a multiple of the workers."""
+    task_s = 10e-6
+    for items in (10, 1000, 10**6):
+        for item_s in (1e-9, 1e-7, 1e-5):
+            even = blocks(items, item_s, workers, task_s)
+            pulled = blocks(items, item_s, workers, task_s, pulled=True)
+            assert pulled >= even and 1 <= pulled <= max(1, items)
+            if even >= workers:
+                assert even % workers == 0

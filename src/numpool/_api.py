@@ -200,16 +200,13 @@ def apply(
     ):
         pool = _pool(backend, workers, blas_threads, retries)
     if (
-        out is None
-        and chunks is None
-        and not progress
-        and pool._tiny_ok
+        pool._fast_ok  # (not on a shut-down pool)
         and type(x) is np.ndarray
-        and not arrays
-        and not overlap
-        and not axis
+        and out is None
+        and chunks is None
+        and not (arrays or progress or overlap or axis)
     ):
-        hit = pool._runner.tiny(func, x)  # (a shut-down pool is not _tiny_ok)
+        hit = pool._runner.fast(func, x)  # its settled route, if it has one
         if hit is not None:
             result, _local.stats = hit
             return result

@@ -24,6 +24,7 @@ those a worker may still touch); a broken process pool becomes
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import queue
 import signal
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import WorkerCrashedError
-from ._inputs import Inputs
+from ._inputs import Inputs, along
 from ._progress import advance
 from ._stats import Stats
 from .backends import Backend
@@ -46,7 +47,7 @@ from .backends._worker import apply_block, run_tasks
 
 log = logging.getLogger("numpool")
 
-__all__ = ["apply", "bounds", "map_tasks", "run_one"]
+__all__ = ["apply", "bounds", "map_tasks", "pull", "run_one"]
 
 Job = tuple[int, Callable[..., Any], tuple[Any, ...]]
 
@@ -259,10 +260,24 @@ def apply(
 
     ``layout`` is the output's (shape without the split axis, dtype); ``row0``
     is where these rows start in the caller's call (for error messages).
-    ``stats`` is filled as the call runs.
+    ``stats`` is filled as the call runs. Threads in the caller's process run it
+    by :func:`pull` (the caller takes blocks too); the others by :func:`_drive`.
     """
     rows = inputs.n
     if rows == 0:
+        return out
+    if backend.in_process and not backend.inline:
+        with backend.scope():
+            pull(
+                backend,
+                func,
+                inputs,
+                out,
+                bounds(rows, max(1, min(rows, chunks))),
+                layout,
+                stats,
+                row0,
+            )
         return out
     tail, dtype = layout
     backend.check_callable(func)
@@ -294,6 +309,101 @@ def apply(
         result = io.finish()
         stats.moved(io.moved, io.move_s)
         return result
+
+
+def pull(
+    backend: Backend,
+    func: Callable[..., Any],
+    inputs: Inputs,
+    out: np.ndarray,
+    edges: Sequence[int],
+    layout: tuple[tuple[int, ...], np.dtype],
+    stats: Stats,
+    row0: int = 0,
+) -> None:
+    """Blocks ``edges[i]:edges[i+1]`` of ``inputs`` into ``out`` on an in-process pool,
+    the caller working too.
+
+    ::
+
+        caller ── submits workers-1 helpers ──┐
+          │                                   ▼
+          └─▶ take the next block ◀── the same counter ── each helper
+              run it into out's rows            run it into out's rows
+              ... until none is left            ... until none is left
+        caller ── cancels helpers that never started, waits for the others
+
+    This is what a hand-written split does (half on a thread, half in the
+    caller), with blocks taken from one counter so that a helper that wakes
+    late (a hand-off costs tens of microseconds on a VM) takes fewer of
+    them: the caller never sits idle while blocks wait for a thread, and a
+    call makes ``workers - 1`` hand-offs, however many blocks it has.
+
+    Errors: the first failing block (in block order, of those that ran) is
+    raised once every helper has stopped, since they write into the caller's
+    memory. Ctrl-C in the caller stops taking blocks and leaves the helpers
+    behind (:meth:`Backend.interrupt`), as threads cannot be stopped.
+    """
+    n = len(edges) - 1
+    if n <= 0:
+        return
+    tail, dtype = layout
+    axis = inputs.axis
+    ticket = itertools.count()  # next() on a count is atomic: each block taken once
+    failed: list[tuple[int, BaseException]] = []
+    ran: list[tuple[tuple[int, str], float, float]] = []
+    rows_done: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+
+    def where(i: int) -> str:
+        return f"block {i} of {n} (rows {edges[i] + row0}:{edges[i + 1] + row0})"
+
+    def work(caller: bool) -> None:
+        try:
+            while not failed:
+                i = next(ticket)
+                if i >= n:
+                    return
+                a, b = edges[i], edges[i + 1]
+                try:
+                    _, who, t0, t1 = apply_block(
+                        func, inputs.block(a, b), along(out, a, b, axis), where(i), tail, dtype
+                    )
+                except BaseException as e:
+                    failed.append((i, e))
+                    if caller and not isinstance(e, Exception):
+                        raise  # Ctrl-C: at once
+                    return
+                ran.append((who, t0, t1))
+                if caller:
+                    advance(b - a)
+                else:
+                    rows_done.put(b - a)
+        finally:
+            if not caller:
+                rows_done.put(None)
+
+    helpers: list[Future[Any]] = []
+    try:
+        with _sigint_deferred(True):  # (a submit interrupted may leave its lock held)
+            for _ in range(min(backend.workers, n) - 1):
+                helpers.append(backend.submit(work, False))
+        work(True)
+        waiting = sum(1 for f in helpers if not f.cancel())  # (never started: none left)
+        while waiting:
+            got = rows_done.get()
+            if got is None:
+                waiting -= 1
+            else:
+                advance(got)
+    except BaseException as e:
+        failed.append((-1, e))  # the helpers take no more blocks
+        if helpers:
+            backend.interrupt()  # still running: left behind, the next call gets fresh ones
+        raise
+    for who, t0, t1 in ran:
+        stats.busy(who, t0, t1)
+    if failed:
+        raise min(failed, key=lambda f: f[0])[1]
 
 
 def map_tasks(

@@ -123,8 +123,8 @@ class Pool(Executor):
         self._name = name
         self._backends = BackendSet(n, given, check_retries(retries), address, connect_timeout)
         self._runner = Runner(self._backends, name)
-        #: apply may try the runner's tiny path first (one flag, checked in ~20 ns)
-        self._tiny_ok = name != "serial"
+        #: apply may look for a settled route first (one flag, checked in ~20 ns)
+        self._fast_ok = True
         self._last: Last = None
         if name != AUTO:
             self._backends.get(name)  # a missing extra or a bad address fails here
@@ -207,7 +207,7 @@ class Pool(Executor):
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop the workers and release the pool's shared memory. Idempotent."""
-        self._tiny_ok = False
+        self._fast_ok = False
         self._backends.shutdown(wait=wait, cancel_futures=cancel_futures)
 
     # --- arrays -------------------------------------------------------------------
@@ -229,16 +229,13 @@ class Pool(Executor):
         See :func:`numpool.apply`.
         """
         if (
-            self._tiny_ok
+            self._fast_ok
+            and type(x) is np.ndarray
             and out is None
             and chunks is None
-            and not progress
-            and not arrays
-            and not overlap
-            and not axis
-            and type(x) is np.ndarray
+            and not (arrays or progress or overlap or axis)
         ):
-            hit = self._runner.tiny(func, x)
+            hit = self._runner.fast(func, x)  # its settled route, if it has one
             if hit is not None:
                 result, self._last = hit
                 return result

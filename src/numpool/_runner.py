@@ -48,6 +48,7 @@ from ._checks import AUTO
 from ._errors import annotate
 from ._inputs import Inputs, along, tail_of
 from ._progress import advance
+from ._routes import Route, Routes, one_in_one_out
 from ._stats import Last, Stats, worker_name
 from .backends import BACKENDS, Backend, BackendSet, auto_choices
 from .backends._transport import MapIO
@@ -59,9 +60,6 @@ from .planner.plan import Plan
 from .planner.profile import store
 
 __all__ = ["Runner", "whole"]
-
-_NO_TINY: tuple[Any, ...] = (None,) * 6
-
 
 log = logging.getLogger("numpool")
 
@@ -432,28 +430,6 @@ def _map_key(
 # --- the runner ----------------------------------------------------------------------
 
 
-class _Tiny:
-    """Calls known to be too small to split, by exact (func, dtype, shape): run at once.
-
-    Checked before anything else on every apply, so it is a dict and a last-hit memo
-    compared by identity (np.exp over 10k elements takes ~6 us: every 100 ns counts)."""
-
-    def __init__(self) -> None:
-        self.entries: dict[Hashable, tuple[Plan | None, bool]] = {}
-        self.last: tuple[Any, ...] = _NO_TINY
-        evidence.cache.derived.add(self)  # forgotten with the evidence
-
-    def clear(self) -> None:
-        self.entries = {}
-        self.last = _NO_TINY
-
-
-def _one_in_one_out(func: Any) -> bool:
-    """Whether ``func(x)`` is sure to be an ndarray with x's rows: a NumPy ufunc of one
-    input and one output (the tiny path skips the check of its result)."""
-    return type(func) is np.ufunc and func.nin == 1 and func.nout == 1
-
-
 class Runner:
     """Runs apply and map calls for one pool: a fixed backend, or ``auto``."""
 
@@ -464,48 +440,90 @@ class Runner:
         #: what the evidence is kept under: a fixed backend's "seconds per item" are its
         #: workers', auto's are the caller's serial ones
         self.key = (name, backends.workers, backends.given_blas)
-        self.tiny_cache = _Tiny()
+        #: settled decisions: the fast path (see numpool._routes)
+        self.routes = Routes()
         self._lock = threading.Lock()
+        self._measuring: threading.Thread | None = None
 
-    # --- the tiny path ------------------------------------------------------------
+    # --- the fast path ------------------------------------------------------------
 
-    def tiny(self, func: Callable[..., Any], x: np.ndarray) -> tuple[np.ndarray, Last] | None:
-        """``func(x)`` at once when earlier calls found inputs of ``x``'s exact dtype and
-        shape too small to split; else None (take the usual path)."""
+    def fast(self, func: Callable[..., Any], x: np.ndarray) -> tuple[np.ndarray, Last] | None:
+        """Run ``apply(func, x)`` on its settled route (see ``numpool._routes``); None
+        when it has none (the caller takes the planner's path). ``x`` is a plain
+        ndarray split along axis 0, with no other option given."""
+        route = self.routes.find(func, x)
+        if route is None:
+            return None
+        if not route.serial:
+            return self._run_route(route, func, Inputs.one(x), None)
         t0 = perf_counter()
-        cache = self.tiny_cache
-        hit = cache.last
-        if hit[0] is not func or hit[1] is not x.dtype or hit[2] != x.shape:
-            key = (func, x.dtype, x.shape)
-            try:
-                found = cache.entries.get(key)
-            except TypeError:  # an unhashable callable
-                return None
-            if found is None:
-                return None
-            hit = cache.last = (*key, *found, None)
         try:
             res = func(x)
         except Exception as e:
             raise annotate(e, f"the whole input (rows 0:{x.shape[0]}, run serially)") from None
-        if not hit[4] and (
+        if route.check and (
             type(res) is not np.ndarray or not res.ndim or res.shape[0] != x.shape[0]
         ):
             check_whole(Inputs.one(x), res)  # raises the usual error
-        plan = hit[3]
-        if plan is None:
-            return res, Stats("apply", "serial", tasks=1, wall_s=perf_counter() - t0)
-        return res, (plan, perf_counter() - t0)
+        wall = perf_counter() - t0
+        if route.ev is not None:  # (not certain: its evidence keeps flowing)
+            self._observe(route.ev, route.backend, None, wall / x.shape[0], settled=True)
+        if route.plan is None:
+            return res, Stats("apply", route.backend, tasks=1, wall_s=wall)
+        return res, (route.plan, wall)
 
-    def _remember_tiny(self, func: Any, x: np.ndarray, plan: Plan | None) -> None:
-        if type(x) is not np.ndarray:
-            return
-        cache = self.tiny_cache
-        if len(cache.entries) >= evidence.cache.size:
-            cache.clear()
-        with contextlib.suppress(TypeError):  # an unhashable callable: no tiny path
-            cache.entries[(func, x.dtype, x.shape)] = (plan, _one_in_one_out(func))
-        cache.last = _NO_TINY
+    def _run_route(
+        self, route: Route, func: Callable[..., Any], inputs: Inputs, out: np.ndarray | None
+    ) -> tuple[np.ndarray, Stats]:
+        """A call on a route split into blocks: run, then learn from its wall time."""
+        stats = Stats("apply", "")
+        t0 = perf_counter()
+        with self._scope():
+            result = self._run(route, func, inputs, out, stats)
+        wall = perf_counter() - t0
+        if route.ev is not None:
+            self._observe(route.ev, route.backend, None, wall / inputs.n, settled=True)
+        stats.plan = route.plan
+        stats.wall_s = wall
+        return result, stats
+
+    def _run(
+        self,
+        route: Route,
+        func: Callable[..., Any],
+        inputs: Inputs,
+        out: np.ndarray | None,
+        stats: Stats,
+    ) -> np.ndarray:
+        """Run the whole call as ``route`` says: whole in the caller, or in blocks."""
+        t0 = perf_counter()
+        if route.serial:
+            stats.backend = route.backend
+            result = whole(func, inputs, out)
+            stats.busy(worker_name(), t0, perf_counter())
+            return result
+        n, pieces = inputs.n, route.blocks
+        backend = self.backends.get(route.backend)
+        walker = _ApplyWalker(func, inputs, out, backend.transport.new_out, stats)
+        try:
+            # the output's layout, from this call's own first row, where func runs
+            if pieces == 1:  # (a backend outside this process: one block on a worker)
+                walker.remote(backend, 0, n)
+            elif backend.in_process:
+                t1 = perf_counter()
+                walker._first(0, 1)  # (untimed: no CPU clock read on every call)
+                stats.busy(worker_name(), t1, perf_counter())
+                walker.done = 1
+                advance(1)
+                walker.parallel(backend, 1, n, pieces)
+            else:
+                walker.remote(backend, 0, 1)
+                walker.parallel(backend, 1, n, pieces)
+        except BaseException:
+            walker.release(out)
+            raise
+        assert walker.out is not None
+        return walker.out
 
     # --- apply ---------------------------------------------------------------------
 
@@ -590,6 +608,8 @@ class Runner:
         stats: Stats,
     ) -> np.ndarray:
         t_start = perf_counter()
+        if self.auto and out is None and chunks is None and _small(inputs):
+            return self._first_whole(key, func, inputs, stats)
         if self.auto:
             candidates = self._candidates(func, inputs)
             # worker processes write into shared memory in place: allocate it there
@@ -614,6 +634,54 @@ class Runner:
         except BaseException:
             walker.release(out)
             raise
+
+    def _first_whole(
+        self, key: Hashable, func: Callable[..., Any], inputs: Inputs, stats: Stats
+    ) -> np.ndarray:
+        """A first call on a small input: ``func(x)`` whole in the caller, timed. That is
+        the serial cost itself (output allocation included), at the price of no
+        parallelism on this one call; then the decision for the next ones, settled at
+        once when the work is too small for any backend to win."""
+        n = inputs.n
+        cpu0, t0 = time.process_time(), perf_counter()
+        result = whole(func, inputs, None)
+        wall, cpu = perf_counter() - t0, time.process_time() - cpu0
+        stats.backend = "serial"
+        stats.busy(worker_name(), t0, t0 + wall)
+        ev = Evidence("apply", wall / n, False, measure.native(cpu, wall))
+        ev.bytes_per_item = _apply_bytes_per_row(inputs, None, result)
+        ev.out_bytes_per_item = result.nbytes / n
+        ev.observe("serial", wall / n)
+        candidates = self._candidates(func, inputs)
+        m = ev.measurements(n)
+        decision = model.choose(m, store.get(), model.Work(candidates, explore=False))
+        self._observe_first(ev, decision)
+        ev = evidence.cache.put(key, ev)
+        stats.plan = ev.plan = self._plan(
+            "apply",
+            func,
+            inputs,
+            ev,
+            decision,
+            decision.backend,
+            cached=False,
+            probe_s=wall,
+            measured=n,
+            sizes=1,
+            calls=0,
+        )
+        if decision.certain and type(inputs.x) is np.ndarray and inputs.plain:
+            route = Route(
+                "serial",
+                1,
+                serial=True,
+                certain=True,
+                check=not one_in_one_out(func),
+                plan=dataclasses.replace(stats.plan, cached=True),
+                ev=None,
+            )
+            self.routes.settle(func, inputs.x, route)
+        return result
 
     def _first_apply_on(
         self,
@@ -667,6 +735,8 @@ class Runner:
         chunks: int | None,
         stats: Stats,
     ) -> np.ndarray:
+        """A call of work seen before: decide (auto), run, learn; and settle a route
+        when the decision has nothing left to explore."""
         n = inputs.n
         decision = None
         name = self.name
@@ -674,44 +744,53 @@ class Runner:
             decision = self._decide(ev, n, func, inputs, out)
             name = decision.backend
         t0 = perf_counter()
-        backend = self.backends.get(name)
-        pieces = chunks or self._apply_blocks(backend, n, ev, inputs.row_bytes)
-        if (backend.inline and not chunks) or (pieces == 1 and backend.in_process):
-            stats.backend = name
-            result = whole(func, inputs, out)
-            stats.busy(worker_name(), t0, perf_counter())
-            plan = None
-            if decision is not None:
-                plan = self._plan("apply", func, inputs, ev, decision, name, cached=True, sizes=1)
-                stats.plan = plan
-            # work too small to split (not merely decided serial, which later calls may
-            # revise): from now on it runs at once, without asking the planner
-            tiny = decision is None or {"too-small", "one-worker"} & set(decision.codes())
-            if tiny and chunks is None and out is None and inputs.plain:
-                self._remember_tiny(func, inputs.x, plan)
-        else:
-            walker = _ApplyWalker(func, inputs, out, backend.transport.new_out, stats)
-            try:
-                # the output's layout, from this call's own first row, where func runs
-                if pieces == 1:  # (a backend outside this process: one block on a worker)
-                    walker.remote(backend, 0, n)
-                elif backend.in_process:
-                    walker.serial(0, 1)
-                    walker.parallel(backend, 1, n, pieces)
-                else:
-                    walker.remote(backend, 0, 1)
-                    walker.parallel(backend, 1, n, pieces)
-            except BaseException:
-                walker.release(out)
-                raise
-            assert walker.out is not None
-            result = walker.out
-            if decision is not None:
-                stats.plan = self._plan(
-                    "apply", func, inputs, ev, decision, name, cached=True, sizes=pieces
-                )
+        route = self._route(ev, decision, name, func, inputs, chunks)
+        result = self._run(route, func, inputs, out, stats)
+        stats.plan = route.plan
         self._observe(ev, name, decision, (perf_counter() - t0) / n)
+        plain = out is None and chunks is None and inputs.plain and type(inputs.x) is np.ndarray
+        if plain and (decision is None or _settled(decision)):
+            self.routes.settle(func, inputs.x, route)
+        elif plain:
+            self.routes.forget(func, inputs.x)
         return result
+
+    def _route(
+        self,
+        ev: Evidence,
+        decision: model.Decision | None,
+        name: str,
+        func: Callable[..., Any],
+        inputs: Inputs,
+        chunks: int | None,
+    ) -> Route:
+        """The decision as a route: whole or in how many blocks, with its plan."""
+        backend = self.backends.get(name)
+        n = inputs.n
+        pieces = chunks or self._apply_blocks(backend, n, ev, inputs.row_bytes)
+        serial = (backend.inline and not chunks) or (pieces == 1 and backend.in_process)
+        plan = None
+        if decision is not None:
+            plan = self._plan(
+                "apply",
+                func,
+                inputs,
+                ev,
+                decision,
+                name,
+                cached=True,
+                sizes=1 if serial else pieces,
+            )
+        certain = serial and (decision is None or decision.certain)
+        return Route(
+            name,
+            1 if serial else pieces,
+            serial=serial,
+            certain=certain,
+            check=not one_in_one_out(func),
+            plan=plan,
+            ev=None if certain else ev,
+        )
 
     def _apply_rest(
         self, walker: _ApplyWalker, name: str, chunks: int | None, ev: Evidence, stats: Stats
@@ -732,7 +811,11 @@ class Runner:
             return 1
         profile = store.get()
         pieces = model.blocks(
-            rows, _worker_item_s(backend, ev), backend.workers, backend.task_seconds(profile)
+            rows,
+            _worker_item_s(backend, ev),
+            backend.workers,
+            backend.task_seconds(profile),
+            pulled=backend.in_process,
         )
         if backend.max_block_bytes:
             pieces = max(pieces, math.ceil(rows * row_bytes / backend.max_block_bytes))
@@ -954,13 +1037,16 @@ class Runner:
         m = ev.measurements(items, fresh_bytes=fresh, alloc_bytes=alloc)
         decision = model.choose(m, profile, model.Work(candidates, explore=explore))
         chosen = next(c for c in candidates if c.name == decision.backend)
-        if explore and not chosen.started and decision.measure_first is None:
-            # a later call: workers the model wants start in the background, and this
-            # call runs on what is ready (no call after the first pays a start-up)
-            self.backends.get(chosen.name).start_soon(func)
-            why = "its workers are starting in the background"
+        if explore and not chosen.started:
+            # a later call: workers the model wants start in the background (and are
+            # measured there, when the profile lacks their costs), and this call runs
+            # on what is ready: no call after the first pays for a start-up
+            if decision.measure_first is not None:
+                self._measure_soon(chosen.name, func)
+            else:
+                self.backends.get(chosen.name).start_soon(func)
             candidates = tuple(
-                dataclasses.replace(c, unavailable=why) if c.name == chosen.name else c
+                dataclasses.replace(c, unavailable=STARTING) if c.name == chosen.name else c
                 for c in candidates
             )
             decision = model.choose(m, profile, model.Work(candidates, explore=explore))
@@ -985,6 +1071,23 @@ class Runner:
                 ", ".join(f"{b} {t * 1e3:.3g} ms" for b, t in decision.costs.items()),
             )
         return decision
+
+    def _measure_soon(self, name: str, func: Callable[..., Any]) -> None:
+        """:meth:`_measure` in a background thread, once at a time per pool."""
+        with self._lock:
+            if self._measuring is not None and self._measuring.is_alive():
+                return
+            self._measuring = threading.Thread(
+                target=self._measure_quietly,
+                args=(name, func),
+                name="numpool-measure",
+                daemon=True,
+            )
+            self._measuring.start()
+
+    def _measure_quietly(self, name: str, func: Callable[..., Any]) -> None:
+        with contextlib.suppress(Exception):  # the call that needs them meets the error
+            self._measure(name, func)
 
     def _measure(self, name: str, func: Callable[..., Any]) -> None:
         """Time starting ``name``'s workers and a round trip, for the machine profile."""
@@ -1014,13 +1117,19 @@ class Runner:
                 ev.current = decision.backend
 
     def _observe(
-        self, ev: Evidence, name: str, decision: model.Decision | None, item_s: float
+        self,
+        ev: Evidence,
+        name: str,
+        decision: model.Decision | None,
+        item_s: float,
+        settled: bool = False,
     ) -> None:
+        """A later call's wall seconds per item, on ``name``; ``settled``: on a route."""
         with evidence.cache.lock:
             ev.observe(name, item_s)
             ev.calls += 1
-            if decision is not None and not decision.explore:
-                ev.current = decision.backend
+            if settled or (decision is not None and not decision.explore):
+                ev.current = name
 
     # --- plans --------------------------------------------------------------------
 
@@ -1237,6 +1346,27 @@ def _fresh_bytes(inputs: Inputs, output: bool) -> float:
 
 #: what a plan says of a call made inside a numpool worker
 _NESTED = "a call made inside a numpool worker"
+
+
+#: why a backend cannot run this call: its workers are starting in the background
+STARTING = "its workers are starting in the background"
+
+
+def _settled(decision: model.Decision) -> bool:
+    """Whether a decision leaves nothing to find out (no backend to explore, none whose
+    costs must be measured first, none still starting): a route may skip the planner."""
+    if decision.explore or decision.measure_first is not None:
+        return False
+    return not any(r.code == "unavailable" and r["why"] == STARTING for r in decision.reasons)
+
+
+#: a first auto call on inputs of at most this many bytes runs whole in the caller
+#: (timed: the serial cost itself), instead of growing blocks and a threads stage
+FIRST_WHOLE_BYTES = 1 << 20
+
+
+def _small(inputs: Inputs) -> bool:
+    return sum(a.nbytes for a in inputs.arrays()) <= FIRST_WHOLE_BYTES
 
 
 def _trivial_plan(kind: str, what: str) -> Plan:

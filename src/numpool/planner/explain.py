@@ -65,8 +65,9 @@ _WORDS: dict[str, Callable[[Mapping[str, Any], Measurements], str]] = {
         "to tell a GIL-holding func from a slow moment of the machine."
     ),
     "too-small": lambda f, m: (
-        f"The work (~{duration(f['serial_s'])} serially) costs less than handing it to other "
-        f"workers (~{duration(f['fixed_s'])} before any work is done): serial."
+        f"The work (~{duration(f['serial_s'])} serially) is too small for any backend to "
+        f"win, even one that scaled perfectly: handing it to other workers costs "
+        f"~{duration(f['fixed_s'])} before any work is done. Serial, and not revisited."
     ),
     "copy-costs": lambda f, m: (
         f"{f['backend']} would move {_bytes(f['bytes'])} between processes (~"

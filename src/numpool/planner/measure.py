@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["Head", "Stage", "Walker", "gil_free", "head", "threads_stage"]
+__all__ = ["Head", "Stage", "Walker", "gil_free", "head", "native", "threads_stage"]
 
 #: a head block is timed until it takes this long ...
 PROBE_S = 1e-3
@@ -131,10 +131,10 @@ def head(walker: Walker, grow: bool = True, on: Any = None) -> Head:
         size *= GROWTH
     item_s = wall / max(1, k)
     bound = grow and wall < PROBE_S / 10
-    return Head(item_s, bound, _native(cpu, wall), time.perf_counter() - t_start)
+    return Head(item_s, bound, native(cpu, wall), time.perf_counter() - t_start)
 
 
-def _native(cpu: float, wall: float) -> float:
+def native(cpu: float, wall: float) -> float:
     """Cores a serial block kept busy by itself: the process's CPU time over wall time,
     when a loaded BLAS/OpenMP pool may run several threads (else 1: what else used
     CPU meanwhile was not func; idle OpenBLAS threads spin for a while after a call)."""
@@ -166,7 +166,7 @@ def threads_stage(walker: Walker, threads: Any, item_s: float) -> Stage | None:
         # the share of a core this process got just now (less on a busy machine);
         # a serial block that ran native threads counts as one whole core
         share = min(1.0, cpu / max(wall, 1e-12))
-        if _native(cpu, wall) > NATIVE_THREADS:
+        if native(cpu, wall) > NATIVE_THREADS:
             time.sleep(BLAS_SPIN_S)
         a = walker.done
         walker.cpu.clear()

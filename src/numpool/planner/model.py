@@ -55,7 +55,9 @@ __all__ = [
     "blocks",
     "choose",
     "chunksize",
+    "floor",
     "predict",
+    "serial_certain",
 ]
 
 #: another backend must be predicted this much cheaper before a decision changes
@@ -200,6 +202,8 @@ class Decision:
     reasons: tuple[Reason, ...]
     explore: bool = False
     measure_first: str | None = None
+    #: too small for any backend to win (:func:`serial_certain`): never revisited
+    certain: bool = False
 
     def codes(self) -> tuple[str, ...]:
         return tuple(r.code for r in self.reasons)
@@ -208,21 +212,23 @@ class Decision:
 # --- sizing -------------------------------------------------------------------------
 
 
-def blocks(items: int, item_s: float, workers: int, task_s: float) -> int:
+def blocks(items: int, item_s: float, workers: int, task_s: float, pulled: bool = False) -> int:
     """How many blocks to split ``items`` rows into on ``workers`` workers, when one
     worker takes ``item_s`` seconds per row and sending a block costs ``task_s``.
 
     No block holds less than ``task_s / BLOCK_OVERHEAD`` seconds of work; up to
     ``BLOCKS_PER_WORKER`` per worker, a multiple of the workers when there are at
-    least as many (9 blocks on 2 workers leave one idle for a ninth of the call).
-    1 means: not worth splitting."""
+    least as many (9 blocks on 2 workers leave one idle for a ninth of the call),
+    unless the blocks are ``pulled`` from one counter by the caller and its
+    helpers (threads: see ``numpool._engine.pull``), where a worker that starts
+    late simply takes fewer. 1 means: not worth splitting."""
     if workers <= 1 or items <= 1:
         return 1
     work = items * item_s
     smallest = task_s / BLOCK_OVERHEAD
     cap = min(BLOCKS_PER_WORKER * workers, items)
     n = cap if smallest <= 0 or work >= cap * smallest else int(work // smallest)
-    if n >= workers:
+    if n >= workers and not pulled:
         n -= n % workers
     return max(1, n)
 
@@ -294,7 +300,7 @@ def predict(m: Measurements, profile: Profile, c: Candidate, amortise: bool = Tr
     speed, _ = parallelism(m, c)
     per_worker_item = m.item_s * c.workers / speed
     n = (
-        blocks(m.items, per_worker_item, c.workers, task_s)
+        blocks(m.items, per_worker_item, c.workers, task_s, pulled=c.in_process)
         if m.kind == "apply"
         else (math.ceil(m.items / chunksize(m.items, per_worker_item, c.workers, task_s)))
     )
@@ -306,6 +312,39 @@ def predict(m: Measurements, profile: Profile, c: Candidate, amortise: bool = Tr
         move = m.items * m.bytes_per_item / profile.copy_bytes_per_s
         move += m.fresh_bytes / profile.fault_bytes_per_s
     return start + fixed + move + m.items * m.item_s / speed
+
+
+def floor(m: Measurements, profile: Profile, c: Candidate) -> float:
+    """The least ``c`` could cost for this call: already started, nothing copied, the
+    work spread perfectly over its workers, plus what handing work over costs once
+    (a call's fixed cost; outside this process, also one round trip). A cost the
+    profile has not measured yet counts as the cheapest hand-off it has measured:
+    reaching another process costs at least as much as waking a thread of this one.
+    A whole call seen on ``c`` counts as it was: evidence beats the model."""
+    serial_s = m.items * m.observed.get("serial", m.item_s)
+    if not c.parallel:
+        return serial_s
+    known = [getattr(profile, n) for n in ("thread_wake_s", "process_task_s")]
+    least = min((v for v in known if v), default=0.0)
+    names = [c.call_cost] + ([] if c.in_process else [c.task_cost])
+    fixed = max(_or(_cost(profile, n), least) for n in names)
+    best = fixed + serial_s / c.workers
+    seen = m.observed.get(c.name)
+    return best if seen is None else min(best, seen * m.items)
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else float(value)
+
+
+def serial_certain(m: Measurements, profile: Profile, candidates: tuple[Candidate, ...]) -> bool:
+    """Whether this call is too small for any backend to beat running it whole in the
+    caller, however well it scaled: serial then wins for good, and auto never
+    measures, explores or revisits it (numpool's fast path). Pure: from the serial
+    seconds per item, the items and the machine's measured hand-off costs."""
+    serial_s = floor(m, profile, Candidate("serial", 1))
+    # (one unavailable now counts too: it may only be starting)
+    return all(floor(m, profile, c) >= serial_s for c in candidates if c.parallel)
 
 
 def _unknown(profile: Profile, c: Candidate) -> bool:
@@ -348,13 +387,19 @@ def choose(m: Measurements, profile: Profile, work: Work) -> Decision:
         reasons.append(Reason("one-worker"))
     _describe_threads(m, work, reasons)
 
+    if (
+        serial is not None
+        and serial.unavailable is None
+        and serial_certain(m, profile, work.candidates)
+    ):
+        # too small for any backend to win however well it scaled: serial, for good
+        if parallel:
+            serial_s = floor(m, profile, serial)
+            fixed = max(0.0, min(floor(m, profile, c) - serial_s / c.workers for c in parallel))
+            reasons.append(Reason("too-small", {"serial_s": serial_s, "fixed_s": fixed}))
+        reasons.append(Reason("cheapest", {"backend": serial.name, "seconds": able[serial.name]}))
+        return Decision(serial.name, costs, basis, tuple(reasons), certain=True)
     best = min(able, key=lambda n: (able[n], n != m.current))
-    if serial is not None and best == serial.name and parallel:
-        cheapest_fixed = min(_fixed(m, profile, c) for c in parallel)
-        if cheapest_fixed >= able[best]:
-            reasons.append(
-                Reason("too-small", {"serial_s": able[best], "fixed_s": cheapest_fixed})
-            )
     for c in parallel:
         if not c.in_process:
             _describe_processes(m, profile, c, able, best, reasons)
@@ -391,12 +436,6 @@ def choose(m: Measurements, profile: Profile, work: Work) -> Decision:
                 )
                 return Decision(name, costs, basis, tuple(reasons), explore=True)
     return Decision(best, costs, basis, tuple(reasons))
-
-
-def _fixed(m: Measurements, profile: Profile, c: Candidate) -> float:
-    """What ``c`` costs before any work is done: its amortised start-up and a call."""
-    start = 0.0 if c.started else (_cost(profile, c.start_cost) or 0.0) * c.workers
-    return start / max(1, m.calls + 1) + (_cost(profile, c.call_cost) or 0.0)
 
 
 def _describe_threads(m: Measurements, work: Work, reasons: list[Reason]) -> None:

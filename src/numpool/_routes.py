@@ -1,0 +1,132 @@
+"""Routes: what a pool has settled on for one kind of apply call, found in one lookup.
+
+A route is the decision for a function on inputs of one dtype and exact
+shape, once nothing is left to measure or explore: run ``func(x)`` whole in
+the caller (serial), or on a backend in a fixed number of blocks. Every
+apply call looks for its route first (:meth:`Routes.find`: a last-hit memo
+compared by identity, then a dict); a serial route then costs that lookup,
+``func(x)`` and two clock reads, nothing else::
+
+    apply(func, x) ─▶ Routes.find ── hit ──▶ run the route ─▶ learn (threads,
+          │                                                   processes: the
+          └── miss ─▶ measure / decide (numpool._runner) ─▶ settle a route
+
+A route is *certain* when the work is too small for any backend to win
+however well it scaled (``planner.model.serial_certain``): it is never
+revisited. Any other route goes back to the planner every ``RECHECK``
+calls, so that the evidence keeps flowing and a decision can still change
+on it (with the model's hysteresis). Routes are forgotten with the evidence
+they came from (``planner.evidence.cache.clear``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .planner import evidence
+from .planner.evidence import func_key
+
+if TYPE_CHECKING:
+    from .planner.evidence import Evidence
+    from .planner.plan import Plan
+
+__all__ = ["RECHECK", "Route", "Routes", "one_in_one_out"]
+
+#: calls on a route that is not certain before one goes back to the planner
+RECHECK = 64
+
+_MISS: tuple[Any, ...] = (None, None, None, None)
+
+
+def one_in_one_out(func: Any) -> bool:
+    """Whether ``func(x)`` is sure to be an ndarray with x's rows: a NumPy ufunc of one
+    input and one output (a serial route then skips the check of its result)."""
+    return type(func) is np.ufunc and func.nin == 1 and func.nout == 1
+
+
+class Route:
+    """The settled decision for one kind of call (see the module docstring)."""
+
+    __slots__ = ("backend", "blocks", "certain", "check", "ev", "left", "plan", "serial")
+
+    def __init__(
+        self,
+        backend: str,
+        blocks: int,
+        *,
+        serial: bool,
+        certain: bool,
+        check: bool,
+        plan: Plan | None,
+        ev: Evidence | None,
+    ) -> None:
+        #: the backend's name, and the blocks a call is split into (1: whole)
+        self.backend = backend
+        self.blocks = blocks
+        #: run ``func(x)`` whole in the caller
+        self.serial = serial
+        #: too small for any backend to win: never revisited
+        self.certain = certain
+        #: the result must be checked (func is not a one-in-one-out ufunc)
+        self.check = check
+        #: the plan that settled it (auto), for ``last_stats``
+        self.plan = plan
+        #: the evidence each call on the route adds to (None: serial routes add none)
+        self.ev = ev
+        #: calls left before the next one goes back to the planner
+        self.left = RECHECK
+
+
+class Routes:
+    """A pool's routes, by (function, dtype, shape). Not locked: a lookup is one dict
+    read and a race between two settling threads only loses one of two equal routes."""
+
+    def __init__(self, size: int = evidence.cache.size) -> None:
+        self.size = size
+        self.entries: dict[Hashable, Route] = {}
+        #: (func, dtype, shape, route) of the last hit, compared by identity first
+        self.last: tuple[Any, ...] = _MISS
+        evidence.cache.derived.add(self)  # forgotten with the evidence
+
+    def find(self, func: Any, x: np.ndarray) -> Route | None:
+        """The route for ``func`` on inputs like ``x``, or None (ask the planner)."""
+        hit = self.last
+        if hit[0] is func and hit[1] is x.dtype and hit[2] == x.shape:
+            route: Route = hit[3]
+        else:
+            try:
+                found = self.entries.get((func_key(func), x.dtype, x.shape))
+            except TypeError:  # an unhashable callable: never routed
+                return None
+            if found is None:
+                return None
+            route = found
+            self.last = (func, x.dtype, x.shape, route)
+        if not route.certain:
+            route.left -= 1
+            if route.left <= 0:
+                route.left = RECHECK
+                return None  # this call goes back to the planner
+        return route
+
+    def settle(self, func: Any, x: np.ndarray, route: Route) -> None:
+        """Remember ``route`` for calls of ``func`` on inputs like ``x``."""
+        if len(self.entries) >= self.size:
+            self.clear()
+        with contextlib.suppress(TypeError):  # an unhashable callable: no route
+            self.entries[(func_key(func), x.dtype, x.shape)] = route
+        self.last = _MISS
+
+    def forget(self, func: Any, x: np.ndarray) -> None:
+        """Drop the route of this kind of call (the planner decided otherwise)."""
+        with contextlib.suppress(TypeError):
+            self.entries.pop((func_key(func), x.dtype, x.shape), None)
+        self.last = _MISS
+
+    def clear(self) -> None:
+        self.entries = {}
+        self.last = _MISS

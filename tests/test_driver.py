@@ -1,0 +1,95 @@
+"""The driver's sequence, checked with a fake backend defined only here.
+
+A backend is one class: a subclass of ``numpool.backends.Backend`` with a
+``name`` registers itself, and ``auto = True`` offers it to the planner with
+the costs it declares. This file adds one (``Recorder``: it runs every job at
+once in the caller's thread and writes down what it was given), so that the
+sequence of an auto call (measure, decide, run, learn) can be checked with no
+thread or process, and shows that auto chooses a backend it was never told of
+anywhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+
+import numpool
+from numpool.backends import _base
+from numpool.backends._base import BACKENDS, Backend
+from numpool.planner import evidence
+
+
+class Recorder(Backend):
+    """Two 'workers' that cost nothing and run each job at once, in order."""
+
+    name = "recorder"
+    auto = True
+    in_process = True
+    jobs: ClassVar[list[str]] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        Recorder.jobs.append(getattr(fn, "__name__", repr(fn)))
+        f: Future[Any] = Future()
+        f.set_running_or_notify_cancel()
+        try:
+            f.set_result(fn(*args, **kwargs))
+        except BaseException as e:
+            f.set_exception(e)
+        return f
+
+
+# Defining it registered it: for this module's tests only (the fixture below), never
+# for the other modules' pools, collected in the same session.
+del BACKENDS["recorder"]
+
+
+@pytest.fixture(autouse=True)
+def recorder() -> Iterator[type[Recorder]]:
+    """Recorder registered for this module's tests only."""
+    evidence.cache.clear()
+    BACKENDS["recorder"] = Recorder
+    Recorder.jobs.clear()
+    yield Recorder
+    del BACKENDS["recorder"]
+    evidence.cache.clear()
+
+
+def test_auto_chooses_a_backend_registered_by_one_class() -> None:
+    """Free hand-offs and two workers: from the second call on, auto runs on it."""
+    x = np.random.default_rng(0).random(20_000)
+    with numpool.Pool("auto", workers=2) as pool:
+        assert np.array_equal(pool.apply(np.exp, x), np.exp(x))
+        first = pool.last_stats
+        assert first.backend == "serial" and not Recorder.jobs  # measured whole
+        assert first.plan is not None and first.plan.backend == "recorder"
+        assert "recorder" in first.plan.costs
+        for _ in range(3):
+            assert np.array_equal(pool.apply(np.exp, x), np.exp(x))
+            assert pool.last_stats.plan.backend == "recorder"
+            assert pool.last_stats.backend.endswith("recorder")
+    # each call: the caller ran row 0 and took blocks; one helper was handed over
+    assert Recorder.jobs == ["work"] * 3
+
+
+def test_the_sequence_of_a_first_and_a_later_call() -> None:
+    """First call: func(x) whole, timed, nothing submitted; the decision comes back as
+    data (the plan) and the evidence is kept. Later call: run on the decision, and
+    the call's wall time is added to the evidence."""
+    x = np.linspace(0, 1, 10_000)
+    with numpool.Pool("auto", workers=2) as pool:
+        pool.apply(np.sqrt, x)
+        (ev,) = evidence.cache._items.values()
+        assert ev.calls == 1 and list(ev.recent) == ["serial"] and not Recorder.jobs
+        pool.apply(np.sqrt, x)
+        assert ev.calls == 2 and "recorder" in ev.recent and Recorder.jobs == ["work"]
+
+
+def test_a_fake_backend_leaves_the_real_ones_alone() -> None:
+    """Registered for these tests only: the registry is as before afterwards."""
+    assert "recorder" in BACKENDS and set(BACKENDS) >= {"serial", "threads", "processes"}
+    assert all(b.name in BACKENDS for b in _base.live() if b.name != "recorder")

@@ -1,0 +1,209 @@
+"""The fast path (numpool._routes) and the threads engine where the caller works too
+(numpool._engine.pull): what they run, what they skip, and their errors.
+
+No timing is asserted. Where a decision matters, the machine profile is passed in
+(``store.override``) so that it is settled on any machine, busy or not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+import funcs
+import numpool
+from numpool import _routes
+from numpool._runner import Runner
+from numpool.planner import evidence, model
+from numpool.planner.profile import Profile, store
+
+
+@pytest.fixture(autouse=True)
+def fresh_evidence() -> Iterator[None]:
+    evidence.cache.clear()
+    yield
+    evidence.cache.clear()
+
+
+@pytest.fixture
+def slow_handoffs() -> Iterator[Profile]:
+    """A machine where handing work to a thread or a process costs a second: every
+    input of these tests is too small for any backend to win."""
+    real = store.get()
+    slow = dataclasses.replace(
+        real, thread_wake_s=1.0, thread_task_s=0.1, process_start_s=1.0, process_task_s=1.0
+    )
+    store.override(slow)
+    yield slow
+    store.override(real)
+
+
+def _no_planner(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the planner was asked")
+
+
+def test_a_certain_route_never_asks_the_planner_again(
+    slow_handoffs: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the first call (whole, timed), every call is func(x): no choose(), no
+    measuring, no plan built, however many calls; stats still say what ran."""
+    x = np.linspace(0, 1, 10_000)
+    with numpool.Pool("auto", workers=2) as pool:
+        assert np.array_equal(pool.apply(np.exp, x), np.exp(x))
+        first = pool.last_stats
+        assert first.plan is not None and "too-small" in first.plan.codes
+        monkeypatch.setattr(model, "choose", _no_planner)
+        monkeypatch.setattr(Runner, "_later_apply", _no_planner)
+        for _ in range(3 * _routes.RECHECK):
+            assert np.array_equal(pool.apply(np.exp, x), np.exp(x))
+        stats = pool.last_stats
+        assert stats.backend == "serial" and stats.tasks == 1 and stats.plan.cached
+        assert stats.plan.backend == "serial"
+
+
+def test_the_module_level_apply_takes_the_same_route(
+    slow_handoffs: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """numpool.apply and Pool.apply share one gate and one route table per pool."""
+    x = np.linspace(0, 1, 5_000)
+    numpool.apply(np.sin, x)
+    monkeypatch.setattr(Runner, "_later_apply", _no_planner)
+    for _ in range(10):
+        assert np.array_equal(numpool.apply(np.sin, x), np.sin(x))
+    got = numpool.last_stats()
+    assert got is not None and got.plan is not None and got.plan.backend == "serial"
+
+
+def test_an_uncertain_route_goes_back_to_the_planner_every_recheck_calls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A route in blocks (fixed threads here) is revisited once every RECHECK calls,
+    so the evidence keeps flowing; the other calls skip the planner."""
+    x = np.random.default_rng(0).random(50_000)
+    asked: list[int] = []
+    real = Runner._later_apply
+
+    def counting(self: Runner, *args: object, **kwargs: object) -> np.ndarray:
+        asked.append(1)
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    with numpool.Pool("threads", workers=2) as pool:
+        pool.apply(np.exp, x, chunks=None)
+        monkeypatch.setattr(Runner, "_later_apply", counting)
+        calls = 2 * _routes.RECHECK + 1
+        for _ in range(calls):
+            assert np.array_equal(pool.apply(np.exp, x), np.exp(x))
+    # the first later call settles the route; then one in every RECHECK goes back
+    assert 1 <= len(asked) <= 1 + calls // _routes.RECHECK + 1
+
+
+def test_a_route_keeps_the_result_checks(slow_handoffs: Profile) -> None:
+    """A func that starts returning the wrong rows on a settled route still gets the
+    usual error (its result is checked unless it is a one-in-one-out ufunc)."""
+    x = np.linspace(0, 1, 1000)
+
+    class Shrinks:
+        shrink = False
+
+        def __call__(self, b: np.ndarray) -> np.ndarray:
+            return b[:-1] if self.shrink else b * 2
+
+    f = Shrinks()
+    with numpool.Pool("auto", workers=2) as pool:
+        for _ in range(3):
+            assert np.array_equal(pool.apply(f, x), x * 2)
+        f.shrink = True
+        with pytest.raises(ValueError, match="rows"):
+            pool.apply(f, x)
+        with pytest.raises(funcs.Boom, match="whole input"):
+            for _ in range(3):
+                pool.apply(funcs.fail_on_big, x)
+
+
+def test_routes_are_forgotten_with_the_evidence(slow_handoffs: Profile) -> None:
+    x = np.linspace(0, 1, 1000)
+    with numpool.Pool("auto", workers=2) as pool:
+        for _ in range(2):
+            pool.apply(np.exp, x)
+        assert pool._runner.routes.entries
+        evidence.cache.clear()
+        assert not pool._runner.routes.entries
+        pool.apply(np.exp, x)
+        assert not pool.last_stats.plan.cached  # measured anew
+
+
+def test_a_lambda_made_anew_each_call_finds_its_route(slow_handoffs: Profile) -> None:
+    """Routes are keyed by a function's code, not its object: a lambda written in a
+    loop is one kind of work (and its closure is not kept alive by the table)."""
+    x = np.linspace(0, 1, 1000)
+    with numpool.Pool("auto", workers=2) as pool:
+        for _ in range(5):
+            assert np.array_equal(pool.apply(lambda b: b * 2, x), x * 2)
+        assert len(pool._runner.routes.entries) == 1
+
+
+# --- the threads engine: the caller takes blocks too ----------------------------------
+
+
+def test_the_caller_runs_blocks_too_and_every_row_runs_once() -> None:
+    """With blocks pulled from one counter, the calling thread is one of the workers;
+    each row is computed exactly once, and the result equals func(x)."""
+    x = np.arange(64.0)
+    seen: list[tuple[str, int, int]] = []
+    caller_ran = threading.Event()
+
+    def f(b: np.ndarray) -> np.ndarray:
+        me = threading.current_thread().name
+        if me == "MainThread":
+            caller_ran.set()
+        else:  # a helper waits until the caller has taken a block: it always does
+            caller_ran.wait(30)
+        seen.append((me, int(b[0]), len(b)))
+        return b * 3
+
+    with numpool.Pool("threads", workers=2) as pool:
+        assert np.array_equal(pool.apply(f, x, chunks=8), x * 3)
+    rows = sorted(r for _, start, n in seen for r in range(start, start + n))
+    assert rows == list(range(64))
+    assert "MainThread" in {who for who, _, _ in seen}
+
+
+@pytest.mark.parametrize("bad", [[3], [2, 5], [0]])
+def test_the_lowest_failing_block_is_raised_once_the_helpers_stopped(bad: list[int]) -> None:
+    """A block's error reaches the caller only once no helper is still writing into
+    the output; it is the error of the lowest failing block among those that ran."""
+    x = np.arange(80.0)
+    running = [0]
+    lock = threading.Lock()
+
+    def f(b: np.ndarray) -> np.ndarray:
+        with lock:
+            running[0] += 1
+        try:
+            block = int(b[0]) // 10
+            if block in bad:
+                raise funcs.Boom(f"block {block}")
+            return b + 1
+        finally:
+            with lock:
+                running[0] -= 1
+
+    with numpool.Pool("threads", workers=2) as pool:
+        for _ in range(5):
+            with pytest.raises(funcs.Boom) as info:
+                pool.apply(f, x, chunks=8)
+            assert running[0] == 0
+            assert str(info.value).split(" [")[0] in {f"block {b}" for b in bad}
+        assert np.array_equal(pool.apply(np.negative, x, chunks=8), -x)  # still works
+
+
+def test_progress_counts_every_row_of_the_helpers_too() -> None:
+    x = np.arange(1000.0)
+    seen: list[tuple[int, int]] = []
+    with numpool.Pool("threads", workers=2) as pool:
+        pool.apply(np.sqrt, x, chunks=10, progress=lambda done, total: seen.append((done, total)))
+    assert seen and seen[-1] == (1000, 1000)
