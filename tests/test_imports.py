@@ -219,15 +219,6 @@ def test_the_planner_imports_neither_backends_nor_the_runtime(graph) -> None:
     assert not bad, "\n".join(f"{e.src} -> {e.dst} ({e.where})" for e in bad)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "numpool.backends._base -> numpool.planner.model (Candidate, for Backend.candidate), "
-        "kept while numpool/_runner.py Runner._candidates() calls backend.candidate(func): "
-        "once the runner builds model.Candidate from the backend's attributes itself, "
-        "Backend.candidate and that import go"
-    ),
-)
 def test_backends_import_nothing_of_the_planner(graph) -> None:
     """A backend declares facts; the runtime turns them into the planner's data."""
     _, edges, _ = graph

@@ -963,7 +963,7 @@ class Runner:
             if self.backends.workers < 2 and not cls.inline:
                 continue
             backend = self.backends.get(cls.name)
-            c = backend.candidate(func)
+            c = _candidate(backend, func)
             if c.unavailable is None and inputs is not None:
                 for arr in inputs.arrays():
                     why = backend.transport.refuse(arr.dtype)
@@ -1266,6 +1266,21 @@ class Runner:
             measured_items=measured,
             probe_s=probe_s,
         )
+
+
+def _candidate(backend: Backend, func: Callable[..., Any]) -> model.Candidate:
+    """A backend as the planner's model sees it, for a call of ``func``: the facts it
+    declares (the backends import nothing of the planner)."""
+    return model.Candidate(
+        name=backend.name,
+        workers=backend.workers,
+        in_process=backend.in_process,
+        call_cost=backend.call_cost,
+        task_cost=backend.task_cost,
+        start_cost=backend.start_cost,
+        started=backend.started,
+        unavailable=backend.unavailable(func),
+    )
 
 
 def _reduce_plan(

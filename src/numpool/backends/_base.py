@@ -30,7 +30,6 @@ from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..planner.model import Candidate
 from ._transport import Transport
 
 if TYPE_CHECKING:
@@ -101,19 +100,6 @@ class Backend:
         """What sending one block or batch costs (for block sizes)."""
         value = getattr(profile, self.task_cost) if self.task_cost else 0.0
         return float(value or 0.0)
-
-    def candidate(self, func: Callable[..., Any]) -> Candidate:
-        """This backend as the planner's model sees it, for a call of ``func``."""
-        return Candidate(
-            name=self.name,
-            workers=self.workers,
-            in_process=self.in_process,
-            call_cost=self.call_cost,
-            task_cost=self.task_cost,
-            start_cost=self.start_cost,
-            started=self.started,
-            unavailable=self.unavailable(func),
-        )
 
     def check_callable(self, func: Callable[..., Any]) -> None:
         """Raise TypeError when ``func`` cannot run on this backend's workers."""
