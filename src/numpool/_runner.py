@@ -451,10 +451,12 @@ class Runner:
         """Run ``apply(func, x)`` on its settled route (see ``numpool._routes``); None
         when it has none (the caller takes the planner's path). ``x`` is a plain
         ndarray split along axis 0, with no other option given."""
-        route = self.routes.find(func, x)
+        route = self.routes.find(func, x) if self.name != "serial" else _SERIAL_ROUTE
         if route is None:
             return None
         if not route.serial:
+            if in_worker():  # a call made inside a worker runs whole (the slow path says)
+                return None
             return self._run_route(route, func, Inputs.one(x), None)
         t0 = perf_counter()
         try:
@@ -1362,6 +1364,9 @@ def _fresh_bytes(inputs: Inputs, output: bool) -> float:
 #: what a plan says of a call made inside a numpool worker
 _NESTED = "a call made inside a numpool worker"
 
+
+#: Pool("serial")'s one route: func(x), checked, always
+_SERIAL_ROUTE = Route("serial", 1, serial=True, certain=True, check=True, plan=None, ev=None)
 
 #: why a backend cannot run this call: its workers are starting in the background
 STARTING = "its workers are starting in the background"
