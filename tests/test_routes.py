@@ -207,3 +207,24 @@ def test_progress_counts_every_row_of_the_helpers_too() -> None:
     with numpool.Pool("threads", workers=2) as pool:
         pool.apply(np.sqrt, x, chunks=10, progress=lambda done, total: seen.append((done, total)))
     assert seen and seen[-1] == (1000, 1000)
+
+
+def test_a_hand_off_to_an_idle_thread_starts_no_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each call hands blocks to workers-1 threads, so the executor keeps fewer
+    threads than max_workers: a submit that an idle thread will take must not start
+    (and join) a spawner thread every time."""
+    x = np.arange(100_000.0)
+    started: list[str] = []
+    real_start = threading.Thread.start
+
+    def start(self: threading.Thread) -> None:
+        started.append(self.name)
+        real_start(self)
+
+    with numpool.Pool("threads", workers=4) as pool:
+        for _ in range(3):
+            pool.apply(np.sqrt, x, chunks=8)
+        monkeypatch.setattr(threading.Thread, "start", start)
+        for _ in range(20):
+            assert np.array_equal(pool.apply(np.sqrt, x, chunks=8), np.sqrt(x))
+    assert len(started) <= 3, started  # at most the pool's own threads, once

@@ -15,8 +15,9 @@ Overrides of private hooks stay in the subclasses that define them, checked
 against the same versions (``PRIVATE_HOOKS`` lists them for that test):
 
 - ``threads._DaemonThreads._adjust_thread_count`` overrides
-  ``ThreadPoolExecutor._adjust_thread_count`` and reads ``self._threads`` and
-  ``self._max_workers`` (the executor's own, in a method the stdlib calls);
+  ``ThreadPoolExecutor._adjust_thread_count`` and reads ``self._idle_semaphore``,
+  ``self._threads`` and ``self._max_workers`` (the executor's own, in a method the
+  stdlib calls; the same on 3.10-3.13);
 - ``_context.ForkServerProcess`` and ``SpawnProcess`` set ``_start_method``
   and ``_Popen``, ``ForkServerContext`` and ``SpawnContext`` set ``_name``, as
   ``multiprocessing.context``'s own classes do;
@@ -86,7 +87,12 @@ NAMES: dict[str, tuple[str, ...]] = {
 
 #: private hooks that numpool's subclasses override (see the module docstring)
 PRIVATE_HOOKS: dict[str, tuple[str, ...]] = {
-    "ThreadPoolExecutor()": ("_adjust_thread_count", "_max_workers", "_threads"),
+    "ThreadPoolExecutor()": (
+        "_adjust_thread_count",
+        "_idle_semaphore",
+        "_max_workers",
+        "_threads",
+    ),
     "multiprocessing.context.ForkServerProcess": ("_Popen", "_start_method"),
     "multiprocessing.context.SpawnProcess": ("_Popen", "_start_method"),
     "multiprocessing.context.ForkServerContext": ("_name",),
