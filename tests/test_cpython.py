@@ -13,6 +13,7 @@ import importlib
 import multiprocessing as mp
 import multiprocessing.context as mpc
 import multiprocessing.process as mp_process
+import signal
 import threading
 import types
 from collections.abc import Callable, Iterator
@@ -60,6 +61,7 @@ def _given(obj: Any) -> Iterator[Any]:
 #: an object of each kind that NAMES and PRIVATE_HOOKS name
 SAMPLES: dict[str, Callable[[], Any]] = {
     "threading": lambda: _given(threading),
+    "signal": lambda: _given(signal),
     "concurrent.futures.process": lambda: _given(cf_process),
     "concurrent.futures.thread": lambda: _given(cf_thread),
     "multiprocessing.process": lambda: _given(mp_process),

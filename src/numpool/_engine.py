@@ -41,7 +41,7 @@ from ._errors import WorkerCrashedError
 from ._inputs import Inputs, along
 from ._progress import advance
 from ._stats import Stats
-from .backends import Backend
+from .backends import Backend, _cpython
 from .backends._transport import MapIO
 from .backends._worker import apply_block, run_tasks
 
@@ -88,15 +88,15 @@ def _sigint_deferred(defer: bool) -> Iterator[list[int]]:
     if (
         not defer
         or threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        or _cpython.sigint_handler() is not signal.default_int_handler
     ):
         yield hits
         return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: hits.append(signum))
+    previous = _cpython.set_sigint_handler(lambda signum, frame: hits.append(signum))
     try:
         yield hits
     finally:
-        signal.signal(signal.SIGINT, previous)
+        _cpython.set_sigint_handler(previous)
     if hits:  # noted after the last safe point: deliver it now
         raise KeyboardInterrupt
 
