@@ -122,6 +122,8 @@ class Pool(Executor):
         given = check_count("blas_threads", blas_threads)
         self._name = name
         self._backends = BackendSet(n, given, check_retries(retries), address, connect_timeout)
+        # dropped without shutdown(): its workers end, as a ThreadPoolExecutor's do
+        self._backends.shutdown_when_dropped(self)
         self._runner = Runner(self._backends, name)
         #: apply may look for a settled route first (one flag, checked in ~20 ns)
         self._fast_ok = True
@@ -206,7 +208,10 @@ class Pool(Executor):
         return "threads" if self._name == AUTO else self._name
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Stop the workers and release the pool's shared memory. Idempotent."""
+        """Stop the workers and release the pool's shared memory. Idempotent.
+
+        A pool dropped without it (garbage) is shut down with ``wait=False``.
+        """
         self._fast_ok = False
         self._backends.shutdown(wait=wait, cancel_futures=cancel_futures)
 

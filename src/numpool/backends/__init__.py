@@ -18,14 +18,26 @@ whose threads do not exist in it, and the parent's shared memory.
 :func:`_after_fork_in_child` gives it pools of its own: every live backend
 forgets its workers, and the arenas forget the parent's segments, without
 shutting down or unlinking anything of the parent's.
+
+A pool dropped without ``shutdown()`` lets its workers end, as the stdlib's
+executors do: :meth:`BackendSet.shutdown_when_dropped` hands its backends
+to one daemon thread per process that shuts them down without waiting. The
+collector may run in any thread, one holding a lock that shutdown takes
+included, so the finalizer itself only puts them on a queue (as
+``ThreadPoolExecutor``'s own weakref callback does)::
+
+    pool garbage ─finalize─▶ SimpleQueue.put ─▶ numpool-reaper ─▶ BackendSet.shutdown(wait=False)
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import pkgutil
+import queue
 import threading
+import weakref
 from typing import Any
 
 from .. import _buffers, shm
@@ -86,6 +98,7 @@ class BackendSet:
         self.closed = False
         self._lock = threading.Lock()
         self._live: dict[str, Backend] = {}
+        self._dropped: weakref.finalize | None = None
 
     def blas_for(self, name: str) -> int | None:
         """BLAS threads per worker: the user's, else none for serial (left as they are)
@@ -118,16 +131,78 @@ class BackendSet:
         return self._live.get(name)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if self._dropped is not None:
+            self._dropped.detach()
         with self._lock:
             self.closed = True
             live = list(self._live.values())
         for backend in live:
             backend.shutdown(wait=wait, cancel_futures=cancel_futures)
 
+    def shutdown_when_dropped(self, owner: object) -> None:
+        """Once ``owner`` (the pool) is garbage, shut these backends down without
+        waiting, in the reaper thread (see the module docstring): its queued work
+        still runs, then its threads and worker processes end and the arenas it
+        holds are released. Not at the interpreter's exit: concurrent.futures and
+        numpool.shm end everything there."""
+        _start_reaper()
+        self._dropped = weakref.finalize(owner, _reap_soon, self)
+        self._dropped.atexit = False
+
+
+log = logging.getLogger("numpool")
+
+#: backend sets of pools dropped without shutdown(), for the reaper thread
+_drops: queue.SimpleQueue[BackendSet] = queue.SimpleQueue()
+#: the process whose reaper thread reads _drops (a fork's child has none until it
+#: makes a pool)
+_reaper_pid: int | None = None
+_reaper_lock = threading.Lock()
+
+
+def _start_reaper() -> None:
+    """Start this process's reaper thread, unless it runs (with a pool, never at GC)."""
+    global _drops, _reaper_pid
+    if _reaper_pid == os.getpid():
+        return
+    with _reaper_lock:
+        if _reaper_pid == os.getpid():
+            return
+        # a fork's child: a queue of its own (the parent's may hold the parent's drops)
+        drops: queue.SimpleQueue[BackendSet] = queue.SimpleQueue()
+        threading.Thread(target=_reap, args=(drops,), name="numpool-reaper", daemon=True).start()
+        _drops, _reaper_pid = drops, os.getpid()
+
+
+def _reap_soon(backends: BackendSet) -> None:
+    """The dropped pool's finalizer, in whatever thread the collector runs: maybe
+    one holding a lock that shutdown takes (an executor's, while it starts a thread),
+    so it only queues; ``SimpleQueue.put`` is safe there (documented as reentrant)."""
+    if _reaper_pid == os.getpid():
+        _drops.put(backends)
+    else:  # (a fork's child that made no pool: there is no reaper to wake)
+        backends.shutdown(wait=False)
+
+
+def _reap(drops: queue.SimpleQueue[BackendSet]) -> None:
+    while True:
+        backends = drops.get()
+        try:
+            backends.shutdown(wait=False)
+        except Exception:
+            log.warning(
+                "numpool: shutting down a pool dropped without shutdown() failed; its "
+                "workers may stay until the interpreter exits",
+                exc_info=True,
+            )
+        del backends
+
 
 def _after_fork_in_child() -> None:
     """In a fork's child: each backend, and the shared-memory and private arenas,
     let go of what is the parent's (the module's default pools: ``numpool._api``)."""
+    global _reaper_lock
+    _reaper_lock = threading.Lock()  # (a parent's thread may have held it at the fork)
     shm.after_fork_in_child(_buffers.arena())
     for backend in live():
         backend.after_fork_in_child()
