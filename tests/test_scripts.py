@@ -6,6 +6,7 @@ lives there, lambdas and closures travel by value (backends/_ship.py).
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -232,3 +233,33 @@ def test_the_forkserver_never_imports_main() -> None:
     from numpool.backends._context import PRELOAD
 
     assert "__main__" not in PRELOAD and "numpool.backends._context" in PRELOAD
+
+
+# --- benchmarks/envelope.py (issue 21) ------------------------------------------------
+
+
+def test_the_envelope_benchmark_writes_its_report(tmp_path: Path) -> None:
+    """At toy sizes, one fresh process, one round: results.json with every process's
+    samples and the per-point targets, envelope.md, envelope.png. No timings asserted."""
+    script = TESTS.parent / "benchmarks" / "envelope.py"
+    args = ["--only", "exp", "--sizes", "1000,20000", "--procs", "1", "--rounds", "1"]
+    p = _python(str(script), *args, "--calls", "4", "--out", str(tmp_path / "out"), cwd=tmp_path)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    assert "written:" in out
+    got = tmp_path / "out"
+    assert (got / "envelope.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| workload | size |" in (got / "envelope.md").read_text()
+    data = json.loads((got / "results.json").read_text())
+    assert {"meta", "points", "runs"} <= data.keys()
+    runs = data["runs"]
+    assert [(r["workload"], r["size"]) for r in runs] == [("exp", 1000), ("exp", 20000)]
+    assert all(r["ok"] for r in runs), [r.get("error") for r in runs]
+    for r in runs:
+        assert {"plain_s", "first_s", "calls_s", "calls_on", "samples", "medians"} <= r.keys()
+        assert len(r["calls_s"]) == 4 and r["errors"] == {}
+        want = {"plain", "threads", "processes", "shared", "auto", "split"}
+        assert set(r["medians"]) == want and all(r["exact"].values()), r["exact"]
+    for point in data["points"]:
+        assert {"medians", "speedup", "targets", "first_speedup"} <= point.keys()
+        assert set(point["targets"]) == {"a", "b", "c", "d"}
