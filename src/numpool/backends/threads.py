@@ -66,8 +66,12 @@ class _DaemonThreads(ThreadPoolExecutor):
         errors: list[BaseException] = []
 
         def create() -> None:
+            # every missing thread at once: later submits never start a spawner again
+            # (a helper's thread marks itself idle only after its future is done, so
+            # a call that follows at once could find none idle and spawn every time)
             try:
-                ThreadPoolExecutor._adjust_thread_count(self)
+                while len(self._threads) < self._max_workers:
+                    ThreadPoolExecutor._adjust_thread_count(self)
             except BaseException as e:  # "can't start new thread": the caller's error
                 errors.append(e)
 
