@@ -228,3 +228,33 @@ def test_a_hand_off_to_an_idle_thread_starts_no_thread(monkeypatch: pytest.Monke
         for _ in range(20):
             assert np.array_equal(pool.apply(np.sqrt, x, chunks=8), np.sqrt(x))
     assert len(started) <= 3, started  # at most the pool's own threads, once
+
+
+def test_several_arrays_a_halo_and_an_axis_have_routes_too(
+    slow_handoffs: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """apply(f, a, b, c), overlap= and axis= settle like apply(f, x): later calls skip
+    the planner, and a call of another shape or argument type takes its own route."""
+    rng = np.random.default_rng(1)
+    a, b, c = (rng.random(2000) for _ in range(3))
+    img = rng.random((3, 40, 30))
+    with numpool.Pool("auto", workers=2) as pool:
+        calls = [
+            (funcs.fma, (a, b, c), {}),
+            (funcs.box_blur, (img[0],), {"overlap": 1}),
+            (funcs.scale, (img, 2.0), {"axis": 1}),
+            (funcs.scale, (img, 2.0), {"axis": -2}),
+        ]
+        for f, args, kw in calls:
+            pool.apply(f, *args, **kw)
+        monkeypatch.setattr(Runner, "_later_apply", _no_planner)
+        for _ in range(3):
+            for f, args, kw in calls:
+                assert np.array_equal(pool.apply(f, *args, **kw), f(*args))
+        # another argument type, shape or halo is another kind of call: the planner
+        monkeypatch.undo()
+        assert np.array_equal(pool.apply(funcs.scale, img, 3, axis=1), img * 3)
+        with pytest.raises(TypeError, match="overlap"):
+            pool.apply(funcs.box_blur, img[0], overlap=True)
+        with pytest.raises(ValueError, match="axis 3 is out of range"):
+            pool.apply(funcs.scale, img, 2.0, axis=3)

@@ -199,15 +199,10 @@ def apply(
         or retries != 0
     ):
         pool = _pool(backend, workers, blas_threads, retries)
-    if (
-        pool._fast_ok  # (not on a shut-down pool)
-        and type(x) is np.ndarray
-        and out is None
-        and chunks is None
-        and not (arrays or progress or overlap or axis)
-    ):
-        hit = pool._runner.fast(func, x)  # its settled route, if it has one
-        if hit is not None:
+    # (a shut-down pool is not _fast_ok)
+    if pool._fast_ok and type(x) is np.ndarray and out is None and chunks is None:
+        hit = pool._runner.fast_path(func, x, arrays, progress, overlap, axis)
+        if hit is not None:  # its settled route
             result, _local.stats = hit
             return result
     pool = _pool(backend, workers, blas_threads, retries)  # (a fresh one if it was shut down)

@@ -233,15 +233,9 @@ class Pool(Executor):
 
         See :func:`numpool.apply`.
         """
-        if (
-            self._fast_ok
-            and type(x) is np.ndarray
-            and out is None
-            and chunks is None
-            and not (arrays or progress or overlap or axis)
-        ):
-            hit = self._runner.fast(func, x)  # its settled route, if it has one
-            if hit is not None:
+        if self._fast_ok and type(x) is np.ndarray and out is None and chunks is None:
+            hit = self._runner.fast_path(func, x, arrays, progress, overlap, axis)
+            if hit is not None:  # its settled route
                 result, self._last = hit
                 return result
         result, self._last = self.apply_with_stats(

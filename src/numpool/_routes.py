@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .planner.evidence import Evidence
     from .planner.plan import Plan
 
-__all__ = ["RECHECK", "Route", "Routes", "one_in_one_out"]
+__all__ = ["RECHECK", "Route", "Routes", "call_key", "one_in_one_out"]
 
 #: calls on a route that is not certain before one goes back to the planner
 RECHECK = 64
@@ -113,6 +113,26 @@ class Routes:
                 return None  # this call goes back to the planner
         return route
 
+    def find_key(self, key: Hashable) -> Route | None:
+        """The route kept under ``key`` (see :func:`call_key`), or None."""
+        try:
+            route = self.entries.get(key)
+        except TypeError:  # an unhashable callable (or argument type): never routed
+            return None
+        if route is not None and not route.certain:
+            route.left -= 1
+            if route.left <= 0:
+                route.left = RECHECK
+                return None
+        return route
+
+    def settle_key(self, key: Hashable, route: Route) -> None:
+        if len(self.entries) >= self.size:
+            self.clear()
+        with contextlib.suppress(TypeError):
+            self.entries[key] = route
+        self.last = _MISS
+
     def settle(self, func: Any, x: np.ndarray, route: Route) -> None:
         """Remember ``route`` for calls of ``func`` on inputs like ``x``."""
         if len(self.entries) >= self.size:
@@ -130,3 +150,22 @@ class Routes:
     def clear(self) -> None:
         self.entries = {}
         self.last = _MISS
+
+
+def call_key(func: Any, args: tuple[Any, ...], axis: int, overlap: int) -> Hashable | None:
+    """What a route for a call with several arguments, another axis or a halo is kept
+    under: the function's code, the axis (counted from 0) and the halo, and each
+    argument's dtype and shape (an ndarray) or type (anything else, passed whole).
+    None when there can be no route: an ndarray subclass among the arguments (the
+    planner's checks must see it every time). (An unhashable callable makes an
+    unhashable key: looked up, it finds nothing.)"""
+    sig: list[Any] = []
+    for a in args:
+        kind = type(a)
+        if kind is np.ndarray:
+            sig.append((a.dtype, a.shape))
+        elif isinstance(a, np.ndarray):
+            return None
+        else:
+            sig.append(kind)
+    return (func_key(func), axis, overlap, *sig)

@@ -47,8 +47,9 @@ from . import _engine, _reduce, shm
 from ._checks import AUTO
 from ._errors import annotate
 from ._inputs import Inputs, along, tail_of
+from ._inputs import make as make_inputs
 from ._progress import advance
-from ._routes import Route, Routes, one_in_one_out
+from ._routes import Route, Routes, call_key, one_in_one_out
 from ._stats import Last, Stats, worker_name
 from .backends import BACKENDS, Backend, BackendSet, auto_choices
 from .backends._transport import MapIO
@@ -447,11 +448,35 @@ class Runner:
 
     # --- the fast path ------------------------------------------------------------
 
+    def fast_path(
+        self,
+        func: Callable[..., Any],
+        x: np.ndarray,
+        arrays: tuple[Any, ...],
+        progress: Any,
+        overlap: Any,
+        axis: Any,
+    ) -> tuple[np.ndarray, Last] | None:
+        """The one gate of every apply (``Pool.apply``, ``numpool.apply``): its settled
+        route when it has one, else None (take the planner's path). ``x`` is a plain
+        ndarray and neither ``out`` nor ``chunks`` was given."""
+        if progress:
+            return None
+        if not (arrays or overlap or axis):
+            return self.fast(func, x)
+        if type(overlap) is not int or type(axis) is not int:
+            return None  # (True == 1: an argument the checks must see)
+        return self.fast_many(func, x, arrays, axis, overlap)
+
     def fast(self, func: Callable[..., Any], x: np.ndarray) -> tuple[np.ndarray, Last] | None:
         """Run ``apply(func, x)`` on its settled route (see ``numpool._routes``); None
         when it has none (the caller takes the planner's path). ``x`` is a plain
         ndarray split along axis 0, with no other option given."""
-        route = self.routes.find(func, x) if self.name != "serial" else _SERIAL_ROUTE
+        route: Route | None
+        if self.name == "serial":
+            route = _SERIAL_ROUTE if callable(func) else None  # (else: the usual error)
+        else:
+            route = self.routes.find(func, x)
         if route is None:
             return None
         if not route.serial:
@@ -473,6 +498,64 @@ class Runner:
         if route.plan is None:
             return res, Stats("apply", route.backend, tasks=1, wall_s=wall)
         return res, (route.plan, wall)
+
+    def fast_many(
+        self,
+        func: Callable[..., Any],
+        x: np.ndarray,
+        arrays: tuple[Any, ...],
+        axis: int,
+        overlap: int,
+    ) -> tuple[np.ndarray, Last] | None:
+        """:meth:`fast` for ``apply(func, x, *arrays, axis=, overlap=)`` (ints given as
+        such): its settled route, or None."""
+        if not -x.ndim <= axis < x.ndim or overlap < 0:
+            return None  # (the planner's path says what is wrong)
+        axis %= x.ndim
+        key = call_key(func, (x, *arrays), axis, overlap)
+        route = self.routes.find_key(key) if key is not None else None
+        if route is None:
+            return None
+        if not route.serial:
+            if in_worker():
+                return None
+            return self._run_route(
+                route, func, make_inputs(x, arrays, axis, overlap, "apply"), None
+            )
+        t0 = perf_counter()
+        n = x.shape[axis]
+        try:
+            res = func(x, *arrays)
+        except Exception as e:
+            raise annotate(e, f"the whole input (rows 0:{n}, run serially)") from None
+        if route.check and (
+            type(res) is not np.ndarray or res.ndim <= axis or res.shape[axis] != n
+        ):
+            check_whole(make_inputs(x, arrays, axis, overlap, "apply"), res)
+        wall = perf_counter() - t0
+        if route.ev is not None:
+            self._observe(route.ev, route.backend, None, wall / max(1, n), settled=True)
+        if route.plan is None:
+            return res, Stats("apply", route.backend, tasks=1, wall_s=wall)
+        return res, (route.plan, wall)
+
+    def _settle(self, func: Callable[..., Any], inputs: Inputs, route: Route | None) -> None:
+        """Keep ``route`` for calls like this one (None: forget this kind's route)."""
+        x = inputs.x
+        if inputs.plain and type(x) is np.ndarray:
+            if route is None:
+                self.routes.forget(func, x)
+            else:
+                self.routes.settle(func, x, route)
+            return
+        key = call_key(func, inputs.args, inputs.axis, inputs.overlap)
+        if key is None or inputs.pre or inputs.post:
+            return
+        if route is not None:
+            self.routes.settle_key(key, route)
+        else:
+            with contextlib.suppress(TypeError):
+                self.routes.entries.pop(key, None)
 
     def _run_route(
         self, route: Route, func: Callable[..., Any], inputs: Inputs, out: np.ndarray | None
@@ -672,7 +755,7 @@ class Runner:
             sizes=1,
             calls=0,
         )
-        if decision.certain and type(inputs.x) is np.ndarray and inputs.plain:
+        if decision.certain:
             route = Route(
                 "serial",
                 1,
@@ -682,7 +765,7 @@ class Runner:
                 plan=dataclasses.replace(stats.plan, cached=True),
                 ev=None,
             )
-            self.routes.settle(func, inputs.x, route)
+            self._settle(func, inputs, route)
         return result
 
     def _first_apply_on(
@@ -750,11 +833,9 @@ class Runner:
         result = self._run(route, func, inputs, out, stats)
         stats.plan = route.plan
         self._observe(ev, name, decision, (perf_counter() - t0) / n)
-        plain = out is None and chunks is None and inputs.plain and type(inputs.x) is np.ndarray
-        if plain and (decision is None or _settled(decision)):
-            self.routes.settle(func, inputs.x, route)
-        elif plain:
-            self.routes.forget(func, inputs.x)
+        if out is None and chunks is None:
+            settled = decision is None or _settled(decision)
+            self._settle(func, inputs, route if settled else None)
         return result
 
     def _route(
