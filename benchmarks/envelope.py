@@ -40,9 +40,12 @@ How it is timed. Each (workload, size) point runs in ``--procs`` fresh Python
 processes (this script with a hidden --child flag, printing JSON). In each one:
 
 1. plain func(x): once, then 3 timed calls (their median: ``plain_s``);
-2. auto's first call: the very first ``numpool.apply(func, x, ...)`` of the
-   process (the module-level default pool: default workers), then calls
-   2..``--calls`` of it, each timed alone, with the backend it ran on;
+2. numpool's one-time start in the process (imports, the default pool, the
+   machine profile from its cache), timed on an unrelated tiny call
+   (``cold_s`` in the JSON: paid once per process, not per kind of work);
+   then auto's first call of this work, ``numpool.apply(func, x, ...)`` on
+   the module-level default pool (default workers), and calls 2..``--calls``
+   of it, each timed alone, with the backend it ran on;
 3. interleaved rounds: every variant once per round, the order rotating (and
    turning every other round). Calls too short to time alone are timed as a
    batch of back-to-back calls (``reps`` in the JSON, per variant): a sample
@@ -319,7 +322,12 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     want = plain()
     plain_s = statistics.median(_timed(plain) for _ in range(3))
 
-    # auto's first calls: the first numpool call of this process, then calls 2..k
+    # numpool's one-time start in this process (imports, the default pool, the machine
+    # profile read from its cache), on unrelated work: reported apart as ``cold_s``,
+    # since it is paid once per process, not per kind of work
+    cold_s = _timed(lambda: numpool.apply(np.negative, np.ones(16)))
+
+    # auto's first calls of this work (a kind of work it has never seen), then 2..k
     calls_s, calls_on, first_ran = [], [], "?"
     for _ in range(spec["calls"]):
         calls_s.append(_timed(lambda: numpool.apply(work.func, *work.args, **kw)))
@@ -399,6 +407,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         "pid": os.getpid(),
         "plain_s": plain_s,
         "first_s": calls_s[0],
+        "cold_s": cold_s,
         "calls_s": calls_s,
         "calls_on": calls_on,
         "first_ran": first_ran,
@@ -504,6 +513,7 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "first_ran": sorted({r.get("first_ran", "?") for r in rs}),
                 "calls_on": later,
                 "plain_ns_per_element": statistics.median(plain_ns) if plain_ns else None,
+                "cold_s": statistics.median(r.get("cold_s", 0.0) for r in rs),
                 "errors": sorted({f"{k}: {e}" for r in rs for k, e in r["errors"].items()}),
                 "inexact": sorted({k for r in rs for k, ok in r["exact"].items() if not ok}),
             }
@@ -616,6 +626,13 @@ def markdown(meta: dict[str, Any], points: list[dict[str, Any]], failed: list[st
         if p["workload"].startswith("dial@") and p["plain_ns_per_element"]:
             notes.append(f"- {where}: plain cost {p['plain_ns_per_element']:.3g} ns per row")
     notes += [f"- {f}" for f in failed]
+    cold = [p["cold_s"] for p in points if p.get("cold_s")]
+    if cold:
+        notes.append(
+            f"- numpool's one-time start in a fresh process (imports, default pool, machine "
+            f"profile; not in (d)): median {fmt_s(statistics.median(cold))}, "
+            f"max {fmt_s(max(cold))} over the points"
+        )
     if notes:
         lines += ["", "Notes:", "", *notes]
     return "\n".join(lines) + "\n"

@@ -737,9 +737,12 @@ class Runner:
         ev.bytes_per_item = _apply_bytes_per_row(inputs, None, result)
         ev.out_bytes_per_item = result.nbytes / n
         ev.observe("serial", wall / n)
-        candidates = self._candidates(func, inputs)
+        candidates = self._candidates(func, inputs, check=False)
         m = ev.measurements(n)
         decision = model.choose(m, store.get(), model.Work(candidates, explore=False))
+        if not next(c for c in candidates if c.name == decision.backend).in_process:
+            candidates = self._candidates(func, inputs)  # can func reach it? (see _choose)
+            decision = model.choose(m, store.get(), model.Work(candidates, explore=False))
         self._observe_first(ev, decision)
         ev = evidence.cache.put(key, ev)
         stats.plan = ev.plan = self._plan(
@@ -828,13 +831,16 @@ class Runner:
         if self.auto:
             decision = self._decide(ev, n, func, inputs, out)
             name = decision.backend
+        # settled only on what calls showed: a backend chosen on a prediction alone
+        # runs once more through the planner, which then has its whole call to judge
+        seen = bool(ev.recent.get(name))
         t0 = perf_counter()
         route = self._route(ev, decision, name, func, inputs, chunks)
         result = self._run(route, func, inputs, out, stats)
         stats.plan = route.plan
         self._observe(ev, name, decision, (perf_counter() - t0) / n)
         if out is None and chunks is None:
-            settled = decision is None or _settled(decision)
+            settled = decision is None or (_settled(decision) and (seen or decision.certain))
             self._settle(func, inputs, route if settled else None)
         return result
 
@@ -1038,15 +1044,18 @@ class Runner:
     # --- deciding -----------------------------------------------------------------
 
     def _candidates(
-        self, func: Callable[..., Any], inputs: Inputs | None = None
+        self, func: Callable[..., Any], inputs: Inputs | None = None, check: bool = True
     ) -> tuple[model.Candidate, ...]:
-        """The backends auto may use for ``func`` (on ``inputs``), as the model sees them."""
+        """The backends auto may use for ``func`` (on ``inputs``), as the model sees them.
+        ``check=False``: whether ``func`` can reach a backend outside this process is
+        not asked (it may mean pickling func, and whatever it holds: see
+        :meth:`_choose`, which asks once such a backend is chosen)."""
         out = []
         for cls in auto_choices():
             if self.backends.workers < 2 and not cls.inline:
                 continue
             backend = self.backends.get(cls.name)
-            c = _candidate(backend, func)
+            c = _candidate(backend, func, check or backend.in_process)
             if c.unavailable is None and inputs is not None:
                 for arr in inputs.arrays():
                     why = backend.transport.refuse(arr.dtype)
@@ -1100,10 +1109,11 @@ class Runner:
             ev,
             items,
             func,
-            self._candidates(func, inputs),
+            self._candidates(func, inputs, check=False),
             explore=True,
             fresh=fresh,
             alloc=alloc,
+            inputs=inputs,
         )
 
     def _choose(
@@ -1115,11 +1125,19 @@ class Runner:
         explore: bool,
         fresh: float,
         alloc: float = 0.0,
+        inputs: Inputs | None = None,
     ) -> model.Decision:
         profile = store.get()
         m = ev.measurements(items, fresh_bytes=fresh, alloc_bytes=alloc)
         decision = model.choose(m, profile, model.Work(candidates, explore=explore))
         chosen = next(c for c in candidates if c.name == decision.backend)
+        if not chosen.in_process:
+            # only now ask whether func can reach it (candidates may come unchecked)
+            checked = self._candidates(func, inputs)
+            if checked != candidates:
+                candidates = checked
+                decision = model.choose(m, profile, model.Work(candidates, explore=explore))
+                chosen = next(c for c in candidates if c.name == decision.backend)
         if explore and not chosen.started:
             # a later call: workers the model wants start in the background (and are
             # measured there, when the profile lacks their costs), and this call runs
@@ -1351,9 +1369,10 @@ class Runner:
         )
 
 
-def _candidate(backend: Backend, func: Callable[..., Any]) -> model.Candidate:
+def _candidate(backend: Backend, func: Callable[..., Any], check: bool = True) -> model.Candidate:
     """A backend as the planner's model sees it, for a call of ``func``: the facts it
-    declares (the backends import nothing of the planner)."""
+    declares (the backends import nothing of the planner). ``check=False``: whether
+    it can run ``func`` is left unasked (taken as yes)."""
     return model.Candidate(
         name=backend.name,
         workers=backend.workers,
@@ -1362,7 +1381,7 @@ def _candidate(backend: Backend, func: Callable[..., Any]) -> model.Candidate:
         task_cost=backend.task_cost,
         start_cost=backend.start_cost,
         started=backend.started,
-        unavailable=backend.unavailable(func),
+        unavailable=backend.unavailable(func) if check else None,
     )
 
 
