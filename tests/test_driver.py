@@ -96,3 +96,17 @@ def test_a_fake_backend_leaves_the_real_ones_alone() -> None:
     """Registered for these tests only: the registry is as before afterwards."""
     assert "recorder" in BACKENDS and set(BACKENDS) >= {"serial", "threads", "processes"}
     assert all(b.name in BACKENDS for b in _base.live() if b.name != "recorder")
+
+
+def test_a_registered_backend_can_be_named_and_takes_no_foreign_option() -> None:
+    """Pool("recorder") runs on it; options it does not declare (Backend.options)
+    are refused for it, as for any backend but dask."""
+    x = np.arange(1000.0)
+    with numpool.Pool("recorder", workers=2) as pool:
+        assert np.array_equal(pool.apply(np.sqrt, x, chunks=4), np.sqrt(x))
+        assert "recorder" in pool.last_stats.backend
+    assert np.array_equal(numpool.apply(np.sqrt, x, backend="recorder"), np.sqrt(x))
+    with pytest.raises(ValueError, match="address= is for backend='dask'"):
+        numpool.Pool("recorder", address="tcp://127.0.0.1:1")
+    with pytest.raises(ValueError, match=r"backend must be one of .*'recorder'"):
+        numpool.Pool("recorderr")

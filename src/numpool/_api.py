@@ -15,6 +15,7 @@ from . import _stats
 from ._checks import AUTO, BackendName, check_backend, check_count, check_retries, check_workers
 from ._pool import Pool
 from ._stats import Stats
+from .backends import names
 from .planner.plan import Plan
 
 __all__ = ["apply", "last_stats", "map", "plan", "reduce", "shutdown_default_pools"]
@@ -46,7 +47,7 @@ def _pool(backend: Any, workers: Any, blas_threads: Any, retries: Any = 0) -> Po
         if pool is not None and not pool.closed:
             return pool
     key = (
-        check_backend(backend),
+        check_backend(backend, names),
         check_workers(workers),
         check_count("blas_threads", blas_threads),
         check_retries(retries),

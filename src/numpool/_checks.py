@@ -6,7 +6,7 @@ expected and what was given.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, get_args, overload
 
 import numpy as np
@@ -42,11 +42,17 @@ AUTO = "auto"
 BACKEND_NAMES = tuple(sorted(set(get_args(BackendName)) - {AUTO}))
 
 
-def check_backend(backend: Any) -> str:
-    if not isinstance(backend, str) or (backend not in BACKEND_NAMES and backend != AUTO):
-        choices = ", ".join(map(repr, [AUTO, *BACKEND_NAMES]))
-        raise ValueError(f"backend must be one of {choices}; got {backend!r}")
-    return backend
+def check_backend(backend: Any, registered: Callable[[], Iterable[str]] | None = None) -> str:
+    """``backend`` if it names a backend: "auto", one of numpool's (BACKEND_NAMES, known
+    without importing any), or one ``registered()`` lists (a backend class defined
+    elsewhere: ``numpool.backends.names``, asked only for another name)."""
+    if isinstance(backend, str) and (backend in BACKEND_NAMES or backend == AUTO):
+        return backend
+    known = sorted(set(BACKEND_NAMES) | set(registered() if registered else ()))
+    if isinstance(backend, str) and backend in known:
+        return backend
+    choices = ", ".join(map(repr, [AUTO, *known]))
+    raise ValueError(f"backend must be one of {choices}; got {backend!r}")
 
 
 @overload

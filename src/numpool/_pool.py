@@ -37,7 +37,7 @@ from ._progress import check_progress, track
 from ._reduce import blocks as reduce_blocks
 from ._runner import Runner, func_name
 from ._stats import Last, Stats, last
-from .backends import Backend, BackendSet
+from .backends import Backend, BackendSet, names, taking
 from .backends._worker import run_chunk
 from .planner.plan import Plan
 
@@ -108,12 +108,13 @@ class Pool(Executor):
         address: Any = None,
         connect_timeout: float | None = None,
     ) -> None:
-        name = check_backend(backend)
-        if address is not None and name != "dask":
-            raise ValueError(f"address= is for backend='dask' (a Dask scheduler); got {backend!r}")
+        name = check_backend(backend, names)
+        for option, value in (("address", address), ("connect_timeout", connect_timeout)):
+            if value is not None and name not in taking(option):
+                which = " or ".join(f"backend={b!r}" for b in taking(option))
+                what = " (a Dask scheduler)" if option == "address" else ""
+                raise ValueError(f"{option}= is for {which}{what}; got {backend!r}")
         if connect_timeout is not None:
-            if name != "dask":
-                raise ValueError(f"connect_timeout= is for backend='dask'; got {backend!r}")
             if isinstance(connect_timeout, bool) or not isinstance(connect_timeout, (int, float)):
                 raise TypeError(f"connect_timeout must be seconds, got {connect_timeout!r}")
             if not connect_timeout > 0:

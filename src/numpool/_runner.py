@@ -699,9 +699,10 @@ class Runner:
             candidates = self._candidates(func, inputs)
             # worker processes write into shared memory in place: allocate it there
             # while they may be chosen, so that choosing them costs no copy
-            maybe = any(not c.in_process and c.unavailable is None for c in candidates)
+            remote = [c.name for c in candidates if not c.in_process and c.unavailable is None]
             new_out = _first_out(
-                self._new_out_for("processes") if maybe else None, self._new_out_for("threads")
+                self._new_out_for(remote[0]) if remote else None,
+                self._new_out_for(_local_parallel(candidates)),
             )
         else:
             candidates = ()
@@ -1270,7 +1271,8 @@ class Runner:
         walker: _ApplyWalker | _MapWalker
         if kind == "apply":
             assert inputs is not None
-            walker = _ApplyWalker(func, inputs, None, self._new_out_for("threads"), stats)
+            local = self._new_out_for(_local_parallel(candidates))
+            walker = _ApplyWalker(func, inputs, None, local, stats)
         else:
             assert columns is not None
             walker = _MapWalker(func, columns, stats)
@@ -1371,8 +1373,8 @@ class Runner:
 
 def _candidate(backend: Backend, func: Callable[..., Any], check: bool = True) -> model.Candidate:
     """A backend as the planner's model sees it, for a call of ``func``: the facts it
-    declares (the backends import nothing of the planner). ``check=False``: whether
-    it can run ``func`` is left unasked (taken as yes)."""
+    declares (the backends import nothing of the planner). ``check=False``: only
+    whether it can run anything here is asked, not whether ``func`` reaches it."""
     return model.Candidate(
         name=backend.name,
         workers=backend.workers,
@@ -1381,7 +1383,7 @@ def _candidate(backend: Backend, func: Callable[..., Any], check: bool = True) -
         task_cost=backend.task_cost,
         start_cost=backend.start_cost,
         started=backend.started,
-        unavailable=backend.unavailable(func) if check else None,
+        unavailable=backend.unavailable(func) if check else backend.unavailable_here(),
     )
 
 
@@ -1411,6 +1413,12 @@ def _worker_item_s(backend: Backend, ev: Evidence) -> float:
     if backend.in_process and ev.threads_speedup is not None and w > 1:
         return ev.item_s * w / max(1e-3, min(ev.threads_speedup, float(w)))
     return ev.item_s * max(1.0, ev.native)
+
+
+def _local_parallel(candidates: tuple[model.Candidate, ...]) -> str:
+    """The candidate that runs blocks in parallel in this process (threads), else
+    the first one (serial): whose transport makes a first call's private output."""
+    return next((c.name for c in candidates if c.in_process and c.parallel), candidates[0].name)
 
 
 def _first_out(

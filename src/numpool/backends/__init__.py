@@ -44,7 +44,7 @@ from .. import _buffers, shm
 from ..blas import budget_for
 from ._base import BACKENDS, Backend, live
 
-__all__ = ["BACKENDS", "Backend", "BackendSet", "auto_choices", "get", "names"]
+__all__ = ["BACKENDS", "Backend", "BackendSet", "auto_choices", "get", "names", "taking"]
 
 _loaded = False
 
@@ -64,6 +64,13 @@ def names() -> list[str]:
     return sorted(BACKENDS)
 
 
+def taking(option: str) -> list[str]:
+    """The backends whose constructor takes the Pool option ``option`` (see
+    ``Backend.options``), by name."""
+    _load()
+    return sorted(n for n, cls in BACKENDS.items() if option in cls.options)
+
+
 def auto_choices() -> list[type[Backend]]:
     """The backends ``backend="auto"`` chooses among, simplest first (ties go to it)."""
     _load()
@@ -72,7 +79,8 @@ def auto_choices() -> list[type[Backend]]:
 
 
 def get(name: str, workers: int, blas_threads: int | None, **options: Any) -> Backend:
-    """A new backend instance by name (``options``: the dask backend's address, retries)."""
+    """A new backend instance by name (``options``: those its class declares in
+    ``Backend.options``, e.g. the dask backend's address and retries)."""
     _load()
     return BACKENDS[name](workers, blas_threads, **options)
 
@@ -116,11 +124,18 @@ class BackendSet:
                 raise RuntimeError("cannot schedule new work after the pool was shut down")
             backend = self._live.get(name)
             if backend is None:
-                options: dict[str, Any] = {}
-                if name == "dask":
-                    options = {"address": self.address, "retries": self.retries}
-                    if self.connect_timeout is not None:
-                        options["connect_timeout"] = self.connect_timeout
+                _load()
+                given = {
+                    "address": self.address,
+                    "retries": self.retries,
+                    "connect_timeout": self.connect_timeout,
+                }
+                # the Pool options its class declares it takes (those given)
+                options = {
+                    k: v
+                    for k, v in given.items()
+                    if k in BACKENDS[name].options and (v is not None or k == "address")
+                }
                 backend = get(name, self.workers, self.blas_for(name), **options)
                 backend.retries = self.retries
                 self._live[name] = backend

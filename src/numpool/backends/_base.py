@@ -73,6 +73,9 @@ class Backend:
     start_cost: ClassVar[str | None] = None
     #: the most bytes of input per apply block (backends that copy every block)
     max_block_bytes: ClassVar[int | None] = None
+    #: the Pool options beyond workers and blas_threads that its constructor takes
+    #: (``address``, ``retries``, ``connect_timeout``); Pool refuses the others for it
+    options: ClassVar[frozenset[str]] = frozenset()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -89,6 +92,13 @@ class Backend:
     @classmethod
     def unavailable(cls, func: Callable[..., Any]) -> str | None:
         """Why this backend cannot run ``func`` here (None: it can)."""
+        return cls.unavailable_here()
+
+    @classmethod
+    def unavailable_here(cls) -> str | None:
+        """Why this backend cannot run anything in this process (None: it can), asked
+        without ``func`` (cheap: the planner asks it of every call; whether ``func``
+        itself can reach the workers is asked only of a backend it chooses)."""
         return None
 
     @property

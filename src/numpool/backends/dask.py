@@ -316,6 +316,7 @@ class DaskBackend(Backend):
     #: every block crosses the network, and a task costs a scheduler round trip
     #: (measured when the backend connects: see task_seconds)
     max_block_bytes = 32 << 20
+    options = frozenset({"address", "retries", "connect_timeout"})
     transport: ClassVar[Transport]  # one per backend: it holds the client
 
     def __init__(

@@ -249,7 +249,7 @@ class ProcessesBackend(Backend):
 
     @classmethod
     def unavailable(cls, func: Callable[..., Any]) -> str | None:
-        why = daemonic()
+        why = cls.unavailable_here()
         if why is not None:
             return why
         try:
@@ -257,6 +257,10 @@ class ProcessesBackend(Backend):
         except TypeError as e:
             return str(e)
         return None
+
+    @classmethod
+    def unavailable_here(cls) -> str | None:
+        return daemonic()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """The Executor's shutdown. With ``cancel_futures``, queued work is cancelled and
