@@ -47,7 +47,7 @@ from .backends._worker import apply_block, run_tasks
 
 log = logging.getLogger("numpool")
 
-__all__ = ["apply", "bounds", "map_tasks", "pull", "run_one"]
+__all__ = ["Helpers", "apply", "bounds", "map_tasks", "pull", "run_one"]
 
 Job = tuple[int, Callable[..., Any], tuple[Any, ...]]
 
@@ -264,20 +264,12 @@ def apply(
     by :func:`pull` (the caller takes blocks too); the others by :func:`_drive`.
     """
     rows = inputs.n
-    if rows == 0:
-        return out
     if backend.in_process and not backend.inline:
         with backend.scope():
-            pull(
-                backend,
-                func,
-                inputs,
-                out,
-                bounds(rows, max(1, min(rows, chunks))),
-                layout,
-                stats,
-                row0,
-            )
+            edges = bounds(rows, max(1, min(rows, chunks))) if rows else [0]
+            pull(backend, func, inputs, out, edges, layout, stats, row0)
+        return out
+    if rows == 0:
         return out
     tail, dtype = layout
     backend.check_callable(func)
@@ -352,58 +344,91 @@ def pull(
     ticket = itertools.count()  # next() on a count is atomic: each block taken once
     failed: list[tuple[int, BaseException]] = []
     ran: list[tuple[tuple[int, str], float, float]] = []
-    rows_done: queue.SimpleQueue[int | None] = queue.SimpleQueue()
 
     def where(i: int) -> str:
         return f"block {i} of {n} (rows {edges[i] + row0}:{edges[i + 1] + row0})"
 
     def work(caller: bool) -> None:
-        try:
-            while not failed:
-                i = next(ticket)
-                if i >= n:
-                    return
-                a, b = edges[i], edges[i + 1]
-                try:
-                    _, who, t0, t1 = apply_block(
-                        func, inputs.block(a, b), along(out, a, b, axis), where(i), tail, dtype
-                    )
-                except BaseException as e:
-                    failed.append((i, e))
-                    if caller and not isinstance(e, Exception):
-                        raise  # Ctrl-C: at once
-                    return
-                ran.append((who, t0, t1))
-                if caller:
-                    advance(b - a)
-                else:
-                    rows_done.put(b - a)
-        finally:
-            if not caller:
-                rows_done.put(None)
-
-    helpers: list[Future[Any]] = []
-    try:
-        with _sigint_deferred(True):  # (a submit interrupted may leave its lock held)
-            for _ in range(min(backend.workers, n) - 1):
-                helpers.append(backend.submit(work, False))
-        work(True)
-        waiting = sum(1 for f in helpers if not f.cancel())  # (never started: none left)
-        while waiting:
-            got = rows_done.get()
-            if got is None:
-                waiting -= 1
+        while not failed:
+            i = next(ticket)
+            if i >= n:
+                return
+            a, b = edges[i], edges[i + 1]
+            try:
+                _, who, t0, t1 = apply_block(
+                    func, inputs.block(a, b), along(out, a, b, axis), where(i), tail, dtype
+                )
+            except BaseException as e:
+                failed.append((i, e))
+                if caller and not isinstance(e, Exception):
+                    raise  # Ctrl-C: at once
+                return
+            ran.append((who, t0, t1))
+            if caller:
+                advance(b - a)
             else:
-                advance(got)
+                rows_done.put(b - a)
+
+    rows_done: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+    helpers: Helpers | None = None
+    try:
+        helpers = Helpers(backend, min(backend.workers, n) - 1, work, rows_done)
+        work(True)
+        helpers.wait()
     except BaseException as e:
         failed.append((-1, e))  # the helpers take no more blocks
-        if helpers:
-            backend.interrupt()  # still running: left behind, the next call gets fresh ones
+        if helpers is not None:
+            helpers.abandon()
         raise
     for who, t0, t1 in ran:
         stats.busy(who, t0, t1)
     if failed:
         raise min(failed, key=lambda f: f[0])[1]
+
+
+class Helpers:
+    """The pool threads that help the caller with one call's blocks (see :func:`pull`):
+    each runs ``work(False)`` (take blocks until none is left) and then says so."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        count: int,
+        work: Callable[[bool], None],
+        done: queue.SimpleQueue[int | None],
+    ) -> None:
+        self.backend = backend
+        self._work = work
+        #: rows each helper block finished, and None when a helper is done
+        self.done = done
+        self.futures: list[Future[Any]] = []
+        if count > 0:
+            with _sigint_deferred(True):  # (a submit interrupted may leave its lock held)
+                for _ in range(count):
+                    self.futures.append(backend.submit(self._help))
+
+    def _help(self) -> None:
+        try:
+            self._work(False)
+        finally:
+            self.done.put(None)
+
+    def wait(self) -> None:
+        """Cancel the helpers that never started; wait for the others to finish, adding
+        the rows they report to the progress bar."""
+        waiting = sum(1 for f in self.futures if not f.cancel())
+        while waiting:
+            got = self.done.get()
+            if got is None:
+                waiting -= 1
+            else:
+                advance(got)
+
+    def abandon(self) -> None:
+        """The caller gives up (an error, Ctrl-C): take no more blocks; those still
+        running are left behind and the next call gets fresh threads."""
+        if any(not f.cancel() and not f.done() for f in self.futures):
+            self.backend.interrupt()
 
 
 def map_tasks(

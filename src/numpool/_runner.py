@@ -228,7 +228,12 @@ class _ApplyWalker:
             self.out = None
 
     def parallel(
-        self, backend: Backend, a: int, b: int, pieces: int, together: bool = False
+        self,
+        backend: Backend,
+        a: int,
+        b: int,
+        pieces: int,
+        together: bool = False,
     ) -> list[tuple[float, float]]:
         assert self.out is not None and self.layout is not None
         sub = Stats("apply", backend.name, intervals=[])
