@@ -74,7 +74,7 @@ def test_auto_chooses_a_backend_registered_by_one_class() -> None:
         assert pool.last_stats.plan.backend == "recorder"
         assert pool.last_stats.backend.endswith("recorder")
         # the caller ran row 0 and took blocks; one helper was handed over
-        assert Recorder.jobs == ["work"]
+        assert Recorder.jobs == ["_help"]
         for _ in range(3):
             assert np.array_equal(pool.apply(np.exp, x), np.exp(x))
 
@@ -89,7 +89,7 @@ def test_the_sequence_of_a_first_and_a_later_call() -> None:
         (ev,) = [e for k, e in evidence.cache._items.items() if np.sqrt in k]
         assert ev.calls == 1 and list(ev.recent) == ["serial"] and not Recorder.jobs
         pool.apply(np.sqrt, x)
-        assert ev.calls == 2 and "recorder" in ev.recent and Recorder.jobs == ["work"]
+        assert ev.calls == 2 and "recorder" in ev.recent and Recorder.jobs == ["_help"]
 
 
 def test_a_fake_backend_leaves_the_real_ones_alone() -> None:

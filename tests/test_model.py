@@ -508,3 +508,23 @@ def test_pulled_blocks_need_not_be_a_multiple_of_the_workers(workers: int) -> No
             assert pulled >= even and 1 <= pulled <= max(1, items)
             if even >= workers:
                 assert even % workers == 0
+
+
+def test_a_figure_not_refreshed_for_stale_calls_is_forgotten() -> None:
+    """A backend that lost on its first (cold) whole calls is predicted by the model
+    again once it has not run for STALE_CALLS calls, so a recheck may explore it."""
+    from numpool.planner.evidence import STALE_CALLS, Evidence
+
+    ev = Evidence("apply", 1e-9)
+    ev.observe("threads", 5e-9)  # cold: fresh output pages
+    ev.calls += 1
+    for _ in range(STALE_CALLS - 1):
+        ev.observe("serial", 1e-9)
+        ev.calls += 1
+    m = ev.measurements(300_000)
+    assert "threads" in m.observed and m.observations["threads"] == 1
+    ev.observe("serial", 1e-9)
+    ev.calls += 1
+    m = ev.measurements(300_000)
+    assert "threads" not in m.observed and "threads" not in m.observations
+    assert m.observed["serial"] == 1e-9

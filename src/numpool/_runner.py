@@ -1495,7 +1495,7 @@ def _settled(decision: model.Decision) -> bool:
 
 #: a first auto call on inputs of at most this many bytes runs whole in the caller
 #: (timed: the serial cost itself), instead of growing blocks and a threads stage
-FIRST_WHOLE_BYTES = 1 << 20
+FIRST_WHOLE_BYTES = 64 << 20
 
 
 def _small(inputs: Inputs) -> bool:

@@ -32,10 +32,16 @@ from .model import Measurements
 if TYPE_CHECKING:
     from .plan import Plan
 
-__all__ = ["WINDOW", "Evidence", "EvidenceCache", "cache", "func_key"]
+__all__ = ["STALE_CALLS", "WINDOW", "Evidence", "EvidenceCache", "cache", "func_key"]
 
 #: whole calls per backend kept; the lowest of them is the backend's figure
 WINDOW = 3
+#: a backend's figure is forgotten when it has not run for this many calls of the
+#: work: its first whole calls may have paid for cold memory (fresh output pages
+#: cost ~4 us each on a VM: 2.4 MB, ~2.4 ms), and a backend that lost on such a
+#: figure would never run again to correct it. Forgotten, it is predicted by the
+#: model again, and explored if that puts it within reach of the best
+STALE_CALLS = 96
 
 
 def func_key(func: Any) -> Hashable:
@@ -66,6 +72,7 @@ class Evidence:
         "out_bytes_per_item",
         "plan",
         "recent",
+        "seen",
         "threads_speedup",
         "threads_trusted",
     )
@@ -82,6 +89,8 @@ class Evidence:
         #: output bytes per item (apply: a row of func's result)
         self.out_bytes_per_item = 0.0
         self.recent: dict[str, list[float]] = {}
+        #: the call count at each backend's last whole call
+        self.seen: dict[str, int] = {}
         self.calls = 0
         self.current: str | None = None
         self.plan: Plan | None = None
@@ -93,6 +102,11 @@ class Evidence:
             window = self.recent.setdefault(backend, [])
             window.append(item_s)
             del window[:-WINDOW]
+            self.seen[backend] = self.calls
+
+    def _fresh(self, backend: str) -> bool:
+        """Whether ``backend`` ran a whole call within the last STALE_CALLS calls."""
+        return self.calls - self.seen.get(backend, self.calls) <= STALE_CALLS
 
     def best(self, backend: str) -> float | None:
         window = self.recent.get(backend)
@@ -113,8 +127,8 @@ class Evidence:
             bytes_per_item=self.bytes_per_item,
             fresh_bytes=fresh_bytes,
             alloc_bytes=alloc_bytes,
-            observed={b: min(v) for b, v in self.recent.items() if v},
-            observations={b: len(v) for b, v in self.recent.items()},
+            observed={b: min(v) for b, v in self.recent.items() if v and self._fresh(b)},
+            observations={b: len(v) for b, v in self.recent.items() if self._fresh(b)},
             calls=self.calls,
             current=self.current,
         )
