@@ -403,9 +403,15 @@ class Helpers:
         self.done = done
         self.futures: list[Future[Any]] = []
         if count > 0:
-            with _sigint_deferred(True):  # (a submit interrupted may leave its lock held)
-                for _ in range(count):
-                    self.futures.append(backend.submit(self._help))
+            try:
+                with _sigint_deferred(True):  # (a submit interrupted may leave a lock held)
+                    for _ in range(count):
+                        self.futures.append(backend.submit(self._help))
+            except BaseException:
+                # (a Ctrl-C noted while submitting, raised here: a helper may already
+                # be running a block, and nobody else holds it to leave it behind)
+                self.abandon()
+                raise
 
     def _help(self) -> None:
         try:
