@@ -258,3 +258,19 @@ def test_several_arrays_a_halo_and_an_axis_have_routes_too(
             pool.apply(funcs.box_blur, img[0], overlap=True)
         with pytest.raises(ValueError, match="axis 3 is out of range"):
             pool.apply(funcs.scale, img, 2.0, axis=3)
+
+
+def test_a_call_that_wrote_into_fresh_memory_leaves_no_figure() -> None:
+    """Fresh output pages cost page faults later calls do not pay: a call whose
+    output buffer was newly made counts as a call but leaves no figure; a call on
+    recycled (warm) memory does."""
+    x = np.random.default_rng(2).random(2_000_000)  # 16 MB: a recycled output buffer
+    with numpool.Pool("threads", workers=2) as pool:
+        keep = [pool.apply(np.sqrt, x)]  # the first call: its output stays in use
+        (ev,) = [e for k, e in evidence.cache._items.items() if np.sqrt in k]
+        before = len(ev.recent.get("threads", []))
+        keep.append(pool.apply(np.sqrt, x))  # a new buffer: cold
+        assert len(ev.recent.get("threads", [])) == before
+        keep.clear()  # both buffers go back to the arena
+        assert np.array_equal(pool.apply(np.sqrt, x), np.sqrt(x))  # warm
+        assert len(ev.recent.get("threads", [])) == before + 1

@@ -27,7 +27,10 @@ import numpy as np
 
 from .shm import Arena, env_bytes
 
-__all__ = ["PrivateBuffer", "arena", "empty"]
+__all__ = ["PrivateBuffer", "arena", "empty", "made"]
+
+#: bytes of fresh buffers made so far in this process (see :func:`made`)
+_made = [0]
 
 
 class PrivateBuffer:
@@ -41,6 +44,7 @@ class PrivateBuffer:
         if hasattr(mmap, "MADV_HUGEPAGE"):
             self.buf.madvise(mmap.MADV_HUGEPAGE)
         self.size = size
+        _made[0] += size
         self.name = f"private-{id(self):x}"
         self.unlinked = False
 
@@ -65,6 +69,13 @@ atexit.register(_arena.clear)
 def arena() -> Arena:
     """The process-wide arena of idle private output buffers."""
     return _arena
+
+
+def made() -> int:
+    """Bytes of fresh output buffers made so far: a call during which it grew wrote
+    into cold memory (page faults, ~4 us a page on a VM), which later calls of the
+    same work will not pay, so its wall time says little of them."""
+    return _made[0]
 
 
 def empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:

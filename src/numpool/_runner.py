@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _engine, _reduce, shm
+from . import _buffers, _engine, _reduce, shm
 from ._checks import AUTO
 from ._errors import annotate
 from ._inputs import Inputs, along, tail_of
@@ -567,12 +567,14 @@ class Runner:
     ) -> tuple[np.ndarray, Stats]:
         """A call on a route split into blocks: run, then learn from its wall time."""
         stats = Stats("apply", "")
+        made = _buffers.made()
         t0 = perf_counter()
         with self._scope():
             result = self._run(route, func, inputs, out, stats)
         wall = perf_counter() - t0
         if route.ev is not None:
-            self._observe(route.ev, route.backend, None, wall / inputs.n, settled=True)
+            cold = _buffers.made() != made
+            self._observe(route.ev, route.backend, None, wall / inputs.n, True, cold)
         stats.plan = route.plan
         stats.wall_s = wall
         return result, stats
@@ -840,11 +842,13 @@ class Runner:
         # settled only on what calls showed: a backend chosen on a prediction alone
         # runs once more through the planner, which then has its whole call to judge
         seen = bool(ev.recent.get(name))
+        made = _buffers.made()
         t0 = perf_counter()
         route = self._route(ev, decision, name, func, inputs, chunks)
         result = self._run(route, func, inputs, out, stats)
         stats.plan = route.plan
-        self._observe(ev, name, decision, (perf_counter() - t0) / n)
+        cold = _buffers.made() != made  # (its output was fresh memory: not a figure)
+        self._observe(ev, name, decision, (perf_counter() - t0) / n, cold=cold)
         if out is None and chunks is None:
             settled = decision is None or (_settled(decision) and (seen or decision.certain))
             self._settle(func, inputs, route if settled else None)
@@ -1230,10 +1234,13 @@ class Runner:
         decision: model.Decision | None,
         item_s: float,
         settled: bool = False,
+        cold: bool = False,
     ) -> None:
-        """A later call's wall seconds per item, on ``name``; ``settled``: on a route."""
+        """A later call's wall seconds per item, on ``name``; ``settled``: on a route;
+        ``cold``: it wrote into fresh memory, so its time is not kept as a figure."""
         with evidence.cache.lock:
-            ev.observe(name, item_s)
+            if not cold:
+                ev.observe(name, item_s)
             ev.calls += 1
             if settled or (decision is not None and not decision.explore):
                 ev.current = name
