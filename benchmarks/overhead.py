@@ -9,7 +9,9 @@ Run:  python benchmarks/overhead.py [--runs 5]
   rounds in one process (median of each; the bar draws to /dev/null), and the
   bar's own cost (a bar advanced over the same 1,000 batches, timed alone).
 - tiny: ``numpool.apply(np.exp, x)`` over 10k elements with progress off,
-  against plain ``np.exp(x)`` (median of batches).
+  against plain ``np.exp(x)`` (median of batches); then numpool's own cost per
+  call on a settled serial route (the fast path) for each form of apply: one
+  array, three arrays, a halo, a ``Pool("serial")``.
 """
 
 from __future__ import annotations
@@ -116,8 +118,42 @@ def main() -> None:
     ours = per_call(lambda: numpool.apply(np.exp, x))
     print(
         f"tiny: np.exp over 10k {plain * 1e6:.1f} us, numpool.apply {ours * 1e6:.1f} us "
-        f"-> {ours / plain:.2f}x"
+        f"-> {ours / plain:.2f}x ({(ours - plain) * 1e6:.2f} us over plain; issue 21: <= ~2 us)"
     )
+    # the fast path of every form (issue 21): a settled serial route, numpool's own
+    # cost per call over plain func(...), by form of the call
+    a, b, c = (np.random.default_rng(i).random(1000) for i in range(3))
+    img = np.random.default_rng(3).random((8, 64))
+
+    def fma(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+        return a * b + c
+
+    def blur(i: np.ndarray) -> np.ndarray:
+        o = i.copy()
+        o[1:-1] = (i[:-2] + i[1:-1] + i[2:]) / 3
+        return o
+
+    forms = {
+        "apply(np.exp, x) 1e3": (lambda: np.exp(a), lambda: numpool.apply(np.exp, a)),
+        "apply(fma, a, b, c) 1e3": (
+            lambda: fma(a, b, c),
+            lambda: numpool.apply(fma, a, b, c),
+        ),
+        "apply(blur, img, overlap=1) 8x64": (
+            lambda: blur(img),
+            lambda: numpool.apply(blur, img, overlap=1),
+        ),
+        "Pool('serial').apply(np.exp, x) 1e3": (
+            lambda: np.exp(a),
+            lambda: serial.apply(np.exp, a),
+        ),
+    }
+    with numpool.Pool("serial") as serial:
+        for name, (p_fn, n_fn) in forms.items():
+            for _ in range(3):
+                n_fn()
+            p_s, n_s = per_call(p_fn), per_call(n_fn)
+            print(f"fast path: {name}: plain {p_s * 1e6:.2f} us, +{(n_s - p_s) * 1e6:.2f} us")
 
 
 if __name__ == "__main__":
