@@ -274,3 +274,19 @@ def test_a_call_that_wrote_into_fresh_memory_leaves_no_figure() -> None:
         keep.clear()  # both buffers go back to the arena
         assert np.array_equal(pool.apply(np.sqrt, x), np.sqrt(x))  # warm
         assert len(ev.recent.get("threads", [])) == before + 1
+
+
+def test_one_block_on_processes_writes_into_shared_memory() -> None:
+    """A call sized to one block on worker processes runs row 0 there (the output's
+    layout), then the block straight into the output: its result never travels back
+    through the pipe (a SharedArray x and out: 53 ms through the pipe against 2.4 ms
+    for 1M np.exp in the demo), and the stats name the backend."""
+    x = np.random.default_rng(4).random(200_000)
+    sx, sout = numpool.share(x), numpool.share(np.empty_like(x))
+    with numpool.Pool("processes", workers=2) as pool:
+        for _ in range(3):
+            assert pool.apply(np.exp, sx, out=sout, chunks=1) is sout
+            assert np.array_equal(sout, np.exp(x))
+            stats = pool.last_stats
+            assert stats.backend == "processes" and stats.tasks == 2, stats
+            assert stats.bytes_moved == 0

@@ -197,6 +197,7 @@ class _ApplyWalker:
             )
             self._take_first(a, b, res)
             self.stats.busy(who, start, end)
+            self.stats.ran_on(backend.name)
             self.done = b
             advance(b - a)
         else:
@@ -599,7 +600,7 @@ class Runner:
         walker = _ApplyWalker(func, inputs, out, backend.transport.new_out, stats)
         try:
             # the output's layout, from this call's own first row, where func runs
-            if pieces == 1:  # (a backend outside this process: one block on a worker)
+            if n == 1:  # (a backend outside this process: one row, on a worker)
                 walker.remote(backend, 0, n)
             elif backend.in_process:
                 t1 = perf_counter()
