@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import signal
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import numpool
 from helpers import segments
 from numpool import shm
 from numpool._api import shutdown_default_pools
+from numpool.planner.profile import Profile
 
 # A suite started in the background of a script (`pytest &`, nohup) inherits SIGINT
 # ignored, and so would every interpreter it starts: Ctrl-C would then reach nobody,
@@ -104,3 +106,27 @@ def no_leaked_segments() -> Iterator[None]:
         gc.collect()
         left = segments() - before - shm.arena().idle_names()
     assert not left, f"test leaked shared-memory segments: {left}"
+
+
+@pytest.fixture
+def fresh_evidence() -> Iterator[None]:
+    """No evidence (nor the routes derived from it) from other tests, before or after."""
+    from numpool.planner import evidence
+
+    evidence.cache.clear()
+    yield
+    evidence.cache.clear()
+
+
+@pytest.fixture
+def handoffs_cost() -> Iterator[Profile]:
+    """A machine where handing work to a thread costs 10 s: all real work is tiny."""
+    from numpool.planner.profile import store
+
+    real = store.get()
+    slow = dataclasses.replace(
+        real, thread_wake_s=10.0, thread_task_s=1.0, process_start_s=10.0, process_task_s=10.0
+    )
+    store.override(slow)
+    yield slow
+    store.override(real)

@@ -9,7 +9,6 @@ test_model.py.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import math
 import os
@@ -27,14 +26,9 @@ import numpool
 from numpool.lab.demo import py_loop
 from numpool.planner import evidence, model
 from numpool.planner.evidence import func_key
-from numpool.planner.profile import Profile, store
+from numpool.planner.profile import Profile
 
-
-@pytest.fixture(autouse=True)
-def fresh_evidence() -> Iterator[None]:
-    evidence.cache.clear()
-    yield
-    evidence.cache.clear()
+pytestmark = pytest.mark.usefixtures("fresh_evidence")
 
 
 @pytest.fixture
@@ -42,18 +36,6 @@ def auto() -> Iterator[numpool.Pool]:
     """A new auto pool: its processes start cold, as a user's first call would."""
     with numpool.Pool("auto", workers=2) as pool:
         yield pool
-
-
-@pytest.fixture
-def handoffs_cost() -> Iterator[Profile]:
-    """A machine where handing work to a thread costs 10 s: all real work is tiny."""
-    real = store.get()
-    slow = dataclasses.replace(
-        real, thread_wake_s=10.0, thread_task_s=1.0, process_start_s=10.0, process_task_s=10.0
-    )
-    store.override(slow)
-    yield slow
-    store.override(real)
 
 
 def _follows_its_figures(plan: numpool.Plan) -> None:

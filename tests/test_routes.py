@@ -7,9 +7,7 @@ No timing is asserted. Where a decision matters, the machine profile is passed i
 
 from __future__ import annotations
 
-import dataclasses
 import threading
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -19,27 +17,9 @@ import numpool
 from numpool import _routes
 from numpool._runner import Runner
 from numpool.planner import evidence, model
-from numpool.planner.profile import Profile, store
+from numpool.planner.profile import Profile
 
-
-@pytest.fixture(autouse=True)
-def fresh_evidence() -> Iterator[None]:
-    evidence.cache.clear()
-    yield
-    evidence.cache.clear()
-
-
-@pytest.fixture
-def slow_handoffs() -> Iterator[Profile]:
-    """A machine where handing work to a thread or a process costs a second: every
-    input of these tests is too small for any backend to win."""
-    real = store.get()
-    slow = dataclasses.replace(
-        real, thread_wake_s=1.0, thread_task_s=0.1, process_start_s=1.0, process_task_s=1.0
-    )
-    store.override(slow)
-    yield slow
-    store.override(real)
+pytestmark = pytest.mark.usefixtures("fresh_evidence")
 
 
 def _no_planner(*args: object, **kwargs: object) -> None:
@@ -47,7 +27,7 @@ def _no_planner(*args: object, **kwargs: object) -> None:
 
 
 def test_a_certain_route_never_asks_the_planner_again(
-    slow_handoffs: Profile, monkeypatch: pytest.MonkeyPatch
+    handoffs_cost: Profile, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After the first call (whole, timed), every call is func(x): no choose(), no
     measuring, no plan built, however many calls; stats still say what ran."""
@@ -66,7 +46,7 @@ def test_a_certain_route_never_asks_the_planner_again(
 
 
 def test_the_module_level_apply_takes_the_same_route(
-    slow_handoffs: Profile, monkeypatch: pytest.MonkeyPatch
+    handoffs_cost: Profile, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """numpool.apply and Pool.apply share one gate and one route table per pool."""
     x = np.linspace(0, 1, 5_000)
@@ -101,7 +81,7 @@ def test_an_uncertain_route_goes_back_to_the_planner_every_recheck_calls(
     assert 1 <= len(asked) <= 1 + calls // _routes.RECHECK + 1
 
 
-def test_a_route_keeps_the_result_checks(slow_handoffs: Profile) -> None:
+def test_a_route_keeps_the_result_checks(handoffs_cost: Profile) -> None:
     """A func that starts returning the wrong rows on a settled route still gets the
     usual error (its result is checked unless it is a one-in-one-out ufunc)."""
     x = np.linspace(0, 1, 1000)
@@ -124,7 +104,7 @@ def test_a_route_keeps_the_result_checks(slow_handoffs: Profile) -> None:
                 pool.apply(funcs.fail_on_big, x)
 
 
-def test_routes_are_forgotten_with_the_evidence(slow_handoffs: Profile) -> None:
+def test_routes_are_forgotten_with_the_evidence(handoffs_cost: Profile) -> None:
     x = np.linspace(0, 1, 1000)
     with numpool.Pool("auto", workers=2) as pool:
         for _ in range(2):
@@ -136,7 +116,7 @@ def test_routes_are_forgotten_with_the_evidence(slow_handoffs: Profile) -> None:
         assert not pool.last_stats.plan.cached  # measured anew
 
 
-def test_a_lambda_made_anew_each_call_finds_its_route(slow_handoffs: Profile) -> None:
+def test_a_lambda_made_anew_each_call_finds_its_route(handoffs_cost: Profile) -> None:
     """Routes are keyed by a function's code, not its object: a lambda written in a
     loop is one kind of work (and its closure is not kept alive by the table)."""
     x = np.linspace(0, 1, 1000)
@@ -231,7 +211,7 @@ def test_a_hand_off_to_an_idle_thread_starts_no_thread(monkeypatch: pytest.Monke
 
 
 def test_several_arrays_a_halo_and_an_axis_have_routes_too(
-    slow_handoffs: Profile, monkeypatch: pytest.MonkeyPatch
+    handoffs_cost: Profile, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """apply(f, a, b, c), overlap= and axis= settle like apply(f, x): later calls skip
     the planner, and a call of another shape or argument type takes its own route."""

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .planner.evidence import Evidence
     from .planner.plan import Plan
 
-__all__ = ["RECHECK", "Route", "Routes", "call_key", "one_in_one_out"]
+__all__ = ["RECHECK", "Route", "Routes", "call_key", "one_in_one_out", "plain_key"]
 
 #: calls on a route that is not certain before one goes back to the planner
 RECHECK = 64
@@ -93,63 +93,57 @@ class Routes:
         evidence.cache.derived.add(self)  # forgotten with the evidence
 
     def find(self, func: Any, x: np.ndarray) -> Route | None:
-        """The route for ``func`` on inputs like ``x``, or None (ask the planner)."""
+        """The route for ``func`` on inputs like ``x`` (``apply(func, x)``), or None (ask
+        the planner): the last hit compared by identity first, then the table."""
         hit = self.last
         if hit[0] is func and hit[1] is x.dtype and hit[2] == x.shape:
-            route: Route = hit[3]
-        else:
-            try:
-                found = self.entries.get((func_key(func), x.dtype, x.shape))
-            except TypeError:  # an unhashable callable: never routed
-                return None
-            if found is None:
-                return None
-            route = found
+            return _due(hit[3])
+        route = self.find_key(plain_key(func, x))
+        if route is not None:
             self.last = (func, x.dtype, x.shape, route)
-        if not route.certain:
-            route.left -= 1
-            if route.left <= 0:
-                route.left = RECHECK
-                return None  # this call goes back to the planner
         return route
 
     def find_key(self, key: Hashable) -> Route | None:
-        """The route kept under ``key`` (see :func:`call_key`), or None."""
+        """The route kept under ``key`` (:func:`plain_key`, :func:`call_key`), or None."""
         try:
             route = self.entries.get(key)
         except TypeError:  # an unhashable callable (or argument type): never routed
             return None
-        if route is not None and not route.certain:
-            route.left -= 1
-            if route.left <= 0:
-                route.left = RECHECK
-                return None
-        return route
+        return None if route is None else _due(route)
 
-    def settle_key(self, key: Hashable, route: Route) -> None:
-        if len(self.entries) >= self.size:
-            self.clear()
-        with contextlib.suppress(TypeError):
-            self.entries[key] = route
-        self.last = _MISS
-
-    def settle(self, func: Any, x: np.ndarray, route: Route) -> None:
-        """Remember ``route`` for calls of ``func`` on inputs like ``x``."""
+    def settle(self, key: Hashable, route: Route) -> None:
+        """Remember ``route`` for the calls kept under ``key``."""
         if len(self.entries) >= self.size:
             self.clear()
         with contextlib.suppress(TypeError):  # an unhashable callable: no route
-            self.entries[(func_key(func), x.dtype, x.shape)] = route
+            self.entries[key] = route
         self.last = _MISS
 
-    def forget(self, func: Any, x: np.ndarray) -> None:
-        """Drop the route of this kind of call (the planner decided otherwise)."""
+    def forget(self, key: Hashable) -> None:
+        """Drop the route kept under ``key`` (the planner decided otherwise)."""
         with contextlib.suppress(TypeError):
-            self.entries.pop((func_key(func), x.dtype, x.shape), None)
+            self.entries.pop(key, None)
         self.last = _MISS
 
     def clear(self) -> None:
         self.entries = {}
         self.last = _MISS
+
+
+def _due(route: Route) -> Route | None:
+    """``route``, or None once every RECHECK calls of a route that is not certain (that
+    call goes back to the planner)."""
+    if not route.certain:
+        route.left -= 1
+        if route.left <= 0:
+            route.left = RECHECK
+            return None
+    return route
+
+
+def plain_key(func: Any, x: np.ndarray) -> Hashable:
+    """What the route of ``apply(func, x)`` (x alone, along axis 0) is kept under."""
+    return (func_key(func), x.dtype, x.shape)
 
 
 def call_key(func: Any, args: tuple[Any, ...], axis: int, overlap: int) -> Hashable | None:

@@ -49,7 +49,7 @@ from ._errors import annotate
 from ._inputs import Inputs, along, tail_of
 from ._inputs import make as make_inputs
 from ._progress import advance
-from ._routes import Route, Routes, call_key, one_in_one_out
+from ._routes import Route, Routes, call_key, one_in_one_out, plain_key
 from ._stats import Last, Stats, worker_name
 from .backends import BACKENDS, Backend, BackendSet, auto_choices
 from .backends._transport import MapIO
@@ -498,9 +498,15 @@ class Runner:
             type(res) is not np.ndarray or not res.ndim or res.shape[0] != x.shape[0]
         ):
             check_whole(Inputs.one(x), res)  # raises the usual error
-        wall = perf_counter() - t0
-        if route.ev is not None:  # (not certain: its evidence keeps flowing)
-            self._observe(route.ev, route.backend, None, wall / x.shape[0], settled=True)
+        return self._ran_whole(route, res, perf_counter() - t0, x.shape[0])
+
+    def _ran_whole(
+        self, route: Route, res: np.ndarray, wall: float, n: int
+    ) -> tuple[np.ndarray, Last]:
+        """A serial route's call is done: its evidence (a route that is not certain
+        keeps adding to it) and what ``last_stats`` will show."""
+        if route.ev is not None:
+            self._observe(route.ev, route.backend, None, wall / max(1, n), settled=True)
         if route.plan is None:
             return res, Stats("apply", route.backend, tasks=1, wall_s=wall)
         return res, (route.plan, wall)
@@ -538,30 +544,24 @@ class Runner:
             type(res) is not np.ndarray or res.ndim <= axis or res.shape[axis] != n
         ):
             check_whole(make_inputs(x, arrays, axis, overlap, "apply"), res)
-        wall = perf_counter() - t0
-        if route.ev is not None:
-            self._observe(route.ev, route.backend, None, wall / max(1, n), settled=True)
-        if route.plan is None:
-            return res, Stats("apply", route.backend, tasks=1, wall_s=wall)
-        return res, (route.plan, wall)
+        return self._ran_whole(route, res, perf_counter() - t0, n)
 
     def _settle(self, func: Callable[..., Any], inputs: Inputs, route: Route | None) -> None:
         """Keep ``route`` for calls like this one (None: forget this kind's route)."""
         x = inputs.x
+        key: Hashable | None
         if inputs.plain and type(x) is np.ndarray:
-            if route is None:
-                self.routes.forget(func, x)
-            else:
-                self.routes.settle(func, x, route)
-            return
-        key = call_key(func, inputs.args, inputs.axis, inputs.overlap)
-        if key is None or inputs.pre or inputs.post:
-            return
-        if route is not None:
-            self.routes.settle_key(key, route)
+            key = plain_key(func, x)
+        elif inputs.pre or inputs.post:
+            return  # (a part of a bigger call)
         else:
-            with contextlib.suppress(TypeError):
-                self.routes.entries.pop(key, None)
+            key = call_key(func, inputs.args, inputs.axis, inputs.overlap)
+        if key is None:
+            return
+        if route is None:
+            self.routes.forget(key)
+        else:
+            self.routes.settle(key, route)
 
     def _run_route(
         self, route: Route, func: Callable[..., Any], inputs: Inputs, out: np.ndarray | None
