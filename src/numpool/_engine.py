@@ -365,16 +365,20 @@ def pull(
                 return
             ran.append((who, t0, t1))
             if caller:
-                advance(b - a)
+                advance(b - a + helped.take())
             else:
-                rows_done.put(b - a)
+                helped.add(b - a)
 
-    rows_done: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+    # rows the helpers finished, for the progress bar: counted by the caller, so that
+    # a helper signals it only once, when it stops (each wake of a sleeping caller
+    # costs tens of microseconds on a VM)
+    helped = _Tally()
     helpers: Helpers | None = None
     try:
-        helpers = Helpers(backend, min(backend.workers, n) - 1, work, rows_done)
+        helpers = Helpers(backend, min(backend.workers, n) - 1, work)
         work(True)
         helpers.wait()
+        advance(helped.take())
     except BaseException as e:
         failed.append((-1, e))  # the helpers take no more blocks
         if helpers is not None:
@@ -386,21 +390,35 @@ def pull(
         raise min(failed, key=lambda f: f[0])[1]
 
 
+class _Tally:
+    """Rows added by helper threads and taken by the caller (list appends and pops
+    are atomic, so no lock is needed)."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self) -> None:
+        self._rows: list[int] = []
+
+    def add(self, rows: int) -> None:
+        self._rows.append(rows)
+
+    def take(self) -> int:
+        got = 0
+        rows = self._rows
+        while rows:
+            got += rows.pop()
+        return got
+
+
 class Helpers:
     """The pool threads that help the caller with one call's blocks (see :func:`pull`):
     each runs ``work(False)`` (take blocks until none is left) and then says so."""
 
-    def __init__(
-        self,
-        backend: Backend,
-        count: int,
-        work: Callable[[bool], None],
-        done: queue.SimpleQueue[int | None],
-    ) -> None:
+    def __init__(self, backend: Backend, count: int, work: Callable[[bool], None]) -> None:
         self.backend = backend
         self._work = work
-        #: rows each helper block finished, and None when a helper is done
-        self.done = done
+        #: one None from each helper that stopped
+        self.done: queue.SimpleQueue[None] = queue.SimpleQueue()
         self.futures: list[Future[Any]] = []
         if count > 0:
             try:
@@ -420,15 +438,10 @@ class Helpers:
             self.done.put(None)
 
     def wait(self) -> None:
-        """Cancel the helpers that never started; wait for the others to finish, adding
-        the rows they report to the progress bar."""
+        """Cancel the helpers that never started; wait for the others to finish."""
         waiting = sum(1 for f in self.futures if not f.cancel())
-        while waiting:
-            got = self.done.get()
-            if got is None:
-                waiting -= 1
-            else:
-                advance(got)
+        for _ in range(waiting):
+            self.done.get()
 
     def abandon(self) -> None:
         """The caller gives up (an error, Ctrl-C): take no more blocks; those still
