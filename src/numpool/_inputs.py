@@ -27,7 +27,35 @@ import numpy as np
 
 from ._checks import check_plain
 
-__all__ = ["Cut", "Inputs", "along", "make"]
+__all__ = ["Cut", "Inputs", "along", "frozen", "make", "told"]
+
+
+def frozen(a: Any) -> Any:
+    """A read-only view of an ndarray; anything else unchanged.
+
+    func gets its blocks (and every array argument) read-only on every
+    backend: on processes they are copies and a write would be lost, on
+    threads and serial they are the caller's memory and a write would land
+    in it. Read-only everywhere gives one meaning: a func that writes into
+    its input fails the same way on every backend (``b = b.copy()`` first).
+    """
+    if isinstance(a, np.ndarray) and a.flags.writeable:
+        v = a.view()
+        v.flags.writeable = False
+        return v
+    return a
+
+
+def told(exc: BaseException, where: str) -> str:
+    """Where func failed, for ``annotate``; with the reason when it tried to write
+    into a read-only block (see :func:`frozen`)."""
+    if isinstance(exc, ValueError) and "read-only" in str(exc):
+        return (
+            f"{where}; numpool gives func its arrays read-only, on every backend, so "
+            "that no backend writes into yours: copy first (b = b.copy()) to work in "
+            "place, or write results through out="
+        )
+    return where
 
 
 def along(a: Any, start: int, stop: int, axis: int) -> Any:
@@ -57,7 +85,7 @@ class Cut(NamedTuple):
     def call(self, func: Callable[..., Any], resolve: Callable[[Any], Any] | None = None) -> Any:
         """``func`` on the block's arguments, its halo rows trimmed off the result."""
         args = self.args if resolve is None else tuple(resolve(a) for a in self.args)
-        res = func(*args)
+        res = func(*[frozen(a) for a in args])
         if not (self.lo or self.hi):
             return res
         full = self.lo + self.rows + self.hi
@@ -175,12 +203,12 @@ class Inputs:
     def call(self, func: Callable[..., Any], a: int, b: int) -> Any:
         """``func`` on own rows a:b (with their halo), trimmed, in this thread."""
         if self.plain:
-            return func(self.args[0][a:b])
+            return func(frozen(self.args[0][a:b]))
         return self.cut(a, b).call(func)
 
     def whole(self, func: Callable[..., Any]) -> Any:
-        """``func`` on every argument as it is."""
-        return func(*self.args)
+        """``func`` on every argument as it is (read-only)."""
+        return func(*[frozen(a) for a in self.args])
 
     def window(self, a: int, b: int) -> Inputs:
         """Own rows a:b as a call of their own, their halo rows around them."""

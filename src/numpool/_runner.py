@@ -46,7 +46,7 @@ import numpy as np
 from . import _buffers, _engine, _reduce, shm
 from ._checks import AUTO
 from ._errors import annotate
-from ._inputs import Inputs, along, tail_of
+from ._inputs import Inputs, along, frozen, tail_of, told
 from ._inputs import make as make_inputs
 from ._progress import advance
 from ._routes import Route, Routes, call_key, one_in_one_out, plain_key
@@ -101,11 +101,12 @@ def whole(func: Callable[..., Any], inputs: Inputs, out: np.ndarray | None) -> n
     try:
         res = inputs.whole(func)
     except Exception as e:
-        raise annotate(e, f"the whole input (rows 0:{inputs.n}, run serially)") from None
+        raise annotate(e, told(e, f"the whole input (rows 0:{inputs.n}, run serially)")) from None
     check_whole(inputs, res)
     advance(inputs.n)
     if out is None:
-        return res
+        # a new array, as from every backend (func may return its read-only input)
+        return res if res.flags.writeable else res.copy()
     check_out(inputs, out, res.shape, res.dtype)
     np.copyto(out, res, casting="no")
     return out
@@ -175,7 +176,7 @@ class _ApplyWalker:
         try:
             res = self.inputs.call(self.func, a, b)
         except Exception as e:
-            raise annotate(e, _where(a, b)) from None
+            raise annotate(e, told(e, _where(a, b))) from None
         took = perf_counter() - t0
         self._take_first(a, b, res)
         return took
@@ -300,9 +301,9 @@ class _MapWalker:
         cpu0, t0 = time.process_time(), perf_counter()
         for i in range(a, b):
             try:
-                results[i] = func(*[c[i] for c in columns])
+                results[i] = func(*[frozen(c[i]) for c in columns])
             except Exception as e:
-                raise annotate(e, f"task {i} of {self.n}") from None
+                raise annotate(e, told(e, f"task {i} of {self.n}")) from None
         t1 = perf_counter()
         self.stats.busy(worker_name(), t0, t1)
         self.stats.tasks += b - a - 1
@@ -491,13 +492,18 @@ class Runner:
             return self._run_route(route, func, Inputs.one(x), None)
         t0 = perf_counter()
         try:
-            res = func(x)
+            res = func(frozen(x))
         except Exception as e:
-            raise annotate(e, f"the whole input (rows 0:{x.shape[0]}, run serially)") from None
+            where = f"the whole input (rows 0:{x.shape[0]}, run serially)"
+            raise annotate(e, told(e, where)) from None
         if route.check and (
-            type(res) is not np.ndarray or not res.ndim or res.shape[0] != x.shape[0]
+            type(res) is not np.ndarray
+            or not res.ndim
+            or res.shape[0] != x.shape[0]
+            or not res.flags.writeable
         ):
             check_whole(Inputs.one(x), res)  # raises the usual error
+            res = res.copy()  # (func returned its read-only input, or a view of it)
         return self._ran_whole(route, res, perf_counter() - t0, x.shape[0])
 
     def _ran_whole(
@@ -537,13 +543,17 @@ class Runner:
         t0 = perf_counter()
         n = x.shape[axis]
         try:
-            res = func(x, *arrays)
+            res = func(frozen(x), *[frozen(a) for a in arrays])
         except Exception as e:
-            raise annotate(e, f"the whole input (rows 0:{n}, run serially)") from None
+            raise annotate(e, told(e, f"the whole input (rows 0:{n}, run serially)")) from None
         if route.check and (
-            type(res) is not np.ndarray or res.ndim <= axis or res.shape[axis] != n
+            type(res) is not np.ndarray
+            or res.ndim <= axis
+            or res.shape[axis] != n
+            or not res.flags.writeable
         ):
             check_whole(make_inputs(x, arrays, axis, overlap, "apply"), res)
+            res = res.copy()  # (func returned its read-only input, or a view of it)
         return self._ran_whole(route, res, perf_counter() - t0, n)
 
     def _settle(self, func: Callable[..., Any], inputs: Inputs, route: Route | None) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import blas, shm
 from .._errors import annotate
-from .._inputs import Cut
+from .._inputs import Cut, frozen, told
 from .._stats import worker_name
 from ..shm import Attachments, FileRef, ShmRef
 from ._ship import portable, ship
@@ -111,6 +111,16 @@ def check_block(
             f"apply: func returned {type(res).__name__} for {where}; it must return a NumPy "
             f"array with one row per input row (expected shape {expected}, dtype {dtype})"
         )
+    if type(res) is not np.ndarray and not isinstance(res, (np.memmap, shm.SharedArray)):
+        kind = type(res)
+        what = "mask" if isinstance(res, np.ma.MaskedArray) else "extra meaning"
+        raise TypeError(
+            f"apply: func returned a {kind.__module__}.{kind.__qualname__} for {where}; "
+            "apply builds one plain ndarray from its blocks (on every backend), so its "
+            f"{what} would be lost. Return a plain array (for a masked result, "
+            "np.ma.getdata(r) and np.ma.getmaskarray(r) from two calls), or call "
+            "func(x) directly"
+        )
     if res.shape != expected:
         raise ValueError(
             f"apply: func returned shape {res.shape} for {where}; expected {expected}. "
@@ -144,13 +154,13 @@ def apply_block(
         axis, rows = src.axis, src.rows
         try:
             if target is not None and not (src.lo or src.hi) and _fits_ufunc(func, src):
-                res = func(*[resolve(a) for a in src.args], out=target)
+                res = func(*[frozen(resolve(a)) for a in src.args], out=target)
             else:
                 res = src.call(func, resolve)
         except Exception as e:
-            raise _back(annotate(e, where)) from None
+            raise _back(annotate(e, told(e, where))) from None
     else:
-        block = resolve(src)
+        block = frozen(resolve(src))
         axis, rows = 0, block.shape[0]
         try:
             if target is not None and _is_unary_ufunc(func):
@@ -159,7 +169,7 @@ def apply_block(
             else:
                 res = func(block)
         except Exception as e:
-            raise _back(annotate(e, where)) from None
+            raise _back(annotate(e, told(e, where))) from None
     if tail is not None and dtype is not None:  # (None: the caller learns the layout)
         check_block(res, rows, tail, dtype, where, axis)
     if target is None:
@@ -185,9 +195,9 @@ def run_tasks(
     out = []
     for k, (index, args) in enumerate(batch):
         try:
-            res = func(*[resolve(a) for a in args])
+            res = func(*[frozen(resolve(a)) for a in args])
         except Exception as e:
-            raise _back(annotate(e, f"task {index} of {total}")) from None
+            raise _back(annotate(e, told(e, f"task {index} of {total}"))) from None
         if returns is not None:
             assert _attachments is not None
             res = send_back(res, k, returns, _attachments)

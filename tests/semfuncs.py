@@ -1,0 +1,36 @@
+"""Functions for the semantics tests (importable, so that worker processes find them)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def double_in_place(b: np.ndarray) -> np.ndarray:
+    b *= 2
+    return b
+
+
+def same(b: np.ndarray) -> np.ndarray:
+    return b
+
+
+def reversed_cols(b: np.ndarray) -> np.ndarray:
+    return b[:, ::-1]
+
+
+def masked(b: np.ndarray) -> np.ndarray:
+    return np.ma.masked_less(b, 0.5)
+
+
+def sort_in_place(a: np.ndarray) -> float:
+    a.sort()
+    return float(a[0])
+
+
+def block_sum(b: np.ndarray) -> float:
+    return float(b.sum())
+
+
+def zero_first(b: np.ndarray) -> float:
+    b[0] = 0
+    return float(b.sum())

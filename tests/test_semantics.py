@@ -1,0 +1,89 @@
+"""One meaning on every backend: what func may do to its inputs, and what comes back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import numpool
+import semfuncs
+
+
+def x_2d() -> np.ndarray:
+    return np.random.default_rng(0).random((300, 4))
+
+
+def test_writing_into_a_block_is_refused_and_x_is_unchanged(pool: numpool.Pool) -> None:
+    """A func that writes into its block fails the same way everywhere; x never changes."""
+    x = x_2d()
+    before = x.copy()
+    with pytest.raises(ValueError, match="read-only") as info:
+        pool.apply(semfuncs.double_in_place, x)
+    assert "b = b.copy()" in str(info.value)
+    assert np.array_equal(x, before)
+
+
+def test_writing_is_refused_on_the_settled_serial_route() -> None:
+    """The fast path (a settled serial route) gives func a read-only x too."""
+    x = np.ones(100)
+    for _ in range(3):  # first call, then the settled route
+        with pytest.raises(ValueError, match="read-only"):
+            numpool.apply(semfuncs.double_in_place, x)
+    assert (x == 1).all()
+
+
+def test_writing_into_other_arrays_is_refused(pool: numpool.Pool) -> None:
+    """Every array argument, split or passed whole, is read-only."""
+    x, w = x_2d(), np.ones((1, 4))
+
+    def f(b: np.ndarray, w: np.ndarray) -> np.ndarray:
+        w[...] = 0
+        return b * w
+
+    if pool.backend in ("processes", "pickle", "dask"):
+        f = semfuncs.double_in_place  # (a local func cannot travel; same point on x)
+        with pytest.raises(ValueError, match="read-only"):
+            pool.apply(f, x)
+        return
+    with pytest.raises(ValueError, match="read-only"):
+        pool.apply(f, x, w)
+    assert (w == 1).all()
+
+
+@pytest.mark.parametrize("func", [semfuncs.same, semfuncs.reversed_cols], ids=["same", "view"])
+def test_a_result_is_a_new_writable_array(pool: numpool.Pool, func) -> None:
+    """func returning its block (or a view of it) gives a new array, never x itself."""
+    x = x_2d()
+    for _ in range(3):  # first call, then settled routes
+        r = pool.apply(func, x)
+        assert r is not x
+        assert not np.shares_memory(r, x)
+        assert r.flags.writeable
+        assert np.array_equal(r, func(x))
+
+
+def test_a_masked_result_is_refused(pool: numpool.Pool) -> None:
+    """A MaskedArray result would lose its mask when blocks are joined: refused on
+    every backend, serial included."""
+    x = x_2d()
+    for _ in range(2):
+        with pytest.raises(TypeError, match="mask would be lost"):
+            pool.apply(semfuncs.masked, x)
+
+
+def test_map_arguments_are_read_only(pool: numpool.Pool) -> None:
+    """numpool.map's array arguments are read-only too: the caller's arrays never
+    change. (Pool.map and submit keep the Executor's contract: shared or pickled.)"""
+    items = [np.arange(5.0)[::-1].copy() for _ in range(4)]
+    with pytest.raises(ValueError, match="read-only"):
+        pool.map_arrays(semfuncs.sort_in_place, items)
+    assert all(np.array_equal(a, np.arange(5.0)[::-1]) for a in items)
+
+
+def test_reduce_blocks_are_read_only(pool: numpool.Pool) -> None:
+    """reduce's blocks are read-only: a partial that writes fails, x is unchanged."""
+    x = np.ones(1000)
+    with pytest.raises(ValueError, match="read-only"):
+        pool.reduce(semfuncs.zero_first, x, combine=lambda a, b: a + b)
+    assert (x == 1).all()
+    assert pool.reduce(semfuncs.block_sum, x, combine=lambda a, b: a + b) == 1000.0
