@@ -87,3 +87,41 @@ def test_reduce_blocks_are_read_only(pool: numpool.Pool) -> None:
         pool.reduce(semfuncs.zero_first, x, combine=lambda a, b: a + b)
     assert (x == 1).all()
     assert pool.reduce(semfuncs.block_sum, x, combine=lambda a, b: a + b) == 1000.0
+
+
+def test_a_worker_reseeds_the_legacy_generator() -> None:
+    """Every worker process draws its own np.random stream: NumPy 1.x does not
+    reseed after a fork, so forked workers would repeat each other's numbers."""
+    from numpool.backends import _worker
+
+    before = np.random.get_state()
+    try:
+        np.random.seed(0)
+        _worker.reseed()
+        first = np.random.random(4)
+        np.random.seed(0)
+        _worker.reseed()
+        second = np.random.random(4)
+        np.random.seed(0)
+        assert not np.array_equal(first, np.random.random(4))
+        assert not np.array_equal(first, second)
+    finally:
+        np.random.set_state(before)
+
+
+def draws_from_processes() -> tuple[list[float], list[float]]:
+    pool = numpool.Pool("processes", workers=2)
+    try:
+        return pool.map_arrays(semfuncs.draw, range(400)), pool.map_arrays(
+            semfuncs.draw, range(100)
+        )
+    finally:
+        pool.shutdown()
+
+
+def test_processes_draw_distinct_numbers() -> None:
+    """np.random in tasks on worker processes: every draw distinct, within a call and
+    across two calls on one pool."""
+    a, b = draws_from_processes()
+    assert len(set(a)) == len(a)
+    assert not set(a) & set(b)
