@@ -125,3 +125,28 @@ def test_processes_draw_distinct_numbers() -> None:
     a, b = draws_from_processes()
     assert len(set(a)) == len(a)
     assert not set(a) & set(b)
+
+
+def test_a_first_output_stays_private_when_shm_is_small(monkeypatch) -> None:
+    """auto's first output goes to shared memory only when /dev/shm has room: with
+    Docker's 64 MB, a 384 MB output would spill to disk even if threads then ran."""
+    from numpool import _runner, shm
+
+    made: list[str] = []
+
+    def shared(shape, dtype):
+        made.append("shared")
+        return np.empty(shape, dtype)
+
+    def private(shape, dtype):
+        made.append("private")
+        return np.empty(shape, dtype)
+
+    new_out = _runner._first_out(shared, private)
+    monkeypatch.setattr(shm, "free_bytes", lambda d: 64 << 20)
+    monkeypatch.setattr(shm, "shm_limit", lambda: None)
+    new_out((48_000_000,), np.dtype(np.float64))  # 384 MB
+    new_out((1000,), np.dtype(np.float64))
+    monkeypatch.setattr(shm, "shm_limit", lambda: 1 << 10)
+    new_out((1000,), np.dtype(np.float64))
+    assert made == ["private", "shared", "private"]

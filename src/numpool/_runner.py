@@ -1448,15 +1448,31 @@ def _first_out(
     shared: Callable[[tuple[int, ...], np.dtype], np.ndarray] | None,
     private: Callable[[tuple[int, ...], np.dtype], np.ndarray],
 ) -> Callable[[tuple[int, ...], np.dtype], np.ndarray]:
-    """A first call's output: in shared memory when worker processes may write it (and
-    its dtype allows), else recycled private memory."""
+    """A first call's output: in shared memory when worker processes may write it, its
+    dtype allows and /dev/shm has room for it, else recycled private memory (worker
+    processes, if chosen, then write a copy back)."""
 
     def new_out(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        if shared is not None and not dtype.hasobject:
+        nbytes = math.prod(shape) * dtype.itemsize
+        if shared is not None and not dtype.hasobject and _fits_shared(nbytes):
             return shared(shape, dtype)
         return private(shape, dtype)
 
     return new_out
+
+
+def _fits_shared(nbytes: int) -> bool:
+    """Whether ``nbytes`` fit in the shared-memory directory as it is now. A first
+    call's output goes there only on the chance that processes are chosen: with a
+    small /dev/shm (Docker's 64 MB) it would spill to a file on disk, 20x slower
+    to write, even when threads then run the call. Half the free space at most: the
+    input's copy may need the rest."""
+    try:
+        free = shm.free_bytes(shm.shm_dir())
+    except OSError:
+        return False
+    limit = shm.shm_limit()
+    return nbytes <= free // 2 and (limit is None or nbytes <= limit // 2)
 
 
 def _travels(a: np.ndarray) -> bool:
