@@ -10,16 +10,22 @@ same situation, so ``except RuntimeError`` keeps working::
           ├── SharedMemoryError       (+ MemoryError)   /dev/shm cannot hold the data
           ├── BackendUnavailableError (+ ImportError)   an optional extra is missing
           └── RemoteError                               func raised, in a worker process,
-                                                        an exception that cannot be pickled
+                                                        an exception whose class the caller
+                                                        cannot import
 
 Errors raised by the user's own function are *not* wrapped: they reach the
 caller with their own type, with the block or task index added to the
 message (see :func:`annotate`), and with the worker's traceback chained as
-``__cause__`` when they come from another process. Only an exception that
-cannot travel between processes arrives as a :class:`RemoteError`: a class
-of the same name, subclassing both RemoteError and the original's nearest
-built-in base (``except ValueError`` still catches it), with its message and
-the worker's traceback (rebuilt by ``numpool.backends._ship.remote_error``).
+``__cause__`` when they come from another process. That holds for exceptions
+that pickle cannot rebuild too (an ``__init__`` that takes other arguments
+than ``args``, an attribute such as a lock): they are rebuilt as their own
+class, without calling ``__init__`` (an attribute that cannot travel stays
+behind, named in a note). Only an exception whose *class* the caller cannot
+have (a module only the worker can import) arrives as a :class:`RemoteError`:
+a look-alike class of the same name, subclassing both RemoteError and the
+original's nearest built-in base (``except ValueError`` still catches it),
+whose message says that it is one and why, with the worker's traceback
+(rebuilt by ``numpool.backends._ship``).
 
 Bad arguments raise plain :class:`TypeError` / :class:`ValueError` naming the
 argument, what was expected and what was given.
@@ -59,11 +65,12 @@ class BackendUnavailableError(NumpoolError, ImportError):
 
 
 class RemoteError(NumpoolError):
-    """An exception raised in a worker process that could not be pickled back as itself.
+    """An exception raised in a worker process whose class the caller cannot import.
 
-    Its class has the original's name and subclasses the original's nearest built-in
-    base too; ``original`` is the original class's dotted name and ``__cause__`` the
-    worker's traceback.
+    Its class is a look-alike with the original's name that subclasses the
+    original's nearest built-in base too; ``original`` is the original class's
+    dotted name, the message says why the original could not be rebuilt, and
+    ``__cause__`` is the worker's traceback.
     """
 
     original: str = ""

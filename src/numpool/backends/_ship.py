@@ -10,13 +10,16 @@ travels as the stdlib pickles it: by reference, and fast (dask's rule).
 ::
 
     caller: ship(func) ──▶ Shipped(cloudpickle bytes, once per function) ──▶ worker: loads
-    worker: a result or an exception of a __main__ class ──▶ Shipped ──▶ caller: the object
+    worker: a result of a __main__ class ──▶ Shipped ──▶ caller: the object
+    worker: an exception ──▶ _InTransit(whole, or class + args + attributes) ──▶ caller: it
 
-An exception raised by ``func`` in a worker must reach the caller as itself. One
-that cannot be pickled (an unpicklable attribute, an ``__init__`` that its
-pickle cannot call again) would otherwise come back as a PicklingError, or break
-the whole pool: :func:`portable` sends it as a :class:`~numpool.RemoteError` of
-the same name, message and base class, with the worker's traceback.
+An exception raised by ``func`` in a worker must reach the caller as itself,
+as an instance of the caller's own class (so that ``except`` catches it), even
+one that pickle cannot rebuild (an ``__init__`` that takes other arguments, an
+attribute that cannot be pickled), and without breaking the pool when the
+caller cannot unpickle it: :func:`portable` sends it in transit (see
+"exceptions" below); only a class the caller cannot have arrives as a
+:class:`~numpool.RemoteError` look-alike that says so.
 """
 
 from __future__ import annotations
@@ -140,27 +143,54 @@ def _deep_ship(obj: Any, depth: int) -> Any:
 
 
 # --- exceptions ---------------------------------------------------------------
+#
+# An exception pickles as ``cls(*args)`` plus its ``__dict__``: a class whose
+# ``__init__`` takes other arguments than its ``args`` (two required ones, a
+# keyword-only one) fails to unpickle, and a class whose attributes hold a lock
+# fails to pickle. Such an exception is rebuilt the way pickle rebuilds any other
+# object: ``cls.__new__`` (no ``__init__``), then its ``args`` and attributes set
+# (loky and CPython's ``_ExceptionWithTraceback`` keep the class by reference the
+# same way). The class travels by reference when the caller can import it, and by
+# value with cloudpickle otherwise (``__main__``): cloudpickle maps a class it
+# shipped to a worker back to the caller's own class object, so ``except`` works.
+#
+# Unpickling happens in the executor's result thread, where an exception breaks
+# the whole pool: everything rebuilt in the caller falls back, never raises.
 
 
 def portable(exc: BaseException) -> BaseException:
-    """``exc`` if it survives a pickle round trip; else one that does: the same object
-    by value (its class is from ``__main__``), or a :class:`~numpool.RemoteError` of
-    its name, message and nearest built-in base, with the worker's traceback."""
-    try:
-        pickle.loads(pickle.dumps(exc))
-        return exc
-    except Exception:
-        pass
+    """``exc`` as it leaves a worker process: an exception in transit (see above) that
+    unpickles in the caller as ``exc`` itself (pickled whole, or rebuilt from its
+    class, ``args`` and attributes when that fails), or as a look-alike
+    :class:`~numpool.RemoteError` only when its class cannot be had there. Raised,
+    it shows as ``exc``, with ``exc``'s traceback."""
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    if needs_value(exc):
-        try:
-            import cloudpickle
+    fallback = _fallback(exc, tb)
+    import cloudpickle
 
-            data = cloudpickle.dumps(exc)
-            cloudpickle.loads(data)
-            return _ShippedError(data, tb)
-        except Exception:
-            pass
+    how, why, data = "whole", "", b""
+    try:
+        data = (cloudpickle.dumps if needs_value(exc) else pickle.dumps)(exc)
+        pickle.loads(data)
+    except Exception:
+        how = "parts"
+        try:
+            data = cloudpickle.dumps(_parts(exc))
+            _from_parts(*pickle.loads(data))  # (it must also work where it lands)
+        except Exception as e:
+            how, why, data = "lookalike", _why(e), b""
+    cls = type(exc)
+    key = (cls.__module__, cls.__qualname__)
+    transit = _transit_classes.get(key)
+    if transit is None:
+        name = cls.__qualname__.rpartition(".")[2]
+        attrs = {"__module__": key[0], "__qualname__": key[1]}
+        transit = _transit_classes[key] = type(name, (_InTransit,), attrs)
+    return transit(data, how, fallback, why).with_traceback(exc.__traceback__)
+
+
+def _fallback(exc: BaseException, tb: str) -> tuple[str, str, str, str, str]:
+    """(module, qualname, nearest built-in base, message, traceback) of ``exc``."""
     cls = type(exc)
     base = next(
         (c.__name__ for c in cls.__mro__ if getattr(builtins, c.__name__, None) is c),
@@ -169,38 +199,121 @@ def portable(exc: BaseException) -> BaseException:
     try:
         message = str(exc)
     except Exception:
-        message = f"<str() of the exception failed: {type(exc).__name__}>"
-    return _RemoteErrorData(cls.__module__, cls.__qualname__, base, message, tb)
+        message = f"<str() of the exception failed: {cls.__name__}>"
+    return cls.__module__, cls.__qualname__, base, message, tb
 
 
-class _ShippedError(Exception):
-    """An exception of a class from ``__main__``, travelling by value."""
-
-    def __init__(self, data: bytes, tb: str) -> None:
-        super().__init__(data, tb)
-        self.data = data
-        self.tb = tb
-
-    def __reduce__(self) -> Any:
-        return (_load_error, (self.data, self.tb))
+def _why(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
 
 
-def _load_error(data: bytes, tb: str) -> BaseException:
+def _parts(exc: BaseException) -> tuple[type, tuple[Any, ...], dict[str, Any], list[str]]:
+    """(class, args, attributes, names of attributes left behind): what rebuilds
+    ``exc``. An attribute that cannot be pickled stays behind (a note names it);
+    args that cannot are replaced by the message."""
     import cloudpickle
 
-    exc: BaseException = cloudpickle.loads(data)
-    exc.__cause__ = _RemoteTraceback(tb)
+    def travels(v: Any) -> bool:
+        try:
+            cloudpickle.dumps(v)
+            return True
+        except Exception:
+            return False
+
+    args = exc.args if travels(exc.args) else (str(exc),)
+    state: dict[str, Any] = {}
+    left: list[str] = []
+    for k, v in [*_builtin_fields(exc), *getattr(exc, "__dict__", {}).items()]:
+        if travels(v):
+            state[k] = v
+        else:
+            left.append(k)
+    return type(exc), args, state, left
+
+
+def _builtin_fields(exc: BaseException) -> list[tuple[str, Any]]:
+    """The C-level fields of ``exc``'s built-in bases (OSError's errno and filename,
+    ImportError's name...): an ``__init__`` that is not called cannot set them."""
+    fields = []
+    for c in type(exc).__mro__:
+        if c.__module__ != "builtins":
+            continue
+        for k, d in vars(c).items():
+            if k.startswith("__") or k == "args":
+                continue
+            if not isinstance(d, (types.MemberDescriptorType, types.GetSetDescriptorType)):
+                continue
+            v = getattr(exc, k, None)
+            if v is not None:  # (None is the default; OSError shows a filename2 set)
+                fields.append((k, v))
+    return fields
+
+
+def _from_parts(
+    cls: type, args: tuple[Any, ...], state: dict[str, Any], left: list[str]
+) -> BaseException:
+    """An exception of class ``cls`` with these args and attributes, ``__init__`` not
+    called (it may take other arguments)."""
+    exc: BaseException = cls.__new__(cls, *args)
+    exc.args = args  # (a __new__ of the class's own may have kept other ones)
+    left = list(left)
+    for k, v in state.items():
+        try:
+            setattr(exc, k, v)
+        except (AttributeError, TypeError, ValueError):
+            left.append(k)
+    if left:
+        _note(
+            exc,
+            f"[numpool: attribute{'s' * (len(left) > 1)} {', '.join(left)} of this "
+            "exception could not be pickled and stayed in the worker process]",
+        )
     return exc
 
 
-class _RemoteErrorData(Exception):
-    """What travels for an exception that cannot: rebuilt as a RemoteError."""
+def _note(exc: BaseException, text: str) -> None:
+    if hasattr(exc, "add_note"):
+        exc.add_note(text)
+    else:  # Python 3.10 (see _errors.annotate)
+        exc.__notes__ = [*getattr(exc, "__notes__", []), text]  # type: ignore[attr-defined]
 
-    def __init__(self, module: str, qualname: str, base: str, message: str, tb: str) -> None:
-        super().__init__(module, qualname, base, message, tb)
+
+class _InTransit(Exception):
+    """An exception of a worker process on its way to the caller, where it unpickles
+    as the exception itself. Each original class gets a subclass of its name, so
+    that the traceback the executor formats in the worker names it, not this."""
+
+    def __init__(
+        self, data: bytes, how: str, fallback: tuple[str, str, str, str, str], why: str
+    ) -> None:
+        super().__init__(data, how, fallback, why)
+
+    def __str__(self) -> str:
+        return str(self.args[2][3])
 
     def __reduce__(self) -> Any:
-        return (remote_error, self.args)
+        return (_arrive, self.args)
+
+
+_transit_classes: dict[tuple[str, str], type[_InTransit]] = {}
+
+
+def _arrive(
+    data: bytes, how: str, fallback: tuple[str, str, str, str, str], why: str
+) -> BaseException:
+    """In the caller: the exception itself, with the worker's traceback; a look-alike
+    that says why when its class cannot be had here (never an error: see above)."""
+    try:
+        if how == "lookalike":
+            return remote_error(*fallback, why)
+        import cloudpickle
+
+        loaded = cloudpickle.loads(data)
+        exc: BaseException = _from_parts(*loaded) if how == "parts" else loaded
+    except Exception as e:
+        return remote_error(*fallback, _why(e))
+    exc.__cause__ = _RemoteTraceback(fallback[4])
+    return exc
 
 
 class _RemoteTraceback(Exception):
@@ -217,8 +330,11 @@ class _RemoteTraceback(Exception):
 _remote_classes: dict[tuple[str, str, str], type] = {}
 
 
-def remote_error(module: str, qualname: str, base: str, message: str, tb: str) -> BaseException:
-    """Rebuild, in the caller, an exception that could not travel (see RemoteError)."""
+def remote_error(
+    module: str, qualname: str, base: str, message: str, tb: str, why: str = ""
+) -> BaseException:
+    """Rebuild, in the caller, an exception whose class could not be had here: a
+    look-alike (see RemoteError) whose message says so, and why."""
     key = (module, qualname, base)
     cls = _remote_classes.get(key)
     if cls is None:
@@ -233,7 +349,12 @@ def remote_error(module: str, qualname: str, base: str, message: str, tb: str) -
         except TypeError:  # an incompatible layout
             cls = type(name, (RemoteError,), attrs)
         _remote_classes[key] = cls
-    exc: BaseException = cls(message)
+    how = f" ({why})" if why else ""
+    exc: BaseException = cls(
+        f"{message} [numpool: a look-alike of {module}.{qualname}, subclassing "
+        f"RemoteError and {base}: the exception could not be rebuilt as itself in the "
+        f"caller{how}; catch {base} or numpool.RemoteError]"
+    )
     exc.__cause__ = _RemoteTraceback(tb)
     return exc
 
