@@ -231,12 +231,21 @@ def _crash_message(backend: Backend, what: str, cause: str, retries: int) -> str
     )
 
 
-def run_one(backend: Backend, fn: Callable[..., Any], *args: Any) -> Any:
+def run_one(
+    backend: Backend, fn: Callable[..., Any], *args: Any, stats: Stats | None = None
+) -> Any:
     """``fn(*args)`` as one job on ``backend``, with the engine's handling of crashes
-    and Ctrl-C; its result."""
+    and Ctrl-C; its result. ``stats``: the call's Stats, which count a retry here as
+    one of the call's (a first block killed and run again is still a retry)."""
     got: list[Any] = []
     with backend.scope():
-        _drive(backend, [(0, fn, args)], lambda _, res: got.append(res), lambda _: "one block")
+        _drive(
+            backend,
+            [(0, fn, args)],
+            lambda _, res: got.append(res),
+            lambda _: "one block",
+            stats=stats,
+        )
     return got[0]
 
 
