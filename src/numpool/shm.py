@@ -67,6 +67,7 @@ import secrets
 import stat
 import tempfile
 import threading
+import time
 import warnings
 import weakref
 from collections import OrderedDict
@@ -92,6 +93,7 @@ __all__ = [
     "file_ref",
     "is_numpool_name",
     "map_file",
+    "memory_problem",
     "orphans",
     "share",
     "shared_ref",
@@ -197,6 +199,11 @@ def _place(size: int) -> str:
     except OSError:
         free = 0
     if size <= free and (limit is None or _held + size <= limit):
+        problem = memory_problem(size, d)
+        if problem is not None:
+            # (never spilled to disk instead: a file's dirty pages are charged to the
+            # cgroup too, and written back too late to save it from the OOM killer)
+            raise SharedMemoryError(problem)
         return d
     spill = spill_dir()
     why = (
@@ -224,6 +231,173 @@ def _place(size: int) -> str:
             stacklevel=4,
         )
     return spill
+
+
+def memory_problem(nbytes: int, directory: str | None = None) -> str | None:
+    """Why ``nbytes`` more bytes in shared memory would not fit in this process's
+    memory, in words; None when they fit, or when no limit can be read.
+
+    A file in /dev/shm (a tmpfs) is memory, charged to the memory cgroup of the
+    process that writes it: in a container, copying an input there counts against
+    the container's limit next to the input itself, and a 1.6 GB input in a 4 GiB
+    cgroup had the caller OOM-killed. So before a segment is made in ``directory``
+    (default: :func:`shm_dir`, when it is memory-backed) the room left is read:
+    under each memory cgroup limit from this process's cgroup up (v2 ``memory.max``
+    less ``memory.current``; v1 ``memory.limit_in_bytes`` less
+    ``memory.usage_in_bytes``; reclaimable file cache, ``inactive_file``, counts as
+    room), and the machine's available memory (psutil). ``backend="auto"`` can ask
+    it to rule processes out; a segment that does not fit raises
+    :class:`~numpool.SharedMemoryError` with this text."""
+    d = directory or shm_dir()
+    if not _in_memory(d):
+        return None
+    room = memory_room()
+    if room is None or nbytes <= room.bytes:
+        return None
+    return (
+        f"numpool: {nbytes / 2**20:.1f} MiB more in shared memory ({d}) would not fit in "
+        f"this process's memory: {room.where} leaves {max(0, room.bytes) / 2**20:.0f} MiB, "
+        "and files in a tmpfs count as memory. Use backend='threads' (no copy at all), "
+        "split the work into smaller inputs, or make x with numpool.share(x) and drop "
+        "the original first (one copy instead of two); or raise the memory limit."
+    )
+
+
+class Room(NamedTuple):
+    """The memory left, and what limits it (see :func:`memory_room`)."""
+
+    bytes: int
+    where: str
+
+
+def memory_room() -> Room | None:
+    """The bytes this process can still add to memory before a limit: its memory
+    cgroups' (v1 or v2, every level up) or the machine's available memory; None when
+    none can be read."""
+    rooms: list[Room] = []
+    for directory, version in _memory_cgroups():
+        with contextlib.suppress(OSError, ValueError):
+            rooms.extend(_cgroup_rooms(directory, version))
+    with contextlib.suppress(Exception):
+        import psutil
+
+        avail = psutil.virtual_memory().available
+        rooms.append(Room(int(avail), "the machine's available memory"))
+    return min(rooms, default=None)
+
+
+_cgroups: dict[int, list[tuple[str, int]]] = {}  # by pid: a fork may be moved elsewhere
+
+
+def _memory_cgroups() -> list[tuple[str, int]]:
+    """This process's memory cgroup directories, (path, 1 or 2), most precise first."""
+    pid = os.getpid()
+    if pid not in _cgroups:
+        found: list[tuple[str, int]] = []
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            found = _find_memory_cgroups()
+        _cgroups.clear()
+        _cgroups[pid] = found
+    return _cgroups[pid]
+
+
+def _find_memory_cgroups() -> list[tuple[str, int]]:
+    with open("/proc/self/cgroup") as f:
+        # "id:controllers:path"; v2 is "0::path"
+        lines = [line.rstrip("\n").split(":", 2) for line in f if line.count(":") >= 2]
+    mounts = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            fields, fs = pre.split(), post.split()
+            if fs and fs[0] in ("cgroup", "cgroup2"):
+                # (root of the mount inside the hierarchy, mount point, type, options)
+                mounts.append((fields[3], fields[4], fs[0], fs[-1].split(",")))
+    found = []
+    for hid, controllers, path in lines:
+        version = 2 if hid == "0" and controllers == "" else 1
+        if version == 1 and "memory" not in controllers.split(","):
+            continue
+        for root, point, kind, options in mounts:
+            if (kind == "cgroup2") != (version == 2) or (version == 1 and "memory" not in options):
+                continue
+            rel = os.path.relpath(path, root) if path.startswith(root) else path.lstrip("/")
+            leaf = os.path.normpath(os.path.join(point, rel))
+            if os.path.isdir(leaf):
+                found.append((leaf, version))
+                break
+    return found
+
+
+def _cgroup_rooms(leaf: str, version: int) -> list[Room]:
+    """The room under each limit from cgroup directory ``leaf`` up."""
+    files = (
+        ("memory.max", "memory.current", "inactive_file")
+        if version == 2
+        else ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+    )
+    rooms = []
+    d = leaf
+    while True:
+        try:
+            limit = _read_int(os.path.join(d, files[0]))
+        except FileNotFoundError:
+            break  # above the hierarchy's root as mounted here
+        if limit is not None and limit < 1 << 60:  # ("max", or v1's near 2**63: none)
+            used = _read_int(os.path.join(d, files[1])) or 0
+            used -= _stat_field(os.path.join(d, "memory.stat"), files[2])
+            rooms.append(
+                Room(
+                    limit - used,
+                    f"the memory cgroup {d} (limit {limit / 2**20:.0f} MiB, "
+                    f"{used / 2**20:.0f} MiB in use)",
+                )
+            )
+        parent = os.path.dirname(d)
+        if parent == d:
+            break
+        d = parent
+    return rooms
+
+
+def _read_int(path: str) -> int | None:
+    """The number in a cgroup file; None for "max"."""
+    with open(path) as f:
+        text = f.read().strip()
+    return None if text == "max" else int(text)
+
+
+def _stat_field(path: str, name: str) -> int:
+    with contextlib.suppress(OSError, ValueError), open(path) as f:
+        for line in f:
+            key, _, value = line.partition(" ")
+            if key == name:
+                return int(value)
+    return 0
+
+
+_fs_kind: dict[str, bool] = {}
+
+
+def _in_memory(directory: str) -> bool:
+    """Whether files in ``directory`` live in memory (tmpfs, ramfs): the file system
+    of the longest mount point above it, from /proc/self/mountinfo; True when
+    that cannot be read (then no cgroup limit can be either, most likely)."""
+    real = os.path.realpath(directory)
+    if real not in _fs_kind:
+        best, kind = "", ""
+        try:
+            with open("/proc/self/mountinfo") as f:
+                for line in f:
+                    pre, _, post = line.partition(" - ")
+                    point = pre.split()[4].replace("\\040", " ")
+                    inside = real == point or real.startswith(point.rstrip("/") + "/")
+                    if inside and len(point) >= len(best):
+                        best, kind = point, post.split()[0]
+        except (OSError, IndexError):
+            kind = ""
+        _fs_kind[real] = kind in ("tmpfs", "ramfs", "") or not best
+    return _fs_kind[real]
 
 
 #: a numpool name, exactly: ASCII digits (no sign, no leading zero, no other Unicode
@@ -575,7 +749,7 @@ class Segment:
     ) -> np.ndarray:
         """A view of this segment's memory as an array (C order unless ``strides``)."""
         view: np.ndarray = np.ndarray.__new__(
-            cls, shape, dtype, buffer=self.buf, offset=offset, strides=strides
+            cls, shape, dtype, buffer=self.buf, **_placement(shape, offset, strides)
         )
         return view
 
@@ -595,6 +769,41 @@ class Segment:
 
     def __repr__(self) -> str:
         return f"<Segment {self.name} {self.size} bytes{' unlinked' if self.unlinked else ''}>"
+
+
+def _placement(
+    shape: tuple[int, ...], offset: int, strides: tuple[int, ...] | None
+) -> dict[str, Any]:
+    """``offset`` and ``strides`` for a view of ``shape``; none for an empty one. Rows
+    a:b of an array with a zero-length dimension lie at a*stride bytes, which may be
+    past the end of the segment (one page for no data at all): NumPy refuses such a
+    view ("strides is incompatible"), though it would read nothing."""
+    if math.prod(shape) == 0:
+        return {"offset": 0}
+    return {"offset": offset, "strides": strides}
+
+
+def dense_strides(a: np.ndarray) -> tuple[int, ...]:
+    """The strides of a dense copy of ``a`` that keeps its memory order (NumPy's
+    ``order="K"``): C for C, F for F, and for a transposed or other view the same
+    order of axes. A function called on the copy then iterates, and sums, in the same
+    order as on ``a`` itself: copied to C order, ``b.sum(axis=1)`` of a Fortran-ordered
+    ``b`` differed from serial NumPy in 3 rows of 4."""
+    order = sorted(range(a.ndim), key=lambda i: abs(a.strides[i]), reverse=True)  # stable
+    strides = [0] * a.ndim
+    step = a.itemsize
+    for axis in reversed(order):
+        strides[axis] = step
+        step *= max(1, a.shape[axis])
+    return tuple(strides)
+
+
+def copy_dense(a: np.ndarray, seg: Segment, offset: int = 0) -> ShmRef:
+    """Copy ``a`` into ``seg`` at ``offset`` in its own memory order (see
+    :func:`dense_strides`); the reference to the copy."""
+    strides = dense_strides(a)
+    np.copyto(seg.ndarray(a.shape, a.dtype, offset, strides), a, casting="no")
+    return ShmRef(seg.name, offset, a.shape, a.dtype, strides)
 
 
 def _new_file(path: str, size: int, directory: str) -> np.ndarray:
@@ -662,6 +871,9 @@ class FileRef(NamedTuple):
     dtype: np.dtype
     strides: tuple[int, ...]
     writable: bool
+    #: the file's identity (``st_dev``, ``st_ino``) when the caller's mapping was checked
+    #: against it: a worker that finds another file at ``path`` refuses it
+    identity: tuple[int, int] = (0, 0)
 
 
 #: np.memmap modes whose pages another process that maps the file sees ("c", copy
@@ -689,35 +901,101 @@ def file_ref(a: np.ndarray, writable: bool = False) -> FileRef | None:
         start = np.frombuffer(base, np.uint8).ctypes.data
     except (ValueError, TypeError, BufferError):  # a closed mapping
         return None
+    identity = mapped_file(start, str(root.filename))
+    if identity is None:  # another file at that path now, or no way to tell: a copy
+        return None
     offset = int(root.offset) - int(root.offset) % mmap.ALLOCATIONGRANULARITY
     offset += a.ctypes.data - start
     # an input is mapped read-only by the workers whatever its mode: only an out= is
     # written (and MAP_SHARED mappings of one file see each other's writes)
-    return FileRef(str(root.filename), offset, a.shape, a.dtype, a.strides, writable)
+    return FileRef(str(root.filename), offset, a.shape, a.dtype, a.strides, writable, identity)
+
+
+def mapped_file(address: int, path: str) -> tuple[int, int] | None:
+    """``(st_dev, st_ino)`` of the file at ``path`` if it is the very file this process
+    has mapped at ``address``, else None: replaced since it was mapped
+    (``os.replace``, a new ``np.save``), renamed, deleted, or no way to tell (no
+    ``/proc/self/maps``). A worker maps the file by path, so a replaced file would give
+    it other data than the caller's array holds (measured: 399,999 rows of 400,000
+    differed).
+
+    /proc/self/maps names, for the mapping that holds ``address``, its file's device,
+    inode and path, with " (deleted)" once that name no longer leads to it."""
+    try:
+        st = os.stat(path)
+        real = os.path.realpath(path)
+        with open("/proc/self/maps", "rb") as f:
+            for line in f:
+                # "lo-hi perms offset major:minor inode   path"
+                fields = line.split(maxsplit=5)
+                lo, _, hi = fields[0].partition(b"-")
+                if not int(lo, 16) <= address < int(hi, 16):
+                    continue
+                if len(fields) < 6:
+                    return None  # anonymous
+                major, _, minor = fields[3].partition(b":")
+                where = os.fsdecode(fields[5].rstrip(b"\n"))
+                if where != real:  # " (deleted)", or another name
+                    return None
+                if (int(major, 16), int(minor, 16)) == (
+                    os.major(st.st_dev),
+                    os.minor(st.st_dev),
+                ) and int(fields[4]) != st.st_ino:
+                    return None
+                # (another device number: a stacked file system such as overlayfs shows
+                # the underlying file's; the path, not deleted, tells then)
+                return st.st_dev, st.st_ino
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 #: a worker's mappings of the files FileRefs name, each mapped once (LRU)
 _files: OrderedDict[tuple[Any, ...], np.memmap] = OrderedDict()
 _FILES_KEPT = 8
+_files_lock = threading.Lock()
 
 
 def map_file(ref: FileRef) -> np.ndarray:
     """The array a FileRef points at, as a view of this process's mapping of the file
     (read-only unless the ref is writable)."""
-    st = os.stat(ref.path)
-    key = (ref.path, ref.writable, st.st_dev, st.st_ino, st.st_size)
-    mm = _files.get(key)
-    if mm is None:
-        mm = np.memmap(ref.path, dtype=np.uint8, mode="r+" if ref.writable else "r")
-        _files[key] = mm
-        while len(_files) > _FILES_KEPT:
-            _files.popitem(last=False)
-    else:
-        _files.move_to_end(key)
+    with open(ref.path, "r+b" if ref.writable else "rb") as f:
+        st = os.fstat(f.fileno())
+        if ref.identity != (0, 0) and ref.identity != (st.st_dev, st.st_ino):
+            raise SharedMemoryError(
+                f"numpool: the file {ref.path} was replaced while a call that reads it by "
+                "its name ran: the worker would read other data than the caller's array "
+                "holds. Do not replace a file while numpool reads it, or pass a copy "
+                "(np.array(x)) or backend='threads'."
+            )
+        key = (ref.path, ref.writable, st.st_dev, st.st_ino, st.st_size)
+        with _files_lock:
+            mm = _files.get(key)
+            if mm is None:
+                mm = np.memmap(f, dtype=np.uint8, mode="r+" if ref.writable else "r")
+                _files[key] = mm
+                while len(_files) > _FILES_KEPT:
+                    _files.popitem(last=False)
+            else:
+                _files.move_to_end(key)
     view: np.ndarray = np.ndarray(
-        ref.shape, ref.dtype, buffer=mm, offset=ref.offset, strides=ref.strides
+        ref.shape, ref.dtype, buffer=mm, **_placement(ref.shape, ref.offset, ref.strides)
     )
     return view
+
+
+def _prune_files() -> None:
+    """Drop mappings of files whose path leads to another file now, or to none."""
+    with _files_lock:
+        for key in list(_files):
+            path, _, dev, ino, _ = key
+            try:
+                st = os.stat(path)
+                gone = (st.st_dev, st.st_ino) != (dev, ino)
+            except OSError:
+                gone = True
+            if gone:
+                del _files[key]
 
 
 class Slot(NamedTuple):
@@ -994,26 +1272,41 @@ def share(x: Any) -> SharedArray:
 class Attachments:
     """A worker's cache of mapped segments, so each is mapped once, not per task.
 
-    When a task names a segment not seen before, mappings whose name is gone
-    from the shared-memory directory (unlinked by the parent) are dropped, so
-    a worker never keeps retired memory alive for long.
+    Mappings whose name is gone from the shared-memory directory (unlinked by the
+    parent: a result dropped with its arena full, an interrupted call) are dropped
+    when a task names a segment not seen before, and by a daemon thread every
+    :data:`PRUNE_S` seconds while any are cached: an idle worker otherwise kept them,
+    invisible in /dev/shm but counted in RAM (measured: 768 MB, until the next call).
+    A mapping in use by a task stays valid: its arrays keep it until they go.
     """
 
     def __init__(self, directory: str | None = None, limit: int = 64) -> None:
         self.directory = directory
         self.limit = limit
         self._segs: OrderedDict[str, Segment] = OrderedDict()
+        self._lock = threading.Lock()
+        self._pruner: threading.Thread | None = None
 
     def segment(self, name: str) -> Segment:
-        seg = self._segs.get(name)
-        if seg is not None:
-            self._segs.move_to_end(name)
-            return seg
-        self._prune()
+        with self._lock:
+            seg = self._segs.get(name)
+            if seg is not None:
+                self._segs.move_to_end(name)
+                return seg
+        self.prune()
         seg = Segment.attach(name, self.directory)
-        self._segs[name] = seg
-        while len(self._segs) > self.limit:
-            self._segs.popitem(last=False)
+        with self._lock:
+            self._segs[name] = seg
+            while len(self._segs) > self.limit:
+                self._segs.popitem(last=False)
+            if self._pruner is None:
+                self._pruner = threading.Thread(
+                    target=_prune_while_alive,
+                    args=(weakref.ref(self),),
+                    name="numpool-prune",
+                    daemon=True,
+                )
+                self._pruner.start()
         return seg
 
     def resolve(self, ref: ShmRef) -> np.ndarray:
@@ -1021,12 +1314,38 @@ class Attachments:
         seg = self.segment(ref.name)
         return seg.ndarray(ref.shape, ref.dtype, ref.offset, ref.strides)
 
-    def _prune(self) -> None:
+    def prune(self) -> None:
+        """Drop the mappings of segments whose name is gone."""
         dirs = (self.directory,) if self.directory else directories()
-        for name in [
-            n for n in self._segs if not any(os.path.exists(os.path.join(d, n)) for d in dirs)
-        ]:
-            del self._segs[name]
+        with self._lock:
+            names = list(self._segs)
+        gone = [n for n in names if not any(os.path.exists(os.path.join(d, n)) for d in dirs)]
+        with self._lock:
+            for name in gone:
+                self._segs.pop(name, None)
+
+    def names(self) -> list[str]:
+        """The segments mapped now."""
+        with self._lock:
+            return list(self._segs)
+
+
+#: how often a worker drops the mappings of segments unlinked meanwhile
+PRUNE_S = 0.5
+
+
+def _prune_while_alive(ref: weakref.ReferenceType[Attachments]) -> None:
+    """The pruning thread of an :class:`Attachments` (ends with it), and of the
+    files mapped by name (:func:`map_file`)."""
+    while True:
+        time.sleep(PRUNE_S)
+        att = ref()
+        if att is None:
+            return
+        with contextlib.suppress(OSError):
+            att.prune()
+            _prune_files()
+        del att
 
 
 def owner_of(name: str) -> int | None:

@@ -9,10 +9,15 @@ Pickled (pickle)  x[a:b] pickled, result       arguments and result pickled
                   pickled back, copied to out  (the naive multiprocessing way)
 Shared            ShmRef of x and out rows     small arrays pickled; bigger
 (processes)       (worker writes in place)     ones staged (SharedArray: as
-                                               is), results written into
-                                               reserved slots or segments
-                                               made for the caller
+                                               is), results written into the
+                                               batch's segment (or one made
+                                               for the caller) and copied out
 ================  ===========================  ================================
+
+Staged copies keep the array's memory order (C, F, transposed: see
+``shm.dense_strides``), so that func sees blocks laid out as on threads and
+NumPy adds in the same order; map results come back in theirs, as plain
+ndarrays.
 
 Small map arrays (at most ``INLINE_BYTES``) travel pickled in the task
 message, arguments and results alike: a segment is at least a page and a
@@ -161,9 +166,13 @@ class Pickled(Transport):
         return _PickledMap()
 
 
-def _stage(arr: np.ndarray, held: list[Segment], io: _Counted) -> ShmRef | FileRef:
+def _stage(arr: np.ndarray, held: list[Segment], io: _Counted) -> Any:
     """A reference for ``arr``: its own segment if shared, its file if memory-mapped
-    (np.memmap: the worker maps the file), else a copy in a warm segment."""
+    (np.memmap, when that file is still the one mapped: the worker maps it), else a
+    copy in a warm segment, in ``arr``'s own memory order (see shm.dense_strides).
+    An empty array travels as itself: there is nothing to share."""
+    if arr.size == 0:
+        return np.empty_like(arr, order="K")
     ref: ShmRef | FileRef | None = shm.shared_ref(arr)
     if ref is None:
         ref = shm.file_ref(arr)
@@ -172,10 +181,9 @@ def _stage(arr: np.ndarray, held: list[Segment], io: _Counted) -> ShmRef | FileR
     t0 = time.perf_counter()
     seg = shm.arena().take(arr.nbytes)
     held.append(seg)
-    view = seg.ndarray(arr.shape, arr.dtype)
-    np.copyto(view, arr, casting="no")
+    ref = shm.copy_dense(arr, seg)
     io.count(arr.nbytes, time.perf_counter() - t0)
-    return ShmRef(seg.name, 0, arr.shape, arr.dtype, view.strides)
+    return ref
 
 
 def _release(segs: list[Segment], ok: bool) -> None:
@@ -258,13 +266,16 @@ class _SharedApply(ApplyIO):
 #: file, its create+map+unlink cost more than pickling a few KiB, and a map over
 #: 100,000 small arrays needed as many files (see the module docstring)
 INLINE_BYTES = 4096
+#: where results are packed in a batch's segment (cache lines: no two results share one)
+_ALIGN = 64
 
 
 class Returns(NamedTuple):
     """How a batch's array results come back from a worker process (see send_back)."""
 
     owner: str  # the parent's ``pid-token``: what segments made for it are named with
-    slots: tuple[Slot | None, ...]  # segments it reserved, one per task (or None)
+    slot: Slot | None  # one segment the parent reserved for the batch's results
+    each: int  # task k's result goes at k * each in the slot, when it fits there
     inline: int  # arrays of at most this many bytes come back pickled
     spare: int  # task k's result, when it needs a segment of its own: spare_name(k)
     marker: str  # a file in the shm directory while the caller waits for the results
@@ -281,14 +292,15 @@ def _spare_name(owner: str, spare: int, k: int) -> str:
 
 def send_back(res: Any, k: int, returns: Returns, attachments: shm.Attachments) -> Any:
     """In the worker: task ``k``'s result as it goes back: a small array pickled, as
-    it is; a bigger one written into its slot when it fits, else into a new segment
-    under the name the parent chose, and a ShmRef to it travels instead; anything
-    else as it is.
+    it is; a bigger one written into the batch's slot when it fits its place there,
+    else into a new segment under the name the parent chose, and a ShmRef to it
+    travels instead (in the result's own memory order); anything else as it is.
 
     A segment made here belongs to the parent, which may have given up on the call
     meanwhile (another task failed): then it removed the call's marker first and
     the chosen names next, so a segment made after that sees no marker and is
-    removed here, and one made before is removed by the parent."""
+    removed here, and one made before is removed by the parent. It is unmapped
+    here when this returns."""
     if (
         not isinstance(res, np.ndarray)
         or res.dtype.hasobject
@@ -296,10 +308,12 @@ def send_back(res: Any, k: int, returns: Returns, attachments: shm.Attachments) 
         or res.nbytes <= returns.inline
     ):
         return res
-    slot = returns.slots[k]
-    if slot is not None and res.nbytes <= slot.size:
+    slot = returns.slot
+    offset = k * returns.each
+    if slot is not None and res.nbytes <= returns.each and offset + returns.each <= slot.size:
         seg = attachments.segment(slot.name)
     else:
+        offset = 0
         name = returns.spare_name(k)
         try:
             seg = Segment.create(res.nbytes, name=name)
@@ -310,9 +324,7 @@ def send_back(res: Any, k: int, returns: Returns, attachments: shm.Attachments) 
         if not os.path.exists(os.path.join(shm.shm_dir(), returns.marker)):
             seg.unlink()  # nobody waits for it
             return None
-    view = seg.ndarray(res.shape, res.dtype)
-    np.copyto(view, res, casting="no")
-    return ShmRef(seg.name, 0, res.shape, res.dtype, view.strides)
+    return shm.copy_dense(res, seg, offset)
 
 
 def _end_call(lock: shm.Lock, marker: str) -> None:
@@ -320,11 +332,27 @@ def _end_call(lock: shm.Lock, marker: str) -> None:
     shm.drop_lock(lock)
 
 
+def _pack_limit() -> int:
+    """The most bytes reserved at once for one batch's results: an eighth of what the
+    arena keeps idle, so that the batches' segments are recycled warm (tasks beyond
+    it that return big arrays get a segment each, freed as soon as copied)."""
+    return max(shm.arena().max_idle // 8, 1 << 20)
+
+
 class _SharedMap(MapIO):
+    """A processes map: arguments staged (each array once per call), results packed
+    into one segment per batch and copied out of it into ordinary arrays.
+
+    Results are plain ``np.ndarray``s, small or big: handing out the segments
+    themselves (SharedArrays, as before) left one file and one mapping per result
+    for as long as the results lived, and a map of 70,000 results of 8 KB failed
+    with ENOMEM (the kernel allows 65,530 mappings a process); the results were a
+    mix of ndarray (the pickled small ones) and SharedArray besides."""
+
     def __init__(self) -> None:
         # id(array) -> [ref, segment or None, uses, array]: each array staged once per call
         self.staged: dict[int, list[Any]] = {}
-        self.slots_of: dict[int, list[Segment | None]] = {}  # first task index -> slots
+        self.slots_of: dict[int, Segment | None] = {}  # first task index -> slot
         self.guess = -1  # bytes reserved per result; learnt from the first results
         # first task index -> (spare names' base, tasks) of batches sent, not yet back
         self.spares: dict[int, tuple[int, int]] = {}
@@ -367,18 +395,22 @@ class _SharedMap(MapIO):
 
     def encode(self, batch: list[Task]) -> tuple[list[Task], Returns | None]:
         sent: list[Task] = []
-        slots: list[Segment | None] = []
+        largest = 0
         for index, args in batch:
             sent.append((index, tuple(self._arg(a) for a in args)))
-            size = self.guess
-            if size < 0:  # no result seen yet: guess "as big as the largest array argument"
-                size = max((a.nbytes for a in args if isinstance(a, np.ndarray)), default=0)
-            slots.append(shm.arena().take(size) if size > INLINE_BYTES else None)
-        self.slots_of[batch[0][0]] = slots
-        reserved = tuple(Slot(s.name, s.size) if s else None for s in slots)
+            largest = max([largest, *(a.nbytes for a in args if isinstance(a, np.ndarray))])
+        # no result seen yet: guess "as big as the largest array argument"
+        size = self.guess if self.guess >= 0 else largest
+        each = -(-size // _ALIGN) * _ALIGN if size > INLINE_BYTES else 0
+        slot = None
+        if each:
+            tasks = max(1, min(len(batch), _pack_limit() // each))
+            slot = shm.arena().take(each * tasks)
+        self.slots_of[batch[0][0]] = slot
         spare = secrets.randbits(64)
         self.spares[batch[0][0]] = (spare, len(batch))
-        return sent, Returns(self._owner(), reserved, INLINE_BYTES, spare, self.marker)
+        reserved = Slot(slot.name, slot.size) if slot is not None else None
+        return sent, Returns(self._owner(), reserved, each, INLINE_BYTES, spare, self.marker)
 
     def _unstage(self, batch: list[Task], ok: bool) -> None:
         for _, args in batch:
@@ -393,27 +425,32 @@ class _SharedMap(MapIO):
                         _release([entry[1]], ok)
 
     def decode(self, batch: list[Task], results: list[Any]) -> list[Any]:
-        slots = self.slots_of.pop(batch[0][0])
+        slot = self.slots_of.pop(batch[0][0])
         del self.spares[batch[0][0]]
         self._unstage(batch, ok=True)
         out = []
-        for res, slot in zip(results, slots, strict=True):
+        t0 = time.perf_counter()
+        for res in results:
             if isinstance(res, ShmRef):
                 if slot is not None and res.name == slot.name:
-                    seg, slot = slot, None
+                    res = _copy_out(slot, res)
                 else:
                     seg = Segment.attach(res.name, populate=False, own=True)
-                res = shm.wrap(seg, res.shape, res.dtype, res.offset, res.strides)
-                self.count(res.nbytes)  # written into shared memory by the worker
-                self.guess = max(self.guess, res.nbytes)
+                    try:
+                        res = _copy_out(seg, res)
+                    finally:
+                        seg.unlink()
+                self.count(res.nbytes, time.perf_counter() - t0)
+                t0 = time.perf_counter()
             elif isinstance(res, np.ndarray):  # a small one, pickled
                 self.count(res.nbytes)
+            if isinstance(res, np.ndarray):
                 self.guess = max(self.guess, res.nbytes)
             else:  # not an array: reserve no slot unless array results come
                 self.guess = max(self.guess, 0)
-            if slot is not None:
-                shm.arena().give(slot)
             out.append(res)
+        if slot is not None:
+            shm.arena().give(slot)
         return out
 
     def abort(self) -> None:
@@ -432,11 +469,18 @@ class _SharedMap(MapIO):
             if entry[1] is not None:
                 entry[1].unlink()
         self.staged.clear()
-        for slots in self.slots_of.values():
-            _release([s for s in slots if s is not None], ok=False)
+        _release([s for s in self.slots_of.values() if s is not None], ok=False)
         self.slots_of.clear()
         if self._end is not None:
             self._end()
+
+
+def _copy_out(seg: Segment, ref: ShmRef) -> np.ndarray:
+    """A result a worker wrote into ``seg``, as an ordinary array of its own (in the
+    same memory order)."""
+    view = seg.ndarray(ref.shape, ref.dtype, ref.offset, ref.strides)
+    out: np.ndarray = view.copy(order="K")
+    return out
 
 
 class Shared(Transport):
