@@ -26,16 +26,27 @@ directory (``$NUMPOOL_CACHE_DIR``, else ``$XDG_CACHE_HOME/numpool``, else
 the figures differ (CPU model, usable and physical cores, memory, Python and
 NumPy versions, numpool's version). An unreadable or foreign file is
 measured again; an unwritable directory keeps the profile in memory only.
+
+The file is read as untrusted input: only a regular file, owned by this user
+and writable by nobody else, of at most a few kB (a FIFO, a device, a
+directory or a link to one is no profile: nothing blocks and nothing large
+is read), and every figure must lie within what a machine can physically do
+(:data:`BOUNDS`): a profile with one absurd figure would make auto choose
+absurdly, or fail, so it is measured again and the reason logged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
+import math
 import mmap
 import os
 import platform
+import stat
 import statistics
 import tempfile
 import threading
@@ -50,7 +61,9 @@ import numpy as np
 from .._cpus import physical_cores, usable_cpus
 from .._version import __version__
 
-__all__ = ["Profile", "cache_dir", "machine_key", "store"]
+__all__ = ["BOUNDS", "Profile", "cache_dir", "machine_key", "store"]
+
+log = logging.getLogger("numpool")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +87,49 @@ class Profile:
 
     def as_dict(self) -> dict[str, float | None]:
         return dataclasses.asdict(self)
+
+
+#: What each figure can physically be, (least, most): no file may make numpool believe
+#: a machine outside them. Generous on both sides, to hold on any real machine:
+#: - a hand-off to a thread, or a round trip to a process, is a few system calls and a
+#:   context switch: never under 100 ns; 10 s means the machine is swapping or stopped
+#:   (a figure that large, or that small, is a broken clock or a poisoned file)
+#: - starting a process runs an interpreter: never under 10 us; 60 s is a machine
+#:   thrashing
+#: - memory bandwidth: 1 MB/s is slower than any disk; 10 TB/s beyond any memory bus
+#:   (a divisor of 1e-300 makes every copy cost infinity, and choose() refuse)
+BOUNDS: dict[str, tuple[float, float]] = {
+    "thread_wake_s": (1e-7, 10.0),
+    "thread_task_s": (1e-7, 10.0),
+    "copy_bytes_per_s": (1e6, 1e13),
+    "fault_bytes_per_s": (1e6, 1e13),
+    "process_start_s": (1e-5, 60.0),
+    "process_task_s": (1e-7, 10.0),
+}
+#: a profile file is about 400 bytes; a bigger one is not ours
+MAX_FILE_BYTES = 16 << 10
+
+
+def absurd(profile: Profile) -> str | None:
+    """Why ``profile`` cannot be true of any machine (see :data:`BOUNDS`), or None."""
+    for name, value in profile.as_dict().items():
+        if value is None and name.startswith("process_"):
+            continue  # not measured yet
+        least, most = BOUNDS[name]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or not least <= value <= most
+        ):
+            return f"{name} = {value!r} is outside [{least:g}, {most:g}]"
+    return None
+
+
+def _within(name: str, value: float) -> float:
+    """A figure just measured, held within :data:`BOUNDS` (a timer's glitch)."""
+    least, most = BOUNDS[name]
+    return min(max(value, least), most)
 
 
 def cache_dir() -> Path:
@@ -215,22 +271,36 @@ class ProfileStore:
             return self._profile
 
     def _load(self) -> Profile | None:
+        """The profile in the cache file, or None (logged why) when there is none that
+        this user wrote and that a machine could have measured."""
+        path = self.path()
         try:
-            doc = json.loads(self.path().read_text())
-            fields = {f.name for f in dataclasses.fields(Profile)}
-            values = {k: v for k, v in doc["profile"].items() if k in fields}
-            profile = Profile(**values)
-        except (OSError, ValueError, KeyError, TypeError):
+            raw = _read_own_file(path)
+        except OSError as e:
+            if not isinstance(e, FileNotFoundError):
+                log.info("numpool: machine profile %s not read (%s): measuring again", path, e)
             return None
-        numbers = [v for v in profile.as_dict().values() if v is not None]
-        if not all(isinstance(v, (int, float)) and 0 < v < float("inf") for v in numbers):
+        why = None
+        try:
+            doc = json.loads(raw)
+            figures = doc["profile"]
+            fields = {f.name for f in dataclasses.fields(Profile)}
+            profile = Profile(**{k: v for k, v in figures.items() if k in fields})
+            if doc.get("machine_key", machine_key()) != machine_key():
+                why = "it was measured on another machine"
+            else:
+                why = absurd(profile)
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+            why = f"it is not a profile ({type(e).__name__}: {e})"
+        if why is not None:
+            log.warning("numpool: ignoring machine profile %s: %s; measuring again", path, why)
             return None
         return profile
 
     def _measure(self) -> Profile:
         wake, task = measure_threads()
         copy, fault = measure_memory()
-        profile = Profile(wake, task, copy, fault)
+        profile = _bounded(Profile(wake, task, copy, fault))
         self._save(profile)
         return profile
 
@@ -241,18 +311,38 @@ class ProfileStore:
             "measured_at": time.time(),
             "profile": profile.as_dict(),
         }
+        tmp = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".profile-", suffix=".tmp")
             with os.fdopen(fd, "w") as f:
                 json.dump(doc, f, indent=1)
-            os.replace(tmp, path)
-        except OSError:
-            pass  # read-only home or full disk: the profile lives in memory only
+            os.replace(tmp, path)  # (replaces a FIFO or a link; a directory refuses)
+            tmp = None
+        except OSError as e:
+            # read-only home, full disk, a directory in the file's place: the profile
+            # lives in memory only, measured again by the next process
+            if path not in _unwritable:
+                _unwritable.add(path)
+                log.warning(
+                    "numpool: cannot write the machine profile to %s (%s); it is kept in "
+                    "memory, and measured again in each new process. Remove what is in "
+                    "the way, or set NUMPOOL_CACHE_DIR to a directory of your own.",
+                    path,
+                    e,
+                )
+        finally:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
 
     def record_processes(self, start_s: float | None, task_s: float | None) -> None:
         """Worker processes were timed: start-up per worker (None: not timed, they were
         running already) and a task's round trip. Figures known already are kept."""
+        start_s, task_s = (
+            _plausible("process_start_s", start_s),
+            _plausible("process_task_s", task_s),
+        )
         with self._lock:
             current = self._profile or self._load() or self._measure()
             start = current.process_start_s if current.process_start_s is not None else start_s
@@ -273,7 +363,7 @@ class ProfileStore:
         wake, task = measure_threads()
         copy, fault = measure_memory()
         start, trip = time_processes(workers) if time_processes else (None, None)
-        profile = Profile(wake, task, copy, fault, start, trip)
+        profile = _bounded(Profile(wake, task, copy, fault, start, trip))
         with self._lock:
             self._profile = profile
             self._save(profile)
@@ -290,6 +380,66 @@ class ProfileStore:
     def after_fork(self) -> None:
         """In a forked child: a fresh lock (another thread may have held it)."""
         self._lock = threading.Lock()
+
+
+def _bounded(profile: Profile) -> Profile:
+    """``profile`` just measured, each figure held within :data:`BOUNDS`."""
+    p = profile
+
+    def held(name: str, v: float | None) -> float | None:
+        return None if v is None else _within(name, v)
+
+    return Profile(
+        _within("thread_wake_s", p.thread_wake_s),
+        _within("thread_task_s", p.thread_task_s),
+        _within("copy_bytes_per_s", p.copy_bytes_per_s),
+        _within("fault_bytes_per_s", p.fault_bytes_per_s),
+        held("process_start_s", p.process_start_s),
+        held("process_task_s", p.process_task_s),
+    )
+
+
+def _plausible(name: str, value: float | None) -> float | None:
+    """A timing the runtime reports, or None when no machine could have given it (a
+    clock that jumped): the figure is then timed again another time."""
+    if value is None:
+        return None
+    least, most = BOUNDS[name]
+    if not (math.isfinite(value) and least <= value <= most):
+        log.info("numpool: ignoring a timing of %s = %r (not plausible)", name, value)
+        return None
+    return value
+
+
+#: paths already warned about (a warning once per process, not once per call)
+_unwritable: set[Path] = set()
+
+
+def _read_own_file(path: Path) -> bytes:
+    """The bytes of ``path`` if it is a regular file of this user's that nobody else
+    may write, of at most MAX_FILE_BYTES; else OSError saying why. Never blocks (a
+    FIFO), never reads a device: checked before opening, and again on what was
+    opened (the path may have changed in between)."""
+    _check_own_file(path, os.stat(path))
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        _check_own_file(path, os.fstat(fd))
+        data = os.read(fd, MAX_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE_BYTES:
+        raise OSError(f"larger than {MAX_FILE_BYTES} bytes: not a profile")
+    return data
+
+
+def _check_own_file(path: Path, st: os.stat_result) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(f"not a regular file (mode {stat.filemode(st.st_mode)})")
+    getuid = getattr(os, "getuid", None)
+    if getuid is not None and st.st_uid != getuid():
+        raise OSError(f"owned by uid {st.st_uid}, not by this user (uid {getuid()})")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise OSError(f"writable by others (mode {stat.filemode(st.st_mode)})")
 
 
 store = ProfileStore()
