@@ -7,6 +7,14 @@ engine, as each block or batch of tasks comes back, calls :func:`advance`
 with the rows or tasks it finished. With ``progress=False`` (the default)
 nothing is current and :func:`advance` is one thread-local lookup per block.
 
+Progress is per call. A numpool call made while another's bar is current in
+the same thread (from ``func`` run by the caller, or from a ``progress``
+callback) reports into its own bar or into none, never into the outer one:
+:func:`track` makes its own bar (or no bar) current for its duration, and a
+callback runs with no bar current (so a callback that calls numpool does not
+call itself again). A call that skips :func:`track` (the runner's fast path)
+must skip it only while :func:`current` is None.
+
 What draws it, in order of preference: ``progress=callable`` is called as
 ``callable(done, total)``; else rich's bar when rich is installed (in a
 notebook, rich renders it as a notebook display, not escape codes); else
@@ -24,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["Progress", "advance", "check_progress", "track"]
+__all__ = ["Progress", "advance", "check_progress", "current", "track"]
 
 #: seconds between redraws (5 a second: enough for a person, and a redraw of a
 #: rich bar costs about a millisecond)
@@ -110,7 +118,14 @@ class Progress:
             return
         self._drawn = now
         if self._callback is not None:
-            self._callback(self.done, self.total)
+            # (a numpool call made by the callback must not advance this bar: it
+            # would draw again, from inside the callback, without end)
+            outer = getattr(_local, "bar", None)
+            _local.bar = None
+            try:
+                self._callback(self.done, self.total)
+            finally:
+                _local.bar = outer
         elif self._bar is not None:
             self._bar.update(self._task, completed=self.done, rate=f"{self._rate():,.0f}/s")
             self._bar.refresh()
@@ -138,19 +153,23 @@ class Progress:
 
 @contextlib.contextmanager
 def track(progress: Any, total: int, what: str) -> Iterator[Progress | None]:
-    """Make a bar current for this thread while a call runs (nothing when
-    ``progress`` is False or None)."""
-    if not progress:
-        yield None
-        return
-    bar = Progress(total, what, progress)
+    """Make this call's bar current for this thread while it runs: a new one, or
+    none when ``progress`` is False or None (then an outer call's bar is hidden
+    too: a call nested in another reports into its own bar only)."""
     outer = getattr(_local, "bar", None)
+    bar = Progress(total, what, progress) if progress else None
     _local.bar = bar
     try:
         yield bar
     finally:
         _local.bar = outer
-        bar.close()
+        if bar is not None:
+            bar.close()
+
+
+def current() -> Progress | None:
+    """The bar of the call running in this thread, if it has one."""
+    return getattr(_local, "bar", None)
 
 
 def advance(n: int) -> None:
