@@ -22,6 +22,7 @@ __all__ = [
     "BackendName",
     "as_input_array",
     "check_backend",
+    "check_chunks",
     "check_combine",
     "check_count",
     "check_func",
@@ -69,6 +70,65 @@ def check_count(name: str, value: Any, *, allow_none: bool = True) -> int | None
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
     return int(value)
+
+
+#: ``chunks=`` is a count of blocks, and each block costs a hand-off to a worker
+#: (tens of microseconds on threads, about a hundred on processes), so a count is
+#: refused once its blocks get too small to pay for theirs. Any size may be cut in
+#: up to this many blocks per usable core (the default makes at most 4 per worker;
+#: more evens out rows of uneven cost) ...
+CHUNKS_PER_CORE = 16
+#: ... or into blocks of at least this many bytes of the split arrays (np.exp over
+#: 256 KiB of float64 takes about as long as a process's hand-off: smaller blocks
+#: cannot pay for it) ...
+MIN_BLOCK_BYTES = 256 << 10
+#: ... and an input smaller than one such block into up to this many (one row each
+#: if it has fewer rows: a fraction of a second however it is cut, and how a test
+#: reaches every edge of the engine)
+SMALL_INPUT_CHUNKS = 1024
+
+
+def most_chunks(rows: int, row_bytes: int, cores: int) -> int:
+    """The most blocks ``chunks=`` may ask for over ``rows`` rows of ``row_bytes``
+    bytes on ``cores`` usable cores: a rule on counts and sizes, never on timing."""
+    total = rows * row_bytes
+    most = max(CHUNKS_PER_CORE * cores, total // MIN_BLOCK_BYTES)
+    if total < MIN_BLOCK_BYTES:
+        most = max(most, SMALL_INPUT_CHUNKS)
+    return most
+
+
+def check_chunks(value: Any, inputs: Inputs, what: str, cores: int | None = None) -> int | None:
+    """``chunks=`` of apply or reduce (``what``): a count of blocks (more than the rows
+    means one row each), refused when its blocks would be smaller than
+    :func:`most_chunks` allows (dask's ``chunks=`` is a block's size: numpool's is not)."""
+    n = check_count("chunks", value)
+    if n is None:
+        return None
+    rows = inputs.n
+    blocks = min(n, rows)
+    most = most_chunks(rows, inputs.row_bytes, cores or default_workers())
+    if blocks <= most:
+        return n
+    per = rows / blocks
+    size = f"{per:,.0f} row{'s' * (round(per) != 1)} (~{_bytes(per * inputs.row_bytes)})"
+    meant = f"chunks={-(-rows // n)}" if n <= rows else "chunks=1, or omit it"
+    raise ValueError(
+        f"{what}: chunks is a count of blocks, not a block size: you asked for {blocks:,} "
+        f"blocks of ~{size} each out of {rows:,} rows, and each block costs a hand-off "
+        f"to a worker that blocks this small cannot pay for. Use chunks<={most:,} or omit "
+        "it (the default sizes blocks from what a row costs). If you meant blocks of "
+        f"{n:,} rows each (what dask's chunks= means), pass {meant}"
+    )
+
+
+def _bytes(n: float) -> str:
+    """``n`` bytes, for a person."""
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:,.0f} {unit}"
+        n /= 1024
+    return f"{n:,.0f} GiB"
 
 
 #: more workers than this many per usable core is a mistake, not a plan
