@@ -17,7 +17,9 @@ Each worker applies the BLAS budget once, at start, with threadpoolctl.
 
 A worker that dies (SIGKILL, OOM) breaks the stdlib executor; numpool turns
 that into :class:`numpool.WorkerCrashedError` and starts a fresh executor on
-the next call.
+the next call. One that dies while the pool is idle may leave another stuck
+on the call queue's lock, which the stdlib's shutdown would join for good:
+shutdown (and the exit) kill such survivors (:func:`_unstick`).
 
 A daemonic process (a ``multiprocessing.Pool`` worker) may not have children:
 there this backend is unavailable (:func:`daemonic`), named as such to
@@ -31,6 +33,7 @@ import atexit
 import concurrent.futures.process as cf_process
 import contextlib
 import multiprocessing as mp
+import multiprocessing.connection as mp_connection
 import os
 import pickle
 import signal
@@ -273,6 +276,7 @@ class ProcessesBackend(Backend):
             ex, self._executor = self._executor, None
             closed, self._closed = self._closed, True
         if ex is not None:
+            _unstick(ex)
             if cancel_futures:
                 _cancel_then_kill(ex, wait)
             ex.shutdown(wait=wait, cancel_futures=cancel_futures)
@@ -315,13 +319,94 @@ _made: weakref.WeakSet[ProcessPoolExecutor] = weakref.WeakSet()
 def _kill_broken_survivors() -> None:
     """At exit, before concurrent.futures joins its manager threads: a broken
     executor's manager joins its surviving workers, and one left idle would keep it
-    (and the exit) waiting for good (see :func:`_kill_survivors`)."""
+    (and the exit) waiting for good (see :func:`_kill_survivors`); a live one's
+    shutdown may wait for good on a worker that a dead one left stuck (see
+    :func:`_unstick`)."""
     for ex in list(_made):
         if _cpython.executor_is_broken(ex):
             _kill_survivors(ex)
+        else:
+            _unstick(ex)
 
 
 _cpython.register_before_executors_exit(_kill_broken_survivors)
+
+#: how long a shutdown lets the other workers end once one has ended, before it kills
+#: them (by then they are idle, or stuck: see :func:`_unstick`)
+EXIT_GRACE_S = 2.0
+
+#: how often a shutdown's watcher looks whether the manager thread is done
+WATCH_S = 0.5
+
+
+def _unstick(ex: ProcessPoolExecutor) -> None:
+    """Make sure the shutdown of ``ex``, about to begin, ends: a worker killed while
+    idle (the OOM killer) may die holding its call queue's read lock, and a surviving
+    worker then waits for that lock for good, never reading the None that tells it to
+    exit; the manager thread, which joins it, and shutdown(), which joins the manager,
+    wait with it (3 runs in 6). A worker that ended before the shutdown began died
+    (workers end only when told to, at shutdown): the others are killed now. One that
+    dies during the shutdown is caught by a watcher thread: once a worker has ended,
+    every task is done (workers are told to end only then) or the pool broke, so the
+    others have EXIT_GRACE_S to end before they are killed."""
+    procs = _cpython.worker_processes(ex)  # (shutdown forgets them)
+    manager = _cpython.manager_thread(ex)
+    if not procs or manager is None or not manager.is_alive():
+        return
+    if _ended(procs):
+        _kill_unended(procs)
+        _unblock_feeder(ex)
+    threading.Thread(
+        target=_watch, args=(ex, manager, procs), name="numpool-watch", daemon=True
+    ).start()
+
+
+def _watch(ex: ProcessPoolExecutor, manager: threading.Thread, procs: dict[int, Any]) -> None:
+    """:func:`_unstick`'s watcher: kill the workers still running EXIT_GRACE_S after
+    one of them ended, if the manager thread is not done by then."""
+    sentinels = _sentinels(procs)
+    while manager.is_alive():
+        try:
+            if mp_connection.wait(list(sentinels), timeout=WATCH_S):
+                break
+        except (OSError, ValueError):  # a sentinel closed: its process was joined
+            break
+    manager.join(EXIT_GRACE_S)
+    if manager.is_alive():
+        _kill_unended(procs)
+        _unblock_feeder(ex)
+
+
+def _sentinels(procs: dict[int, Any]) -> dict[int, int]:
+    """The sentinel fd of each started process of ``procs``, to its pid."""
+    got = {}
+    for pid, p in procs.items():
+        with contextlib.suppress(ValueError):  # (not started)
+            got[p.sentinel] = pid
+    return got
+
+
+def _ended(procs: dict[int, Any]) -> set[int]:
+    """The pids of ``procs`` that have ended, told without collecting an exit status
+    (which would race the manager thread, see crash_cause): a process's sentinel turns
+    readable when it ends (the fork server writes its status there, or the pipe that
+    only the process held closes)."""
+    sentinels = _sentinels(procs)
+    try:
+        ready = mp_connection.wait(list(sentinels), timeout=0)
+        return {sentinels[fd] for fd in ready if isinstance(fd, int)}
+    except (OSError, ValueError):  # a sentinel closed: its process was joined
+        return set(procs)
+
+
+def _kill_unended(procs: dict[int, Any]) -> None:
+    """SIGKILL the processes of ``procs`` that have not ended (and only those: an ended
+    one's pid may already be another process's)."""
+    ended = _ended(procs)
+    for pid, p in procs.items():
+        if pid not in ended and _cpython.not_reaped(p):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def _kill_survivors(ex: ProcessPoolExecutor) -> None:

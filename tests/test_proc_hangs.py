@@ -1,0 +1,123 @@
+"""Process-pool hangs: a worker killed while idle, a signal handler that raises during a
+call, and the per-user process limit (RLIMIT_NPROC) reached.
+
+Whatever could hang runs in a subprocess with a generous timeout: a hang fails the
+test instead of the suite. Nothing here measures a time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from helpers import segments
+
+TESTS = Path(__file__).parent
+#: how long a subprocess may take before it counts as hung (never a timing)
+PATIENCE = 120
+
+
+class Ran(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
+    pid: int
+
+
+def _run(code: str, prefix: tuple[str, ...] = (), env: dict[str, str] | None = None) -> Ran:
+    """Run ``code`` in a fresh interpreter (tests/ on its path, after ``prefix``, a
+    command such as setpriv); a hang fails the test, and its process group is killed."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), *sys.path]),
+        **(env or {}),
+    }
+    p = subprocess.Popen(
+        [*prefix, sys.executable, "-c", textwrap.dedent(code)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=str(TESTS),
+        start_new_session=True,
+    )
+    try:
+        out, err = p.communicate(timeout=PATIENCE)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, err = p.communicate()
+        pytest.fail(f"hung for {PATIENCE} s; stdout: {out!r}; stderr: {err[-3000:]}")
+    return Ran(p.returncode, out, err, p.pid)
+
+
+def _lines(r: Ran) -> list[str]:
+    assert r.returncode == 0, r.stderr
+    assert not segments(owner=r.pid), "it left shared-memory segments"
+    return r.stdout.splitlines()
+
+
+# --- a worker killed while the pool is idle ------------------------------------------------
+
+#: kill one worker of an idle pool (each in turn: the one that dies holding the call
+#: queue's lock leaves the other stuck), then what ``{then}`` says, ten times
+_KILL_IDLE = """
+    import os, signal, numpy as np, numpool
+    if __name__ == "__main__":
+        x = np.linspace(0, 1, 1000)
+        for i in range(10):
+            pool = numpool.Pool("processes", workers=2, retries={retries})
+            assert np.array_equal(pool.apply(np.exp, numpool.share(x), chunks=2), np.exp(x))
+            pids = sorted(pool._backends.get("processes")._executor._processes)
+            os.kill(pids[i % 2], signal.SIGKILL)
+            {then}
+        print("done", flush=True)
+"""
+
+
+def test_shutdown_after_an_idle_worker_was_killed_does_not_hang() -> None:
+    """The OOM killer takes an idle worker; shutdown() must end (it hung 3 runs in 6)."""
+    r = _run(_KILL_IDLE.format(retries=0, then="pool.shutdown()"))
+    assert _lines(r) == ["done"], r.stderr
+
+
+def test_shutdown_after_a_refused_call_and_a_killed_worker_does_not_hang() -> None:
+    """The kill lands while a call is refused up front (retries with an in-place out=):
+    the refusal is the same, and the next shutdown() ends."""
+    then = """
+            try:
+                y = x.copy()
+                pool.apply(np.exp, y, out=y)
+            except ValueError as e:
+                assert "retries=2 with an out= that overlaps x" in str(e), e
+            else:
+                raise AssertionError("not refused")
+            pool.shutdown()"""
+    r = _run(_KILL_IDLE.format(retries=2, then=then.strip()))
+    assert _lines(r) == ["done"], r.stderr
+
+
+def test_exit_without_shutdown_after_an_idle_worker_was_killed_does_not_hang() -> None:
+    """The interpreter's exit shuts the pools down too (concurrent.futures joins their
+    manager threads), with the same stuck survivor to deal with; six runs."""
+    code = """
+        import os, signal, numpy as np, numpool
+        if __name__ == "__main__":
+            x = np.linspace(0, 1, 1000)
+            pools = [numpool.Pool("processes", workers=2) for _ in range(2)]
+            for pool in pools:
+                assert np.array_equal(pool.apply(np.exp, x, chunks=2), np.exp(x))
+            pids = [sorted(p._backends.get("processes")._executor._processes) for p in pools]
+            os.kill(pids[0][0], signal.SIGKILL)
+            os.kill(pids[1][1], signal.SIGKILL)
+            print("exiting", flush=True)
+    """
+    for _ in range(6):
+        r = _run(code)
+        assert _lines(r) == ["exiting"], r.stderr
