@@ -528,3 +528,56 @@ def test_a_figure_not_refreshed_for_stale_calls_is_forgotten() -> None:
     m = ev.measurements(300_000)
     assert "threads" not in m.observed and "threads" not in m.observations
     assert m.observed["serial"] == 1e-9
+
+
+# --- what a decision needs done before it stands (model.next_step) ------------------
+
+
+def _decided(backend: str, measure_first: str | None = None) -> model.Decision:
+    return model.Decision(backend, {}, {}, (), measure_first=measure_first)
+
+
+UNCHECKED = dataclasses.replace(PROCESSES, checked=False)
+STOPPED = dataclasses.replace(PROCESSES, started=False)
+
+
+@pytest.mark.parametrize(
+    ("decision", "candidates", "explore", "step"),
+    [
+        (_decided("serial"), (SERIAL, THREADS, UNCHECKED), True, None),
+        (_decided("threads"), (SERIAL, THREADS, STOPPED), True, None),
+        (_decided("processes"), (SERIAL, UNCHECKED), True, model.Step("check", "processes")),
+        (_decided("processes"), (SERIAL, UNCHECKED), False, model.Step("check", "processes")),
+        (_decided("processes"), (SERIAL, STOPPED), True, model.Step("start", "processes")),
+        (
+            _decided("processes", measure_first="processes"),
+            (SERIAL, STOPPED),
+            True,
+            model.Step("start", "processes", measure=True),
+        ),
+        (
+            _decided("processes", measure_first="processes"),
+            (SERIAL, STOPPED),
+            False,
+            model.Step("measure", "processes"),
+        ),
+        (_decided("processes"), (SERIAL, STOPPED), False, None),
+        (_decided("processes"), (SERIAL, PROCESSES), True, None),
+    ],
+    ids=[
+        "serial-stands",
+        "threads-stands",
+        "check-winner",
+        "check-first-call",
+        "start-in-background",
+        "start-and-time-in-background",
+        "measure-now-on-a-first-call",
+        "first-call-runs-what-it-chose",
+        "ready",
+    ],
+)
+def test_next_step_from_a_table(decision, candidates, explore, step) -> None:
+    """What the runner must do before a decision stands: ask whether func reaches an
+    unchecked winner first, start a later call's winner in the background, measure a
+    first call's winner now; nothing for in-process or ready winners."""
+    assert model.next_step(decision, Work(candidates, explore=explore)) == step

@@ -1148,40 +1148,20 @@ class Runner:
         alloc: float = 0.0,
         inputs: Inputs | None = None,
     ) -> model.Decision:
-        profile = store.get()
+        """The model's decision, with what it needs done first (``model.next_step``:
+        ask whether func reaches the winner, start workers, measure them) done here
+        and the model asked again after each step."""
         m = ev.measurements(items, fresh_bytes=fresh, alloc_bytes=alloc)
-        decision = model.choose(m, profile, model.Work(candidates, explore=explore))
-        chosen = next(c for c in candidates if c.name == decision.backend)
-        if not chosen.in_process:
-            # only now ask whether func can reach it (candidates may come unchecked)
-            checked = self._candidates(func, inputs)
-            if checked != candidates:
-                candidates = checked
-                decision = model.choose(m, profile, model.Work(candidates, explore=explore))
-                chosen = next(c for c in candidates if c.name == decision.backend)
-        if explore and not chosen.started:
-            # a later call: workers the model wants start in the background (and are
-            # measured there, when the profile lacks their costs), and this call runs
-            # on what is ready: no call after the first pays for a start-up
-            if decision.measure_first is not None:
-                self._measure_soon(chosen.name, func)
+        work = model.Work(candidates, explore=explore)
+        decision = model.choose(m, store.get(), work)
+        taken: set[model.Step] = set()
+        while (step := model.next_step(decision, work)) is not None:
+            if step in taken:  # (it did not help: the backend could not be measured)
+                work = _without(work, step.backend, "its costs could not be measured")
             else:
-                self.backends.get(chosen.name).start_soon(func)
-            candidates = tuple(
-                dataclasses.replace(c, unavailable=STARTING) if c.name == chosen.name else c
-                for c in candidates
-            )
-            decision = model.choose(m, profile, model.Work(candidates, explore=explore))
-        if decision.measure_first is not None:
-            self._measure(decision.measure_first, func)
-            candidates = tuple(
-                dataclasses.replace(c, started=self.backends.get(c.name).started)
-                for c in candidates
-            )
-            decision = model.choose(m, store.get(), model.Work(candidates, explore=explore))
-            if decision.measure_first is not None:  # could not measure it: do without
-                others = tuple(c for c in candidates if c.name != decision.measure_first)
-                decision = model.choose(m, store.get(), model.Work(others, explore=explore))
+                taken.add(step)
+                work = self._take(step, work, func, inputs)
+            decision = model.choose(m, store.get(), work)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "auto: %s for %s over %d items (%s%s); predicted %s",
@@ -1193,6 +1173,27 @@ class Runner:
                 ", ".join(f"{b} {t * 1e3:.3g} ms" for b, t in decision.costs.items()),
             )
         return decision
+
+    def _take(
+        self, step: model.Step, work: model.Work, func: Callable[..., Any], inputs: Inputs | None
+    ) -> model.Work:
+        """Do what ``step`` says; the candidates as they stand after it."""
+        if step.kind == "check":
+            return model.Work(self._candidates(func, inputs), explore=work.explore)
+        if step.kind == "start":
+            if step.measure:
+                self._measure_soon(step.backend, func)
+            else:
+                self.backends.get(step.backend).start_soon(func)
+            return _without(work, step.backend, STARTING)
+        self._measure(step.backend, func)
+        return model.Work(
+            tuple(
+                dataclasses.replace(c, started=self.backends.get(c.name).started)
+                for c in work.candidates
+            ),
+            explore=work.explore,
+        )
 
     def _measure_soon(self, name: str, func: Callable[..., Any]) -> None:
         """:meth:`_measure` in a background thread, once at a time per pool."""
@@ -1394,6 +1395,17 @@ class Runner:
         )
 
 
+def _without(work: model.Work, name: str, why: str) -> model.Work:
+    """``work`` with backend ``name`` unavailable for ``why``."""
+    return model.Work(
+        tuple(
+            dataclasses.replace(c, unavailable=why) if c.name == name else c
+            for c in work.candidates
+        ),
+        explore=work.explore,
+    )
+
+
 def _candidate(backend: Backend, func: Callable[..., Any], check: bool = True) -> model.Candidate:
     """A backend as the planner's model sees it, for a call of ``func``: the facts it
     declares (the backends import nothing of the planner). ``check=False``: only
@@ -1407,6 +1419,7 @@ def _candidate(backend: Backend, func: Callable[..., Any], check: bool = True) -
         start_cost=backend.start_cost,
         started=backend.started,
         unavailable=backend.unavailable(func) if check else backend.unavailable_here(),
+        checked=check,
     )
 
 

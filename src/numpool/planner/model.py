@@ -51,11 +51,13 @@ __all__ = [
     "Decision",
     "Measurements",
     "Reason",
+    "Step",
     "Work",
     "blocks",
     "choose",
     "chunksize",
     "floor",
+    "next_step",
     "predict",
     "serial_certain",
 ]
@@ -160,6 +162,9 @@ class Candidate:
     start_cost: str | None = None
     started: bool = True
     unavailable: str | None = None
+    #: whether ``unavailable`` says if func can reach it, or only if it can run here
+    #: (asking may pickle func and all it holds: it is asked once the backend wins)
+    checked: bool = True
 
     @property
     def parallel(self) -> bool:
@@ -207,6 +212,43 @@ class Decision:
 
     def codes(self) -> tuple[str, ...]:
         return tuple(r.code for r in self.reasons)
+
+
+@dataclass(frozen=True)
+class Step:
+    """Something the runner must do before a decision can stand (see
+    :func:`next_step`); then it asks :func:`choose` again.
+
+    ``kind``:
+
+    - ``"check"``: ask whether func can reach ``backend`` (it won, unchecked);
+    - ``"start"``: start ``backend``'s workers in the background (a later call must
+      not wait for a start-up: this call runs on what is ready), timing them there
+      when ``measure`` (the profile lacks their costs);
+    - ``"measure"``: start and time ``backend``'s workers now (a first call, whose
+      backend would win even if its unknown costs were free).
+    """
+
+    kind: str
+    backend: str
+    measure: bool = False
+
+
+def next_step(decision: Decision, work: Work) -> Step | None:
+    """What the runner must do before ``decision`` stands, or None: it may stand.
+
+    The decision comes back as data and the runner acts on it (see
+    ``Runner._choose``); this function does nothing itself, so a table of
+    decisions and candidates tests it.
+    """
+    chosen = next(c for c in work.candidates if c.name == decision.backend)
+    if not chosen.checked:
+        return Step("check", chosen.name)
+    if work.explore and not chosen.started:
+        return Step("start", chosen.name, measure=decision.measure_first is not None)
+    if decision.measure_first is not None:
+        return Step("measure", decision.measure_first)
+    return None
 
 
 # --- sizing -------------------------------------------------------------------------
