@@ -1,12 +1,14 @@
 """backend="dask" beyond the conformance suite: where it connects, crashes, BLAS,
-what crosses the network, and the install hint."""
+what crosses the network, the layout blocks arrive in, and the install hint."""
 
 from __future__ import annotations
 
 import functools
+import pickle
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,7 +23,7 @@ distributed = pytest.importorskip("distributed")
 def cluster() -> Iterator[object]:
     """A running cluster of the user's own (2 worker threads in this process)."""
     c = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address="127.0.0.1:0"
     )
     yield c
     c.close()
@@ -111,3 +113,87 @@ def test_an_unreachable_scheduler_is_backend_unavailable_naming_it() -> None:
 def test_connect_timeout_is_checked(kw: dict, error: type) -> None:
     with pytest.raises(error, match="connect_timeout"):
         numpool.Pool(**kw)
+
+
+@pytest.fixture(scope="module", params=[0, 1], ids=["scattered", "inside-tasks"])
+def dask_pool(request: pytest.FixtureRequest) -> Iterator[numpool.Pool]:
+    """Pool("dask") on its own cluster; retries=1 sends blocks inside their tasks."""
+    with numpool.Pool("dask", workers=2, retries=request.param) as pool:
+        yield pool
+
+
+def _partials(reduce: Any, x: np.ndarray, chunks: int, **kw: Any) -> list[Any]:
+    """Every block's partial of ``b.sum()``, in block order (seen by combine)."""
+    seen: list[Any] = []
+
+    def combine(a: Any, b: Any) -> Any:
+        seen.extend([b] if seen else [a, b])
+        return a + b
+
+    reduce(lambda b: b.sum(), x, combine=combine, chunks=chunks, **kw)
+    return seen
+
+
+@pytest.mark.parametrize("offset", [0, 1, 3])
+@pytest.mark.parametrize("chunks", [5, 12, 31])
+def test_reduce_partials_equal_threads_bit_for_bit(
+    dask_pool: numpool.Pool, offset: int, chunks: int
+) -> None:
+    """Each block's b.sum() on dask has the bits it has on threads and serial."""
+    x = np.random.default_rng(0).standard_normal(1_000_003)[offset:]
+    threads = _partials(numpool.reduce, x, chunks, backend="threads", workers=2)
+    assert threads == _partials(numpool.reduce, x, chunks, backend="serial")
+    assert _partials(dask_pool.reduce, x, chunks) == threads
+
+
+def test_apply_per_row_sums_equal_serial_bit_for_bit(dask_pool: numpool.Pool) -> None:
+    """Rows longer than NumPy's buffer, at every alignment: row sums as serial's."""
+    y = np.random.default_rng(1).standard_normal((61, 20_001))
+    for chunks in (3, 7, 16):
+        assert np.array_equal(dask_pool.apply(lambda b: b.sum(axis=1), y, chunks=chunks), y.sum(1))
+
+
+def test_arrays_arrive_at_the_callers_address_modulo_64(dask_pool: numpool.Pool) -> None:
+    """map's arguments and apply's blocks start where the caller's views do, modulo 64."""
+    y = np.arange(10_007.0)
+    views = [y[i : i + 999] for i in range(8)]
+    expected = [v.ctypes.data % 64 for v in views]
+    assert dask_pool.map_arrays(lambda a: a.ctypes.data % 64, views) == expected
+    got = dask_pool.apply(_start_mod_64, y, chunks=9)
+    assert np.array_equal(got, numpool.apply(_start_mod_64, y, chunks=9, backend="serial"))
+    assert len(set(got.tolist())) > 1  # blocks at several alignments
+
+
+def _start_mod_64(b: np.ndarray) -> np.ndarray:
+    """Where block ``b`` starts, modulo 64, for each of its rows."""
+    return np.full(len(b), b.ctypes.data % 64)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda a: a[3:],
+        lambda a: a[1:, 2:14],  # rows contiguous, not the whole
+        lambda a: a[:, 1],  # one item in each row: a strided vector
+        lambda a: np.asfortranarray(a)[1:, 1:],
+        lambda a: a[::-1],  # negative strides: C order, still at its address modulo 64
+        lambda a: a.reshape(7, 3, 17)[:, 1:, 1:],
+    ],
+)
+def test_laid_arrays_unpickle_in_the_callers_layout(make: Any) -> None:
+    """A _Laid array unpickles equal, at the same address modulo 64, walked the same way."""
+    from numpool.backends import dask as backend
+
+    v = make(np.arange(357.0).reshape(21, 17))
+    got = pickle.loads(pickle.dumps(backend._Laid(v))).array()
+    assert np.array_equal(got, v)
+    assert got.ctypes.data % 64 == v.ctypes.data % 64
+    if any(s < 0 for s in v.strides):
+        assert got.flags.c_contiguous
+    else:
+        assert got.flags.c_contiguous == v.flags.c_contiguous
+        assert got.flags.f_contiguous == v.flags.f_contiguous
+        assert np.argsort(got.strides).tolist() == np.argsort(v.strides).tolist()
+        # row starts as the caller's, modulo 64, where rows are contiguous
+        if v.ndim > 1 and v.strides[-1] == v.itemsize:
+            assert [s % 64 for s in got.strides] == [s % 64 for s in v.strides]

@@ -9,9 +9,23 @@ a bound on what is in flight, results in order, errors with their index)::
 
 * ``address=None`` (and no ``$NUMPOOL_DASK_ADDRESS``) starts a
   ``distributed.LocalCluster`` sized to the machine: ``workers`` processes of
-  one thread each. A scheduler address (``"tcp://host:8786"``) connects to a
-  running cluster; a ``distributed.Client`` or a cluster object is used as
-  given (the tests pass ``LocalCluster(processes=False)``).
+  one thread each. Whoever reaches a Dask scheduler runs code on its workers,
+  as the caller's user, and 127.0.0.1 is shared by every user of the machine:
+  so every server of that cluster listens on 127.0.0.1 only and speaks TLS
+  with a certificate made for it alone (``Security.temporary()``, held in
+  memory, handed to the worker processes through their start pipe), and
+  accepts only clients that present it. Its dashboard is off (the HTTP
+  servers distributed starts anyway serve nothing) unless
+  ``$NUMPOOL_DASK_DASHBOARD`` gives a port on 127.0.0.1.
+* A scheduler address (``"tcp://host:8786"``) connects to a running cluster;
+  a ``distributed.Client`` or a cluster object is used as given (the tests
+  pass ``LocalCluster(processes=False)``). Who can reach that cluster is its
+  owner's business: numpool changes nothing there.
+* Every array a worker process gets arrives in fresh memory laid out as the
+  caller's view of it is (``_Laid``): the same address modulo 64 and the same
+  pattern of strides. NumPy's loops take their SIMD, aligned or buffered
+  paths from those, so ``b.sum()`` of a block has the same bits here as on
+  the other backends (out of Dask's frames, a block could start at any byte).
 * apply: each block of rows is scattered once and its task runs on the
   worker that holds it; the result comes back and is written into the
   output array. map: each distinct array argument is scattered once per
@@ -28,6 +42,7 @@ a bound on what is in flight, results in order, errors with their index)::
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
 import time
@@ -52,6 +67,10 @@ from ._worker import call
 __all__ = ["DaskBackend", "connect"]
 
 ADDRESS_ENV = "NUMPOOL_DASK_ADDRESS"
+#: a port (or 127.0.0.1:PORT) turns on the dashboard of the cluster numpool starts
+DASHBOARD_ENV = "NUMPOOL_DASK_DASHBOARD"
+
+log = logging.getLogger("numpool")
 
 
 def _import() -> Any:
@@ -89,7 +108,8 @@ def connect(
 ) -> tuple[Any, Any]:
     """(client, cluster we started or None) for ``address`` (see the module docstring);
     a scheduler that cannot be reached within ``timeout`` seconds is a
-    BackendUnavailableError naming it."""
+    BackendUnavailableError naming it. The cluster numpool starts takes only
+    clients with its credentials (``Client(cluster)`` has them)."""
     distributed = _import()
     if isinstance(address, distributed.Client):
         return address, None
@@ -98,20 +118,35 @@ def connect(
     if address is None:
         import dask
 
-        # the scheduler reads allowed-failures when it starts: a task whose worker died
-        # runs again on another one `retries` times, then KilledWorker
+        security = _credentials(distributed)
+        dashboard = _dashboard_address()
+        config: dict[str, Any] = {
+            # the scheduler reads allowed-failures when it starts: a task whose worker
+            # died runs again on another one `retries` times, then KilledWorker
+            "distributed.scheduler.allowed-failures": retries,
+            # distributed starts an HTTP server in the scheduler and in every worker
+            # whatever the dashboard: with no routes they serve nothing at all
+            "distributed.worker.http.routes": [],
+        }
+        if dashboard is None:
+            config["distributed.scheduler.http.routes"] = []
         _keep_main_out(distributed)
-        with (
-            _environment_kept(),
-            dask.config.set({"distributed.scheduler.allowed-failures": retries}),
-        ):
+        with _environment_kept(), dask.config.set(config):
             cluster = distributed.LocalCluster(
                 n_workers=workers,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=":0",
+                host="127.0.0.1",
+                protocol="tls://",
+                security=security,
+                # off, it still listens: on a free port of 127.0.0.1, not on 8787
+                dashboard_address=dashboard or "127.0.0.1:0",
+                scheduler_kwargs={"dashboard": dashboard is not None},
+                worker_dashboard_address=None,
                 silence_logs=logging.CRITICAL,  # func's errors reach the caller anyway
             )
+        if dashboard is not None:
+            log.info("numpool's Dask cluster: dashboard at %s", cluster.dashboard_link)
         return distributed.Client(cluster, set_as_default=False), cluster
     try:  # an address or a cluster object
         return distributed.Client(address, set_as_default=False, timeout=timeout), None
@@ -123,6 +158,41 @@ def connect(
             "right, raise Pool(connect_timeout=...), or leave address=None for a "
             "LocalCluster on this machine."
         ) from None
+
+
+def _credentials(distributed: Any) -> Any:
+    """TLS credentials made for one cluster (a self-signed certificate and its key, in
+    memory): its servers require them of every client, worker and nanny."""
+    try:
+        return distributed.Security.temporary()
+    except ImportError:
+        raise BackendUnavailableError(
+            "backend='dask' starts its LocalCluster with TLS and a certificate made for it "
+            "alone, so that no other user of this machine can run code on its workers; "
+            "that needs the cryptography package: pip install 'numpool[dask]' (or pip "
+            "install cryptography), or pass address= of a cluster of your own"
+        ) from None
+
+
+def _dashboard_address() -> str | None:
+    """Where the dashboard of the cluster numpool starts listens: None (off) unless
+    ``$NUMPOOL_DASK_DASHBOARD`` gives a port, or host:port with a loopback host."""
+    value = os.environ.get(DASHBOARD_ENV, "").strip()
+    if value in ("", "off"):
+        return None
+    host, _, port = value.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    loopback = host == "localhost"
+    with contextlib.suppress(ValueError):
+        loopback = loopback or ipaddress.ip_address(host).is_loopback
+    if not (port.isdigit() and int(port) < 65536 and loopback):
+        raise ValueError(
+            f"{DASHBOARD_ENV}={value!r}: expected a port (8787; 0 for any free one) or "
+            "127.0.0.1:PORT. The dashboard of the cluster numpool starts listens on "
+            "this machine's loopback only; for one that others may reach, start a "
+            "cluster of your own and pass Pool('dask', address=...)"
+        )
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _keep_main_out(distributed: Any) -> None:
@@ -162,15 +232,12 @@ class _DaskApply(ApplyIO):
     def block(self, a: int, b: int) -> tuple[Any, Any]:
         src = self.inputs.block(a, b)
         if isinstance(src, Cut):  # several arrays, an axis, a halo: inside the task
-            args = tuple(
-                _detached(v, self.local) if isinstance(v, np.ndarray) else v for v in src.args
-            )
             if not self.local:
-                self.count(sum(v.nbytes for v in args if isinstance(v, np.ndarray)))
-            return src._replace(args=args), None
-        rows = _detached(src, self.local)
+                self.count(sum(v.nbytes for v in src.args if isinstance(v, np.ndarray)))
+            return src._replace(args=tuple(_shipped(v, self.local) for v in src.args)), None
         if not self.local:
-            self.count(rows.nbytes)
+            self.count(src.nbytes)
+        rows = _shipped(src, self.local)
         if self.inline:  # inside the task: Dask can run it again after a worker dies
             return rows, None
         return _scatter(self.client, rows), None
@@ -201,7 +268,7 @@ class _DaskMap(MapIO):
             if isinstance(a, np.ndarray) and id(a) not in self.sent
         }
         if new:  # one round trip for the batch's new arrays
-            arrays = [_detached(a, self.local) for a in new.values()]
+            arrays = [_shipped(a, self.local) for a in new.values()]
             futures = arrays if self.inline else _scatter(self.client, arrays)
             for (key, a), f in zip(new.items(), futures, strict=True):
                 self.sent[key] = (a, f)
@@ -231,11 +298,135 @@ def _scatter(client: Any, data: Any, wait_s: float = 10.0) -> Any:
             time.sleep(0.1)
 
 
-def _detached(a: np.ndarray, local: bool) -> np.ndarray:
-    """What to scatter. In-process workers keep the object itself until the scheduler
-    lets them drop it (later, asynchronously): a copy, for a view of a SharedArray,
-    so that its segment goes back when the call ends, as with every other backend."""
-    return np.array(a) if local and shm.shared_ref(a) is not None else a
+def _shipped(a: Any, local: bool) -> Any:
+    """What to send for argument ``a``. To worker processes: a plain array wrapped in
+    a _Laid, which unpickles in the layout it has here. In-process workers keep the
+    object itself until the scheduler lets them drop it (later, asynchronously): a
+    copy in the same layout, for a view of a SharedArray, so that its segment goes
+    back when the call ends, as with every other backend."""
+    if not (isinstance(a, np.ndarray) and _plain(a)):
+        return a
+    if not local:
+        return _Laid(a)
+    if shm.shared_ref(a) is not None:
+        return _laid_out(a, a.ctypes.data % ALIGN, a.strides, copy=True)
+    return a
+
+
+def _plain(a: np.ndarray) -> bool:
+    """Whether ``a`` is plain memory that a fresh ndarray stands for (as _checks.check_plain
+    has it; other subclasses travel as Dask sends them)."""
+    kind = type(a)
+    plain = kind is np.ndarray or kind is np.memmap or kind.__module__.startswith("numpool")
+    return plain and not a.dtype.hasobject
+
+
+#: NumPy's loops choose their path (SIMD with aligned loads, a scalar loop, or copies
+#: into an aligned buffer, which changes how a sum is grouped) from where an array
+#: starts relative to this many bytes, the widest vector and a cache line
+ALIGN = 64
+
+
+class _Laid:
+    """An array sent to worker processes, laid out there as here when a task takes it
+    (:meth:`array`): Dask stores and moves this wrapper between workers, never the
+    array it lays out, whose frames could land at any byte."""
+
+    __slots__ = ("_array", "laid", "mod", "strides")
+
+    def __init__(self, array: np.ndarray, mod: int | None = None, strides: Any = None) -> None:
+        self._array = array
+        self.mod = array.ctypes.data % ALIGN if mod is None else mod
+        self.strides: tuple[int, ...] = array.strides if strides is None else strides
+        self.laid = False
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _Laid, (self._array, self.mod, self.strides)
+
+    def __sizeof__(self) -> int:  # what Dask's memory accounting reads
+        return int(self._array.nbytes)
+
+    def array(self) -> np.ndarray:
+        """The array in its layout, made on a worker's first use of it."""
+        if not self.laid:
+            self._array, self.laid = _laid_out(self._array, self.mod, self.strides), True
+        return self._array
+
+
+def _wrapped(args: Any) -> Any:
+    """``args`` with every plain array in them (through tuples, lists and dicts) in a
+    _Laid: what a task's arguments are sent as, to worker processes."""
+    return _mapped(args, lambda a: _Laid(a) if isinstance(a, np.ndarray) and _plain(a) else a)
+
+
+def _unwrapped(args: Any) -> Any:
+    """``args`` with every _Laid in them (through tuples, lists and dicts) laid out."""
+    return _mapped(args, lambda a: a.array() if isinstance(a, _Laid) else a)
+
+
+def _mapped(args: Any, fn: Callable[[Any], Any]) -> Any:
+    """``fn`` on each item of ``args``, through tuples (named ones too: a Cut), lists and
+    dicts; what has nothing changed in it is returned itself."""
+    kind = type(args)
+    if kind is list or kind is tuple or (isinstance(args, tuple) and hasattr(args, "_fields")):
+        items = [_mapped(a, fn) for a in args]
+        if all(u is a for u, a in zip(items, args, strict=True)):
+            return args
+        if kind is list:
+            return items
+        return tuple(items) if kind is tuple else kind(*items)
+    if kind is dict:
+        new = {k: _mapped(v, fn) for k, v in args.items()}
+        return args if all(new[k] is v for k, v in args.items()) else new
+    return fn(args)
+
+
+def _laid_out(a: np.ndarray, mod: int, strides: tuple[int, ...], copy: bool = False) -> np.ndarray:
+    """``a`` in fresh memory that starts at ``mod`` modulo ALIGN, with strides laid out
+    as ``strides`` are (_strides_like); unless ``copy``, ``a`` itself where it is laid
+    so already."""
+    if a.dtype.hasobject or (a.size == 0 and not copy):
+        return a.copy() if copy else a
+    new = _strides_like(a.shape, strides, a.itemsize, a.nbytes)
+    if not copy and a.ctypes.data % ALIGN == mod and a.strides == new and a.flags.writeable:
+        return a
+    span = a.itemsize + sum(s * (n - 1) for n, s in zip(a.shape, new, strict=True))
+    buf = np.empty(span + ALIGN, np.uint8)
+    start = (mod - buf.ctypes.data) % ALIGN
+    out: np.ndarray = np.ndarray(a.shape, a.dtype, buffer=buf, offset=start, strides=new)
+    np.copyto(out, a, casting="no")
+    return out
+
+
+def _strides_like(
+    shape: tuple[int, ...], strides: tuple[int, ...], itemsize: int, nbytes: int
+) -> tuple[int, ...]:
+    """Strides for a fresh copy of an array of this shape and ``strides`` that NumPy
+    walks as it walks the original: the axes in the same order, the same axes merged
+    into one contiguous run, and (where items are contiguous, for SIMD) each row at
+    the same address modulo ALIGN; gaps of less than 2*ALIGN bytes make that so.
+    C order where that is impossible (a negative stride, misaligned items) or
+    would take more than twice the memory."""
+    axes = sorted((k for k in range(len(shape)) if shape[k] > 1), key=lambda k: strides[k])
+    if axes and strides[axes[0]] > 0 and not any(strides[k] % itemsize for k in axes):
+        # rows start at the same place modulo ALIGN only where they are contiguous
+        for modulus in (ALIGN, itemsize) if strides[axes[0]] == itemsize else (itemsize,):
+            new, span, run, new_run = list(strides), itemsize, itemsize, itemsize
+            for k in axes:
+                if strides[k] == run:  # merged with the axes before it
+                    new[k] = new_run
+                else:  # the least stride past what is laid, the same modulo `modulus`
+                    new[k] = span + (strides[k] - span) % modulus
+                    new[k] += modulus if new[k] == new_run else 0
+                span += new[k] * (shape[k] - 1)
+                run, new_run = strides[k] * shape[k], new[k] * shape[k]
+            if span <= 2 * nbytes:
+                return tuple(new)
+    c, step = [], itemsize
+    for n in reversed(shape):
+        c.append(step)
+        step *= n
+    return tuple(reversed(c))
 
 
 def _in_process(client: Any) -> bool:
@@ -247,14 +438,15 @@ def _in_process(client: Any) -> bool:
 _budget: int | None = None
 
 
-def _budgeted(n: int, fn: Callable[..., Any], *args: Any) -> Any:
-    """Run a task under the BLAS budget of its worker process, set on the first task
-    (a worker restarted after a crash, or one that joined later, gets it too)."""
+def _run(n: int | None, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a task in a worker process: its arrays laid out as in the caller, under the
+    BLAS budget ``n`` set on the first task (a worker restarted after a crash, or one
+    that joined later, gets it too)."""
     global _budget
-    if _budget != n:
+    if n is not None and _budget != n:
         blas.limit_this_process(n)
         _budget = n
-    return fn(*args)
+    return fn(*_unwrapped(args))
 
 
 class _Bridged(Future[Any]):
@@ -354,8 +546,8 @@ class DaskBackend(Backend):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         if self.client is None:
             raise RuntimeError("cannot schedule new work after the pool was shut down")
-        if not (self.local or self.blas_threads is None):
-            fn, args = _budgeted, (self.blas_threads, fn, *args)
+        if not self.local:
+            fn, args = _run, (self.blas_threads, fn, *_wrapped(args))
         with warnings.catch_warnings():
             # with retries, blocks travel inside their tasks on purpose
             warnings.filterwarnings("ignore", message=".*[Ll]arge (object|graph)")
