@@ -172,3 +172,47 @@ def test_auto_does_not_ship_a_func_it_runs_in_process(monkeypatch, fresh_evidenc
     for _ in range(5):
         assert np.array_equal(numpool.apply(f, x), x * held[0])
     assert shipped == []
+
+
+def test_auto_rules_processes_out_when_the_copy_would_not_fit(monkeypatch, fresh_evidence) -> None:
+    """In a memory cgroup without room for x's copy in /dev/shm, auto does not pick
+    processes (the copy would get the caller OOM-killed) and its plan says why."""
+    import dataclasses
+    import threading
+
+    import funcs
+    from numpool import shm
+    from numpool.planner.profile import store
+
+    lock = threading.Lock()
+
+    def holds_a_lock(b: np.ndarray) -> np.ndarray:
+        with lock:
+            return funcs.gil_sleep(b)
+
+    asked: list[int] = []
+
+    def no_room(nbytes: int, directory: str | None = None) -> str:
+        asked.append(nbytes)
+        return "numpool: no room in the memory cgroup (test)"
+
+    monkeypatch.setattr(shm, "memory_problem", no_room)
+    real = store.get()
+    store.override(
+        dataclasses.replace(
+            real, thread_wake_s=10.0, thread_task_s=1.0, process_start_s=1e-4, process_task_s=1e-5
+        )
+    )
+    try:
+        pool = numpool.Pool("auto", workers=2)
+        x = np.arange(2000.0)
+        for _ in range(2):
+            assert np.array_equal(pool.apply(funcs.gil_sleep, x), x * 2)
+            plan = pool.last_stats.plan
+            assert plan.backend != "processes"
+        pool.shutdown()
+    finally:
+        store.override(real)
+    assert asked and asked[0] == x.nbytes, plan.explain()
+    assert plan.basis.get("processes") == "unavailable"
+    assert "no room in the memory cgroup" in plan.explain()
