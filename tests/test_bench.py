@@ -552,7 +552,8 @@ def test_stable_stops_when_the_best_rounds_agree() -> None:
 def test_plan_scales_matmul_down_when_memory_is_short(monkeypatch, tmp_path) -> None:
     """Before starting, the plan fits experiment A into RAM and says so."""
     facts = machine.describe()
-    monkeypatch.setattr(machine, "describe", lambda: {**facts, "memory_available_bytes": 4 << 30})
+    short = {**facts, "memory_available_bytes": 4 << 30, "shm_free_bytes": 8 << 30}
+    monkeypatch.setattr(machine, "describe", lambda: short)  # (any /dev/shm: Docker's 64 MB)
     plan = bench.make_plan(["matmul"], False, 1, 2, tmp_path, True)
     assert plan.pairs < bench.PUBLISHED_PAIRS
     assert bench.matmul_peak_bytes(plan.pairs, plan.size, 2) <= 0.85 * (4 << 30)

@@ -140,3 +140,17 @@ def test_a_block_run_again_by_itself_counts_as_a_retry(tmp_path: Path) -> None:
         )
     assert os.path.exists(marker) and np.array_equal(got, x * 2)
     assert stats.retries == 1
+
+
+@pytest.mark.parametrize("chunks", [None, 8])
+def test_last_stats_counts_a_first_block_killed_and_run_again(
+    tmp_path: Path, chunks: int | None
+) -> None:
+    """The first block's worker killed once: the call still right, retries exactly 1."""
+    x = np.linspace(0, 1, 10_000)
+    marker = str(tmp_path / "died")
+    with numpool.Pool("processes", workers=2, retries=1) as pool:
+        y = pool.apply(_errfuncs.die_once_in_a_worker, x, marker, os.getpid(), chunks=chunks)
+        assert os.path.exists(marker) and np.array_equal(y, x * 2)
+        stats = pool.last_stats
+        assert stats is not None and stats.retries == 1 and "ran again 1x" in str(stats)

@@ -119,7 +119,9 @@ def apply(
         with as many rows. Every row is passed to ``func`` exactly once
         (plus its neighbours' halo with ``overlap``): the first rows run in
         the caller's thread, and what they return gives the output's dtype
-        and trailing shape. NumPy ufuncs write straight into ``out``.
+        and trailing shape. NumPy ufuncs write straight into ``out``. Its
+        arrays are read-only on every backend (``b = b.copy()`` to work in
+        place); it must return a plain ndarray (a ``MaskedArray`` is refused).
     x : array_like
         At least one dimension. Any strides or order. An ``np.memmap`` (or
         ``np.load(..., mmap_mode="r")``) travels to worker processes as its
@@ -138,8 +140,11 @@ def apply(
         ``func`` returns, in its dtype. ``out=x`` updates in place. With the
         processes backend a :class:`~numpool.SharedArray` ``out`` costs no copy.
     chunks : int, optional
-        Number of blocks the rows after the first are split into (capped at
-        ``len(x)``). Default: from the measured cost per row, so that no
+        Number of blocks (a count, not a block size as in dask) the rows
+        after the first are split into; more than the rows means one row
+        each. A count whose blocks would be too small to pay for their
+        hand-off (more than 16 per usable core with blocks under 256 KiB)
+        is a ValueError. Default: from the measured cost per row, so that no
         block costs less than 10x what handing it to a worker costs on this
         machine, and at most 4 blocks per worker; work worth less than one
         such block runs in the caller.
@@ -257,7 +262,9 @@ def reduce(
     Parameters
     ----------
     func : callable
-        ``func(xb, ...)``: a block's partial result.
+        ``func(xb, ...)``: a block's partial result. It must reduce a block
+        to a value of fixed shape; one that returns rows (elementwise work)
+        is a ValueError: use :func:`apply`.
     x : array_like
         At least one dimension (an np.memmap travels by its file, as in
         :func:`apply`).
@@ -269,7 +276,8 @@ def reduce(
         element by element, with ``combine`` or with the matching callable
         of a tuple of them (e.g. ``(np.add, np.maximum)``).
     chunks : int, optional
-        Number of blocks (capped at the rows). Default: from the input's size.
+        Number of blocks (a count, not a size; capped at the rows; the same
+        limit as :func:`apply`'s). Default: from the input's size.
     backend, workers, blas_threads, retries, progress
         As for :func:`apply` (progress counts blocks).
     axis : int, optional

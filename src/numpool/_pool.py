@@ -23,6 +23,7 @@ from ._checks import (
     BackendName,
     as_input_array,
     check_backend,
+    check_chunks,
     check_combine,
     check_count,
     check_func,
@@ -259,7 +260,7 @@ class Pool(Executor):
         self._check_open()
         check_func("apply", func)
         inputs = _inputs(x, arrays, axis, overlap, "apply")
-        size = check_count("chunks", chunks)
+        size = check_chunks(chunks, inputs, "apply")
         with track(check_progress(progress), inputs.n, f"apply({func_name(func)})"):
             return self._runner.apply(func, inputs, out, size)
 
@@ -297,7 +298,7 @@ class Pool(Executor):
         check_func("reduce", func)
         check_combine(combine)
         inputs = _inputs(x, arrays, axis, 0, "reduce")
-        size = check_count("chunks", chunks)
+        size = check_chunks(chunks, inputs, "reduce")
         blocks = reduce_blocks(inputs, size)
         with track(check_progress(progress), blocks, f"reduce({func_name(func)})"):
             return self._runner.reduce(func, inputs, combine, blocks)
@@ -364,10 +365,11 @@ class Pool(Executor):
                     raise ValueError("plan: overlap= is for apply, not reduce")
                 check_combine(combine)
                 inputs = _inputs(args[0], args[1:], axis, 0, "reduce")
-                blocks = reduce_blocks(inputs, check_count("chunks", chunks))
+                blocks = reduce_blocks(inputs, check_chunks(chunks, inputs, "plan"))
                 return runner.plan_reduce(func, inputs, combine, blocks)
             inputs = _inputs(args[0], args[1:], axis, overlap, "apply")
-            return runner.plan(func, "apply", inputs, None, check_count("chunks", chunks), None)
+            size = check_chunks(chunks, inputs, "plan")
+            return runner.plan(func, "apply", inputs, None, size, None)
         if overlap or axis:
             raise ValueError(
                 "plan: overlap= and axis= are for apply and reduce (the first argument an "

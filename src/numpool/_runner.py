@@ -46,9 +46,9 @@ import numpy as np
 from . import _buffers, _engine, _reduce, shm
 from ._checks import AUTO
 from ._errors import annotate
-from ._inputs import Inputs, along, frozen, tail_of, told
+from ._inputs import Cut, Inputs, along, frozen, tail_of, told
 from ._inputs import make as make_inputs
-from ._progress import advance
+from ._progress import advance, current
 from ._routes import Route, Routes, call_key, one_in_one_out, plain_key
 from ._stats import Last, Stats, worker_name
 from .backends import BACKENDS, Backend, BackendSet, auto_choices
@@ -190,11 +190,12 @@ class _ApplyWalker:
                 backend,
                 apply_block,
                 self.func,
-                self.inputs.block(a, b),
+                _laid_out(self.inputs.block(a, b)),
                 None,
                 _where(a, b),
                 None,
                 None,
+                stats=self.stats,
             )
             self._take_first(a, b, res)
             self.stats.busy(who, start, end)
@@ -467,7 +468,7 @@ class Runner:
         """The one gate of every apply (``Pool.apply``, ``numpool.apply``): its settled
         route when it has one, else None (take the planner's path). ``x`` is a plain
         ndarray and neither ``out`` nor ``chunks`` was given."""
-        if progress:
+        if progress or current() is not None:  # (inside another call's bar: track() hides it)
             return None
         if not (arrays or overlap or axis):
             return self.fast(func, x)
@@ -609,19 +610,21 @@ class Runner:
         backend = self.backends.get(route.backend)
         walker = _ApplyWalker(func, inputs, out, backend.transport.new_out, stats)
         try:
-            # the output's layout, from this call's own first row, where func runs
-            if n == 1:  # (a backend outside this process: one row, on a worker)
+            # the output's layout, from this call's own first rows, where func runs
+            head = min(measure.FIRST_ROWS, n)
+            if head == n and not backend.in_process:  # (all of it, on a worker)
                 walker.remote(backend, 0, n)
             elif backend.in_process:
                 t1 = perf_counter()
-                walker._first(0, 1)  # (untimed: no CPU clock read on every call)
+                walker._first(0, head)  # (untimed: no CPU clock read on every call)
                 stats.busy(worker_name(), t1, perf_counter())
-                walker.done = 1
-                advance(1)
-                walker.parallel(backend, 1, n, pieces)
+                walker.done = head
+                advance(head)
+                if head < n:
+                    walker.parallel(backend, head, n, min(pieces, n - head))
             else:
-                walker.remote(backend, 0, 1)
-                walker.parallel(backend, 1, n, pieces)
+                walker.remote(backend, 0, head)
+                walker.parallel(backend, head, n, min(pieces, n - head))
         except BaseException:
             walker.release(out)
             raise
@@ -942,7 +945,7 @@ class Runner:
         partials, stats = self.map(func, _reduce.columns(inputs, blocks), None, kind="reduce")
         if stats.plan is not None:
             stats.plan = _reduce_plan(stats.plan, func, inputs, combine, blocks)
-        return _reduce.fold(combine, partials), stats
+        return _reduce.finish(func, inputs, combine, partials), stats
 
     def plan_reduce(
         self, func: Callable[..., Any], inputs: Inputs, combine: Any, blocks: int
@@ -1490,6 +1493,24 @@ def _fits_shared(nbytes: int) -> bool:
         return False
     limit = shm.shm_limit()
     return nbytes <= free // 2 and (limit is None or nbytes <= limit // 2)
+
+
+def _laid_out(block: Any) -> Any:
+    """A first block as it travels pickled to a worker: its arrays dense, each in its
+    own memory order (pickle sends a view that is neither C- nor F-contiguous as a C
+    copy, and an F-ordered block summed in C order gives other bits)."""
+    if isinstance(block, np.ndarray):
+        return block if block.flags.c_contiguous else block.copy(order="K")
+    if isinstance(block, Cut):
+        return block._replace(
+            args=tuple(
+                a.copy(order="K")
+                if isinstance(a, np.ndarray) and a.ndim and not a.flags.c_contiguous
+                else a
+                for a in block.args
+            )
+        )
+    return block
 
 
 def _no_room(backend: Backend, inputs: Inputs) -> str | None:

@@ -35,12 +35,28 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["Head", "Stage", "Walker", "gil_free", "head", "native", "threads_stage"]
+__all__ = [
+    "FIRST_ROWS",
+    "Head",
+    "Stage",
+    "Walker",
+    "gil_free",
+    "head",
+    "native",
+    "threads_stage",
+]
 
 #: a head block is timed until it takes this long ...
 PROBE_S = 1e-3
-#: ... or until this fraction of the input is done (a small input is then measured
-#: on blocks big enough to time func rather than numpool's own cost per block)
+#: a call's first block (the one that gives the output's layout) has this many rows
+#: when it can: a row alone is computed by other kernels than any longer block
+#: (BLAS's matrix-vector product for ``b @ W``; a strided reduction for
+#: ``b.sum(axis=1)`` of a Fortran-ordered x), so its bits could differ from
+#: ``func(x)``'s where a block of two or more rows gives them exactly
+FIRST_ROWS = 2
+#: (a head block is timed until it takes PROBE_S) ... or until this fraction of the
+#: input is done (a small input is then measured on blocks big enough to time func
+#: rather than numpool's own cost per block)
 PROBE_FRACTION = 1 / 2
 #: each head block this many times the last
 GROWTH = 4
@@ -112,19 +128,19 @@ class Stage:
 
 def head(walker: Walker, grow: bool = True, on: Any = None) -> Head:
     """Run the first items in the caller until one block takes PROBE_S (see the module
-    docstring); with ``grow=False`` just the first item. Seconds per item come from
-    the last (largest) block: the first ones carry the call's warm-up and numpool's
-    own cost per block. ``on``: run the blocks on that backend's workers instead,
-    timed as they saw them."""
+    docstring); with ``grow=False`` just the first block (FIRST_ROWS items). Seconds
+    per item come from the last (largest) block: the first ones carry the call's
+    warm-up and numpool's own cost per block. ``on``: run the blocks on that
+    backend's workers instead, timed as they saw them."""
     t_start = time.perf_counter()
     limit = walker.n if not grow else max(1, math.ceil(walker.n * PROBE_FRACTION))
-    size = 1
+    size = FIRST_ROWS
     first = walker.done
     wall = cpu = 0.0
     k = 1
     while True:
         a = walker.done
-        k = min(size, limit - a) if grow else 1
+        k = max(1, min(size if grow else FIRST_ROWS, limit - a))
         wall, cpu = walker.serial(a, a + k) if on is None else walker.remote(on, a, a + k)
         if not grow or (wall >= PROBE_S and a > first) or walker.done >= limit:
             break  # (never on the first block: it carries the call's warm-up)
