@@ -69,7 +69,8 @@ def wrong_rows(b: np.ndarray) -> np.ndarray:
 
 
 def wrong_dtype(b: np.ndarray) -> np.ndarray:
-    return b.astype(np.float64) if len(b) == 1 else b.astype(np.float32)
+    """float64 for the block holding row 0 of np.arange(n), float32 for the others."""
+    return b.astype(np.float64) if b[0] == 0 else b.astype(np.float32)
 
 
 def not_an_array(b: np.ndarray) -> list[float]:
