@@ -8,6 +8,7 @@ test instead of the suite. Nothing here measures a time.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -232,3 +233,94 @@ def test_an_exception_from_sigalrm_abandons_the_call_and_the_next_is_right() -> 
     """
     r = _run(code)
     assert _lines(r) == ["abandoned: too slow", "True"], r.stderr
+
+
+# --- the limit on processes (RLIMIT_NPROC) reached ----------------------------------------
+
+#: run as nobody (root ignores RLIMIT_NPROC), still able to read this Python and the
+#: tests (which may sit in a directory only root can read)
+_AS_NOBODY = (
+    "setpriv",
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    "--inh-caps=+dac_override,+dac_read_search",
+    "--ambient-caps=+dac_override,+dac_read_search",
+)
+
+
+@pytest.mark.skipif(
+    sys.platform != "linux" or os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="needs Linux, root and setpriv, to run a process as another user",
+)
+def test_at_the_process_limit_processes_is_refused_clearly_and_auto_skips_it() -> None:
+    """With RLIMIT_NPROC reached, starting workers (the first ones: the resource
+    tracker and fork server cannot start; later ones: the fork server cannot fork)
+    raises BackendUnavailableError naming the limit and the way out, not a fork
+    server that "stopped taking requests"; meanwhile auto says processes cannot run,
+    and runs the call right."""
+    code = """
+        import os, resource, signal, time, numpy as np, numpool
+        from numpool.backends import _context
+        from numpool.backends.processes import ProcessesBackend
+
+        def tasks():  # this user's threads, the limit's count
+            n = 0
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    with open(f"/proc/{pid}/status") as f:
+                        uid = int(f.read().split("\\nUid:")[1].split()[0])
+                    if uid == os.getuid():
+                        n += len(os.listdir(f"/proc/{pid}/task"))
+                except (OSError, IndexError, ValueError):
+                    pass
+            return n
+
+        def at_limit():  # (the hard limit stays above: it can be raised again)
+            n = None
+            while n != (n := tasks()):  # (threads of a pool's shutdown may be ending)
+                time.sleep(0.1)
+            resource.setrlimit(resource.RLIMIT_NPROC, (n, 10_000))
+
+        def refused(pool, cause=""):
+            try:
+                pool.apply(np.exp, x, chunks=2)
+            except numpool.BackendUnavailableError as e:
+                return all(s in str(e) for s in ("ulimit -u", "backend='threads'", cause))
+
+        if __name__ == "__main__":
+            x = np.linspace(0, 1, 100_000)
+            pool = numpool.Pool("processes", workers=2)
+            at_limit()
+            print("first start refused", refused(pool), flush=True)
+            print("unavailable", "limit" in ProcessesBackend.unavailable_here(), flush=True)
+            resource.setrlimit(resource.RLIMIT_NPROC, (10_000, 10_000))
+            y = pool.apply(np.exp, x, chunks=2)  # (the limit lifted: processes again)
+            print("then", np.array_equal(y, np.exp(x)), ProcessesBackend.unavailable_here())
+            pool.shutdown()
+            # a fork server that starts under the limit (a limit set by `ulimit -u`
+            # before Python starts): it starts, then cannot fork (that "stopped taking
+            # requests", 5 s later); the old one's workers are gone by then
+            server = _context._server._forkserver_pid
+            os.kill(server, signal.SIGKILL)
+            while open(f"/proc/{server}/stat").read().split(") ")[1][0] != "Z":
+                time.sleep(0.01)
+            pool = numpool.Pool("processes", workers=2)
+            at_limit()
+            print("fork refused", refused(pool, "the fork server could not fork"), flush=True)
+            resource.setrlimit(resource.RLIMIT_NPROC, (10_000, 10_000))
+            with numpool.Pool("auto", workers=2) as auto:
+                y, stats = auto.apply_with_stats(np.exp, x)
+                print("auto", stats.backend != "processes", np.array_equal(y, np.exp(x)))
+                print("plan", "processes cannot run this call" in str(auto.plan(np.exp, x)))
+            pool.shutdown()
+    """
+    r = _run(code, prefix=_AS_NOBODY, env={"OPENBLAS_NUM_THREADS": "1"})
+    assert _lines(r) == [
+        "first start refused True",
+        "unavailable True",
+        "then True None",
+        "fork refused True",
+        "auto True True",
+        "plan True",
+    ], r.stderr

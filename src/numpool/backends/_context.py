@@ -23,7 +23,9 @@ preload list is numpool's alone (a user's forkserver keeps theirs), and a
 child made by ``os.fork()`` gets a fresh one (:func:`_after_fork_in_child`):
 the inherited server is the parent's, whose pid the child cannot wait for
 (multiprocessing then raises ChildProcessError). A server that stops taking
-requests is replaced (``_through_a_fresh_server``).
+requests is replaced (``_through_a_fresh_server``), unless it went away
+because it could not fork: at the limit on processes (RLIMIT_NPROC, ``ulimit
+-u``) a worker's start raises BlockingIOError (EAGAIN), as fork does.
 
 This module is preloaded by the fork server: each worker needs it to rebuild
 its Process object.
@@ -31,7 +33,9 @@ its Process object.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
+import errno
 import multiprocessing as mp
 import multiprocessing.context as mpc
 import os
@@ -44,7 +48,7 @@ from typing import Any
 
 from . import _cpython
 
-__all__ = ["PRELOAD", "context"]
+__all__ = ["PRELOAD", "at_process_limit", "context"]
 
 #: how long a worker's start waits for a fork server that went away to be replaced
 SERVER_RESTART_S = 5.0
@@ -112,8 +116,8 @@ if "forkserver" in mp.get_all_start_methods():
             pid = _cpython.forkserver_pid(_server)
             try:
                 return _ForkServerPopen(process_obj)
-            except _SERVER_GONE:
-                pass
+            except _SERVER_GONE as e:
+                _raise_if_at_process_limit(e)
             return _through_a_fresh_server(pid, process_obj)
 
     #: a fork server that no longer takes requests: it refuses the connection, or
@@ -137,6 +141,7 @@ if "forkserver" in mp.get_all_start_methods():
             try:
                 return _ForkServerPopen(process_obj)
             except _SERVER_GONE as e:
+                _raise_if_at_process_limit(e)
                 if time.monotonic() > deadline:
                     raise RuntimeError(
                         "numpool could not start a worker process: its fork server "
@@ -154,6 +159,30 @@ if "forkserver" in mp.get_all_start_methods():
             _server.set_forkserver_preload(module_names)
 
     _processes += (ForkServerProcess,)
+
+
+def at_process_limit() -> bool:
+    """Whether this process cannot start one more thread or process now: the limit on
+    them (RLIMIT_NPROC, which counts threads too; a container's pids limit) was reached.
+    Asked by starting a thread that does nothing, which the same limit refuses."""
+    try:
+        _thread.start_new_thread(int, ())
+    except RuntimeError:  # "can't start new thread": EAGAIN from clone
+        return True
+    return False
+
+
+def _raise_if_at_process_limit(e: BaseException) -> None:
+    """After the fork server went away: a BlockingIOError (EAGAIN, as fork raises it)
+    when that was because it could not fork (it dies of the error; its zombie, which
+    nobody has waited for yet, still counts against the limit, so the probe sees the
+    limit as the server did), not a server to replace."""
+    if at_process_limit():
+        raise BlockingIOError(
+            errno.EAGAIN,
+            "the fork server could not fork a worker process and exited: the limit on "
+            f"processes was reached ({type(e).__name__}: {e})",
+        ) from e
 
 
 if os.name == "posix":

@@ -24,7 +24,10 @@ shutdown (and the exit) kill such survivors (:func:`_unstick`).
 A daemonic process (a ``multiprocessing.Pool`` worker) may not have children:
 there this backend is unavailable (:func:`daemonic`), named as such to
 ``backend="auto"``, which then runs on threads or serially, and raised as
-:class:`numpool.BackendUnavailableError` when asked for by name.
+:class:`numpool.BackendUnavailableError` when asked for by name. So is a start
+refused at the limit on processes (RLIMIT_NPROC, ``ulimit -u``: EAGAIN from
+fork, or a thread that cannot start), which ``unavailable_here`` then reports
+for PROCESS_LIMIT_RECHECK_S.
 """
 
 from __future__ import annotations
@@ -32,10 +35,16 @@ from __future__ import annotations
 import atexit
 import concurrent.futures.process as cf_process
 import contextlib
+import errno
 import multiprocessing as mp
 import multiprocessing.connection as mp_connection
 import os
 import pickle
+
+try:
+    import resource
+except ImportError:  # Windows
+    resource = None  # type: ignore[assignment]
 import signal
 import sys
 import threading
@@ -122,7 +131,14 @@ class ProcessesBackend(Backend):
                     _kill_survivors(ex)
                     ex.shutdown(wait=False, cancel_futures=True)
                     _retire(ex)
-                ex = self._executor = self._make_executor()
+                self._executor = None
+                try:
+                    # (its queues' locks may start multiprocessing's resource tracker)
+                    ex = self._make_executor()
+                except Exception as e:
+                    _raise_if_refused(e)
+                    raise
+                self._executor = ex
                 self._procs = {}
             return ex
 
@@ -133,6 +149,9 @@ class ProcessesBackend(Backend):
         try:
             future = ex.submit(fn, *ship_args(args), **kwargs)
         except Exception as e:
+            if _refused(e):  # (the first submit starts the workers and the threads)
+                self._discard(ex)
+                _raise_if_refused(e)
             # a worker died while this submit ran: what failed is the broken pool's
             # (its manager thread marks it broken before it closes anything)
             if not _cpython.executor_is_broken(ex) or isinstance(e, cf_process.BrokenProcessPool):
@@ -141,7 +160,18 @@ class ProcessesBackend(Backend):
         procs = _cpython.worker_processes(ex)  # started by the first submit()
         if procs and len(procs) != len(self._procs):
             self._procs.update(procs)
+            _limit_reached.clear()
         return future
+
+    def _discard(self, ex: ProcessPoolExecutor) -> None:
+        """Let go of ``ex``, whose workers could not all start: kill those that did (they
+        wait on a queue that nobody will feed)."""
+        with self._lock:
+            if self._executor is ex:
+                self._executor, self._procs = None, {}
+        _kill(ex, _cpython.worker_processes(ex))
+        ex.shutdown(wait=False, cancel_futures=True)
+        _retire(ex)
 
     def submit_call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """``Pool.submit``: the user's call, by value where it needs to be; its result
@@ -263,7 +293,10 @@ class ProcessesBackend(Backend):
 
     @classmethod
     def unavailable_here(cls) -> str | None:
-        return daemonic()
+        """Why no worker process can start here: this process is daemonic, or the last
+        start met the limit on processes (for PROCESS_LIMIT_RECHECK_S, then it is
+        tried again); None: they can."""
+        return daemonic() or process_limit_reached()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """The Executor's shutdown. With ``cancel_futures``, queued work is cancelled and
@@ -356,9 +389,11 @@ def _unstick(ex: ProcessPoolExecutor) -> None:
     if _ended(procs):
         _kill_unended(procs)
         _unblock_feeder(ex)
-    threading.Thread(
-        target=_watch, args=(ex, manager, procs), name="numpool-watch", daemon=True
-    ).start()
+    # (at the limit on processes no thread starts: the check above is all there is)
+    with contextlib.suppress(RuntimeError):
+        threading.Thread(
+            target=_watch, args=(ex, manager, procs), name="numpool-watch", daemon=True
+        ).start()
 
 
 def _watch(ex: ProcessPoolExecutor, manager: threading.Thread, procs: dict[int, Any]) -> None:
@@ -513,6 +548,64 @@ def _death(pid: int, code: int) -> str:
             "calls? a worker must return its result, not end its process)"
         )
     return f"worker pid {pid} exited with code {code} (os._exit or a fatal error in func)"
+
+
+#: seconds that a start refused at the limit on processes makes ``unavailable_here``
+#: say so (``backend="auto"`` then runs on threads), before processes are tried again
+PROCESS_LIMIT_RECHECK_S = 30.0
+
+#: (when, why) of the last start refused at the limit on processes; cleared by a start
+#: that succeeds
+_limit_reached: list[tuple[float, str]] = []
+
+
+def process_limit_reached() -> str | None:
+    """Why worker processes cannot start (the limit on processes was reached when they
+    were last started, less than PROCESS_LIMIT_RECHECK_S ago), or None."""
+    got = _limit_reached[-1:]
+    if got and time.monotonic() - got[0][0] < PROCESS_LIMIT_RECHECK_S:
+        return got[0][1]
+    return None
+
+
+def _refused(e: BaseException) -> bool:
+    """Whether ``e``, from starting workers (fork, the fork server, a thread of the
+    executor's), says that the limit on processes was reached: EAGAIN from fork or
+    clone (BlockingIOError), or a thread that could not start (the limit counts threads
+    too), here or in what caused it."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno == errno.EAGAIN:
+            return True
+        if isinstance(e, RuntimeError) and "can't start new thread" in str(e):
+            return True
+        e = e.__cause__ or e.__context__  # type: ignore[assignment]
+    return False
+
+
+def _raise_if_refused(e: BaseException) -> None:
+    """Raise BackendUnavailableError, saying what to do, when ``e`` means that workers
+    could not start at the limit on processes; and remember it for ``backend="auto"``
+    (see unavailable_here)."""
+    if not _refused(e):
+        return
+    limit = "RLIMIT_NPROC is not set: a container's pids limit, or the system's"
+    if resource is not None:
+        soft = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+        if soft != resource.RLIM_INFINITY:
+            limit = f"RLIMIT_NPROC, `ulimit -u`, is {soft}"
+    why = (
+        "the limit on the processes (threads included) that this user may run was "
+        f"reached ({limit})"
+    )
+    _limit_reached[:] = [(time.monotonic(), why)]
+    raise BackendUnavailableError(
+        f"backend='processes' could not start its worker processes: {why}; "
+        f"{type(e).__name__}: {e}. Raise the limit (`ulimit -u`, or the container's "
+        "pids limit), end other processes of this user, use fewer workers, or use "
+        "backend='threads' (NumPy releases the GIL, so threads run it in parallel)."
+    ) from e
 
 
 def daemonic() -> str | None:
