@@ -62,15 +62,15 @@ CHUNKS_TABLE = [
     # the issue: np.exp over 10M float64 (80 MB) cut into 100,000 or 1,000,000 blocks
     (10_000_000, 8, 2, 100_000, REFUSED),
     (10_000_000, 8, 2, 1_000_000, REFUSED),
-    # 80 MB in blocks of at least MIN_BLOCK_BYTES: 305 of them, not 306
+    # 80 MB in blocks of at least MIN_BLOCK_BYTES
     (10_000_000, 8, 2, 80_000_000 // MIN_BLOCK_BYTES, ACCEPTED),
     (10_000_000, 8, 2, 80_000_000 // MIN_BLOCK_BYTES + 1, REFUSED),
     # any size, up to CHUNKS_PER_CORE blocks per usable core
     (1_000, 8, 2, 2 * CHUNKS_PER_CORE, ACCEPTED),
     (100_000, 8, 2, 2 * CHUNKS_PER_CORE, ACCEPTED),
-    (100_000, 8, 2, 2 * CHUNKS_PER_CORE + 1, REFUSED),
+    (100_000, 8, 2, 800_000 // MIN_BLOCK_BYTES + 1, REFUSED),
     (100_000, 8, 64, 64 * CHUNKS_PER_CORE, ACCEPTED),
-    # an input smaller than one block: up to SMALL_INPUT_CHUNKS, more than the rows
+    # an input under SMALL_INPUT_BYTES: up to SMALL_INPUT_CHUNKS, more than the rows
     # is one row each (capped, as before)
     (1_000, 8, 2, 10_000, ACCEPTED),
     (100, 8, 1, 400, ACCEPTED),

@@ -128,14 +128,6 @@ def test_exit_without_shutdown_after_an_idle_worker_was_killed_does_not_hang() -
 
 # --- an exception from a signal handler during a call ---------------------------------------
 
-#: these hang until numpool._engine abandons a call on any exception that its work did
-#: not raise, as it does on Ctrl-C (issue 22: the change is the lead's to make)
-NEEDS_ENGINE_CHANGE = pytest.mark.xfail(
-    reason="issue 22: needs _engine._drive_until_done to abandon the work on exceptions "
-    "its work did not raise (see the report); until then these hang",
-    run=False,
-)
-
 
 def _until(done: Callable[[], bool], what: str) -> None:
     """Wait for ``done()``; fail with ``what`` if it takes PATIENCE (a hang detector)."""
@@ -155,7 +147,6 @@ def _gone(pid: int) -> bool:
     return False
 
 
-@NEEDS_ENGINE_CHANGE
 def test_sigterm_to_sys_exit_during_a_processes_call_exits(tmp_path: Path) -> None:
     """The common ``SIGTERM -> sys.exit(0)`` handler during a call of blocks that sleep:
     the process exits (it waited for every block, 39 s in the issue), with nothing left
@@ -200,7 +191,6 @@ def test_sigterm_to_sys_exit_during_a_processes_call_exits(tmp_path: Path) -> No
     _until(lambda: all(_gone(w) for w in workers), "the workers outlived the exit")
 
 
-@NEEDS_ENGINE_CHANGE
 def test_an_exception_from_sigalrm_abandons_the_call_and_the_next_is_right() -> None:
     """A SIGALRM handler raises (a timeout) while blocks sleep: the call ends with that
     exception, and the next call does not wait behind the abandoned blocks (18-38 s in

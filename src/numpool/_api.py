@@ -143,7 +143,7 @@ def apply(
         Number of blocks (a count, not a block size as in dask) the rows
         after the first are split into; more than the rows means one row
         each. A count whose blocks would be too small to pay for their
-        hand-off (more than 16 per usable core with blocks under 256 KiB)
+        hand-off (more than 16 per usable core with blocks under 4 KiB)
         is a ValueError. Default: from the measured cost per row, so that no
         block costs less than 10x what handing it to a worker costs on this
         machine, and at most 4 blocks per worker; work worth less than one

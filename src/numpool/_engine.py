@@ -118,6 +118,9 @@ def _drive_until_done(
     # Ctrl-C inside wait() can leave futures' locks held (it acquires them one by one
     # in a Python loop), and then the pool's threads and shutdown() hang for good.
     finished: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
+    #: what the work itself raised (a func's error, a crash), told apart from what
+    #: else may end the call: an exception from a signal handler, SystemExit
+    raised_by_work: list[BaseException] = []
 
     def submit(job: Job) -> None:
         try:
@@ -162,15 +165,18 @@ def _drive_until_done(
                 continue
             try:
                 res = f.result()
-            except Exception as e:
-                if not backend.is_crash(e):
+            except BaseException as e:
+                if not isinstance(e, Exception) or not backend.is_crash(e):
+                    raised_by_work.append(e)
                     raise
                 if retries <= 0 or not backend.resubmits:
                     backend.recover()
                     cause = backend.crash_cause()
-                    raise WorkerCrashedError(
+                    crash = WorkerCrashedError(
                         _crash_message(backend, describe(job[0]), cause, backend.retries)
-                    ) from e
+                    )
+                    raised_by_work.append(crash)
+                    raise crash from e
                 broken.append(job)
                 continue
             on_done(job[0], res)
@@ -206,10 +212,12 @@ def _drive_until_done(
             f.cancel()
         if isinstance(e, KeyboardInterrupt):
             backend.interrupt()
-        elif isinstance(e, FuturesTimeout):
-            # a func that never returns must not hold the next call up (processes:
-            # the workers are killed; threads: left behind, holding the memory they
-            # write into, so it is not recycled under them)
+        elif isinstance(e, FuturesTimeout) or not any(e is w for w in raised_by_work):
+            # a func that never returns must not hold the next call up, nor work that
+            # nobody waits for any more (a signal handler's exception, SIGTERM ->
+            # sys.exit: the exit would wait for every block). Processes: the workers
+            # are killed; threads: left behind, holding the memory they write into,
+            # so it is not recycled under them
             backend.abandon(list(pending))
         elif backend.in_process:
             # In-process workers write into the caller's memory: let running blocks
