@@ -38,3 +38,14 @@ def zero_first(b: np.ndarray) -> float:
 
 def draw(_: object) -> float:
     return float(np.random.random())
+
+
+def read_relative(b: np.ndarray) -> np.ndarray:
+    with open("numpool-state.txt") as f:
+        return np.full(len(b), float(f.read()))
+
+
+def env_value(b: np.ndarray) -> np.ndarray:
+    import os
+
+    return np.full(len(b), float(os.environ.get("NUMPOOL_TEST_STATE", "0")))

@@ -13,6 +13,7 @@ import importlib
 import multiprocessing as mp
 import multiprocessing.context as mpc
 import multiprocessing.process as mp_process
+import os
 import signal
 import threading
 import types
@@ -80,6 +81,7 @@ SAMPLES: dict[str, Callable[[], Any]] = {
     "multiprocessing.context.SpawnProcess": lambda: _given(mpc.SpawnProcess),
     "multiprocessing.context.ForkServerContext": lambda: _given(mpc.ForkServerContext),
     "multiprocessing.context.SpawnContext": lambda: _given(mpc.SpawnContext),
+    "os.environ": lambda: _given(os.environ),
 }
 
 RELIED_ON = [
@@ -133,6 +135,8 @@ def _private_reads(path: Path) -> Iterator[str]:
 ELSEWHERE = {
     # numpool's own marker on a function it wrapped
     ("backends/dask.py", "getattr(original, '_numpool', False)"),
+    # a namedtuple's documented API (its fields), not a private name
+    ("backends/dask.py", "hasattr(args, '_fields')"),
     # below the backends: importing _cpython from shm would close an import circle
     ("shm.py", "getattr(weakref.finalize, '_registry', {})"),
 }

@@ -224,3 +224,24 @@ def test_auto_rules_processes_out_when_the_copy_would_not_fit(monkeypatch, fresh
     assert asked and asked[0] == x.nbytes, plan.explain()
     assert plan.basis.get("processes") == "unavailable"
     assert "no room in the memory cgroup" in plan.explain()
+
+
+def test_workers_that_cannot_start_are_left_out_by_auto(monkeypatch) -> None:
+    """auto asked to measure processes whose workers cannot start (the process limit)
+    leaves them out of the call instead of raising."""
+    from numpool._errors import BackendUnavailableError
+    from numpool.planner import model
+
+    pool = numpool.Pool("auto", workers=2)
+    runner = pool._runner
+
+    def refused(name, func):
+        raise BackendUnavailableError("numpool: the process limit is reached (test)")
+
+    monkeypatch.setattr(runner, "_measure", refused)
+    work = model.Work(runner._candidates(np.exp), explore=False)
+    after = runner._take(model.Step("measure", "processes"), work, np.exp, None)
+    why = {c.name: c.unavailable for c in after.candidates}
+    assert why["processes"] == "numpool: the process limit is reached (test)"
+    assert why["threads"] is None and why["serial"] is None
+    pool.shutdown()

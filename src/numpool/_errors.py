@@ -8,7 +8,7 @@ same situation, so ``except RuntimeError`` keeps working::
      └── NumpoolError
           ├── WorkerCrashedError      (+ RuntimeError)  a worker process died
           ├── SharedMemoryError       (+ MemoryError)   /dev/shm cannot hold the data
-          ├── BackendUnavailableError (+ ImportError)   an optional extra is missing
+          ├── BackendUnavailableError (+ ImportError)   a backend cannot run here
           └── RemoteError                               func raised, in a worker process,
                                                         an exception whose class the caller
                                                         cannot import
@@ -61,7 +61,9 @@ class SharedMemoryWarning(UserWarning):
 
 
 class BackendUnavailableError(NumpoolError, ImportError):
-    """A backend needs an optional dependency that is not installed."""
+    """A backend cannot run here: an optional dependency is not installed, or its
+    workers cannot start (a daemonic process, the per-user process limit reached).
+    The message says which, and what to do."""
 
 
 class RemoteError(NumpoolError):

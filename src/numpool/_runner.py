@@ -45,7 +45,7 @@ import numpy as np
 
 from . import _buffers, _engine, _reduce, shm
 from ._checks import AUTO
-from ._errors import annotate
+from ._errors import BackendUnavailableError, annotate
 from ._inputs import Cut, Inputs, along, frozen, tail_of, told
 from ._inputs import make as make_inputs
 from ._progress import advance, current
@@ -915,8 +915,16 @@ class Runner:
         pieces = chunks or self._apply_blocks(backend, n - a, ev, walker.inputs.row_bytes)
         if (backend.inline and not chunks) or (pieces == 1 and backend.in_process):
             walker.serial(a, n)
-        else:
+            return
+        try:
             walker.parallel(backend, a, n, pieces)
+        except BackendUnavailableError as e:
+            if not self.auto or walker.done != a:
+                raise
+            # auto chose workers that could not start (a process limit reached): none
+            # of these rows ran there, so the caller runs them
+            log.warning("numpool: auto ran the rest of a call serially: %s", e)
+            walker.serial(a, n)
 
     def _apply_blocks(self, backend: Backend, rows: int, ev: Evidence, row_bytes: int) -> int:
         """Blocks for ``rows`` rows of ``row_bytes`` each on ``backend``: the one rule."""
@@ -1193,7 +1201,10 @@ class Runner:
             else:
                 self.backends.get(step.backend).start_soon(func)
             return _without(work, step.backend, STARTING)
-        self._measure(step.backend, func)
+        try:
+            self._measure(step.backend, func)
+        except BackendUnavailableError as e:  # (its workers cannot start here)
+            return _without(work, step.backend, str(e))
         return model.Work(
             tuple(
                 dataclasses.replace(c, started=self.backends.get(c.name).started)

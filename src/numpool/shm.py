@@ -1306,7 +1306,8 @@ class Attachments:
                     name="numpool-prune",
                     daemon=True,
                 )
-                self._pruner.start()
+                with contextlib.suppress(RuntimeError):  # (process limit: segment() prunes)
+                    self._pruner.start()
         return seg
 
     def resolve(self, ref: ShmRef) -> np.ndarray:

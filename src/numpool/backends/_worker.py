@@ -12,12 +12,19 @@ already imported.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import importlib
 import os
+import pickle
 import signal
+import sys
 import threading
 import time
+import types
+import weakref
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -26,6 +33,7 @@ from .._errors import annotate
 from .._inputs import Cut, frozen, told
 from .._stats import worker_name
 from ..shm import Attachments, FileRef, ShmRef
+from . import _cpython
 from ._ship import portable, ship
 from ._transport import Returns, send_back
 
@@ -51,7 +59,8 @@ def init_worker(
     _owner = owner
     reseed()
     if owner is not None:
-        threading.Thread(target=_exit_with, args=(owner,), daemon=True).start()
+        with contextlib.suppress(RuntimeError):  # (at the process limit: no watcher)
+            threading.Thread(target=_exit_with, args=(owner,), daemon=True).start()
 
 
 def reseed() -> None:
@@ -65,6 +74,156 @@ def reseed() -> None:
     wants reproducible numbers passes seeds in (see the docs: seeding).
     """
     np.random.seed(np.random.SeedSequence().generate_state(8))
+
+
+class CallerState(NamedTuple):
+    """What a worker process takes from the caller before each job, so that the same
+    line of code reads the same files and settings whichever backend runs it."""
+
+    cwd: str
+    path: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+
+
+_env_seen: tuple[dict[Any, Any], tuple[tuple[str, str], ...]] | None = None
+
+
+def caller_state() -> CallerState:
+    """The caller's working directory, sys.path and environment, now."""
+    global _env_seen
+    data = _cpython.environ_data()  # (os.environ's own dict: compared in C)
+    if data is None or _env_seen is None or _env_seen[0] != data:
+        env = tuple(sorted(os.environ.items()))
+        _env_seen = (dict(data), env) if data is not None else None
+    else:
+        env = _env_seen[1]
+    return CallerState(os.getcwd(), tuple(sys.path), env)
+
+
+_followed: CallerState | None = None
+
+
+def follow(state: CallerState) -> None:
+    """In a worker process: take the caller's state, where it changed since the last
+    job (a chdir, an environment variable, a sys.path entry added after the workers
+    started)."""
+    global _followed
+    if state == _followed:
+        return
+    if _followed is None or state.cwd != _followed.cwd:
+        try:
+            os.chdir(state.cwd)
+        except OSError as e:
+            raise RuntimeError(
+                f"numpool: a worker process cannot enter the caller's working directory "
+                f"{state.cwd!r} ({e.strerror}); pass func absolute paths, or run it "
+                "with backend='threads'"
+            ) from None
+    if _followed is None or state.path != _followed.path:
+        sys.path[:] = state.path
+        importlib.invalidate_caches()  # (a directory added may hold new modules)
+    if _followed is None or state.env != _followed.env:
+        wanted = dict(state.env)
+        for k in [k for k in os.environ if k not in wanted]:
+            del os.environ[k]
+        for k, v in wanted.items():
+            if os.environ.get(k) != v:
+                os.environ[k] = v
+    _followed = state
+
+
+def _code_digest(code: types.CodeType) -> bytes:
+    """The same bytes for the same source in any process (no addresses, no hash
+    seeds): the bytecode and the constants, nested code included."""
+    h = hashlib.blake2b(code.co_code, digest_size=12)
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            h.update(_code_digest(c))
+        elif isinstance(c, frozenset):
+            h.update(repr(sorted(map(repr, c))).encode())
+        else:
+            h.update(repr(c).encode())
+    return h.digest()
+
+
+def _digest(func: Any) -> bytes | None:
+    """A module-level function's code digest (it travels by name, so a worker that
+    imported its module before an ``importlib.reload`` would run the old code)."""
+    code = getattr(func, "__code__", None)
+    return _code_digest(code) if isinstance(code, types.CodeType) else None
+
+
+class Following:
+    """A func on its way to a worker process with the caller's state: it unpickles
+    there as the func itself, after :func:`follow` (so that a module found through a
+    sys.path entry added since the workers started can be imported), reloading the
+    func's module when the caller's code differs from the worker's."""
+
+    __slots__ = ("blob", "digest", "state")
+
+    def __init__(self, state: CallerState, blob: bytes, digest: bytes | None) -> None:
+        self.state, self.blob, self.digest = state, blob, digest
+
+    def __reduce__(self) -> Any:
+        return (_arrive, (self.state, self.blob, self.digest))
+
+
+_blobs: weakref.WeakKeyDictionary[Any, tuple[Any, bytes, bytes | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def following(func: Any, state: CallerState) -> Following:
+    """``func`` (as shipped: itself or a Shipped) wrapped to travel with ``state``."""
+    code = getattr(func, "__code__", None)
+    try:
+        hit = _blobs.get(func)
+    except TypeError:  # (not weakly referenceable)
+        hit = None
+    if hit is not None and hit[0] is code:
+        return Following(state, hit[1], hit[2])
+    blob = pickle.dumps(func)
+    digest = _digest(func) if isinstance(func, types.FunctionType) else None
+    with contextlib.suppress(TypeError):
+        _blobs[func] = (code, blob, digest)
+    return Following(state, blob, digest)
+
+
+def _arrive(state: CallerState, blob: bytes, digest: bytes | None) -> Any:
+    """In the worker: the caller's state, then the func (see :class:`Following`); a
+    func that cannot be loaded here arrives as :class:`Unloadable`."""
+    try:
+        follow(state)
+        func = pickle.loads(blob)
+        if digest is not None and _digest(func) != digest:
+            module = sys.modules.get(getattr(func, "__module__", ""), None)
+            if module is not None:
+                importlib.reload(module)
+                func = pickle.loads(blob)
+            if _digest(func) != digest:
+                raise RuntimeError(
+                    f"numpool: {func.__module__}.{func.__qualname__} in a worker process "
+                    "is not the caller's (its module changed since the caller imported "
+                    "it, and reloading it here did not give the caller's code). Reload "
+                    "the module in the caller too, or start a new pool"
+                )
+    except Exception as e:
+        return Unloadable(e)
+    return func
+
+
+class Unloadable:
+    """A func that could not be loaded in this worker process (an AttributeError for a
+    function the worker's copy of its module lacks, an ImportError): calling it raises
+    that error, so that it reaches the caller with its own type, as func's error.
+    Raised while the job itself was unpickled, it would kill the worker instead, and
+    the caller would only hear that a worker died."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.error
 
 
 def in_worker() -> bool:

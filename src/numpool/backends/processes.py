@@ -61,7 +61,7 @@ from ._base import Backend
 from ._context import context
 from ._ship import ship, ship_args
 from ._transport import Shared, Transport
-from ._worker import call, init_worker
+from ._worker import call, caller_state, following, init_worker
 
 __all__ = ["ProcessesBackend"]
 
@@ -144,10 +144,15 @@ class ProcessesBackend(Backend):
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """One of numpool's own jobs (apply_block, run_tasks): what needs it travels by
-        value (a func from ``__main__``, a lambda)."""
+        value (a func from ``__main__``, a lambda); the user's func (the job's first
+        argument) with the caller's working directory, sys.path and environment, which
+        the worker takes before it loads func (see ``_worker.Following``)."""
         ex = self.executor()
+        sent = ship_args(args)
+        if args and callable(args[0]):
+            sent = (following(sent[0], caller_state()), *sent[1:])
         try:
-            future = ex.submit(fn, *ship_args(args), **kwargs)
+            future = ex.submit(fn, *sent, **kwargs)
         except Exception as e:
             if _refused(e):  # (the first submit starts the workers and the threads)
                 self._discard(ex)
