@@ -339,6 +339,11 @@ def _pack_limit() -> int:
     return max(shm.arena().max_idle // 8, 1 << 20)
 
 
+#: a first batch of more tasks than this reserves room for their results before any
+#: came back (see _SharedMap.encode)
+GUESS_FROM_TASKS = 64
+
+
 class _SharedMap(MapIO):
     """A processes map: arguments staged (each array once per call), results packed
     into one segment per batch and copied out of it into ordinary arrays.
@@ -399,8 +404,11 @@ class _SharedMap(MapIO):
         for index, args in batch:
             sent.append((index, tuple(self._arg(a) for a in args)))
             largest = max([largest, *(a.nbytes for a in args if isinstance(a, np.ndarray))])
-        # no result seen yet: guess "as big as the largest array argument"
-        size = self.guess if self.guess >= 0 else largest
+        # no result seen yet: a batch of many tasks guesses "as big as the largest array
+        # argument" (or each result would need a segment of its own); a few tasks
+        # (a reduce's blocks, whose partials are small) reserve nothing on a guess
+        first = largest if len(batch) > GUESS_FROM_TASKS else 0
+        size = self.guess if self.guess >= 0 else first
         each = -(-size // _ALIGN) * _ALIGN if size > INLINE_BYTES else 0
         slot = None
         if each:
