@@ -293,7 +293,7 @@ def test_stats_of_fixed_backends() -> None:
         assert set(s.busy_s) <= {"numpool_0", "numpool_1", "MainThread"}
     with numpool.Pool("pickle", workers=2) as pool:
         pool.apply(np.exp, x, chunks=4)
-        assert pool.last_stats.bytes_moved == 2 * (x.nbytes - x[:1].nbytes)
+        assert pool.last_stats.bytes_moved == 2 * (x.nbytes - head.nbytes)
 
 
 def test_stats_of_a_first_auto_call_name_every_stage(auto: numpool.Pool) -> None:
