@@ -148,6 +148,14 @@ class Pool(Executor):
         return self._backends.workers
 
     @property
+    def _max_workers(self) -> int:
+        """The workers :meth:`submit` runs on, under the name the stdlib's executors
+        give it: Dask sizes its graph by it when the pool is its scheduler (the
+        dask backend's are its cluster's threads)."""
+        backend = self._backends.peek(self._executor_backend())
+        return self._backends.workers if backend is None else backend.workers
+
+    @property
     def blas_threads(self) -> int | None:
         """BLAS/OpenMP threads per worker (None: not limited)."""
         return self._backends.blas_for("threads" if self._name == AUTO else self._name)

@@ -449,6 +449,26 @@ def _run(n: int | None, fn: Callable[..., Any], *args: Any) -> Any:
     return fn(*_unwrapped(args))
 
 
+class _Sealed:
+    """Pool.submit's call, opaque to Dask: Client.submit runs the Dask tasks it finds
+    in its arguments (a batch of Dask's local scheduler, with the pool as Dask's
+    scheduler, is a list of them) where ``fn`` must receive them as they are."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self, sent: tuple[Any, tuple[Any, ...], dict[str, Any]]) -> None:
+        self.sent = sent
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _Sealed, (self.sent,)
+
+
+def _open(sealed: _Sealed) -> Any:
+    """Run a sealed Pool.submit call (its arrays laid out as in the caller)."""
+    fn, args, kwargs = _unwrapped(sealed.sent)
+    return call(fn, args, kwargs)
+
+
 class _Bridged(Future[Any]):
     """A concurrent.futures.Future for a Dask task (Pool.submit's contract; the engine
     needs no other kind). It holds the Dask future: a dropped one is released."""
@@ -558,7 +578,8 @@ class DaskBackend(Backend):
     def submit_call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """``Pool.submit``: the user's keywords travel as a dict (Client.submit has
         keywords of its own), and the result or error comes back whole."""
-        return self.submit(call, fn, args, kwargs)
+        sent = (fn, args, kwargs)
+        return self.submit(_open, _Sealed(sent if self.local else _wrapped(sent)))
 
     def scope(self) -> contextlib.AbstractContextManager[None]:
         return process_budget(self.blas_threads) if self.local else contextlib.nullcontext()
