@@ -25,7 +25,6 @@ caller cannot unpickle it: :func:`portable` sends it in transit (see
 from __future__ import annotations
 
 import builtins
-import contextlib
 import functools
 import pickle
 import traceback
@@ -45,9 +44,16 @@ __all__ = ["Shipped", "needs_value", "portable", "ship", "ship_args"]
 LARGE = 1 << 20
 
 
+#: what cannot name anything of ``__main__``: goes by reference without a look inside
+_PLAIN = (np.ndarray, np.generic, np.ufunc, str, bytes, int, float, complex, tuple, list, dict)
+_MAIN = (None, "__main__", "__mp_main__")
+
+
 def needs_value(obj: Any) -> bool:
-    """Whether a worker process could not import ``obj`` by name."""
-    if isinstance(obj, (np.ndarray, str, bytes, int, float, tuple, list, dict)):
+    """Whether a worker process could not import ``obj`` by name: it is, or it holds
+    (an ``np.vectorize(lambda ...)``, SciPy's wrapper of an objective from a script),
+    something no worker could import (see :func:`_by_name`)."""
+    if isinstance(obj, _PLAIN) or obj is None:
         return False
     if isinstance(obj, functools.partial):
         return (
@@ -58,10 +64,65 @@ def needs_value(obj: Any) -> bool:
     if isinstance(obj, types.MethodType):
         return needs_value(obj.__func__) or needs_value(obj.__self__)
     if isinstance(obj, (types.FunctionType, type)):
-        qualname = getattr(obj, "__qualname__", "") or ""
-        module = getattr(obj, "__module__", None)
-        return module in (None, "__main__", "__mp_main__") or "<" in qualname
-    return type(obj).__module__ in ("__main__", "__mp_main__")
+        return not _by_name(obj)
+    module = type(obj).__module__
+    if module in _MAIN:
+        return True
+    if module == "numpool" or module.startswith("numpool."):  # (Shipped, ShmRef...)
+        return False
+    return _holds_unnamed(obj)
+
+
+def _by_name(obj: Any) -> bool:
+    """Whether a worker can import this function or class by its name: not one of
+    ``__main__`` (which workers never import), a lambda, or one defined in another."""
+    qualname = getattr(obj, "__qualname__", "") or ""
+    return getattr(obj, "__module__", None) not in _MAIN and "<" not in qualname
+
+
+class _Unnamed(Exception):
+    """Raised by :class:`_Probe` at the first thing a worker could not import."""
+
+
+class _Sink:
+    """A file that keeps nothing: the probe wants the walk, not the bytes."""
+
+    def write(self, data: Any) -> int:
+        return len(data)
+
+
+def _skip() -> None:
+    """Where the probe puts an array of numbers (its bytes name nothing)."""
+
+
+class _Probe(pickle.Pickler):
+    """Walks ``obj`` as pickle would, stopping at the first function or class that
+    pickle would send by a name no worker can import. Pickling by reference does not
+    tell: in the caller ``__main__.f`` pickles, and only the worker fails, with an
+    AttributeError on loading."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, np.ndarray) and not obj.dtype.hasobject:
+            return _skip, ()
+        if isinstance(obj, (types.FunctionType, type)):
+            if not _by_name(obj):
+                raise _Unnamed
+        elif type(obj).__module__ in _MAIN:
+            raise _Unnamed
+        return NotImplemented
+
+
+def _holds_unnamed(obj: Any) -> bool:
+    """Whether ``obj``, an instance of an importable class, holds something no worker
+    could import by name. An object that pickle cannot walk for another reason (a
+    lock) goes by reference as before: pickle's own error tells then."""
+    try:
+        _Probe(_Sink(), pickle.HIGHEST_PROTOCOL).dump(obj)
+    except _Unnamed:
+        return True
+    except Exception:
+        return False
+    return False
 
 
 class Shipped:
@@ -111,7 +172,7 @@ def ship(obj: Any) -> Any:
             "importable module, or pass the data as an argument (numpool.share() it).",
             stacklevel=4,
         )
-    with contextlib.suppress(TypeError):  # an instance: shipped anew (it may have changed)
+    if isinstance(obj, (types.FunctionType, type)):  # (an instance may change: anew)
         _by_function[obj] = shipped
     return shipped
 
