@@ -30,6 +30,7 @@ Layout::
     _cpus.py       usable and physical cores
     _errors.py     the exception hierarchy
     cli.py         the ``numpool`` command
+    integrations/  joblib's "numpool" backend (registered when joblib is imported)
 
 Logging: ``logging.getLogger("numpool")`` tells what auto decided (DEBUG) and
 when workers were restarted or segments spilled to disk (WARNING). Nothing is
@@ -51,10 +52,15 @@ from ._pool import Pool
 from ._stats import Stats
 from ._version import __version__
 from .blas import blas_threads
+from .integrations import register_joblib_when_imported as _register_joblib
 from .planner.plan import Plan
 from .shm import SharedArray, share
 
 _logging.getLogger("numpool").addHandler(_logging.NullHandler())
+
+# joblib's "numpool" backend, registered once joblib is imported (joblib itself is
+# not imported here: it is an optional extra, and would slow this import)
+_register_joblib()
 
 __all__ = [
     "BackendUnavailableError",
