@@ -418,6 +418,45 @@ def test_verdict_within_noise_is_not_called_a_loss_of_substance() -> None:
     assert "within the spread of their runs" in " ".join(report.verdict(doc))
 
 
+def _a_sentence(doc: dict[str, Any]) -> str:
+    """The verdict's sentence on the default against the other numpool rows in A."""
+    (line,) = [s for s in report.verdict(doc) if s.startswith("In A, the default")]
+    return line
+
+
+def test_verdict_default_won() -> None:
+    """auto clearly faster than every other numpool row: said as a win, with both figures."""
+    doc = synthetic(auto_backend="threads", auto_s=8.0)
+    line = _a_sentence(doc)
+    assert "was the fastest numpool row" in line and "numpool-threads name" in line
+    assert "slower" not in line and "tied" not in line
+
+
+@pytest.mark.parametrize("auto_s", [9.85, 10.2, 10.3])
+def test_verdict_default_tied(auto_s: float) -> None:
+    """Overlapping runs, or medians within 5%: a tie, never "slower" with equal ratios."""
+    line = _a_sentence(synthetic(auto_backend="threads", auto_s=auto_s))
+    assert "tied with numpool-threads name" in line
+    assert "slower" not in line and "fastest" not in line
+    assert ("within the spread" in line) or ("within 5%" in line)
+
+
+def test_verdict_default_lost() -> None:
+    """auto beyond 5% and beyond the spread behind threads: said as a loss, by how much."""
+    line = _a_sentence(synthetic(auto_backend="threads", auto_s=12.0))
+    assert "was slower than numpool-threads name" in line and "by 18%" in line
+    assert "tied" not in line and "fastest" not in line
+
+
+def test_default_against_equal_medians_is_a_tie() -> None:
+    """The issue's "the default (1.17x) was slower than numpool threads (1.17x)" cannot recur."""
+    auto = _row("A", "numpool-auto", "numpool", [10.0, 10.0])
+    best = _row("A", "numpool-threads", "numpool", [9.96, 9.97])
+    auto["speedup"], best["speedup"] = 1.17, 1.172
+    line = report.default_against(auto, best, "A")
+    assert "tied" in line and "slower" not in line
+
+
 def test_busy_machine_is_reported() -> None:
     """Other programs' CPU use during a row is reported, not hidden in the figures."""
     quiet = " ".join(report.verdict(synthetic()))
@@ -578,6 +617,24 @@ def test_help_says_what_is_scaled_and_how_long(capsys) -> None:
     assert "exactly as published" not in text
     assert "As published:" in text and "Scaled:" in text and "--row-budget" in text
     assert "numpool demo --quick" in text and "--quick" in text
+
+
+def test_bench_writes_verdict_and_tables_to_stdout(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`numpool bench`: the verdict and tables on stdout, progress on stderr; --json alone."""
+    from numpool.cli import main
+
+    monkeypatch.setattr(bench, "run", lambda plan, reporter=None: synthetic())
+    monkeypatch.setenv("COLUMNS", "100")
+    assert main(["bench", "--quick", "--out", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert "Verdict" in out and "Experiment A" in out and "report.md" in out
+    assert "In A, the default" in out
+    assert "Verdict" not in err and "numpool bench" in err
+    assert main(["bench", "--quick", "--out", str(tmp_path), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["rows"] and "Verdict" in err
 
 
 # -- one --quick run, end to end --------------------------------------------------------

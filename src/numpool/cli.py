@@ -114,7 +114,8 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--json",
         action="store_true",
-        help="print the results JSON to stdout (progress goes to stderr)",
+        help="print the results JSON to stdout; the verdict and tables then go to stderr "
+        "with the progress",
     )
     bench.add_argument(
         "--no-peers",
@@ -213,32 +214,37 @@ def _bench(args: argparse.Namespace) -> int:
     else:
         doc = bench.run(plan, _PlainReporter(err, report))
     paths = report.write(doc, plan.out)
-    width = max(72, min(err.width, 160))
-    err.print()
-    err.print("[bold]Verdict[/bold]")
+    # The results are the command's output (stdout: `numpool bench > verdict.txt`
+    # keeps them, not the progress); with --json, stdout is the JSON alone.
+    out = err if args.json else Console(highlight=False)
+    if not args.json and not out.is_terminal and "COLUMNS" not in os.environ:
+        out = Console(highlight=False, width=100)
+    width = max(72, min(out.width, 160))
+    out.print()
+    out.print("[bold]Verdict[/bold]")
     for sentence in report.verdict(doc):
-        err.print(f"- {sentence}", markup=False)
+        out.print(f"- {sentence}", markup=False)
     for exp in ("A", "B"):
         if exp not in doc["experiments"]:
             continue
-        err.print()
+        out.print()
         title, head, *body = report.terminal_lines(doc, exp, width)
-        err.print(f"[bold]{title}[/bold]")
-        err.print(head, style="dim", markup=False)
+        out.print(f"[bold]{title}[/bold]")
+        out.print(head, style="dim", markup=False)
         for line in body:
-            err.print(line, markup=False, overflow="ignore", crop=False)
+            out.print(line, markup=False, overflow="ignore", crop=False)
         if short := report.short_runs_summary(doc, exp):
-            err.print(short, markup=False)
+            out.print(short, markup=False)
     if "B5" in doc["experiments"]:
-        err.print()
+        out.print()
         for sentence in report.explain(doc, "B5"):
-            err.print(sentence, markup=False)
+            out.print(sentence, markup=False)
         if short := report.short_runs_summary(doc, "B5"):
-            err.print(short, markup=False)
+            out.print(short, markup=False)
     for error in doc.get("errors", []):
-        err.print(f"[red]experiment failed:[/red] {error}", markup=True)
-    err.print()
-    err.print(
+        out.print(f"[red]experiment failed:[/red] {error}", markup=True)
+    out.print()
+    out.print(
         f"The report, with the why of every row and the plots: {plan.out / 'report.md'} "
         f"({len(paths)} files written, run took {_clock(doc['duration_s'])})",
         markup=False,

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-__all__ = ["NM", "fmt_bytes", "fmt_pct", "fmt_rate", "fmt_s", "ratio"]
+__all__ = ["NM", "fmt_bytes", "fmt_gap", "fmt_pct", "fmt_rate", "fmt_s", "ratio"]
 
 NM = "n/m"
 
@@ -39,6 +39,11 @@ def ratio(x: float | None) -> str:
     if slower < 2:
         return f"{slower:.2f}x slower"
     return f"{slower:.1f}x slower" if slower < 10 else f"{slower:,.0f}x slower"
+
+
+def fmt_gap(x: float) -> str:
+    """A relative gap as text, a decimal below 10% so 5.3% never reads as a 5% tie."""
+    return f"{x:.0%}" if x >= 0.1 else f"{x:.1%}"
 
 
 def fmt_pct(x: float | None) -> str:

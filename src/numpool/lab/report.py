@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import plots
-from .fmt import NM, fmt_bytes, fmt_pct, fmt_rate, fmt_s, ratio
+from .fmt import NM, fmt_bytes, fmt_gap, fmt_pct, fmt_rate, fmt_s, ratio
 from .rows import AUTO_WARMUP_CALLS
 
 __all__ = [
@@ -35,6 +35,10 @@ TITLES = {
     "B": "Experiment B: numpy.exp over a large vector (B1-B4)",
     "B5": "Experiment B5: splits x chunksize grid",
 }
+
+#: medians this close (relative) are a tie, whatever their spreads: a verdict never
+#: names a winner by less than the run-to-run noise of a quiet machine
+TIE = 0.05
 
 DEMO = "`numpool demo --quick` (about 10 s) shows the same point on smaller data"
 
@@ -353,9 +357,17 @@ def _default_sentences(doc: dict[str, Any]) -> list[str]:
                 )
             text += ")"
         parts.append(text)
-        best = _best(doc, e, "numpool")
-        if best and best["id"] != "numpool-auto":
-            lost.append(why_default_lost(auto, best, e))
+        others = [
+            r
+            for r in doc["rows"]
+            if r["experiment"] == e
+            and r["kind"] == "numpool"
+            and r["id"] != "numpool-auto"
+            and _ok(r)
+            and r.get("speedup")
+        ]
+        if others:
+            lost.append(default_against(auto, max(others, key=lambda r: r["speedup"]), e))
     out = []
     if parts:
         out.append('numpool\'s default (`backend="auto"`) ran ' + "; ".join(parts) + ".")
@@ -394,20 +406,46 @@ def busy_machine(doc: dict[str, Any], threshold: float = 0.1) -> list[str]:
 
 
 def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two rows' runs overlap (min to max): neither is faster beyond the noise."""
+    if None in (a.get("min_s"), a.get("max_s"), b.get("min_s"), b.get("max_s")):
+        return False
     return bool(a["min_s"] <= b["max_s"] and b["min_s"] <= a["max_s"])
+
+
+def default_against(auto: dict[str, Any], best: dict[str, Any], experiment: str) -> str:
+    """A sentence on how auto did against the fastest other numpool row: won, tied or lost.
+
+    A tie is runs that overlap, or medians within ``TIE`` of each other: the
+    sentence never calls the default slower (or faster) than a row it tied.
+    """
+    a, b = auto["speedup"], best["speedup"]
+    name = display_name(best)
+    if _overlap(auto, best):
+        return (
+            f"In {experiment}, the default ({ratio(a)}) tied with {name} ({ratio(b)}): "
+            f"within the spread of their runs ({fmt_range(auto['times'], fmt_s)} against "
+            f"{fmt_range(best['times'], fmt_s)})."
+        )
+    if abs(a - b) <= TIE * max(a, b):
+        return (
+            f"In {experiment}, the default ({ratio(a)}) tied with {name} ({ratio(b)}): "
+            f"their medians are within {TIE:.0%} of each other."
+        )
+    if a > b:
+        return (
+            f"In {experiment}, the default ({ratio(a)}) was the fastest numpool row, "
+            f"{fmt_gap(a / b - 1)} faster than the next, {name} ({ratio(b)})."
+        )
+    return why_default_lost(auto, best, experiment)
 
 
 def why_default_lost(auto: dict[str, Any], best: dict[str, Any], experiment: str) -> str:
     """A sentence on why auto was slower than another numpool row, from both rows' stats."""
     head = (
         f"In {experiment}, the default ({ratio(auto['speedup'])}) was slower than "
-        f"{display_name(best)} ({ratio(best['speedup'])})"
+        f"{display_name(best)} ({ratio(best['speedup'])}) by "
+        f"{fmt_gap(1 - auto['speedup'] / best['speedup'])}"
     )
-    if _overlap(auto, best):
-        return (
-            f"{head}, within the spread of their runs ({fmt_range(auto['times'], fmt_s)} "
-            f"against {fmt_range(best['times'], fmt_s)})."
-        )
     ran = auto.get("extra", {}).get("auto_ran") or []
     per_run = auto.get("extra", {}).get("backends") or []
     best_backend = best["id"].removeprefix("numpool-").replace("-shared", "")
