@@ -11,6 +11,7 @@ import pytest
 
 from numpool import shm
 from numpool.cli import main
+from numpool.lab.demo import summary
 
 
 def test_help_explains_itself(capsys: pytest.CaptureFixture[str]) -> None:
@@ -49,7 +50,46 @@ def test_demo_quick_end_to_end() -> None:
         for b in ("threads", "processes", "pickle"):
             assert (workload, b) in variants
     assert ("python", "processes") in variants
+    assert {("exp", "auto"), ("matmul", "auto"), ("python", "auto")} <= variants
     assert all(r["seconds"] > 0 for r in rows)
+    closing = proc.stdout[proc.stdout.index("What this run showed:") : proc.stdout.index("\n[")]
+    assert closing.split("\n")[1:4] == [f"  {s}" for s in summary(rows)]
+    assert "threads win" not in proc.stdout
+
+
+def _table(workload: str, **speedups: float) -> list[dict[str, object]]:
+    """Demo rows for one workload: serial first, then the given speed-ups."""
+    rows = [{"workload": workload, "variant": "serial", "seconds": 1.0, "speedup": 1.0}]
+    for variant, x in speedups.items():
+        rows.append({"workload": workload, "variant": variant, "seconds": 1 / x, "speedup": x})
+    return rows
+
+
+def test_demo_summary_when_the_default_wins() -> None:
+    """auto clearly fastest: it is named the fastest, and no other way is."""
+    (line,) = summary(_table("exp", auto=2.0, threads=1.5, processes=1.2, pickle=0.1))
+    assert line == "exp: auto (the default) was fastest, 2.00x serial."
+
+
+def test_demo_summary_ties_are_ties() -> None:
+    """Within 5% is a tie: among backends, and with serial (then no backend "won")."""
+    (line,) = summary(_table("exp", auto=1.9, threads=1.95, processes=1.0))
+    assert line == "exp: auto (the default) and threads tied for fastest, 1.95x serial."
+    (line,) = summary(_table("matmul", auto=1.01, threads=1.03, processes=0.9, pickle=0.4))
+    assert "no backend beat serial NumPy by more than 5%" in line
+    assert "fastest" not in line
+
+
+def test_demo_summary_when_the_default_and_threads_lose() -> None:
+    """Every backend slower than serial: serial is named fastest; no "threads win"."""
+    (line,) = summary(_table("python", auto=0.5, threads=0.9, processes=0.8))
+    assert line.startswith("python: serial NumPy was fastest; the best backend, threads, was")
+    assert "the default (auto) 2.0x slower, 44% behind threads" in line
+    (line,) = summary(_table("python", auto=1.6, threads=0.97, processes=1.7))
+    assert line == (
+        "python: processes was fastest, 1.70x serial; the default (auto) 1.60x, "
+        "5.9% behind processes."
+    )
 
 
 def _numpool(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
