@@ -11,6 +11,7 @@ backends it uses live in a :class:`~numpool.backends.BackendSet`::
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
@@ -39,6 +40,7 @@ from ._reduce import blocks as reduce_blocks
 from ._runner import Runner, func_name
 from ._stats import Last, Stats, last
 from .backends import Backend, BackendSet, names, taking
+from .backends._base import init_here
 from .backends._worker import run_chunk
 from .planner.plan import Plan
 
@@ -81,6 +83,25 @@ class Pool(Executor):
     connect_timeout : float, optional
         ``backend="dask"`` with an ``address`` only: seconds to reach the
         scheduler before :class:`~numpool.BackendUnavailableError` (default 10).
+    max_workers : int, optional
+        ``concurrent.futures``' name for ``workers`` (give one, or both equal).
+    initializer, initargs : callable and tuple, optional
+        As in ``concurrent.futures``: ``initializer(*initargs)`` runs once in
+        every worker before its first task: each worker process (and each
+        replacement after a crash), each worker thread, each Dask worker (a
+        worker plugin, those that join later too); and once in each thread
+        that calls :meth:`apply`, :meth:`reduce`, :meth:`map_arrays` or
+        :meth:`plan`, which runs their first rows itself (never for
+        :meth:`submit` and :meth:`map`). If it raises, the pool is broken as the stdlib's is:
+        ``concurrent.futures.BrokenExecutor`` (``BrokenThreadPool``,
+        ``BrokenProcessPool``; :class:`~numpool.WorkerCrashedError` from
+        apply/map/reduce on processes, naming the initializer's error); on
+        dask, when the pool is made.
+    mp_context : multiprocessing context, optional
+        ``backend="processes"`` (or ``"pickle"``) only: the start method of the
+        worker processes, ``multiprocessing.get_context("forkserver")`` (the
+        default where there is one) or ``"spawn"``. ``"fork"`` is refused: a
+        worker forked from a threaded caller can hang on a lock.
 
     Attributes
     ----------
@@ -108,12 +129,27 @@ class Pool(Executor):
         retries: int = 0,
         address: Any = None,
         connect_timeout: float | None = None,
+        max_workers: int | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: tuple[Any, ...] = (),
+        mp_context: Any = None,
     ) -> None:
         name = check_backend(backend, names)
-        for option, value in (("address", address), ("connect_timeout", connect_timeout)):
+        workers = _max_workers_alias(workers, max_workers)
+        init = _check_initializer(initializer, initargs)
+        _check_mp_context(mp_context)
+        options = (
+            ("address", address),
+            ("connect_timeout", connect_timeout),
+            ("mp_context", mp_context),
+        )
+        for option, value in options:
             if value is not None and name not in taking(option):
                 which = " or ".join(f"backend={b!r}" for b in taking(option))
-                what = " (a Dask scheduler)" if option == "address" else ""
+                what = {
+                    "address": " (a Dask scheduler)",
+                    "mp_context": " (how worker processes start; the others have none)",
+                }.get(option, "")
                 raise ValueError(f"{option}= is for {which}{what}; got {backend!r}")
         if connect_timeout is not None:
             if isinstance(connect_timeout, bool) or not isinstance(connect_timeout, (int, float)):
@@ -123,10 +159,16 @@ class Pool(Executor):
         n = 1 if name == "serial" else (check_workers(workers) or default_workers())
         given = check_count("blas_threads", blas_threads)
         self._name = name
-        self._backends = BackendSet(n, given, check_retries(retries), address, connect_timeout)
+        self._backends = BackendSet(
+            n, given, check_retries(retries), address, connect_timeout, init, mp_context
+        )
         # dropped without shutdown(): its workers end, as a ThreadPoolExecutor's do
         self._backends.shutdown_when_dropped(self)
         self._runner = Runner(self._backends, name)
+        #: Pool(initializer=) for the calling threads, which run an array call's first
+        #: rows themselves (the workers run it as they start: see the backends)
+        self._init = init
+        self._init_ran = threading.local()
         #: apply may look for a settled route first (one flag, checked in ~20 ns)
         self._fast_ok = True
         self._last: Last = None
@@ -167,6 +209,11 @@ class Pool(Executor):
     def _check_open(self) -> None:
         if self._backends.closed:
             raise RuntimeError("cannot schedule new work after the pool was shut down")
+
+    def _init_caller(self) -> None:
+        """Pool(initializer=) in this thread, once, before it runs an array call's rows."""
+        if self._init is not None:
+            init_here(self._init_ran, *self._init)
 
     # --- the Executor -----------------------------------------------------------
 
@@ -243,6 +290,8 @@ class Pool(Executor):
 
         See :func:`numpool.apply`.
         """
+        if self._init is not None:
+            self._init_caller()
         if self._fast_ok and type(x) is np.ndarray and out is None and chunks is None:
             hit = self._runner.fast_path(func, x, arrays, progress, overlap, axis)
             if hit is not None:  # its settled route
@@ -266,6 +315,7 @@ class Pool(Executor):
     ) -> tuple[np.ndarray, Stats]:
         """:meth:`apply`, returning its :class:`~numpool.Stats` too (thread-safe)."""
         self._check_open()
+        self._init_caller()
         check_func("apply", func)
         inputs = _inputs(x, arrays, axis, overlap, "apply")
         size = check_chunks(chunks, inputs, "apply")
@@ -303,6 +353,7 @@ class Pool(Executor):
     ) -> tuple[Any, Stats]:
         """:meth:`reduce`, returning its :class:`~numpool.Stats` too (thread-safe)."""
         self._check_open()
+        self._init_caller()
         check_func("reduce", func)
         check_combine(combine)
         inputs = _inputs(x, arrays, axis, 0, "reduce")
@@ -339,6 +390,7 @@ class Pool(Executor):
     ) -> tuple[list[Any], Stats]:
         """:meth:`map_arrays`, returning its :class:`~numpool.Stats` too (thread-safe)."""
         self._check_open()
+        self._init_caller()
         check_func("map", func)
         columns = check_iterables(iterables)
         size = check_count("chunksize", chunksize)
@@ -362,6 +414,7 @@ class Pool(Executor):
         See :func:`numpool.plan`.
         """
         self._check_open()
+        self._init_caller()
         check_func("plan", func)
         kind = _kind(kind, args)
         runner = self._runner if self._name == AUTO else Runner(self._backends, AUTO)
@@ -391,6 +444,54 @@ class Pool(Executor):
         return (
             f"<numpool.Pool backend={self.backend!r} workers={self.workers} "
             f"blas_threads={self.blas_threads}{state}>"
+        )
+
+
+def _max_workers_alias(workers: int | None, max_workers: int | None) -> int | None:
+    """``max_workers=``, the stdlib executors' name for ``workers=``: one or the other,
+    or both the same."""
+    if max_workers is None:
+        return workers
+    if workers is not None and workers != max_workers:
+        raise TypeError(
+            f"workers={workers!r} and max_workers={max_workers!r} name the same thing "
+            "(max_workers= is concurrent.futures' name for it): give one"
+        )
+    return max_workers
+
+
+def _check_initializer(
+    initializer: Callable[..., Any] | None, initargs: Any
+) -> tuple[Callable[..., Any], tuple[Any, ...]] | None:
+    """Pool(initializer=, initargs=) as the stdlib's executors take them."""
+    if initializer is None:
+        if initargs != ():
+            raise TypeError("initargs= is for initializer=, which was not given")
+        return None
+    if not callable(initializer):
+        raise TypeError(f"initializer must be callable, got {initializer!r}")
+    if not isinstance(initargs, tuple):
+        raise TypeError(f"initargs must be a tuple, got {type(initargs).__name__}")
+    return initializer, initargs
+
+
+def _check_mp_context(ctx: Any) -> None:
+    """Pool(mp_context=): a multiprocessing context that numpool's workers may start
+    from ('forkserver' or 'spawn'; never 'fork')."""
+    if ctx is None:
+        return
+    method = getattr(ctx, "get_start_method", None)
+    if method is None:
+        raise TypeError(
+            f"mp_context must be a multiprocessing context (multiprocessing.get_context"
+            f"('forkserver') or 'spawn'), got {ctx!r}"
+        )
+    if method() == "fork":
+        raise ValueError(
+            "mp_context with the 'fork' start method is refused: a worker forked from "
+            "the caller inherits its threads' locks (a BLAS or numpool thread may hold "
+            "one) and can hang; use multiprocessing.get_context('forkserver') (numpool's "
+            "default where there is one) or 'spawn'"
         )
 
 

@@ -96,8 +96,13 @@ class BackendSet:
         retries: int = 0,
         address: Any = None,
         connect_timeout: float | None = None,
+        initializer: tuple[Any, tuple[Any, ...]] | None = None,
+        mp_context: Any = None,
     ) -> None:
         self.workers = workers
+        #: Pool(initializer=, initargs=), set on every backend made
+        self.initializer = initializer
+        self.mp_context = mp_context
         #: the user's blas_threads (None: budgeted per backend)
         self.given_blas = blas_threads
         self.retries = retries
@@ -129,6 +134,7 @@ class BackendSet:
                     "address": self.address,
                     "retries": self.retries,
                     "connect_timeout": self.connect_timeout,
+                    "mp_context": self.mp_context,
                 }
                 # the Pool options its class declares it takes (those given)
                 options = {
@@ -138,6 +144,12 @@ class BackendSet:
                 }
                 backend = get(name, self.workers, self.blas_for(name), **options)
                 backend.retries = self.retries
+                if self.initializer is not None:
+                    try:
+                        backend.set_initializer(*self.initializer)
+                    except BaseException:
+                        backend.shutdown(wait=False)
+                        raise
                 self._live[name] = backend
         return backend
 

@@ -24,9 +24,10 @@ Every live backend is known (:func:`live`) so that a child made by
 from __future__ import annotations
 
 import contextlib
+import threading
 import weakref
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
+from concurrent.futures import BrokenExecutor, Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -35,7 +36,7 @@ from ._transport import Transport
 if TYPE_CHECKING:
     from ..planner.profile import Profile
 
-__all__ = ["BACKENDS", "Backend", "live"]
+__all__ = ["BACKENDS", "Backend", "init_here", "live"]
 
 #: every backend class by name; a subclass with a ``name`` of its own registers here
 BACKENDS: dict[str, type[Backend]] = {}
@@ -46,6 +47,23 @@ _live: weakref.WeakSet[Backend] = weakref.WeakSet()
 def live() -> list[Backend]:
     """The backend instances of this process (for a fork's child to reset)."""
     return list(_live)
+
+
+def init_here(ran: threading.local, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    """Pool(initializer=) in this thread, once (a worker thread, or a caller's, which
+    runs the first rows of an array call itself); a failure breaks the call as a failed
+    initializer breaks an executor, with the initializer's error."""
+    if getattr(ran, "done", False):
+        return
+    try:
+        fn(*args)
+    except Exception as e:
+        raise BrokenExecutor(
+            f"the pool's initializer {getattr(fn, '__qualname__', fn)!r} raised "
+            f"{type(e).__name__}: {e}; the pool cannot run work until it succeeds "
+            "(fix it, or make a new Pool)"
+        ) from e
+    ran.done = True
 
 
 def _warm(func: Any, args: tuple[Any, ...] | None) -> None:
@@ -76,6 +94,10 @@ class Backend:
     #: the Pool options beyond workers and blas_threads that its constructor takes
     #: (``address``, ``retries``, ``connect_timeout``); Pool refuses the others for it
     options: ClassVar[frozenset[str]] = frozenset()
+
+    #: Pool(initializer=, initargs=): run once in each worker before its first task
+    #: (and in a replacement worker), and in a calling thread that runs blocks itself
+    initializer: tuple[Callable[..., Any], tuple[Any, ...]] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -110,6 +132,10 @@ class Backend:
         """What sending one block or batch costs (for block sizes)."""
         value = getattr(profile, self.task_cost) if self.task_cost else 0.0
         return float(value or 0.0)
+
+    def set_initializer(self, initializer: Callable[..., Any], initargs: tuple[Any, ...]) -> None:
+        """Pool(initializer=): set before the backend's first task (see ``initializer``)."""
+        self.initializer = (initializer, initargs)
 
     def check_callable(self, func: Callable[..., Any]) -> None:
         """Raise TypeError when ``func`` cannot run on this backend's workers."""

@@ -19,8 +19,10 @@ import os
 import pickle
 import signal
 import sys
+import tempfile
 import threading
 import time
+import traceback
 import types
 import weakref
 from collections.abc import Callable, Sequence
@@ -43,11 +45,23 @@ _owner: int | None = None  # pid of the parent that owns segments made here
 _remote = False
 
 
+#: the exit status of a worker process whose Pool(initializer=) raised
+INIT_FAILED = 70  # (EX_SOFTWARE)
+
+
+def init_report(pid: int) -> str:
+    """Where worker ``pid`` leaves the error of its Pool(initializer=) for the parent."""
+    return os.path.join(tempfile.gettempdir(), f"numpool-init-{pid}.txt")
+
+
 def init_worker(
-    blas_threads: int | None, shm_config: tuple[str, str, int | None], owner: int | None
+    blas_threads: int | None,
+    shm_config: tuple[str, str, int | None],
+    owner: int | None,
+    user_init: tuple[Callable[..., Any], tuple[Any, ...]] | None = None,
 ) -> None:
     """Worker-process initializer: BLAS limit, the parent's shared-memory directories,
-    segment cache, Ctrl-C left to the parent."""
+    segment cache, Ctrl-C left to the parent; then Pool(initializer=)."""
     global _attachments, _owner, _remote
     _remote = True
     # Ctrl-C reaches the whole process group; the parent decides what stops.
@@ -61,6 +75,17 @@ def init_worker(
     if owner is not None:
         with contextlib.suppress(RuntimeError):  # (at the process limit: no watcher)
             threading.Thread(target=_exit_with, args=(owner,), daemon=True).start()
+    if user_init is not None:
+        fn, args = user_init
+        try:
+            fn(*args)
+        except BaseException as e:
+            # The stdlib's worker would log it and exit 0, which reads as "func ended
+            # its process": the parent reads this report instead (processes._death).
+            with contextlib.suppress(OSError), open(init_report(os.getpid()), "w") as f:
+                f.write(f"{getattr(fn, '__qualname__', fn)!r} raised {type(e).__name__}: {e}")
+            traceback.print_exc()
+            os._exit(INIT_FAILED)
 
 
 def reseed() -> None:

@@ -46,10 +46,11 @@ import ipaddress
 import logging
 import os
 import time
+import uuid
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
-from concurrent.futures import CancelledError, Future, InvalidStateError
+from concurrent.futures import BrokenExecutor, CancelledError, Future, InvalidStateError
 from concurrent.futures import wait as wait_for
 from typing import Any, ClassVar
 
@@ -449,6 +450,21 @@ def _run(n: int | None, fn: Callable[..., Any], *args: Any) -> Any:
     return fn(*_unwrapped(args))
 
 
+def _init_plugin(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """A Dask worker plugin that runs Pool(initializer=) as each worker starts (a class
+    made here: Dask is imported only when used; cloudpickle sends it by value)."""
+    distributed = _import()
+
+    class NumpoolInitializer(distributed.WorkerPlugin):  # type: ignore[name-defined]
+        def __init__(self) -> None:
+            self.fn, self.args = fn, args
+
+        def setup(self, worker: Any) -> None:
+            self.fn(*self.args)
+
+    return NumpoolInitializer()
+
+
 class _Sealed:
     """Pool.submit's call, opaque to Dask: Client.submit runs the Dask tasks it finds
     in its arguments (a batch of Dask's local scheduler, with the pool as Dask's
@@ -551,6 +567,8 @@ class DaskBackend(Backend):
         self._round_trip: float | None = None
         #: futures handed out and not yet settled (shutdown settles what is left)
         self._outstanding: weakref.WeakSet[_Bridged] = weakref.WeakSet()
+        #: the name of the worker plugin of Pool(initializer=)
+        self._plugin: str | None = None
 
     def task_seconds(self, profile: Any) -> float:
         """A scheduler round trip of a tiny task on this cluster, measured once."""
@@ -574,6 +592,20 @@ class DaskBackend(Backend):
             future = _Bridged(self.client.submit(fn, *args, pure=False, **kwargs))
         self._outstanding.add(future)
         return future
+
+    def set_initializer(self, initializer: Callable[..., Any], initargs: tuple[Any, ...]) -> None:
+        """A worker plugin runs it on every worker of the cluster, those that join or
+        replace one later too; taken off the cluster with the pool (see shutdown)."""
+        super().set_initializer(initializer, initargs)
+        self._plugin = f"numpool-init-{uuid.uuid4().hex}"
+        try:
+            self.client.register_plugin(_init_plugin(initializer, initargs), name=self._plugin)
+        except Exception as e:
+            raise BrokenExecutor(
+                f"the pool's initializer {getattr(initializer, '__qualname__', initializer)!r}"
+                f" raised {type(e).__name__} on a Dask worker: {e}; fix it, or make the pool "
+                "without it"
+            ) from e
 
     def submit_call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """``Pool.submit``: the user's keywords travel as a dict (Client.submit has
@@ -639,6 +671,9 @@ class DaskBackend(Backend):
                 f.cancel()
         client, self.client = self.client, None
         if client is not None:
+            if self._plugin is not None and self._cluster is None:  # (a cluster of others)
+                with contextlib.suppress(Exception):
+                    client.unregister_worker_plugin(self._plugin)
             with contextlib.suppress(Exception):
                 client.close()
         cluster, self._cluster = self._cluster, None

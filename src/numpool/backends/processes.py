@@ -56,12 +56,12 @@ from typing import Any, ClassVar
 
 from .. import shm
 from .._errors import BackendUnavailableError
-from . import _cpython
+from . import _context, _cpython
 from ._base import Backend
 from ._context import context
 from ._ship import ship, ship_args
 from ._transport import Shared, Transport
-from ._worker import call, caller_state, following, init_worker
+from ._worker import call, caller_state, following, init_report, init_worker
 
 __all__ = ["ProcessesBackend"]
 
@@ -77,8 +77,12 @@ class ProcessesBackend(Backend):
     task_cost = "process_task_s"
     start_cost = "process_start_s"
 
-    def __init__(self, workers: int, blas_threads: int | None) -> None:
+    options = frozenset({"mp_context"})
+
+    def __init__(self, workers: int, blas_threads: int | None, mp_context: Any = None) -> None:
         super().__init__(workers, blas_threads)
+        #: Pool(mp_context=): the start method's name (None: numpool's default)
+        self._method: str | None = None if mp_context is None else mp_context.get_start_method()
         #: reentrant: a dropped map iterator may abandon its work from a __del__ that
         #: the garbage collector runs while this thread holds the lock
         self._lock = threading.RLock()
@@ -90,14 +94,16 @@ class ProcessesBackend(Backend):
         shm.arena().acquire()
 
     def _make_executor(self) -> ProcessPoolExecutor:
+        init = self.initializer
         ex = ProcessPoolExecutor(
             max_workers=self.workers,
-            mp_context=context(),
+            mp_context=_context_for(self._method),
             initializer=init_worker,
             initargs=(
                 self.blas_threads,
                 (shm.shm_dir(), shm.spill_dir(), shm.shm_limit()),
                 os.getpid(),
+                None if init is None else (ship(init[0]), ship_args(init[1])),
             ),
         )
         # Start every worker with the first submit, never one from a later submit, as
@@ -531,7 +537,29 @@ def _retire(ex: ProcessPoolExecutor) -> None:
         _retired.append(ex)
 
 
+def _context_for(method: str | None) -> Any:
+    """The context for Pool(mp_context=)'s start method: numpool's own where it is that
+    method (it never runs ``__main__`` in a worker), else the stdlib's."""
+    ctx = context()
+    if method is None or ctx.get_start_method() == method:
+        return ctx
+    if method == "spawn" and os.name == "posix":
+        return _context.SpawnContext()
+    return mp.get_context(method)
+
+
 def _death(pid: int, code: int) -> str:
+    try:
+        with open(init_report(pid)) as f:
+            why = f.read()
+        os.unlink(init_report(pid))
+    except OSError:
+        pass
+    else:
+        return (
+            f"worker pid {pid} could not start: the pool's initializer {why} (see its "
+            "traceback on stderr); fix the initializer, or make the pool without it"
+        )
     if code < 0:
         sig = -code
         try:

@@ -10,12 +10,13 @@ until its turn; cancel, timeouts and ``shutdown(cancel_futures=True)`` work).
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from ._base import Backend
+from ._base import Backend, init_here
 
 __all__ = ["SerialBackend"]
 
@@ -30,6 +31,8 @@ class SerialBackend(Backend):
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
+        #: submit's thread, once it ran Pool(initializer=) (callers: see Pool)
+        self._ran = threading.local()
 
     def submit_call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """``Pool.submit``: one call at a time, in order, on a thread of its own, so that
@@ -39,7 +42,14 @@ class SerialBackend(Backend):
             if self._closed:
                 raise RuntimeError("cannot schedule new work after the pool was shut down")
             if self._executor is None:
-                self._executor = ThreadPoolExecutor(1, thread_name_prefix="numpool-serial")
+                init = self.initializer
+                self._executor = ThreadPoolExecutor(
+                    1,
+                    thread_name_prefix="numpool-serial",
+                    initializer=None
+                    if init is None
+                    else functools.partial(init_here, self._ran, *init),
+                )
             return self._executor.submit(fn, *args, **kwargs)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:

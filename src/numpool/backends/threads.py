@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 from .. import _buffers
 from ..blas import process_budget
 from . import _cpython
-from ._base import Backend
+from ._base import Backend, init_here
 from ._transport import Transport
 
 __all__ = ["ThreadsBackend"]
@@ -110,11 +110,27 @@ class ThreadsBackend(Backend):
         #: reentrant: a dropped map iterator may abandon its work from a __del__ that
         #: the garbage collector runs while this thread holds the lock
         self._lock = threading.RLock()
+        #: the worker threads that ran Pool(initializer=)
+        self._ran = threading.local()
         self._executor = self._new_executor()
         self._closed = False
 
     def _new_executor(self) -> ThreadPoolExecutor:
-        return _DaemonThreads(self.workers, thread_name_prefix="numpool")
+        if self.initializer is None:
+            return _DaemonThreads(self.workers, thread_name_prefix="numpool")
+        return _DaemonThreads(
+            self.workers,
+            thread_name_prefix="numpool",
+            initializer=init_here,
+            initargs=(self._ran, *self.initializer),
+        )
+
+    def set_initializer(self, initializer: Callable[..., Any], initargs: tuple[Any, ...]) -> None:
+        """Each worker thread runs it first (the executor's own initializer)."""
+        super().set_initializer(initializer, initargs)
+        with self._lock:
+            old, self._executor = self._executor, self._new_executor()
+        old.shutdown(wait=False)  # (no thread yet: nothing ran on it)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         ex = self._executor
