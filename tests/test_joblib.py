@@ -191,3 +191,17 @@ def test_guardless_script_lambda_from_main() -> None:
             print(joblib.Parallel()(joblib.delayed(f)(i) for i in range(5)))
     """)
     assert out.strip() == "[0, 1, 4, 9, 16]"
+
+
+def test_backend_named_inside_a_worker() -> None:
+    """Parallel(backend="numpool") inside a batch finds the backend in the worker
+    process (registered there too), and runs sequentially."""
+    out = run_python("""
+        import numpool, joblib
+        def inner(i):
+            p = joblib.Parallel(n_jobs=2, backend="numpool")
+            return p._effective_n_jobs(), p(joblib.delayed(abs)(-j) for j in range(i))
+        with joblib.parallel_config(backend="numpool", n_jobs=2):
+            print(joblib.Parallel()(joblib.delayed(inner)(i) for i in range(3)))
+    """)
+    assert out.strip() == "[(1, []), (1, [0]), (1, [0, 1])]"

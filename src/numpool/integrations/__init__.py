@@ -15,6 +15,7 @@ one, measured 1.7 of 2.3 ms, and the import system only needs the methods.)
 
 from __future__ import annotations
 
+import importlib
 import importlib.machinery
 import importlib.util
 import logging
@@ -32,9 +33,9 @@ log = logging.getLogger("numpool")
 def _register_joblib() -> None:
     """Register the joblib backend; a failure is logged, never raised into an import."""
     try:
-        from . import joblib as _joblib
-
-        _joblib.register()
+        # The module registers the backend as it ends; it may be importing joblib
+        # right now (a worker unpickling its _run), and then it registers when done.
+        importlib.import_module(f"{__name__}.joblib")
     except Exception:  # an incompatible joblib must not break the user's import of it
         log.warning("numpool: could not register the joblib backend", exc_info=True)
 

@@ -61,7 +61,8 @@ def register() -> None:
     """Register the ``"numpool"`` backend with joblib.
 
     ``import numpool`` does this by itself when joblib is imported (before or
-    after numpool); calling it again is harmless.
+    after numpool), and so does importing this module; calling it again is
+    harmless (after ``joblib.parallel_config`` replaced joblib's registry, say).
 
     Examples
     --------
@@ -286,3 +287,7 @@ def _attach(ref: shm.ShmRef) -> np.ndarray:
 def _run(payload: bytes) -> Any:
     """In the worker: unpickle a batch and run it."""
     return pickle.loads(payload)()
+
+
+# importing this module is registering (numpool.integrations imports it when joblib is)
+register()
