@@ -664,7 +664,7 @@ def test_quick_every_row_is_there(quick_run) -> None:
             assert ids[(e, rid)]["status"] == "ok", ids[(e, rid)]["note"]
         for rid in PEER_ROWS[e]:
             r = ids[(e, rid)]
-            assert r["status"] == "ok" or "pip install 'numpool[peers]'" in r["note"], r
+            assert r["status"] == "ok" or "pip install '.[peers]'" in r["note"], r
     grid = [r for r in doc["rows"] if r["experiment"] == "B5"]
     assert {(r["extra"]["splits"], r["extra"]["chunksize"]) for r in grid} == {
         (s, c) for s in bench.grid.SIZES for c in bench.grid.SIZES

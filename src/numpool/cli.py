@@ -183,7 +183,11 @@ def _bench(args: argparse.Namespace) -> int:
 
         from .lab import bench, report
     except ModuleNotFoundError as e:
-        print(f"numpool bench needs {e.name}: pip install 'numpool[bench]'", file=sys.stderr)
+        print(
+            f"numpool bench needs {e.name}: python -m pip install '.[bench]' in numpool's "
+            "source tree (numpool is not on PyPI)",
+            file=sys.stderr,
+        )
         return 2
     parts = list(bench.PARTS) if args.part == "all" else [args.part]
     err = Console(stderr=True, highlight=False)

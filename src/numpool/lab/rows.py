@@ -33,7 +33,10 @@ from .meter import CpuWatch, PickleMeter
 
 __all__ = ["AUTO_WARMUP_CALLS", "Row", "measure", "open_pool", "warm_auto"]
 
-PEERS_HINT = "not installed: pip install 'numpool[peers]'"
+PEERS_HINT = (
+    "not installed: python -m pip install '.[peers]' in numpool's source tree "
+    "(numpool is not on PyPI)"
+)
 
 #: transports whose worker processes run with the pickle meter installed
 METERED_WORKERS = ("pipes",)
