@@ -154,6 +154,26 @@ def test_only_what_holds_something_unimportable_goes_by_value() -> None:
     assert not needs_value(lock)
 
 
+def _half(v: float) -> float:
+    return v / 2.0
+
+
+@functools.wraps(_half)
+def _half_wrapped(v: float) -> float:  # (its name finds _half: pickle refuses it)
+    return _half(v) + 0.25
+
+
+def test_what_pickle_refuses_and_cloudpickle_sends_goes_by_value() -> None:
+    """A decorator's wrapper under the wrapped function's name, alone or inside an
+    np.vectorize: on processes, the same results as calling it here."""
+    x = np.linspace(0.0, 1.0, 101)
+    f = np.vectorize(_half_wrapped)
+    with numpool.Pool("processes", workers=2) as pool:
+        assert np.array_equal(pool.apply(f, x, chunks=2), f(x))
+        assert list(pool.map(_half_wrapped, [1.0, 3.0])) == [0.75, 1.75]
+    assert not needs_value(np.vectorize(_half)) and not needs_value(type(None))
+
+
 def test_an_instance_shipped_by_value_is_shipped_anew() -> None:
     """A change to an instance between calls reaches the workers: it is not cached."""
     f = np.vectorize(lambda v, k: v * k, excluded={1})
