@@ -78,19 +78,45 @@ def test_scipy_objectives_of_a_notebook_session_reach_worker_processes(how: str)
     _same_as_serial(got, ("pool.map",))
 
 
-@pytest.mark.parametrize(
-    ("how", "error"), [("attribute", "AttributeError"), ("module", "ImportError")]
+ARGS_LOAD_IN_NUMPOOL = pytest.mark.xfail(
+    strict=True,
+    reason="a task's arguments are unpickled by the executor, outside numpool's code: "
+    "one that cannot load kills the worker (BrokenProcessPool); needs processes.py/"
+    "_worker.py to unpickle them as Following does the func",
 )
-def test_an_objective_workers_cannot_load_raises_its_own_error(how: str, error: str) -> None:
-    """A function added to a module at run time, or one whose module's file is gone:
-    the caller gets the AttributeError / ImportError of loading it, not a crash, and
+
+
+@pytest.fixture(scope="module")
+def unloadable() -> dict[str, Any]:
+    """What the caller caught, for each objective SciPy and map (one script run)."""
+    return _run([str(SCRIPTS / "unloadable.py")], {})
+
+
+@pytest.mark.parametrize(
+    "scipy", ["differential_evolution", pytest.param("quad_vec", marks=ARGS_LOAD_IN_NUMPOOL)]
+)
+@pytest.mark.parametrize(
+    ("how", "error", "module"),
+    [
+        ("attribute", "AttributeError", "numpool_late_mod"),
+        ("module", "ImportError", "numpool_gone_mod"),
+    ],
+)
+def test_an_objective_workers_cannot_load_raises_its_own_error(
+    unloadable: dict[str, Any], how: str, error: str, module: str, scipy: str
+) -> None:
+    """A function added to a module at run time, or one whose module's file is gone,
+    sent as SciPy's wrapper (DE) or inside the task's arguments (quad_vec): the
+    caller gets the AttributeError / ImportError of loading it, not a crash, and
     nothing that blames memory; the pool still works afterwards."""
-    got = _run([str(SCRIPTS / "unloadable.py")], {"NUMPOOL_UNLOADABLE": how})
-    assert got.pop("pool works after") is True
-    assert sorted(got) == ["numpool.map", "pool.map"]
-    for name, (mro, message) in got.items():
+    assert unloadable["pool works after"] is True
+    for name in ("pool.map", "numpool.map"):
+        caught = unloadable[f"{how} {scipy} {name}"]
+        if caught is None and scipy == "quad_vec" and name == "numpool.map":
+            continue  # (its few tasks may run in the caller, where the function loads)
+        mro, message = caught
         assert error in mro, (name, mro, message)
-        assert "numpool_gone_mod" in message, (name, message)
+        assert module in message, (name, message)
         assert "memory" not in message.lower(), (name, message)
         assert "crash" not in message.lower() and "died" not in message, (name, message)
 

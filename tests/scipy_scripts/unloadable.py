@@ -1,35 +1,52 @@
-"""A SciPy objective that worker processes cannot load, in a guard-less script.
+"""SciPy objectives that worker processes cannot load, in a guard-less script.
 
-``NUMPOOL_UNLOADABLE=attribute``: a function added to a module at run time (the
-module's file, which workers import, lacks it); ``module``: a function of a module
-whose file is gone. Prints one JSON line: what the caller caught from each map, and
-whether the pool still works afterwards.
+``attribute``: a function added to a module at run time (the module's file, which
+workers import, lacks it); ``module``: a function of a module whose file is gone.
+Each goes to ``differential_evolution`` (as SciPy's wrapper: the task's func) and
+to ``quad_vec`` (inside the task's arguments), with ``pool.map`` and
+``numpool.map`` on processes. Prints one JSON line: what the caller caught from
+each (null: it ran), and whether the pool still works afterwards.
 """
 
 import functools
 import json
-import os
 import shutil
 import sys
 import tempfile
+from pathlib import Path
 
-from scipy import optimize
+from scipy import integrate, optimize
 
 import numpool
 
-HOW = os.environ["NUMPOOL_UNLOADABLE"]
-here = tempfile.mkdtemp()
-with open(os.path.join(here, "numpool_gone_mod.py"), "w") as f:
-    f.write("import numpy as np\n\n\ndef objective(x):\n    return float(np.sum(x * x))\n")
-sys.path.insert(0, here)
+SOURCE = "import numpy as np\n\n\ndef objective(x):\n    return float(np.sum(x * x))\n"
+kept, gone = Path(tempfile.mkdtemp()), Path(tempfile.mkdtemp())
+(kept / "numpool_late_mod.py").write_text(SOURCE)
+(gone / "numpool_gone_mod.py").write_text(SOURCE)
+sys.path[:0] = [str(kept), str(gone)]
 import numpool_gone_mod  # noqa: E402
+import numpool_late_mod  # noqa: E402
 
-if HOW == "attribute":
-    exec("def late(x):\n    return float(np.sum(x * x))\n", numpool_gone_mod.__dict__)
-    objective = numpool_gone_mod.late
-else:
-    objective = numpool_gone_mod.objective
-shutil.rmtree(here) if HOW == "module" else None
+exec("def late(x):\n    return float(np.sum(x * x))\n", numpool_late_mod.__dict__)
+shutil.rmtree(gone)
+objectives = {"attribute": numpool_late_mod.late, "module": numpool_gone_mod.objective}
+
+
+def solve(scipy, objective, workers):
+    if scipy == "quad_vec":
+        integrate.quad_vec(objective, 0.0, 1.0, workers=workers)
+    else:
+        optimize.differential_evolution(
+            objective,
+            [(-1.0, 1.0), (-1.0, 1.0)],
+            maxiter=1,
+            popsize=2,
+            seed=1,
+            polish=False,
+            updating="deferred",
+            workers=workers,
+        )
+
 
 caught = {}
 with numpool.Pool("processes", workers=2) as pool:
@@ -37,21 +54,16 @@ with numpool.Pool("processes", workers=2) as pool:
         "pool.map": pool.map,
         "numpool.map": functools.partial(numpool.map, backend="processes", workers=2),
     }
-    for name, workers in maps.items():
-        try:
-            optimize.differential_evolution(
-                objective,
-                [(-1.0, 1.0), (-1.0, 1.0)],
-                maxiter=1,
-                popsize=2,
-                seed=1,
-                polish=False,
-                updating="deferred",
-                workers=workers,
-            )
-        except Exception as e:
-            caught[name] = [[c.__name__ for c in type(e).__mro__], str(e)]
-        else:
-            caught[name] = None
+    for scipy in ("differential_evolution", "quad_vec"):
+        for how, objective in objectives.items():
+            for name, workers in maps.items():
+                key = f"{how} {scipy} {name}"
+                try:
+                    solve(scipy, objective, workers)
+                except Exception as e:
+                    caught[key] = [[c.__name__ for c in type(e).__mro__], str(e)]
+                else:
+                    caught[key] = None
     caught["pool works after"] = list(pool.map(abs, [-1, -2])) == [1, 2]
+shutil.rmtree(kept)
 print("RESULT " + json.dumps(caught), flush=True)
