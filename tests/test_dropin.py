@@ -215,9 +215,214 @@ def test_a_worker_process_whose_initializer_raises_is_named_in_the_error() -> No
         "processes", max_workers=1, initializer=boom_in_a_worker, initargs=(os.getpid(),)
     )
     try:
-        with pytest.raises(numpool.WorkerCrashedError, match="initializer.*worker says no"):
+        with pytest.raises(numpool.WorkerCrashedError, match=r"initializer.*worker says no"):
             pool.apply(np.sqrt, np.ones(10_000), chunks=4)
         with pytest.raises(cf.BrokenExecutor):  # still broken: it fails again, no hang
             pool.submit(pow, 2, 2).result(timeout=PATIENCE)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+# --- timeout= on apply, reduce, map_arrays ------------------------------------------------
+
+
+def wait_for(path: str) -> None:
+    """Block until the file ``path`` exists (a gate the test opens)."""
+    import time
+
+    end = time.monotonic() + PATIENCE
+    while not os.path.exists(path) and time.monotonic() < end:
+        time.sleep(0.005)
+
+
+def stall_at(xb: np.ndarray, rows: np.ndarray, row: int, gate: str) -> np.ndarray:
+    """xb + 1, except that the block holding ``row`` first waits on the gate."""
+    if rows.size and rows[0] <= row <= rows[-1]:
+        wait_for(gate)
+    return xb + 1
+
+
+def stall_at_sum(xb: np.ndarray, rows: np.ndarray, row: int, gate: str) -> float:
+    return float(stall_at(xb, rows, row, gate).sum())
+
+
+def stall_task(i: int, stall: int, gate: str) -> int:
+    if i == stall:
+        wait_for(gate)
+    return i * i
+
+
+@pytest.fixture
+def gate(tmp_path: object) -> Iterator[str]:
+    """A gate file, always opened at the end."""
+    path = os.path.join(str(tmp_path), "gate")
+    yield path
+    open(path, "w").close()
+
+
+def _open_later(gate: str, name: str) -> threading.Timer:
+    """Open the gate only after any timeout below has passed: late where blocks are
+    stopped or left behind; sooner where the caller (serial) or the pool's shutdown
+    (an in-process Dask worker) must wait for the stalled block."""
+    soon = name in ("serial", "dask-threads")  # (an in-process Dask worker's thread too)
+    timer = threading.Timer(1.0 if soon else PATIENCE, open, (gate, "w"))
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("how", ["apply", "reduce", "map_arrays"])
+def test_timeout_raises_and_the_pool_goes_on(name: str, how: str, gate: str) -> None:
+    """apply/reduce/map_arrays(timeout=) raise TimeoutError while a block waits, stop
+    what still runs, and the pool's next call is not held up by it."""
+    pool = make_pool(name)
+    timer = _open_later(gate, name)
+    try:
+        n = 4000
+        x, rows = np.zeros(n), np.arange(n)
+        with pytest.raises(cf.TimeoutError, match=r"timeout=0\.3"):
+            if how == "apply":
+                pool.apply(stall_at, x, rows, n // 2, gate, chunks=4, timeout=0.3)
+            elif how == "reduce":
+                pool.reduce(stall_at_sum, x, rows, n // 2, gate, chunks=4, timeout=0.3)
+            else:
+                pool.map_arrays(stall_task, range(8), [4] * 8, [gate] * 8, timeout=0.3)
+        y = np.arange(1000.0)
+        np.testing.assert_array_equal(
+            pool.apply(np.sqrt, y, chunks=4, timeout=PATIENCE), np.sqrt(y)
+        )
+    finally:
+        timer.cancel()
+        open(gate, "w").close()
+        close(pool)
+
+
+def test_module_functions_take_timeout(gate: str) -> None:
+    """numpool.apply/reduce/map(timeout=) raise TimeoutError as the Pool methods do."""
+    timer = _open_later(gate, "threads")
+    try:
+        n = 4000
+        x, rows = np.zeros(n), np.arange(n)
+        with pytest.raises(cf.TimeoutError):
+            numpool.apply(
+                stall_at, x, rows, n // 2, gate, backend="threads", chunks=4, timeout=0.3
+            )
+        with pytest.raises(cf.TimeoutError):
+            numpool.reduce(
+                stall_at_sum, x, rows, n // 2, gate, backend="threads", chunks=4, timeout=0.3
+            )
+        with pytest.raises(cf.TimeoutError):
+            numpool.map(stall_task, range(8), [4] * 8, [gate] * 8, backend="threads", timeout=0.3)
+        np.testing.assert_array_equal(numpool.apply(np.negative, x, timeout=PATIENCE), -x)
+    finally:
+        timer.cancel()
+        open(gate, "w").close()
+
+
+# --- Executor.map(buffersize=) (CPython 3.14's ExecutorTest) and imap_unordered --------
+
+EXECUTORS = ["serial", "threads", "processes", "auto"]
+
+
+@pytest.fixture(scope="module", params=EXECUTORS)
+def executor(request: pytest.FixtureRequest) -> Iterator[numpool.Pool]:
+    """A 2-worker pool of each backend that has no cluster to start (shared here)."""
+    pool = numpool.Pool(request.param, workers=2)
+    yield pool
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def test_map_buffersize_value_validation(executor: numpool.Pool) -> None:
+    """buffersize must be a positive int or None (TypeError, ValueError), as in 3.14."""
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="buffersize"):
+            executor.map(str, range(4), buffersize=bad)
+    with pytest.raises(TypeError, match="buffersize"):
+        executor.map(str, range(4), buffersize=2.0)  # type: ignore[arg-type]
+
+
+def test_map_buffersize(executor: numpool.Pool) -> None:
+    """With any buffersize, the results are map's, in order."""
+    ints = range(4)
+    for size in (1, 2, len(ints), len(ints) * 2):
+        assert list(executor.map(str, ints, buffersize=size)) == ["0", "1", "2", "3"]
+
+
+def test_map_buffersize_on_multiple_iterables(executor: numpool.Pool) -> None:
+    """Several iterables, zipped, stop at the shortest."""
+    got = list(executor.map(pow, range(4), [2] * 6, buffersize=2))
+    assert got == [0, 1, 4, 9]
+
+
+def test_map_buffersize_on_infinite_iterable(executor: numpool.Pool) -> None:
+    """An endless input is read lazily: the first results come, nothing hangs."""
+    import itertools
+
+    res = executor.map(str, itertools.count(), buffersize=2)
+    assert [next(res), next(res), next(res)] == ["0", "1", "2"]
+    res.close()  # type: ignore[attr-defined]
+
+
+def test_map_buffersize_when_buffer_is_full(executor: numpool.Pool) -> None:
+    """Only buffersize items are taken from the input before any result is consumed."""
+    ints = iter(range(4))
+    res = executor.map(str, ints, buffersize=2)
+    assert next(ints) == 2  # 0 and 1 were taken, no more
+    del res
+
+
+def test_map_buffersize_with_chunksize(executor: numpool.Pool) -> None:
+    """buffersize counts chunks when chunksize > 1; results stay in order."""
+    ints = iter(range(10))
+    res = executor.map(str, ints, chunksize=3, buffersize=1)
+    assert next(ints) == 3  # one chunk of 3 taken
+    assert list(res) == [str(i) for i in range(10) if i != 3]
+
+
+def test_map_buffersize_without_iterable(executor: numpool.Pool) -> None:
+    """No iterable: nothing to do."""
+    assert list(executor.map(str, buffersize=2)) == []
+
+
+def test_imap_unordered_yields_every_result(executor: numpool.Pool) -> None:
+    """Every call's result, once, whatever the order; chunks too; shortest iterable."""
+    assert sorted(executor.imap_unordered(pow, range(20), [2] * 25)) == [i * i for i in range(20)]
+    assert sorted(executor.imap_unordered(square, range(9), chunksize=4)) == [
+        i * i for i in range(9)
+    ]
+
+
+def square(i: int) -> int:
+    return i * i
+
+
+def wait_unless_first(i: int, gate: str) -> int:
+    if i != 0:
+        wait_for(gate)
+    return i
+
+
+@pytest.mark.parametrize("name", ["threads", "processes"])
+def test_imap_unordered_yields_what_completes_first(name: str, gate: str) -> None:
+    """A result comes while calls submitted before it still wait: completion order."""
+    with numpool.Pool(name, workers=2) as pool:
+        it = pool.imap_unordered(wait_unless_first, [1, 0], [gate, gate])
+        assert next(it) == 0  # call 1 waits on the gate: 0 came first
+        open(gate, "w").close()
+        assert list(it) == [1]
+
+
+@pytest.mark.parametrize("name", ["threads", "processes"])
+def test_imap_unordered_timeout_and_error(name: str, gate: str) -> None:
+    """A timeout raises TimeoutError (what runs is stopped); an error is raised as
+    its call completes."""
+    with numpool.Pool(name, workers=2) as pool:
+        it = pool.imap_unordered(wait_unless_first, [1], [gate], timeout=0.2)
+        with pytest.raises(cf.TimeoutError):
+            list(it)
+        open(gate, "w").close()
+        it2 = pool.imap_unordered(int, ["1", "x"])
+        with pytest.raises(ValueError, match="invalid literal"):
+            list(it2)
+        assert sorted(pool.imap_unordered(square, range(4))) == [0, 1, 4, 9]

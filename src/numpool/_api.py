@@ -99,6 +99,7 @@ def apply(
     progress: bool | Callable[[int, int], Any] = False,
     overlap: int = 0,
     axis: int = 0,
+    timeout: float | None = None,
 ) -> np.ndarray:
     """Apply a blockwise function over the rows of big arrays, in parallel.
 
@@ -171,6 +172,13 @@ def apply(
         The axis to split (and along which the output has x's rows), e.g. 1
         for data laid out as (channels, rows, columns). Negative counts from
         the end. Default 0.
+    timeout : float, optional
+        Seconds for the whole call: past them, ``TimeoutError`` is raised and
+        the blocks still running are stopped as ``Pool.map``'s timeout stops
+        them (worker processes killed, threads left behind, Dask tasks
+        cancelled). A block that runs in the caller's thread (serial, and
+        the first rows on every backend) cannot be stopped: the deadline is
+        checked after it. Default: none.
 
     Returns
     -------
@@ -199,6 +207,7 @@ def apply(
     pool = _default
     if (
         pool is None
+        or timeout is not None
         or backend != "auto"
         or workers is not None
         or blas_threads is not None
@@ -206,14 +215,23 @@ def apply(
     ):
         pool = _pool(backend, workers, blas_threads, retries)
     # (a shut-down pool is not _fast_ok)
-    if pool._fast_ok and type(x) is np.ndarray and out is None and chunks is None:
+    fast = pool._fast_ok and timeout is None
+    if fast and type(x) is np.ndarray and out is None and chunks is None:
         hit = pool._runner.fast_path(func, x, arrays, progress, overlap, axis)
         if hit is not None:  # its settled route
             result, _local.stats = hit
             return result
     pool = _pool(backend, workers, blas_threads, retries)  # (a fresh one if it was shut down)
     result, _local.stats = pool.apply_with_stats(
-        func, x, *arrays, out=out, chunks=chunks, progress=progress, overlap=overlap, axis=axis
+        func,
+        x,
+        *arrays,
+        out=out,
+        chunks=chunks,
+        progress=progress,
+        timeout=timeout,
+        overlap=overlap,
+        axis=axis,
     )
     return result
 
@@ -230,6 +248,7 @@ def reduce(
     retries: int = 0,
     progress: bool | Callable[[int, int], Any] = False,
     axis: int = 0,
+    timeout: float | None = None,
 ) -> Any:
     """Reduce big arrays in parallel: ``func`` per block, partials combined in order.
 
@@ -282,6 +301,8 @@ def reduce(
         As for :func:`apply` (progress counts blocks).
     axis : int, optional
         The axis to split. Default 0.
+    timeout : float, optional
+        As for :func:`apply`.
 
     Returns
     -------
@@ -300,7 +321,14 @@ def reduce(
     """
     pool = _pool(backend, workers, blas_threads, retries)
     result, _local.stats = pool.reduce_with_stats(
-        func, x, *arrays, combine=combine, chunks=chunks, progress=progress, axis=axis
+        func,
+        x,
+        *arrays,
+        combine=combine,
+        chunks=chunks,
+        progress=progress,
+        axis=axis,
+        timeout=timeout,
     )
     return result
 
@@ -314,6 +342,7 @@ def map(
     blas_threads: int | None = None,
     retries: int = 0,
     progress: bool | Callable[[int, int], Any] = False,
+    timeout: float | None = None,
 ) -> list[Any]:
     """Run ``func`` over zipped iterables in parallel, like ``Pool.starmap(func, zip(...))``.
 
@@ -340,6 +369,8 @@ def map(
         from the calling thread. A callable is called as ``callable(done,
         total)`` instead, at most 5 times a second and once at the end.
         Default ``False``: nothing drawn, nothing measurable spent.
+    timeout : float, optional
+        As for :func:`apply` (a task the caller runs itself is checked after it).
 
     Returns
     -------
@@ -355,7 +386,7 @@ def map(
     """
     pool = _pool(backend, workers, blas_threads, retries)
     results, _local.stats = pool.map_with_stats(
-        func, *iterables, chunksize=chunksize, progress=progress
+        func, *iterables, chunksize=chunksize, progress=progress, timeout=timeout
     )
     return results
 

@@ -47,9 +47,54 @@ from .backends._worker import apply_block, run_tasks
 
 log = logging.getLogger("numpool")
 
-__all__ = ["Helpers", "apply", "bounds", "map_tasks", "pull", "run_one"]
+__all__ = [
+    "Helpers",
+    "apply",
+    "bounds",
+    "check_deadline",
+    "deadline",
+    "map_tasks",
+    "pull",
+    "run_one",
+]
 
 Job = tuple[int, Callable[..., Any], tuple[Any, ...]]
+
+#: this thread's call deadline (Pool.apply/reduce/map_arrays(timeout=)), if any
+_limits = threading.local()
+
+
+@contextlib.contextmanager
+def deadline(timeout: float | None) -> Iterator[None]:
+    """A call's ``timeout=`` (seconds from now), for every part of it that this thread
+    drives (its probe, its rounds, its blocks): past it, :func:`check_deadline` raises
+    TimeoutError and the engine stops what still runs, as for Pool.map."""
+    if timeout is None:
+        yield
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be seconds or None, got {timeout!r}")
+    outer = getattr(_limits, "at", None)
+    at = time.monotonic() + timeout
+    _limits.at = at if outer is None else min(at, outer)
+    _limits.timeout = timeout
+    try:
+        yield
+    finally:
+        _limits.at = outer
+
+
+def _deadline_left() -> float | None:
+    """Seconds left before this thread's call deadline (None: it has none)."""
+    at = getattr(_limits, "at", None)
+    return None if at is None else at - time.monotonic()
+
+
+def check_deadline() -> None:
+    """Raise TimeoutError once this thread's call deadline has passed."""
+    left = _deadline_left()
+    if left is not None and left <= 0:
+        raise FuturesTimeout(f"numpool: work not finished within timeout={_limits.timeout} s")
 
 
 def _drive(
@@ -112,6 +157,9 @@ def _drive_until_done(
 ) -> None:
     limit = backend.max_in_flight()
     deadline = None if timeout is None else time.monotonic() + timeout
+    left = _deadline_left()
+    if left is not None and (deadline is None or time.monotonic() + left < deadline):
+        deadline, timeout = time.monotonic() + left, _limits.timeout
     pending: dict[Future[Any], Job] = {}
     retries = backend.retries
     # Finished futures arrive through a C SimpleQueue, not concurrent.futures.wait():
@@ -137,6 +185,8 @@ def _drive_until_done(
         if interrupted:  # a Ctrl-C noted by _sigint_deferred
             interrupted.clear()
             raise KeyboardInterrupt
+        if deadline is not None and time.monotonic() >= deadline:  # (inline work too)
+            raise FuturesTimeout(f"numpool: work not finished within timeout={timeout} s")
 
     def harvest() -> None:
         nonlocal retries
@@ -367,6 +417,8 @@ def pull(
 
     def work(caller: bool) -> None:
         while not failed:
+            if caller:
+                check_deadline()  # (a block the caller runs cannot be stopped)
             i = next(ticket)
             if i >= n:
                 return
@@ -392,8 +444,11 @@ def pull(
     helped = _Tally()
     helpers: Helpers | None = None
     try:
-        helpers = Helpers(backend, min(backend.workers, n) - 1, work)
-        work(True)
+        if _deadline_left() is None:
+            helpers = Helpers(backend, min(backend.workers, n) - 1, work)
+            work(True)
+        else:  # timeout=: the caller only waits, as a block it ran could not be stopped
+            helpers = Helpers(backend, min(backend.workers, n), work)
         helpers.wait()
         advance(helped.take())
     except BaseException as e:
@@ -458,7 +513,13 @@ class Helpers:
         """Cancel the helpers that never started; wait for the others to finish."""
         waiting = sum(1 for f in self.futures if not f.cancel())
         for _ in range(waiting):
-            self.done.get()
+            while True:
+                left = _deadline_left()
+                try:
+                    self.done.get(timeout=None if left is None else max(0.0, left))
+                    break
+                except queue.Empty:
+                    check_deadline()  # (the caller then leaves the helpers behind)
 
     def abandon(self) -> None:
         """The caller gives up (an error, Ctrl-C): take no more blocks; those still

@@ -10,11 +10,13 @@ backends it uses live in a :class:`~numpool.backends.BackendSet`::
 
 from __future__ import annotations
 
+import collections
+import functools
 import itertools
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, as_completed
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,7 @@ from ._checks import (
     check_workers,
 )
 from ._cpus import default_workers
+from ._engine import deadline
 from ._inputs import Inputs
 from ._inputs import make as make_inputs
 from ._progress import check_progress, track
@@ -235,6 +238,7 @@ class Pool(Executor):
         *iterables: Iterable[Any],
         timeout: float | None = None,
         chunksize: int = 1,
+        buffersize: int | None = None,
     ) -> Iterator[Any]:
         """``Executor.map``: ``fn(*args)`` for the zipped iterables, as a lazy iterator.
 
@@ -244,20 +248,69 @@ class Pool(Executor):
         busy). It stops at the shortest iterable; ``chunksize`` items travel to
         a worker together (an error fails its whole chunk, as in the stdlib).
         Results are released as they are consumed; dropping the iterator
-        cancels what has not started. For numpool's eager, array-aware map
-        (shared memory, a measured backend), see :meth:`map_arrays`.
+        cancels what has not started. ``buffersize`` (as in Python 3.14): the
+        iterables are read lazily, at most ``buffersize`` calls (or chunks)
+        submitted ahead of the one being consumed, the next submitted as each
+        result is taken; for unbounded or huge inputs. For results as they
+        complete, see :meth:`imap_unordered`; for numpool's eager, array-aware
+        map (shared memory, a measured backend), see :meth:`map_arrays`.
         """
         self._check_open()
         check_func("map", fn)
         size = check_count("chunksize", chunksize, allow_none=False)
+        ahead = check_count("buffersize", buffersize)
         end = None if timeout is None else time.monotonic() + timeout
         backend = self._backends.get(self._executor_backend())
         calls = zip(*iterables, strict=False)  # Executor.map stops at the shortest
         if size == 1:
+            submits: Iterator[Callable[[], Future[Any]]] = (
+                functools.partial(backend.submit_call, fn, *args) for args in calls
+            )
+        else:
+            submits = (
+                functools.partial(backend.submit_call, run_chunk, fn, chunk)
+                for chunk in _chunks(calls, size)
+            )
+        if ahead is None:
+            return _MapIterator([s() for s in submits], end, size > 1, backend)
+        first = [s() for s in itertools.islice(submits, ahead)]
+        return _MapIterator(first, end, size > 1, backend, submits)
+
+    def imap_unordered(
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+    ) -> Iterator[Any]:
+        """:meth:`map`, with each result yielded as soon as its call completes
+        (``multiprocessing.Pool.imap_unordered``'s order, ``as_completed``'s
+        timing), for work of uneven cost.
+
+        Every call is submitted now. ``timeout`` counts from this call; an error
+        is raised when its call completes; ``chunksize`` calls travel together
+        (their results come together). On a timeout, an error, ``close()`` or
+        when dropped, what has not started is cancelled and what still runs is
+        stopped, as by :meth:`map`.
+
+        Examples
+        --------
+        >>> import numpool
+        >>> with numpool.Pool("threads", workers=2) as pool:
+        ...     sorted(pool.imap_unordered(pow, [2, 3, 4], [2, 2, 2]))
+        [4, 9, 16]
+        """
+        self._check_open()
+        check_func("imap_unordered", fn)
+        size = check_count("chunksize", chunksize, allow_none=False)
+        end = None if timeout is None else time.monotonic() + timeout
+        backend = self._backends.get(self._executor_backend())
+        calls = zip(*iterables, strict=False)
+        if size == 1:
             futures = [backend.submit_call(fn, *args) for args in calls]
         else:
             futures = [backend.submit_call(run_chunk, fn, chunk) for chunk in _chunks(calls, size)]
-        return _MapIterator(futures, end, size > 1, backend)
+        return _unordered(futures, end, size > 1, backend)
 
     def _executor_backend(self) -> str:
         """Where submit and map run: auto's are single calls, with nothing to measure
@@ -282,6 +335,7 @@ class Pool(Executor):
         out: np.ndarray | None = None,
         chunks: int | None = None,
         progress: bool | Callable[[int, int], Any] = False,
+        timeout: float | None = None,
         overlap: int = 0,
         axis: int = 0,
     ) -> np.ndarray:
@@ -292,13 +346,27 @@ class Pool(Executor):
         """
         if self._init is not None:
             self._init_caller()
-        if self._fast_ok and type(x) is np.ndarray and out is None and chunks is None:
+        if (
+            self._fast_ok
+            and type(x) is np.ndarray
+            and out is None
+            and chunks is None
+            and timeout is None
+        ):
             hit = self._runner.fast_path(func, x, arrays, progress, overlap, axis)
             if hit is not None:  # its settled route
                 result, self._last = hit
                 return result
         result, self._last = self.apply_with_stats(
-            func, x, *arrays, out=out, chunks=chunks, progress=progress, overlap=overlap, axis=axis
+            func,
+            x,
+            *arrays,
+            out=out,
+            chunks=chunks,
+            progress=progress,
+            timeout=timeout,
+            overlap=overlap,
+            axis=axis,
         )
         return result
 
@@ -310,6 +378,7 @@ class Pool(Executor):
         out: np.ndarray | None = None,
         chunks: int | None = None,
         progress: bool | Callable[[int, int], Any] = False,
+        timeout: float | None = None,
         overlap: int = 0,
         axis: int = 0,
     ) -> tuple[np.ndarray, Stats]:
@@ -319,7 +388,10 @@ class Pool(Executor):
         check_func("apply", func)
         inputs = _inputs(x, arrays, axis, overlap, "apply")
         size = check_chunks(chunks, inputs, "apply")
-        with track(check_progress(progress), inputs.n, f"apply({func_name(func)})"):
+        with (
+            deadline(timeout),
+            track(check_progress(progress), inputs.n, f"apply({func_name(func)})"),
+        ):
             return self._runner.apply(func, inputs, out, size)
 
     def reduce(
@@ -331,13 +403,21 @@ class Pool(Executor):
         chunks: int | None = None,
         progress: bool | Callable[[int, int], Any] = False,
         axis: int = 0,
+        timeout: float | None = None,
     ) -> Any:
         """Reduce ``func``'s per-block partial results with ``combine``, in block order.
 
         See :func:`numpool.reduce`.
         """
         result, self._last = self.reduce_with_stats(
-            func, x, *arrays, combine=combine, chunks=chunks, progress=progress, axis=axis
+            func,
+            x,
+            *arrays,
+            combine=combine,
+            chunks=chunks,
+            progress=progress,
+            axis=axis,
+            timeout=timeout,
         )
         return result
 
@@ -350,6 +430,7 @@ class Pool(Executor):
         chunks: int | None = None,
         progress: bool | Callable[[int, int], Any] = False,
         axis: int = 0,
+        timeout: float | None = None,
     ) -> tuple[Any, Stats]:
         """:meth:`reduce`, returning its :class:`~numpool.Stats` too (thread-safe)."""
         self._check_open()
@@ -359,7 +440,10 @@ class Pool(Executor):
         inputs = _inputs(x, arrays, axis, 0, "reduce")
         size = check_chunks(chunks, inputs, "reduce")
         blocks = reduce_blocks(inputs, size)
-        with track(check_progress(progress), blocks, f"reduce({func_name(func)})"):
+        with (
+            deadline(timeout),
+            track(check_progress(progress), blocks, f"reduce({func_name(func)})"),
+        ):
             return self._runner.reduce(func, inputs, combine, blocks)
 
     def map_arrays(
@@ -368,6 +452,7 @@ class Pool(Executor):
         *iterables: Iterable[Any],
         chunksize: int | None = None,
         progress: bool | Callable[[int, int], Any] = False,
+        timeout: float | None = None,
     ) -> list[Any]:
         """numpool's eager, array-aware map on this pool: see :func:`numpool.map`.
 
@@ -376,7 +461,7 @@ class Pool(Executor):
         ``Executor.map``'s contract instead.)
         """
         results, self._last = self.map_with_stats(
-            func, *iterables, chunksize=chunksize, progress=progress
+            func, *iterables, chunksize=chunksize, progress=progress, timeout=timeout
         )
         return results
 
@@ -394,7 +479,10 @@ class Pool(Executor):
         check_func("map", func)
         columns = check_iterables(iterables)
         size = check_count("chunksize", chunksize)
-        with track(check_progress(progress), len(columns[0]), f"map({func_name(func)})"):
+        with (
+            deadline(timeout),
+            track(check_progress(progress), len(columns[0]), f"map({func_name(func)})"),
+        ):
             return self._runner.map(func, columns, size, timeout)
 
     def plan(
@@ -500,6 +588,27 @@ def _chunks(calls: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[
         yield chunk
 
 
+def _unordered(
+    futures: list[Future[Any]], end: float | None, chunked: bool, backend: Backend
+) -> Iterator[Any]:
+    """imap_unordered's generator: results as their futures complete; whatever ends it
+    early (an error, a timeout, close(), garbage) cancels or stops the rest."""
+    left = set(futures)
+    try:
+        wait = None if end is None else max(0.0, end - time.monotonic())
+        for f in as_completed(futures, timeout=wait):
+            left.discard(f)
+            if chunked:
+                yield from f.result()
+            else:
+                yield f.result()
+    finally:
+        if left:
+            for f in left:
+                f.cancel()
+            backend.abandon(left)
+
+
 class _MapIterator(Iterator[Any]):
     """Executor.map's iterator: each result as it is reached, none kept once yielded.
     On a timeout, an error, :meth:`close`, or when dropped (even before its first
@@ -510,15 +619,22 @@ class _MapIterator(Iterator[Any]):
     returns would otherwise hold a worker for good: the next map would queue
     behind it, and ``shutdown(wait=True)`` and the interpreter's exit would hang."""
 
-    __slots__ = ("_backend", "_chunk", "_end", "_futures")
+    __slots__ = ("_backend", "_chunk", "_end", "_futures", "_more")
 
     def __init__(
-        self, futures: list[Future[Any]], end: float | None, chunked: bool, backend: Backend
+        self,
+        futures: list[Future[Any]],
+        end: float | None,
+        chunked: bool,
+        backend: Backend,
+        more: Iterator[Callable[[], Future[Any]]] | None = None,
     ) -> None:
-        self._futures = futures[::-1]  # pop() from the end: the first submitted first
+        self._futures = collections.deque(futures)
         self._end = end
         self._chunk: list[Any] | None = [] if chunked else None
         self._backend = backend
+        #: map(buffersize=): the submits not made yet, one made per result taken
+        self._more = more
 
     def __iter__(self) -> _MapIterator:
         return self
@@ -528,11 +644,17 @@ class _MapIterator(Iterator[Any]):
             return self._chunk.pop()
         if not self._futures:
             raise StopIteration
-        f = self._futures.pop()
+        if self._more is not None:  # (as 3.14 does: the next one before this wait)
+            submit = next(self._more, None)
+            if submit is None:
+                self._more = None
+            else:
+                self._futures.append(submit())
+        f = self._futures.popleft()
         try:
             value = f.result(None if self._end is None else self._end - time.monotonic())
         except BaseException:
-            self._futures.append(f)  # (running after a timeout: close() stops it)
+            self._futures.appendleft(f)  # (running after a timeout: close() stops it)
             self.close()
             raise
         if self._chunk is None:
@@ -543,7 +665,8 @@ class _MapIterator(Iterator[Any]):
 
     def close(self) -> None:
         """Cancel what has not started, stop what still runs; the iterator ends."""
-        futures, self._futures = self._futures, []
+        futures, self._futures = list(self._futures), collections.deque()
+        self._more = None
         for f in futures:
             f.cancel()
         if self._chunk:

@@ -301,6 +301,7 @@ class _MapWalker:
         func, columns, results = self.func, self.columns, self.results
         cpu0, t0 = time.process_time(), perf_counter()
         for i in range(a, b):
+            _engine.check_deadline()  # (timeout=: a task run here cannot be stopped)
             try:
                 results[i] = func(*[frozen(c[i]) for c in columns])
             except Exception as e:
