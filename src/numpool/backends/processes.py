@@ -697,4 +697,7 @@ def _unblock_feeder(ex: ProcessPoolExecutor) -> None:
                 elif feeder is None or not feeder.is_alive():
                     return
 
-    threading.Thread(target=drain, name="numpool-drain", daemon=True).start()
+    # (at the per-user process limit no thread starts: nothing big is being fed then,
+    # the start itself was refused)
+    with contextlib.suppress(RuntimeError):
+        threading.Thread(target=drain, name="numpool-drain", daemon=True).start()
