@@ -426,3 +426,81 @@ def test_imap_unordered_timeout_and_error(name: str, gate: str) -> None:
         with pytest.raises(ValueError, match="invalid literal"):
             list(it2)
         assert sorted(pool.imap_unordered(square, range(4))) == [0, 1, 4, 9]
+
+
+# --- ported from CPython's Lib/test/test_concurrent_futures/executor.py (ExecutorTest) --
+
+
+def mul(x: int, y: int) -> int:
+    return x * y
+
+
+def capture(*args: object, **kwargs: object) -> tuple[object, object]:
+    return args, kwargs
+
+
+def test_submit(executor: numpool.Pool) -> None:
+    """submit returns a future with fn's result."""
+    assert executor.submit(pow, 2, 8).result(timeout=PATIENCE) == 256
+
+
+def test_submit_keyword(executor: numpool.Pool) -> None:
+    """Keywords reach fn, those named fn and self too; fn itself is positional-only."""
+    assert executor.submit(mul, 2, y=8).result(timeout=PATIENCE) == 16
+    got = executor.submit(capture, 1, self=2, fn=3).result(timeout=PATIENCE)
+    assert got == ((1,), {"self": 2, "fn": 3})
+    with pytest.raises(TypeError):
+        executor.submit(fn=capture, arg=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        executor.submit(arg=1)  # type: ignore[call-arg]
+
+
+def test_map(executor: numpool.Pool) -> None:
+    """map gives the builtin map's results, in order."""
+    assert list(executor.map(pow, range(10), range(10))) == list(map(pow, range(10), range(10)))
+    got = list(executor.map(pow, range(10), range(10), chunksize=3))
+    assert got == list(map(pow, range(10), range(10)))
+
+
+def test_map_exception(executor: numpool.Pool) -> None:
+    """An error is raised when its item is reached, after the results before it."""
+    i = executor.map(divmod, [1, 1, 1, 1], [2, 3, 0, 5])
+    assert next(i) == (0, 1)
+    assert next(i) == (0, 1)
+    with pytest.raises(ZeroDivisionError):
+        next(i)
+
+
+@pytest.mark.parametrize("name", EXECUTORS)
+def test_map_submits_without_iteration(name: str, tmp_path: object) -> None:
+    """Every call is submitted by map itself, none consumed (held: unlike CPython's,
+    numpool's iterator cancels what has not started when it is dropped)."""
+    marks = os.path.join(str(tmp_path), "m")
+    os.mkdir(marks)
+    with numpool.Pool(name, workers=2) as pool:
+        held = pool.map(_touch, [os.path.join(marks, str(i)) for i in range(10)])
+        pool.shutdown(wait=True)
+    del held
+    assert sorted(os.listdir(marks)) == sorted(str(i) for i in range(10))
+
+
+def _touch(path: str) -> None:
+    open(path, "w").close()
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_max_workers_negative(bad: int) -> None:
+    """max_workers below 1 is a ValueError."""
+    with pytest.raises(ValueError):
+        numpool.Pool("threads", max_workers=bad)
+
+
+@pytest.mark.parametrize("name", EXECUTORS)
+def test_submit_after_shutdown_and_context_manager(name: str) -> None:
+    """with-block shuts the pool down; submit after shutdown is a RuntimeError."""
+    with numpool.Pool(name, workers=2) as pool:
+        assert pool.submit(abs, -5).result(timeout=PATIENCE) == 5
+    with pytest.raises(RuntimeError):
+        pool.submit(pow, 2, 5)
+    with pytest.raises(RuntimeError):
+        pool.map(abs, range(2), buffersize=1)
