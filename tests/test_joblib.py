@@ -3,9 +3,11 @@ arrays through shared memory, nesting, errors, and registration on import."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -52,6 +54,19 @@ def fails_on(i: int, bad: int) -> int:
     if i == bad:
         raise KeyError(f"task {i}")
     return i
+
+
+def hang_or_fail(i: int, folder: str) -> None:
+    """Task 0 notes its pid and hangs; task 1 fails once task 0 is running."""
+    path = os.path.join(folder, "pid")
+    if i == 0:
+        with open(path + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.replace(path + ".tmp", path)
+        time.sleep(600)
+    while not os.path.exists(path):
+        time.sleep(0.01)
+    raise TypeError("task 1")
 
 
 def big() -> np.ndarray:
@@ -115,6 +130,32 @@ def test_error_reaches_caller_and_backend_stays_usable(kind: str) -> None:
         with pytest.raises(KeyError, match="task 7"):
             joblib.Parallel()(joblib.delayed(fails_on)(i, 7) for i in range(50))
         assert joblib.Parallel()(joblib.delayed(abs)(-i) for i in range(5)) == list(range(5))
+
+
+def test_failure_stops_running_batches(tmp_path: os.PathLike[str]) -> None:
+    """When a batch fails, the batches still running in worker processes are stopped
+    (as loky does): the next call does not wait behind a task that never ends."""
+    with (
+        joblib.parallel_config(backend="numpool", n_jobs=2),
+        pytest.raises(TypeError, match="task 1"),
+    ):
+        joblib.Parallel(batch_size=1)(
+            joblib.delayed(hang_or_fail)(i, str(tmp_path)) for i in range(2)
+        )
+    pid = int((tmp_path / "pid").read_text())  # type: ignore[operator]
+    deadline = time.monotonic() + 60  # not a timing test: the hang lasts 600 s
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process pid runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_n_jobs_1_falls_back_to_sequential() -> None:

@@ -173,9 +173,14 @@ class NumpoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[mi
         return SequentialBackend(nesting_level=(self.nesting_level or 0) + 1), None
 
     def abort_everything(self, ensure_ready: bool = True) -> None:
-        """Cancel the batches not yet started (the running ones end on their own)."""
-        for future in list(self._futures):
+        """A batch failed or timed out: cancel the batches not started, and stop the
+        running ones as loky does (worker processes killed, threads left behind), so
+        that the next call does not queue behind them."""
+        futures = list(self._futures)
+        for future in futures:
             future.cancel()
+        if self._pool is not None and not self._pool.closed:
+            self._pool._backends.get(self.numpool_backend).abandon(futures)
         self._release()
 
     def terminate(self) -> None:
