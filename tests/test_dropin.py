@@ -504,3 +504,15 @@ def test_submit_after_shutdown_and_context_manager(name: str) -> None:
         pool.submit(pow, 2, 5)
     with pytest.raises(RuntimeError):
         pool.map(abs, range(2), buffersize=1)
+
+
+def test_imap_unordered_dropped_before_its_first_item_cancels(gate: str) -> None:
+    """Dropping the iterator unread cancels the calls not started (one worker, held)."""
+    with numpool.Pool("threads", workers=1) as pool:
+        blocker = pool.submit(wait_for, gate)
+        it = pool.imap_unordered(square, range(3))
+        futures = list(it._left)  # type: ignore[attr-defined]
+        del it
+        assert all(f.cancelled() for f in futures)
+        open(gate, "w").close()
+        blocker.result(timeout=PATIENCE)

@@ -15,7 +15,7 @@ import functools
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Executor, Future, as_completed
 from typing import Any
 
@@ -310,7 +310,7 @@ class Pool(Executor):
             futures = [backend.submit_call(fn, *args) for args in calls]
         else:
             futures = [backend.submit_call(run_chunk, fn, chunk) for chunk in _chunks(calls, size)]
-        return _unordered(futures, end, size > 1, backend)
+        return _Unordered(futures, end, size > 1, backend)
 
     def _executor_backend(self) -> str:
         """Where submit and map run: auto's are single calls, with nothing to measure
@@ -588,25 +588,56 @@ def _chunks(calls: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[
         yield chunk
 
 
-def _unordered(
-    futures: list[Future[Any]], end: float | None, chunked: bool, backend: Backend
-) -> Iterator[Any]:
-    """imap_unordered's generator: results as their futures complete; whatever ends it
-    early (an error, a timeout, close(), garbage) cancels or stops the rest."""
-    left = set(futures)
-    try:
-        wait = None if end is None else max(0.0, end - time.monotonic())
-        for f in as_completed(futures, timeout=wait):
-            left.discard(f)
-            if chunked:
-                yield from f.result()
-            else:
-                yield f.result()
-    finally:
+def _completed(
+    futures: list[Future[Any]], left: set[Future[Any]], end: float | None, chunked: bool
+) -> Generator[Any, None, None]:
+    """The results of ``futures`` as they complete (each taken out of ``left``)."""
+    wait = None if end is None else max(0.0, end - time.monotonic())
+    for f in as_completed(futures, timeout=wait):
+        left.discard(f)
+        value = f.result()
+        if chunked:
+            yield from value
+        else:
+            yield value
+
+
+class _Unordered(Iterator[Any]):
+    """imap_unordered's iterator: results as their futures complete; whatever ends it
+    early (an error, a timeout, close(), dropped, even before its first item) cancels
+    what has not started and stops what runs, as :class:`_MapIterator` does."""
+
+    def __init__(
+        self, futures: list[Future[Any]], end: float | None, chunked: bool, backend: Backend
+    ) -> None:
+        self._left = set(futures)
+        self._backend = backend
+        # (a generator holding self would make a cycle: dropped, it would wait for gc)
+        self._gen = _completed(futures, self._left, end, chunked)
+
+    def __iter__(self) -> _Unordered:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._gen)
+        except StopIteration:
+            raise
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Cancel what has not started, stop what still runs; the iterator ends."""
+        self._gen.close()
+        left, self._left = self._left, set()
+        for f in left:
+            f.cancel()
         if left:
-            for f in left:
-                f.cancel()
-            backend.abandon(left)
+            self._backend.abandon(left)
+
+    def __del__(self) -> None:
+        self.close()
 
 
 class _MapIterator(Iterator[Any]):
