@@ -246,3 +246,20 @@ def test_backend_named_inside_a_worker() -> None:
             print(joblib.Parallel()(joblib.delayed(inner)(i) for i in range(3)))
     """)
     assert out.strip() == "[(1, []), (1, [0]), (1, [0, 1])]"
+
+
+def test_daemonic_process_runs_sequentially() -> None:
+    """In a multiprocessing.Pool worker (daemonic: no children allowed), Parallel on
+    numpool runs sequentially with a warning that says why, as loky does there."""
+    out = run_python("""
+        import multiprocessing as mp, warnings, joblib, numpool
+        def inner(_):
+            with warnings.catch_warnings(record=True) as seen:
+                warnings.simplefilter("always")
+                p = joblib.Parallel(n_jobs=2, backend="numpool")
+                got = p(joblib.delayed(abs)(-j) for j in range(3))
+            return got, any("daemonic" in str(w.message) for w in seen)
+        with mp.get_context("fork").Pool(1) as pool:
+            print(pool.map(inner, [0]))
+    """)
+    assert out.strip() == "[([0, 1, 2], True)]"

@@ -28,6 +28,7 @@ from __future__ import annotations
 import io
 import pickle
 import threading
+import warnings
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -47,6 +48,7 @@ from .. import shm
 from .._cpus import usable_cpus
 from .._pool import Pool
 from ..backends._worker import in_worker, resolve
+from ..backends.processes import ProcessesBackend
 
 __all__ = ["NumpoolBackend", "register"]
 
@@ -122,11 +124,18 @@ class NumpoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[mi
         return self.numpool_backend == "threads"
 
     def effective_n_jobs(self, n_jobs: int | None) -> int:
-        """Workers that will run: 1 inside a numpool worker (nested: sequential)."""
+        """Workers that will run: 1 inside a numpool worker (nested: sequential), and
+        1 with a warning where no worker process can start (a daemonic process)."""
         if n_jobs == 0:
             raise ValueError("n_jobs == 0 in Parallel has no meaning")
         if n_jobs is None or in_worker():
             return 1
+        if self.numpool_backend == "processes":
+            why = ProcessesBackend.unavailable_here()
+            if why is not None:  # a daemonic process (a multiprocessing worker): as loky
+                if n_jobs != 1:
+                    warnings.warn(f"numpool: {why}; setting n_jobs=1", stacklevel=3)
+                return 1
         if n_jobs < 0:
             return max(usable_cpus() + 1 + n_jobs, 1)
         return int(n_jobs)
