@@ -32,6 +32,7 @@ def test_fixed_signatures() -> None:
         "progress",
         "overlap",
         "axis",
+        "timeout",
     ]
     assert list(inspect.signature(numpool.reduce).parameters) == [
         "func",
@@ -45,6 +46,7 @@ def test_fixed_signatures() -> None:
         "retries",
         "progress",
         "axis",
+        "timeout",
     ]
     for fn in (numpool.apply, numpool.reduce, numpool.Pool.apply, numpool.Pool.reduce):
         params = inspect.signature(fn).parameters
@@ -61,6 +63,7 @@ def test_fixed_signatures() -> None:
         "blas_threads",
         "retries",
         "progress",
+        "timeout",
     ]
     params = list(inspect.signature(numpool.Pool).parameters)
     assert params == [
@@ -70,6 +73,10 @@ def test_fixed_signatures() -> None:
         "retries",
         "address",
         "connect_timeout",
+        "max_workers",
+        "initializer",
+        "initargs",
+        "mp_context",
     ]
 
 

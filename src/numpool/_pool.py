@@ -64,7 +64,8 @@ class Pool(Executor):
         worker processes, for code that holds the GIL; arrays travel
         through shared memory. ``serial``: the caller's thread. ``pickle``:
         processes that pickle every array (the naive baseline). ``dask``: a
-        Dask cluster (``pip install 'numpool[dask]'``), see ``address``.
+        Dask cluster (``python -m pip install '.[dask]'`` in numpool's source tree),
+        see ``address``.
     workers : int, optional
         Number of workers; default: usable cores (affinity and cgroup
         quota), at most the physical cores.

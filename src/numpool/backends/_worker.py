@@ -248,7 +248,16 @@ class Unloadable:
         self.error = error
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise self.error
+        e = self.error
+        note = (
+            "numpool: func could not be loaded in a worker process: define it in a "
+            "module the workers import as the caller sees it, or in __main__"
+        )
+        if hasattr(e, "add_note"):
+            e.add_note(note)
+        else:  # Python 3.10: what add_note does (kept, though 3.10 does not show it)
+            e.__notes__ = [*getattr(e, "__notes__", []), note]  # type: ignore[attr-defined]
+        raise e
 
 
 def in_worker() -> bool:

@@ -79,8 +79,8 @@ def _import() -> Any:
         import distributed
     except ImportError as e:
         raise BackendUnavailableError(
-            "backend='dask' needs Dask's distributed scheduler: pip install 'numpool[dask]' "
-            f"(or pip install 'dask[distributed]'); {e}"
+            "backend='dask' needs Dask's distributed scheduler: python -m pip install "
+            f"'.[dask]' in numpool's source tree (or pip install 'dask[distributed]'); {e}"
         ) from None
     return distributed
 
@@ -170,8 +170,9 @@ def _credentials(distributed: Any) -> Any:
         raise BackendUnavailableError(
             "backend='dask' starts its LocalCluster with TLS and a certificate made for it "
             "alone, so that no other user of this machine can run code on its workers; "
-            "that needs the cryptography package: pip install 'numpool[dask]' (or pip "
-            "install cryptography), or pass address= of a cluster of your own"
+            "that needs the cryptography package: python -m pip install '.[dask]' in "
+            "numpool's source tree (or pip install cryptography), or pass address= of a "
+            "cluster of your own"
         ) from None
 
 
