@@ -85,7 +85,7 @@ def test_address_is_only_for_dask() -> None:
 
 def test_missing_distributed_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "distributed", None)
-    with pytest.raises(numpool.BackendUnavailableError, match=r"numpool\[dask\]"):
+    with pytest.raises(numpool.BackendUnavailableError, match=r"pip install .\.\[dask\]."):
         numpool.Pool("dask")
 
 
