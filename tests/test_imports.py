@@ -32,6 +32,8 @@ DYNAMIC = {
     "numpool.backends": lambda modules: {
         m for m in modules if m.startswith("numpool.backends.") and "._" not in m
     },
+    # integrations._register_joblib(): importlib.import_module(f"{__name__}.joblib")
+    "numpool.integrations": lambda modules: {"numpool.integrations.joblib"} & set(modules),
 }
 
 #: runtime modules, which drive the planner and the backends
