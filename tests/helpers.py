@@ -23,3 +23,30 @@ def assert_same(got: np.ndarray, want: np.ndarray) -> None:
     assert got.dtype == want.dtype, (got.dtype, want.dtype)
     assert got.shape == want.shape, (got.shape, want.shape)
     assert np.ascontiguousarray(got).tobytes() == np.ascontiguousarray(want).tobytes()
+
+
+def without_tracker_noise(err: str) -> str:
+    """``err`` without CPython's resource_tracker warnings about multiprocessing's own
+    semaphores (the executor's queue locks, named ``/mp-...``), and nothing else.
+
+    Seen twice, in CI runs on a machine kept ~4x oversubscribed by other work: the
+    tracker of a script's process tree warned at exit of one leaked semaphore it then
+    found already unlinked (``[Errno 2]``), so the process had unlinked it and its
+    "unregister" was lost. Not reproduced in 24 runs of those scripts, also with
+    every core kept busy; the cause is not found (see the issue 22 closing note).
+    Every other line on stderr, numpool's own warnings included, still fails a test.
+    """
+    out: list[str] = []
+    skip_next = False
+    for line in err.splitlines(keepends=True):
+        if skip_next and line.lstrip().startswith("warnings.warn("):
+            skip_next = False
+            continue
+        skip_next = False
+        if "resource_tracker" in line and (
+            "leaked semaphore" in line or ("'/mp-" in line and "No such file" in line)
+        ):
+            skip_next = True
+            continue
+        out.append(line)
+    return "".join(out)
