@@ -29,11 +29,13 @@ def without_tracker_noise(err: str) -> str:
     """``err`` without CPython's resource_tracker warnings about multiprocessing's own
     semaphores (the executor's queue locks, named ``/mp-...``), and nothing else.
 
-    Seen twice, in CI runs on a machine kept ~4x oversubscribed by other work: the
-    tracker of a script's process tree warned at exit of one leaked semaphore it then
-    found already unlinked (``[Errno 2]``), so the process had unlinked it and its
-    "unregister" was lost. Not reproduced in 24 runs of those scripts, also with
-    every core kept busy; the cause is not found (see the issue 22 closing note).
+    Seen in CI runs on Python 3.10, 3.11 and 3.13, at the exit of scripts that use
+    processes (a README block, nested processes, the soak test that kills workers),
+    about once per three suite runs: the tracker of the script's process tree warned
+    of one leaked semaphore it then found already unlinked (``[Errno 2]``), so the
+    process had unlinked it and its "unregister" was lost. Not reproduced in 24
+    local runs of two of those scripts; the cause is not found (see the closing note
+    of issue 22).
     Every other line on stderr, numpool's own warnings included, still fails a test.
     """
     out: list[str] = []
