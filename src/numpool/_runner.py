@@ -52,7 +52,7 @@ from ._progress import advance, current
 from ._routes import Route, Routes, call_key, one_in_one_out, plain_key
 from ._stats import Last, Stats, worker_name
 from .backends import BACKENDS, Backend, BackendSet, auto_choices
-from .backends._transport import MapIO, Shared
+from .backends._transport import MapIO
 from .backends._worker import apply_block, check_block, in_worker, run_tasks
 from .planner import evidence, measure, model
 from .planner.evidence import Evidence, func_key
@@ -1096,7 +1096,7 @@ class Runner:
                         c = dataclasses.replace(c, unavailable=why)
                         break
             if c.unavailable is None and c.checked and inputs is not None:
-                why = _no_room(backend, inputs)
+                why = backend.transport.no_room(inputs)
                 if why is not None:
                     c = dataclasses.replace(c, unavailable=why)
             out.append(c)
@@ -1523,18 +1523,6 @@ def _laid_out(block: Any) -> Any:
             )
         )
     return block
-
-
-def _no_room(backend: Backend, inputs: Inputs) -> str | None:
-    """Why ``backend`` cannot take this call's inputs: their copy into shared memory
-    would not fit under this process's memory limit (a tmpfs file counts as memory:
-    in a 4 GiB cgroup a 1.6 GB input had the caller OOM-killed). None: it fits, or
-    ``backend`` copies nothing into shared memory. Asked only once the model wants
-    ``backend`` (it reads the cgroup's files)."""
-    if backend.in_process or not isinstance(backend.transport, Shared):
-        return None
-    copied = sum(a.nbytes for a in inputs.arrays() if not _travels(a))
-    return shm.memory_problem(copied) if copied else None
 
 
 def _travels(a: np.ndarray) -> bool:

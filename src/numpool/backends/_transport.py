@@ -118,6 +118,11 @@ class Transport:
         """Why an array of ``dtype`` cannot travel this way (None: it can)."""
         return None
 
+    def no_room(self, inputs: Inputs) -> str | None:
+        """Why this call's arrays cannot travel this way for want of memory (None: they
+        can). Asked only once auto wants a backend that uses this transport."""
+        return None
+
     def apply_io(
         self, inputs: Inputs, out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype
     ) -> ApplyIO:
@@ -512,6 +517,17 @@ class Shared(Transport):
             "backend moves arrays through shared memory, which needs fixed-size dtypes. "
             "Use backend='threads' (or 'pickle'), or convert it to a numeric dtype."
         )
+
+    def no_room(self, inputs: Inputs) -> str | None:
+        """The arrays that would be copied into /dev/shm (not already shared, not a
+        mapped file) do not fit under this process's memory limit: a tmpfs file counts
+        as memory, and in a 4 GiB cgroup a 1.6 GB input had the caller OOM-killed."""
+        copied = sum(
+            a.nbytes
+            for a in inputs.arrays()
+            if shm.shared_ref(a) is None and shm.file_ref(a) is None
+        )
+        return shm.memory_problem(copied) if copied else None
 
     def apply_io(
         self, inputs: Inputs, out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype
