@@ -1198,7 +1198,7 @@ class Runner:
             return model.Work(self._candidates(func, inputs), explore=work.explore)
         if step.kind == "start":
             if step.measure:
-                self._measure_soon(step.backend, func)
+                self.measure_soon(step.backend, func)
             else:
                 self.backends.get(step.backend).start_soon(func)
             return _without(work, step.backend, STARTING)
@@ -1214,7 +1214,7 @@ class Runner:
             explore=work.explore,
         )
 
-    def _measure_soon(self, name: str, func: Callable[..., Any]) -> None:
+    def measure_soon(self, name: str, func: Callable[..., Any]) -> None:
         """:meth:`_measure` in a background thread, once at a time per pool."""
         with self._lock:
             if self._measuring is not None and self._measuring.is_alive():
