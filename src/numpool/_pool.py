@@ -42,10 +42,12 @@ from ._progress import check_progress, track
 from ._reduce import blocks as reduce_blocks
 from ._runner import Runner, func_name
 from ._stats import Last, Stats, last
-from .backends import Backend, BackendSet, names, taking
+from ._submits import Submits
+from .backends import BackendSet, auto_choices, names, taking
 from .backends._base import init_here
 from .backends._worker import run_chunk
 from .planner.plan import Plan
+from .planner.profile import store
 
 __all__ = ["Pool"]
 
@@ -169,6 +171,8 @@ class Pool(Executor):
         # dropped without shutdown(): its workers end, as a ThreadPoolExecutor's do
         self._backends.shutdown_when_dropped(self)
         self._runner = Runner(self._backends, name)
+        #: auto: where each function's submit and map calls run, learned per function
+        self._submits = Submits(_Processes(self._backends, self._runner)) if name == AUTO else None
         #: Pool(initializer=) for the calling threads, which run an array call's first
         #: rows themselves (the workers run it as they start: see the backends)
         self._init = init
@@ -226,12 +230,53 @@ class Pool(Executor):
 
         Arguments are passed as the backend passes any object: shared in
         memory (serial, threads) or pickled (processes, pickle). ``auto``
-        submits to threads: one call gives nothing to measure. Use
+        runs a function's calls on threads and times them; once calls of it
+        side by side are seen to hold the GIL (one core busy between them),
+        and are long enough to be worth a process, its later calls whose
+        arguments are plain values (numbers, strings, read-only arrays,
+        tuples of these) go to worker processes. Use
         :meth:`map_arrays` to send arrays through shared memory.
         """
         self._check_open()
         check_func("submit", fn)
-        return self._backends.get(self._executor_backend()).submit_call(fn, *args, **kwargs)
+        return self._submit(fn, args, kwargs)
+
+    def _submit(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        chunk: bool = False,
+    ) -> Future[Any]:
+        """submit's call on the pool's backend; auto's on the backend learned for fn
+        (the future then knows which, for :meth:`_abandon`). ``chunk``: ``args`` are
+        the argument tuples of several calls, run by run_chunk in the worker."""
+        if self._submits is None:
+            name, call = self._name, fn
+        else:
+            name, call = self._submits.route(fn, args, kwargs)
+        backend = self._backends.get(name)
+        if chunk:
+            future = backend.submit_call(run_chunk, call, args)
+        else:
+            future = backend.submit_call(call, *args, **kwargs)
+        if self._submits is None:
+            return future
+        future._numpool_backend = name  # type: ignore[attr-defined]
+        return future
+
+    def _abandon(self, futures: Iterable[Future[Any]]) -> None:
+        """:meth:`Backend.abandon` for the futures of an executor map, on their backends."""
+        if self._submits is None:
+            self._backends.get(self._name).abandon(futures)
+            return
+        by: dict[str, list[Future[Any]]] = {}
+        for f in futures:
+            by.setdefault(getattr(f, "_numpool_backend", "threads"), []).append(f)
+        for name, group in by.items():
+            backend = self._backends.peek(name)
+            if backend is not None:
+                backend.abandon(group)
 
     def map(
         self,
@@ -261,21 +306,16 @@ class Pool(Executor):
         size = check_count("chunksize", chunksize, allow_none=False)
         ahead = check_count("buffersize", buffersize)
         end = None if timeout is None else time.monotonic() + timeout
-        backend = self._backends.get(self._executor_backend())
+        self._backends.get(self._executor_backend())  # (a closed pool fails here)
         calls = zip(*iterables, strict=False)  # Executor.map stops at the shortest
-        if size == 1:
-            submits: Iterator[Callable[[], Future[Any]]] = (
-                functools.partial(backend.submit_call, fn, *args) for args in calls
-            )
-        else:
-            submits = (
-                functools.partial(backend.submit_call, run_chunk, fn, chunk)
-                for chunk in _chunks(calls, size)
-            )
+        submits: Iterator[Callable[[], Future[Any]]] = (
+            functools.partial(self._submit, fn, work, {}, size > 1)
+            for work in (calls if size == 1 else _chunks(calls, size))
+        )
         if ahead is None:
-            return _MapIterator([s() for s in submits], end, size > 1, backend)
+            return _MapIterator([s() for s in submits], end, size > 1, self._abandon)
         first = [s() for s in itertools.islice(submits, ahead)]
-        return _MapIterator(first, end, size > 1, backend, submits)
+        return _MapIterator(first, end, size > 1, self._abandon, submits)
 
     def imap_unordered(
         self,
@@ -305,17 +345,16 @@ class Pool(Executor):
         check_func("imap_unordered", fn)
         size = check_count("chunksize", chunksize, allow_none=False)
         end = None if timeout is None else time.monotonic() + timeout
-        backend = self._backends.get(self._executor_backend())
+        self._backends.get(self._executor_backend())  # (a closed pool fails here)
         calls = zip(*iterables, strict=False)
-        if size == 1:
-            futures = [backend.submit_call(fn, *args) for args in calls]
-        else:
-            futures = [backend.submit_call(run_chunk, fn, chunk) for chunk in _chunks(calls, size)]
-        return _Unordered(futures, end, size > 1, backend)
+        futures = [
+            self._submit(fn, work, {}, size > 1)
+            for work in (calls if size == 1 else _chunks(calls, size))
+        ]
+        return _Unordered(futures, end, size > 1, self._abandon)
 
     def _executor_backend(self) -> str:
-        """Where submit and map run: auto's are single calls, with nothing to measure
-        on, so they go to threads."""
+        """Where submit and map run (auto's: threads, until a function is learned)."""
         return "threads" if self._name == AUTO else self._name
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -584,8 +623,39 @@ def _check_mp_context(ctx: Any) -> None:
         )
 
 
-def _chunks(calls: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
-    while chunk := list(itertools.islice(calls, size)):
+class _Processes:
+    """The pool's worker processes, as auto's :class:`~numpool._submits.Submits` asks
+    of them."""
+
+    def __init__(self, backends: BackendSet, runner: Runner) -> None:
+        self._backends = backends
+        self._runner = runner
+
+    def round_trip(self) -> float | None:
+        return store.get().process_task_s
+
+    def workers(self) -> int:
+        return self._backends.workers
+
+    def unavailable(self, fn: Callable[..., Any]) -> str | None:
+        if not any(cls.name == "processes" for cls in auto_choices()):
+            return "auto does not choose processes here"
+        return self._backends.get("processes").unavailable(fn)
+
+    def ready(self) -> bool:
+        backend = self._backends.get("processes")
+        if backend.started:
+            return True
+        backend.start_soon()
+        return False
+
+    def measure(self, fn: Callable[..., Any]) -> None:
+        self._runner.measure_soon("processes", fn)
+
+
+def _chunks(calls: Iterator[tuple[Any, ...]], size: int) -> Iterator[tuple[Any, ...]]:
+    """The calls in chunks of ``size`` (each a tuple of argument tuples)."""
+    while chunk := tuple(itertools.islice(calls, size)):
         yield chunk
 
 
@@ -609,10 +679,14 @@ class _Unordered(Iterator[Any]):
     what has not started and stops what runs, as :class:`_MapIterator` does."""
 
     def __init__(
-        self, futures: list[Future[Any]], end: float | None, chunked: bool, backend: Backend
+        self,
+        futures: list[Future[Any]],
+        end: float | None,
+        chunked: bool,
+        abandon: Callable[[Iterable[Future[Any]]], None],
     ) -> None:
         self._left = set(futures)
-        self._backend = backend
+        self._abandon = abandon
         # (a generator holding self would make a cycle: dropped, it would wait for gc)
         self._gen = _completed(futures, self._left, end, chunked)
 
@@ -635,7 +709,7 @@ class _Unordered(Iterator[Any]):
         for f in left:
             f.cancel()
         if left:
-            self._backend.abandon(left)
+            self._abandon(left)
 
     def __del__(self) -> None:
         self.close()
@@ -651,20 +725,20 @@ class _MapIterator(Iterator[Any]):
     returns would otherwise hold a worker for good: the next map would queue
     behind it, and ``shutdown(wait=True)`` and the interpreter's exit would hang."""
 
-    __slots__ = ("_backend", "_chunk", "_end", "_futures", "_more")
+    __slots__ = ("_abandon", "_chunk", "_end", "_futures", "_more")
 
     def __init__(
         self,
         futures: list[Future[Any]],
         end: float | None,
         chunked: bool,
-        backend: Backend,
+        abandon: Callable[[Iterable[Future[Any]]], None],
         more: Iterator[Callable[[], Future[Any]]] | None = None,
     ) -> None:
         self._futures = collections.deque(futures)
         self._end = end
         self._chunk: list[Any] | None = [] if chunked else None
-        self._backend = backend
+        self._abandon = abandon
         #: map(buffersize=): the submits not made yet, one made per result taken
         self._more = more
 
@@ -704,7 +778,7 @@ class _MapIterator(Iterator[Any]):
         if self._chunk:
             self._chunk.clear()
         if futures:
-            self._backend.abandon(futures)
+            self._abandon(futures)
 
     def __del__(self) -> None:
         self.close()

@@ -1,0 +1,228 @@
+"""Where auto's ``submit`` and ``map`` run a function: threads, until it is seen to
+hold the GIL.
+
+One ``submit`` has nothing to split and nothing to sample before it runs, so
+``Pool()`` (auto) starts every function on threads, where a call costs no
+start-up and no copies, and times its first calls there (:class:`Submits`).
+When calls of it that ran side by side kept only about one core busy between
+them, it holds the GIL and threads run it one call at a time; once its calls
+are worth many round trips to a process, its later calls go to worker
+processes, as ``ProcessPoolExecutor``'s would::
+
+    Pool.submit(fn, *args) ─▶ Submits.route ─▶ "threads" (timed while learning)
+                                   ▲       └─▶ "processes" (fn holds the GIL)
+                   samples ─▶ verdict()    (a pure function of the samples)
+
+The rule is :func:`verdict`, a pure function a test feeds samples to. A call
+whose arguments the function could change in place (a list, a writable
+array: anything but plain values) stays on threads, so that the function's
+effect on the caller's objects never depends on what auto has learned; what
+a function does to module globals it cannot see (docs/promises.md).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from .planner.evidence import func_key
+
+__all__ = [
+    "GIL_CORES",
+    "SAMPLES",
+    "WORTH",
+    "Processes",
+    "Sample",
+    "Submits",
+    "plain_values",
+    "verdict",
+]
+
+#: calls of a function timed side by side before a verdict
+SAMPLES = 6
+#: calls that never run side by side tell nothing of the GIL: after this many,
+#: the function stays on threads
+PATIENCE = 64
+#: side-by-side calls that kept at most this many cores busy between them hold the
+#: GIL (1.0 exactly, plus the scheduler's slack) ...
+GIL_CORES = 1.3
+#: ... and at least this many: less is a function that waits (I/O, sleep, a lock),
+#: which threads serve well
+BUSY_CORES = 0.6
+#: a call moves to a process only when its CPU time is worth this many of the
+#: machine's measured round trips to one (the pickling of its arguments and result
+#: is not measured here: a margin for it)
+WORTH = 20.0
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One timed call on threads.
+
+    Attributes
+    ----------
+    wall_s, cpu_s : float
+        The call's wall time and its thread's CPU time.
+    together : int
+        Calls of the same function running during the whole of it, itself
+        included (the fewest seen at its start and its end).
+    """
+
+    wall_s: float
+    cpu_s: float
+    together: int
+
+
+def verdict(
+    samples: list[Sample], process_task_s: float | None, processes_workers: int
+) -> str | None:
+    """Where a function's later calls go: ``"processes"``, ``"threads"``;
+    ``"measure"`` when it holds the GIL but the machine's round trip to a
+    process (``process_task_s``) is not measured yet; None while the samples
+    cannot tell."""
+    if processes_workers < 2:
+        return "threads"
+    side = [s for s in samples if s.together >= 2 and s.wall_s > 0]
+    if len(side) < SAMPLES:
+        return "threads" if len(samples) >= PATIENCE else None
+    cores = sorted(s.cpu_s / s.wall_s * s.together for s in side)[len(side) // 2]
+    if not BUSY_CORES <= cores <= GIL_CORES:
+        return "threads"  # it releases the GIL, or waits
+    if process_task_s is None:
+        return "measure"
+    cpu_s = sorted(s.cpu_s for s in side)[len(side) // 2]
+    return "processes" if cpu_s >= WORTH * process_task_s else "threads"
+
+
+_VALUES = (type(None), bool, int, float, complex, str, bytes, range, np.generic)
+
+
+def plain_values(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether a call's arguments are values no function can change in place:
+    numbers, strings, bytes, None, read-only arrays, and tuples of these."""
+    return all(_plain(a, 0) for a in args) and all(_plain(v, 0) for v in kwargs.values())
+
+
+def _plain(a: Any, depth: int) -> bool:
+    if isinstance(a, _VALUES):
+        return True
+    if type(a) is np.ndarray:
+        return not a.flags.writeable and a.dtype.hasobject is False
+    if type(a) in (tuple, frozenset) and depth < 4 and len(a) <= 1024:
+        return all(_plain(v, depth + 1) for v in a)
+    return False
+
+
+class Processes(Protocol):
+    """What :class:`Submits` asks of the pool's worker processes."""
+
+    def round_trip(self) -> float | None:
+        """The machine's measured round trip to a worker process (None: not yet)."""
+
+    def workers(self) -> int: ...
+
+    def unavailable(self, fn: Callable[..., Any]) -> str | None:
+        """Why ``fn`` cannot run on them, or None."""
+
+    def ready(self) -> bool:
+        """They are running (when not, they are started in the background)."""
+
+    def measure(self, fn: Callable[..., Any]) -> None:
+        """Time their start and round trip, in the background."""
+
+
+class _Learning:
+    """What the calls of one function have shown."""
+
+    __slots__ = ("fn", "running", "samples", "where")
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.samples: list[Sample] = []
+        self.running = 0
+        self.where: str | None = None
+
+
+class Submits:
+    """Auto's choice of backend for ``submit``/``map``, per function (thread-safe)."""
+
+    def __init__(self, processes: Processes) -> None:
+        self._processes = processes
+        self._lock = threading.Lock()
+        self._learned: dict[Hashable, _Learning] = {}
+
+    def where(self, fn: Callable[..., Any]) -> str | None:
+        """The function's verdict so far (None: still learning)."""
+        learning = self._learned.get(func_key(fn))
+        return None if learning is None else learning.where
+
+    def route(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[str, Callable[..., Any]]:
+        """The backend for this call and the callable to submit there (``fn``
+        itself, or ``fn`` timed while the function is learned)."""
+        learning = self._learned.get(func_key(fn))
+        if learning is None:
+            with self._lock:
+                learning = self._learned.setdefault(func_key(fn), _Learning(fn))
+        where = learning.where
+        if where == "processes":
+            if plain_values(args, kwargs) and self._processes.ready():
+                return "processes", fn
+            return "threads", fn
+        if where == "threads":
+            return "threads", fn
+        return "threads", _Timed(fn, learning, self)
+
+    def _enter(self, learning: _Learning) -> int:
+        with self._lock:
+            learning.running += 1
+            return learning.running
+
+    def _leave(self, learning: _Learning, wall: float, cpu: float, before: int) -> None:
+        """A timed call ended: record it, and give the verdict once the samples can."""
+        with self._lock:
+            together = min(before, learning.running)
+            learning.running -= 1
+            if learning.where is not None:
+                return
+            learning.samples.append(Sample(wall, cpu, together))
+            samples = list(learning.samples)
+        p = self._processes
+        where = verdict(samples, p.round_trip(), p.workers())
+        if where == "measure":
+            p.measure(learning.fn)
+            return
+        if where == "processes" and p.unavailable(learning.fn) is not None:
+            where = "threads"
+        if where is not None:
+            with self._lock:
+                learning.where = where
+                learning.samples.clear()
+            if where == "processes":
+                p.ready()  # start them now, while its calls still go to threads
+
+
+class _Timed:
+    """``fn`` timed on a thread: its wall and CPU time and the calls beside it."""
+
+    __slots__ = ("fn", "learning", "submits")
+
+    def __init__(self, fn: Callable[..., Any], learning: _Learning, submits: Submits) -> None:
+        self.fn = fn
+        self.learning = learning
+        self.submits = submits
+
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:  # (fn may take self=)
+        before = self.submits._enter(self.learning)
+        t0, c0 = time.perf_counter(), time.thread_time()
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
+            self.submits._leave(self.learning, wall, cpu, before)

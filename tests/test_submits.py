@@ -1,0 +1,263 @@
+"""Auto's submit/map: where each function runs, learned from its calls on threads.
+
+The rule (numpool._submits.verdict) is tested from tables of samples; the learner
+and the pool with a fake of the worker processes and with verdicts set by hand,
+never from timings taken here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+import numpool
+from numpool._submits import (
+    GIL_CORES,
+    PATIENCE,
+    SAMPLES,
+    WORTH,
+    Sample,
+    Submits,
+    plain_values,
+    verdict,
+)
+from numpool.planner.evidence import func_key
+
+TRIP = 100e-6  # a round trip to a worker process, as a machine's profile says
+
+
+def _side(n: int, wall: float, cpu: float, together: int = 2) -> list[Sample]:
+    return [Sample(wall, cpu, together)] * n
+
+
+@pytest.mark.parametrize(
+    ("samples", "trip", "workers", "want"),
+    [
+        # two calls side by side, each on the CPU half its time: one core between them
+        (_side(SAMPLES, 0.010, 0.005), TRIP, 2, "processes"),
+        (_side(SAMPLES, 0.040, 0.010, together=4), TRIP, 4, "processes"),
+        # each on the CPU all its time: two cores, it releases the GIL
+        (_side(SAMPLES, 0.010, 0.0099), TRIP, 2, "threads"),
+        # waits (sleep, I/O): threads serve it
+        (_side(SAMPLES, 0.010, 0.0001), TRIP, 2, "threads"),
+        # holds the GIL but too short to be worth a process's round trip
+        (_side(SAMPLES, 2 * WORTH * TRIP / 2, WORTH * TRIP / 2), TRIP, 2, "threads"),
+        # holds the GIL, the round trip not measured yet
+        (_side(SAMPLES, 0.010, 0.005), None, 2, "measure"),
+        # too few calls side by side yet
+        (_side(SAMPLES - 1, 0.010, 0.005), TRIP, 2, None),
+        (_side(SAMPLES, 0.010, 0.005, together=1), TRIP, 2, None),
+        # calls that never run side by side tell nothing: threads after PATIENCE
+        (_side(PATIENCE, 0.010, 0.010, together=1), TRIP, 2, "threads"),
+        # one worker: nothing to run side by side
+        (_side(SAMPLES, 0.010, 0.005), TRIP, 1, "threads"),
+    ],
+)
+def test_verdict_table(samples: list[Sample], trip: float | None, workers: int, want: Any) -> None:
+    """verdict() sends GIL-bound calls worth a process to processes, and nothing else."""
+    assert verdict(samples, trip, workers) == want
+
+
+@pytest.mark.parametrize("speed", [0.2, 1.0, 5.0, 25.0])
+def test_verdict_scales_with_the_machine(speed: float) -> None:
+    """The same function on a machine `speed` times faster (calls and round trip
+    alike) gets the same verdict: no constant stands for one machine's speed."""
+    slow = _side(SAMPLES, 0.010 / speed, 0.005 / speed)
+    assert verdict(slow, TRIP / speed, 2) == "processes"
+    short = _side(SAMPLES, 2e-3 / speed, 1e-3 / speed)
+    assert verdict(short, 1e-3 / WORTH / speed * 2, 2) == "threads"
+
+
+def test_verdict_takes_the_median() -> None:
+    """One call slowed by the machine does not decide: the median of the samples does."""
+    samples = [*_side(SAMPLES - 1, 0.010, 0.005), Sample(0.010, 0.010 * GIL_CORES, 2)]
+    assert verdict(samples, TRIP, 2) == "processes"
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "want"),
+    [
+        ((1, 2.5, "s", b"b", None, True, 3j, range(3), np.float32(1)), {}, True),
+        (((1, (2, "x")),), {"k": 3}, True),
+        ((np.arange(3).copy(),), {}, False),  # writable: func could change it
+        ((np.frombuffer(b"\0" * 8, dtype=np.int64),), {}, True),  # read-only
+        (([1, 2],), {}, False),
+        (({"a": 1},), {}, False),
+        ((1,), {"out": [0]}, False),
+        ((np.array([None], dtype=object).view(),), {}, False),
+    ],
+)
+def test_plain_values(args: tuple[Any, ...], kwargs: dict[str, Any], want: bool) -> None:
+    """Only arguments no function can change in place count as plain values."""
+    assert plain_values(args, kwargs) is want
+
+
+class FakeProcesses:
+    """Worker processes as the learner sees them, with figures set by the test."""
+
+    def __init__(self, trip: float | None = TRIP, started: bool = True) -> None:
+        self.trip = trip
+        self.started = started
+        self.measured: list[Callable[..., Any]] = []
+        self.asked_ready = 0
+        self.why: str | None = None
+
+    def round_trip(self) -> float | None:
+        return self.trip
+
+    def workers(self) -> int:
+        return 2
+
+    def unavailable(self, fn: Callable[..., Any]) -> str | None:
+        return self.why
+
+    def ready(self) -> bool:
+        self.asked_ready += 1
+        return self.started
+
+    def measure(self, fn: Callable[..., Any]) -> None:
+        self.measured.append(fn)
+
+
+def _teach(submits: Submits, fn: Callable[..., Any], wall: float, cpu: float) -> None:
+    """Feed the learner SAMPLES side-by-side calls of ``fn`` with these figures."""
+    name, timed = submits.route(fn, (1,), {})
+    assert name == "threads" and timed is not fn
+    learning = submits._learned[func_key(fn)]
+    for _ in range(SAMPLES):
+        submits._enter(learning)
+        before = submits._enter(learning)
+        submits._leave(learning, wall, cpu, before)
+        submits._leave(learning, wall, cpu, 1)  # (its neighbour: counted alone)
+
+
+def _gil(n: int) -> int:
+    return sum(i * i for i in range(n))
+
+
+def test_learner_moves_a_gil_bound_function() -> None:
+    """Once taught that fn holds the GIL, its plain-value calls go to processes
+    untimed, and any call that could change the caller's objects stays on threads."""
+    procs = FakeProcesses()
+    submits = Submits(procs)
+    _teach(submits, _gil, 0.010, 0.005)
+    assert submits.where(_gil) == "processes"
+    assert submits.route(_gil, (10,), {}) == ("processes", _gil)
+    assert submits.route(_gil, ([10],), {}) == ("threads", _gil)
+    assert submits.route(_gil, (np.zeros(3),), {}) == ("threads", _gil)
+    procs.started = False  # still starting: threads meanwhile
+    assert submits.route(_gil, (10,), {}) == ("threads", _gil)
+
+
+def test_learner_keeps_a_gil_free_function_on_threads() -> None:
+    """A function whose calls kept two cores busy stays on threads, untimed."""
+    submits = Submits(FakeProcesses())
+    _teach(submits, np.exp, 0.010, 0.010)
+    assert submits.where(np.exp) == "threads"
+    assert submits.route(np.exp, (1.0,), {}) == ("threads", np.exp)
+
+
+def test_learner_measures_processes_first() -> None:
+    """Without a measured round trip the learner asks for one and gives no verdict."""
+    procs = FakeProcesses(trip=None)
+    submits = Submits(procs)
+    _teach(submits, _gil, 0.010, 0.005)
+    assert submits.where(_gil) is None
+    assert procs.measured and procs.measured[0] is _gil
+
+
+def test_learner_respects_unavailable_processes() -> None:
+    """A function processes cannot run (unpicklable, no processes here) stays on threads."""
+    procs = FakeProcesses()
+    procs.why = "cannot be pickled"
+    submits = Submits(procs)
+    _teach(submits, _gil, 0.010, 0.005)
+    assert submits.where(_gil) == "threads"
+
+
+def _pid(x: int) -> tuple[int, int]:
+    return os.getpid(), x * 2
+
+
+def _pid_of(a: Any) -> int:
+    return os.getpid()
+
+
+class Odd(ValueError):
+    pass
+
+
+def _fails(x: int) -> int:
+    raise Odd(f"odd {x}")
+
+
+def _learned(pool: numpool.Pool, fn: Callable[..., Any], where: str) -> None:
+    """Set the pool's verdict for fn by hand (as its timings would), processes started."""
+    assert pool._submits is not None
+    pool._submits.route(fn, (), {})
+    pool._submits._learned[func_key(fn)].where = where
+    pool._backends.get("processes").start()
+
+
+def test_pool_runs_a_learned_function_on_processes() -> None:
+    """Pool() (auto): a function learned GIL-bound runs in worker processes through
+    submit, map (chunked or not) and imap_unordered, with the same results."""
+    with numpool.Pool(workers=2) as pool:
+        _learned(pool, _pid, "processes")
+        me = os.getpid()
+        pid, value = pool.submit(_pid, 21).result()
+        assert (pid != me, value) == (True, 42)
+        got = list(pool.map(_pid, range(6)))
+        assert [v for _, v in got] == [0, 2, 4, 6, 8, 10]
+        assert all(p != me for p, _ in got)
+        got = list(pool.map(_pid, range(6), chunksize=4))
+        assert [v for _, v in got] == [0, 2, 4, 6, 8, 10]
+        assert all(p != me for p, _ in got)
+        got = list(pool.imap_unordered(_pid, range(4)))
+        assert sorted(v for _, v in got) == [0, 2, 4, 6]
+
+    with numpool.Pool(workers=2) as pool:
+        _learned(pool, _pid_of, "processes")
+        me = os.getpid()
+        # a writable array (func could change it) keeps its call here, in a thread
+        assert pool.submit(_pid_of, np.zeros(1)).result() == me
+        ro = np.zeros(1)
+        ro.flags.writeable = False
+        assert pool.submit(_pid_of, ro).result() != me
+        assert pool.submit(_pid_of, np.int64(1)).result() != me
+
+
+def test_pool_errors_are_the_same_after_the_move() -> None:
+    """A learned function's exception has its own class on processes, as on threads."""
+    with numpool.Pool(workers=2) as pool:
+        with pytest.raises(Odd, match="odd 3"):
+            pool.submit(_fails, 3).result()
+        _learned(pool, _fails, "processes")
+        with pytest.raises(Odd, match="odd 4"):
+            pool.submit(_fails, 4).result()
+        with pytest.raises(Odd, match="odd 0"):
+            list(pool.map(_fails, range(3)))
+
+
+def test_pool_map_timeout_stops_processes_calls() -> None:
+    """map's timeout on a learned function stops the calls still running in its
+    processes, and the pool works afterwards."""
+    import time
+
+    with numpool.Pool(workers=2) as pool:
+        _learned(pool, time.sleep, "processes")
+        it = pool.map(time.sleep, [30.0, 30.0, 30.0], timeout=0.5)
+        with pytest.raises(TimeoutError):
+            list(it)
+        assert pool.submit(_pid, 2).result()[1] == 4
+
+
+def test_fixed_backend_pools_do_not_learn() -> None:
+    """Only auto learns: a threads pool's submit stays in this process."""
+    with numpool.Pool("threads", workers=2) as pool:
+        assert pool._submits is None
+        assert pool.submit(_pid, 1).result()[0] == os.getpid()
