@@ -100,6 +100,10 @@ def apply(
     overlap: int = 0,
     axis: int = 0,
     timeout: float | None = None,
+    boundary: str | None = None,
+    cval: float | None = None,
+    block_info: bool = False,
+    check_overlap: bool = False,
 ) -> np.ndarray:
     """Apply a blockwise function over the rows of big arrays, in parallel.
 
@@ -179,6 +183,39 @@ def apply(
         cancelled). A block that runs in the caller's thread (serial, and
         the first rows on every backend) cannot be stopped: the deadline is
         checked after it. Default: none.
+    boundary : {None, "reflect", "mirror", "nearest", "wrap", "constant"}, optional
+        With ``overlap=k``: the ``k`` rows beyond each end of the array, made
+        up as scipy.ndimage's ``mode`` of the same name extends an array
+        (reflect: ``d c b a | a b c d | d c b a``; mirror: ``d c b | a b c d
+        | c b a``; nearest: ``a a a | a b c d | d d d``; wrap: ``b c d | a b
+        c d | a b c``, the rows from the other end of the whole array;
+        constant: ``cval``), and given to the blocks at the ends, along the
+        split axis only. The result is then ``func`` on x padded so
+        (``np.pad``), with those rows trimmed off, whatever the blocks:
+        ``apply(lambda b: ndimage.correlate(b, w, mode=m), x, overlap=k,
+        boundary=m)`` equals ``ndimage.correlate(x, w, mode=m)`` bit for bit
+        when ``k`` covers ``w``'s rows (see :func:`numpool.stencil.halo`).
+        ``None`` (default): the end blocks get only the rows that exist, and
+        ``func``'s own edge handling applies there.
+    cval : float, optional
+        The value of the made-up rows with ``boundary="constant"`` (default
+        0.0, as scipy.ndimage's): a number every split array's dtype holds
+        exactly.
+    block_info : bool, optional
+        ``True`` calls ``func(..., block_info=info)``: a
+        :class:`numpool.stencil.BlockInfo` saying where the block sits along
+        the split axis (``info.rows``: its own rows of x; ``info.halo``: the
+        rows it is given, below 0 and from ``info.n`` on for made-up rows;
+        ``info.own``: its own rows within what it is given), the same on every
+        backend. A whole call run at once gets one covering every row.
+        Default False.
+    check_overlap : bool, optional
+        ``True`` first runs ``func`` on the first rows (at least 64) as one
+        block and as two, and warns (:class:`numpool.stencil.OverlapWarning`)
+        when they differ beyond rounding: ``overlap`` is too small for
+        ``func``; the warning says which overlap makes them agree on that
+        sample, when one does. Costs three more calls of ``func`` on the
+        sample (more when they differ). Default False.
 
     Returns
     -------
@@ -203,6 +240,15 @@ def apply(
     >>> a, b = np.ones(1000), np.arange(1000.0)
     >>> bool((numpool.apply(np.add, a, b) == a + b).all())
     True
+
+    A 5 x 5 filter whose edges reflect, split into blocks of rows:
+
+    >>> from scipy import ndimage
+    >>> img = np.random.default_rng(0).random((500, 300))
+    >>> f = lambda b: ndimage.median_filter(b, 5, mode="reflect")
+    >>> r = numpool.apply(f, img, overlap=2, boundary="reflect", chunks=4)
+    >>> bool((r == ndimage.median_filter(img, 5, mode="reflect")).all())
+    True
     """
     pool = _default
     if (
@@ -215,9 +261,12 @@ def apply(
     ):
         pool = _pool(backend, workers, blas_threads, retries)
     # (a shut-down pool is not _fast_ok)
-    fast = pool._fast_ok and timeout is None
+    fast = pool._fast_ok and timeout is None and check_overlap is False
     if fast and type(x) is np.ndarray and out is None and chunks is None:
-        hit = pool._runner.fast_path(func, x, arrays, progress, overlap, axis)
+        stencil = (
+            None if boundary is None and block_info is False else (boundary, cval, block_info)
+        )
+        hit = pool._runner.fast_path(func, x, arrays, progress, overlap, axis, stencil)
         if hit is not None:  # its settled route
             result, _local.stats = hit
             return result
@@ -232,6 +281,10 @@ def apply(
         timeout=timeout,
         overlap=overlap,
         axis=axis,
+        boundary=boundary,
+        cval=cval,
+        block_info=block_info,
+        check_overlap=check_overlap,
     )
     return result
 
@@ -402,6 +455,9 @@ def plan(
     overlap: int = 0,
     axis: int = 0,
     combine: Any = np.add,
+    boundary: str | None = None,
+    cval: float | None = None,
+    block_info: bool = False,
 ) -> Plan:
     """How ``backend="auto"`` would run ``apply(func, x, ...)``, ``reduce(func, x, ...)``
     or ``map(func, *iterables)``, and why.
@@ -430,6 +486,8 @@ def plan(
         otherwise.
     workers, blas_threads, chunks, chunksize, overlap, axis, combine
         As for :func:`apply`, :func:`reduce` and :func:`map`.
+    boundary, cval, block_info
+        As for :func:`apply` (``Plan.explain`` says how the ends are made up).
 
     Returns
     -------
@@ -453,4 +511,7 @@ def plan(
         overlap=overlap,
         axis=axis,
         combine=combine,
+        boundary=boundary,
+        cval=cval,
+        block_info=block_info,
     )

@@ -6,6 +6,8 @@ expected and what was given.
 
 from __future__ import annotations
 
+import inspect
+import warnings
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, get_args, overload
 
@@ -22,9 +24,13 @@ __all__ = [
     "BackendName",
     "as_input_array",
     "check_backend",
+    "check_block_info",
+    "check_boundary",
     "check_chunks",
     "check_combine",
     "check_count",
+    "check_cval",
+    "check_flag",
     "check_func",
     "check_iterables",
     "check_out",
@@ -271,3 +277,96 @@ def check_iterables(iterables: tuple[Iterable[Any], ...]) -> list[list[Any]]:
             "items silently"
         )
     return columns
+
+
+#: boundary= modes (scipy.ndimage's names), as numpool._inputs.MODES maps them
+BOUNDARY_MODES = ("reflect", "mirror", "nearest", "wrap", "constant")
+
+
+def check_flag(name: str, value: Any, where: str) -> bool:
+    """A True/False option (``block_info=``, ``check_overlap=``)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(
+            f"{where}: {name} must be True or False, got {type(value).__name__} {value!r}"
+        )
+    return bool(value)
+
+
+def check_boundary(boundary: Any, cval: Any, overlap: int, where: str) -> tuple[str | None, Any]:
+    """``boundary=`` and ``cval=`` of apply: (the mode or None, the fill value)."""
+    if boundary is None:
+        if cval is not None:
+            raise ValueError(
+                f"{where}: cval={cval!r} is the fill value of boundary='constant', and no "
+                "boundary was given: pass boundary='constant' too (or drop cval)"
+            )
+        return None, None
+    if not isinstance(boundary, str) or boundary not in BOUNDARY_MODES:
+        modes = ", ".join(map(repr, BOUNDARY_MODES))
+        raise ValueError(
+            f"{where}: boundary must be None or one of {modes} (scipy.ndimage's mode "
+            f"names), got {boundary!r}"
+        )
+    if not overlap:
+        raise ValueError(
+            f"{where}: boundary={boundary!r} makes up the halo rows beyond the array's "
+            "ends, and overlap=0 asks for none: pass overlap=k, the rows func reads on "
+            "each side of a row (a k x k filter reads k // 2), or drop boundary"
+        )
+    if boundary != "constant":
+        if cval is not None:
+            raise ValueError(
+                f"{where}: cval={cval!r} is only used with boundary='constant', not "
+                f"{boundary!r}: drop cval or pass boundary='constant'"
+            )
+        return boundary, None
+    if cval is None:
+        return boundary, 0.0
+    if isinstance(cval, (bool, np.bool_)) or not isinstance(
+        cval, (int, float, complex, np.number)
+    ):
+        raise TypeError(
+            f"{where}: cval must be a number (the value of the rows beyond the array's "
+            f"ends), got {type(cval).__name__} {cval!r}"
+        )
+    return boundary, cval
+
+
+def check_cval(cval: Any, dtype: np.dtype, where: str) -> None:
+    """Refuse a ``cval`` that an array of ``dtype`` cannot hold exactly: it would be
+    stored rounded, and the edge rows would be silently other than asked."""
+    try:
+        given = np.array(cval)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (a complex cval cast to a real dtype)
+            back = given.astype(dtype).astype(given.dtype)  # (compared in cval's own type)
+        same = bool(back == given) or bool(back != back and given != given)  # (NaN)
+    except (TypeError, ValueError, OverflowError):
+        same = False
+    if not same:
+        raise ValueError(
+            f"{where}: cval={cval!r} cannot be held exactly by an array of dtype {dtype} "
+            "(the rows beyond the array's ends are made in the array's own dtype): pass "
+            f"a value the dtype holds (np.{dtype}(...) rounds it first), or convert the array"
+        )
+
+
+def check_block_info(func: Any, where: str) -> None:
+    """Refuse ``block_info=True`` for a func that takes no ``block_info`` keyword, before
+    any block runs."""
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        params = None
+    if params is not None and any(
+        p.kind is p.VAR_KEYWORD
+        or (p.name == "block_info" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+        for p in params
+    ):
+        return
+    name = getattr(func, "__name__", type(func).__name__)
+    raise TypeError(
+        f"{where}: block_info=True calls func(..., block_info=info), and {name} takes no "
+        "block_info keyword: define it as def f(b, *, block_info): ... (a numpool.stencil."
+        "BlockInfo: info.rows, info.halo, info.n), or wrap it in a lambda"
+    )

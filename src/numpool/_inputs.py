@@ -16,6 +16,18 @@ The same object cuts ndarrays (in-process backends, the caller's head) and the
 references that stand for them in another process (ShmRef, FileRef): the
 worker resolves them, calls func and trims the result (:meth:`Cut.call`).
 A plain call (one array, axis 0, no halo) cuts as it always did: ``x[a:b]``.
+
+``boundary=`` gives the blocks at the array's ends the halo rows that are not
+in it, as scipy.ndimage extends an array (``np.pad``'s modes)::
+
+    x rows 0 .. n-1, overlap k, boundary m
+    before = np.pad(x, k, m)[:k]       after = np.pad(x, k, m)[-k:]   (k rows each,
+                                        made once per call: views of x for "wrap")
+    block a:b ─▶ before[a-k:] ++ x[max(0, a-k) : min(n, b+k)] ++ after[:b+k-n]
+                 (joined in the worker: only the end blocks are copied)
+
+so every layout, the whole call in one block included, computes ``func`` on the
+padded array with the k rows at each end trimmed off.
 """
 
 from __future__ import annotations
@@ -25,9 +37,18 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._checks import check_plain
+from ._checks import check_boundary, check_cval, check_flag, check_plain
 
-__all__ = ["Cut", "Inputs", "along", "frozen", "make", "told"]
+__all__ = ["MODES", "BlockInfo", "Cut", "Edge", "Inputs", "along", "frozen", "make", "told"]
+
+#: boundary= modes, scipy.ndimage's names, and np.pad's name for each
+MODES = {
+    "reflect": "symmetric",
+    "mirror": "reflect",
+    "nearest": "edge",
+    "wrap": "wrap",
+    "constant": "constant",
+}
 
 
 def frozen(a: Any) -> Any:
@@ -72,20 +93,96 @@ def along(a: Any, start: int, stop: int, axis: int) -> Any:
     )
 
 
+class BlockInfo(NamedTuple):
+    """Where a block sits in ``x``, passed to func as ``block_info=`` when
+    ``apply(..., block_info=True)``: the same values on every backend.
+
+    Attributes
+    ----------
+    rows : slice
+        The block's own rows of ``x`` along the split axis (the rows of the
+        output it makes), e.g. ``slice(100, 200)``.
+    halo : slice
+        The rows func is given, own rows and halo. With ``boundary=``, the
+        rows made up beyond the array's ends count below 0 and from ``n``
+        on: the first block of ``overlap=2`` starts at -2.
+    n : int
+        ``x``'s length along the split axis.
+    axis : int
+        The split axis (counted from 0).
+
+    Examples
+    --------
+    >>> from numpool.stencil import BlockInfo
+    >>> info = BlockInfo(slice(0, 4), slice(-2, 6), 10, 0)
+    >>> info.own
+    slice(2, 6, None)
+    """
+
+    rows: slice
+    halo: slice
+    n: int
+    axis: int
+
+    @property
+    def own(self) -> slice:
+        """The block's own rows within what func is given: ``b[info.own]``."""
+        return slice(self.rows.start - self.halo.start, self.rows.stop - self.halo.start)
+
+
+class Edge(NamedTuple):
+    """The rows a block at an end of the array is given beyond it (``boundary=``): per
+    argument, the rows to put before and after its own (None: none), along ``axes``."""
+
+    axes: tuple[int | None, ...]
+    before: tuple[Any, ...]
+    after: tuple[Any, ...]
+
+
+def _glued(before: Any, a: Any, after: Any, axis: int | None) -> Any:
+    """``a`` with the made-up rows before and after it along ``axis``."""
+    if axis is None or (before is None and after is None):
+        return a
+    parts = [p for p in (before, a, after) if p is not None]
+    return np.concatenate(parts, axis=axis)
+
+
 class Cut(NamedTuple):
     """One block as it travels to a worker: the arguments with their halo rows, and
-    which rows of func's result to keep (``lo : lo+rows`` along ``axis``)."""
+    which rows of func's result to keep (``lo : lo+rows`` along ``axis``). ``edge``:
+    rows beyond the array's ends to join on (``boundary=``); ``info``: what func gets
+    as ``block_info=`` (None: no such keyword)."""
 
     args: tuple[Any, ...]
     axis: int
     lo: int
     rows: int
     hi: int
+    edge: Edge | None = None
+    info: BlockInfo | None = None
+
+    def arrays(self, fn: Callable[[Any], Any]) -> Cut:
+        """This cut with ``fn`` applied to every argument and every made-up part."""
+        args = tuple(fn(a) for a in self.args)
+        edge = self.edge
+        if edge is not None:
+            edge = edge._replace(
+                before=tuple(None if p is None else fn(p) for p in edge.before),
+                after=tuple(None if p is None else fn(p) for p in edge.after),
+            )
+        return self._replace(args=args, edge=edge)
 
     def call(self, func: Callable[..., Any], resolve: Callable[[Any], Any] | None = None) -> Any:
         """``func`` on the block's arguments, its halo rows trimmed off the result."""
-        args = self.args if resolve is None else tuple(resolve(a) for a in self.args)
-        res = func(*[frozen(a) for a in args])
+        cut = self if resolve is None else self.arrays(resolve)
+        args = cut.args
+        if cut.edge is not None:
+            e = cut.edge
+            args = tuple(map(_glued, e.before, args, e.after, e.axes))
+        if self.info is None:
+            res = func(*[frozen(a) for a in args])
+        else:
+            res = func(*[frozen(a) for a in args], block_info=self.info)
         if not (self.lo or self.hi):
             return res
         full = self.lo + self.rows + self.hi
@@ -109,9 +206,27 @@ class Inputs:
 
     ``n`` rows are the call's own; ``pre`` and ``post`` rows before and after them
     are there too, to be read as halo only (a part of a bigger call). ``axes[i]`` is
-    the axis along which argument i is split, None when it is passed whole."""
+    the axis along which argument i is split, None when it is passed whole.
+    ``boundary``: the mode of the rows made up beyond the array's ends, ``pads`` those
+    rows (k before, k after, per argument); ``info``: func takes ``block_info=``;
+    ``origin``, ``total``: where row 0 of this call is in the whole call, and its rows."""
 
-    __slots__ = ("args", "axes", "axis", "n", "overlap", "plain", "post", "pre")
+    __slots__ = (
+        "args",
+        "axes",
+        "axis",
+        "boundary",
+        "cval",
+        "info",
+        "n",
+        "origin",
+        "overlap",
+        "pads",
+        "plain",
+        "post",
+        "pre",
+        "total",
+    )
 
     def __init__(
         self,
@@ -122,6 +237,13 @@ class Inputs:
         overlap: int = 0,
         pre: int = 0,
         post: int = 0,
+        *,
+        boundary: str | None = None,
+        cval: Any = None,
+        pads: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None,
+        info: bool = False,
+        origin: int = 0,
+        total: int | None = None,
     ) -> None:
         self.args = args
         self.axes = axes
@@ -130,7 +252,13 @@ class Inputs:
         self.overlap = overlap
         self.pre = pre
         self.post = post
-        self.plain = len(args) == 1 and axis == 0 and overlap == 0 and axes[0] == 0
+        self.boundary = boundary
+        self.cval = cval
+        self.pads = pads
+        self.info = info
+        self.origin = origin
+        self.total = n if total is None else total
+        self.plain = len(args) == 1 and axis == 0 and overlap == 0 and axes[0] == 0 and not info
 
     @classmethod
     def one(cls, x: np.ndarray) -> Inputs:
@@ -141,6 +269,13 @@ class Inputs:
     def x(self) -> Any:
         """The reference array (the first argument)."""
         return self.args[0]
+
+    @property
+    def options(self) -> tuple[Any, ...]:
+        """What boundary= and block_info= add to a route's key (empty when unused)."""
+        if self.boundary is None and not self.info:
+            return ()
+        return ("stencil", self.boundary, self.cval, self.info)
 
     def arrays(self) -> Iterator[np.ndarray]:
         """The arguments that are arrays with at least one dimension."""
@@ -165,7 +300,7 @@ class Inputs:
 
     def key(self) -> Hashable:
         """What an evidence key needs beyond x: the other arguments' classes, the
-        axis, the halo."""
+        axis, the halo (and its boundary, block_info)."""
         if self.plain:
             return None
         others = tuple(
@@ -174,7 +309,9 @@ class Inputs:
             else type(a).__qualname__
             for a, ax in zip(self.args[1:], self.axes[1:], strict=True)
         )
-        return (others, self.axis, self.overlap)
+        if self.boundary is None and not self.info:
+            return (others, self.axis, self.overlap)
+        return (others, self.axis, self.overlap, self.boundary, self.info)
 
     def _span(self, a: int, b: int) -> tuple[int, int, int]:
         """Own rows a:b with their halo: (first physical row, lo, hi)."""
@@ -182,6 +319,24 @@ class Inputs:
         lo = min(k, self.pre + a)
         hi = min(k, self.post + self.n - b)
         return self.pre + a - lo, lo, hi
+
+    def _edge(self, lo: int, hi: int) -> Edge | None:
+        """The made-up rows of a block with ``lo``, ``hi`` real halo rows (boundary=)."""
+        k = self.overlap
+        if self.pads is None or (lo == k and hi == k):
+            return None
+        before, after = self.pads
+        return Edge(
+            self.axes,
+            tuple(
+                None if p is None or ax is None or lo == k else along(p, lo, k, ax)
+                for p, ax in zip(before, self.axes, strict=True)
+            ),
+            tuple(
+                None if p is None or ax is None or hi == k else along(p, 0, k - hi, ax)
+                for p, ax in zip(after, self.axes, strict=True)
+            ),
+        )
 
     def cut(self, a: int, b: int) -> Cut:
         """Own rows a:b of every split argument, with their halo."""
@@ -191,7 +346,16 @@ class Inputs:
             arg if ax is None else along(arg, start, stop, ax)
             for arg, ax in zip(self.args, self.axes, strict=True)
         )
-        return Cut(args, self.axis, lo, b - a, hi)
+        edge = self._edge(lo, hi)
+        if edge is not None:
+            lo = hi = self.overlap
+        info = None
+        if self.info:
+            g = self.origin + a
+            info = BlockInfo(
+                slice(g, g + b - a), slice(g - lo, g + b - a + hi), self.total, self.axis
+            )
+        return Cut(args, self.axis, lo, b - a, hi, edge, info)
 
     def block(self, a: int, b: int) -> Any:
         """What to send a worker for own rows a:b: ``x[a:b]`` for a plain call (as
@@ -207,19 +371,45 @@ class Inputs:
         return self.cut(a, b).call(func)
 
     def whole(self, func: Callable[..., Any]) -> Any:
-        """``func`` on every argument as it is (read-only)."""
+        """``func`` on every argument as it is (read-only); with boundary= or block_info=,
+        on the whole call as one block (padded, trimmed)."""
+        if self.pads is not None or self.info:
+            return self.cut(0, self.n).call(func)
         return func(*[frozen(a) for a in self.args])
+
+    def _like(self, args: tuple[Any, ...], n: int, pre: int, post: int, origin: int) -> Inputs:
+        """This call's geometry and options over other arguments and rows."""
+        return Inputs(
+            args,
+            self.axes,
+            self.axis,
+            n,
+            self.overlap,
+            pre,
+            post,
+            boundary=self.boundary,
+            cval=self.cval,
+            pads=self.pads,
+            info=self.info,
+            origin=origin,
+            total=self.total,
+        )
 
     def window(self, a: int, b: int) -> Inputs:
         """Own rows a:b as a call of their own, their halo rows around them."""
         if self.plain:
             return Inputs.one(self.args[0][a:b])
-        cut = self.cut(a, b)
-        return Inputs(cut.args, self.axes, self.axis, b - a, self.overlap, cut.lo, cut.hi)
+        start, lo, hi = self._span(a, b)
+        stop = start + lo + (b - a) + hi
+        args = tuple(
+            arg if ax is None else along(arg, start, stop, ax)
+            for arg, ax in zip(self.args, self.axes, strict=True)
+        )
+        return self._like(args, b - a, lo, hi, self.origin + a)
 
     def replace(self, args: tuple[Any, ...]) -> Inputs:
         """The same geometry over other arguments (references to these, in a transport)."""
-        new = Inputs(args, self.axes, self.axis, self.n, self.overlap, self.pre, self.post)
+        new = self._like(args, self.n, self.pre, self.post, self.origin)
         new.plain = self.plain
         return new
 
@@ -230,7 +420,7 @@ class Inputs:
 
     def describe(self) -> str:
         """The call's inputs in words, for plans: '3 arrays of 4 arguments, 2 split,
-        axis 1, overlap 2'."""
+        axis 1, overlap 2, boundary 'reflect', block_info'."""
         parts = []
         if len(self.args) > 1:
             arrays = sum(isinstance(a, np.ndarray) for a in self.args)
@@ -242,6 +432,15 @@ class Inputs:
             parts.append(f"axis {self.axis}")
         if self.overlap:
             parts.append(f"overlap {self.overlap}")
+        if self.boundary is not None:
+            cval = f" (cval {self.cval!r})" if self.boundary == "constant" else ""
+            parts.append(
+                f"boundary {self.boundary!r}{cval}: the {self.overlap} row"
+                f"{'s' * (self.overlap != 1)} beyond each end made up, joined to the end "
+                "blocks"
+            )
+        if self.info:
+            parts.append("block_info= passed to func")
         return ", ".join(parts)
 
 
@@ -250,9 +449,75 @@ def tail_of(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
     return (*shape[:axis], *shape[axis + 1 :])
 
 
-def make(x: np.ndarray, others: tuple[Any, ...], axis: int, overlap: int, where: str) -> Inputs:
+def pads(a: np.ndarray, axis: int, k: int, mode: str, cval: Any) -> tuple[Any, Any]:
+    """The ``k`` rows before and after ``a`` along ``axis`` as scipy.ndimage's ``mode``
+    extends it (``np.pad``'s equivalent, which agrees with it for any k, beyond the
+    array's length too): views of ``a`` for "wrap", else small new arrays."""
+    n = a.shape[axis]
+    if mode == "constant":
+        shape = (*a.shape[:axis], k, *a.shape[axis + 1 :])
+        rows = np.full(shape, cval, dtype=a.dtype)
+        return rows, rows
+    if mode == "wrap" and k <= n:
+        return along(a, n - k, n, axis), along(a, 0, k, axis)
+    how: Any = MODES[mode]
+    if n > k + 1:  # only the k+1 rows at each end are ever read
+        width = [(0, 0)] * a.ndim
+        width[axis] = (k, 0)
+        before = np.pad(along(a, 0, k + 1, axis), width, mode=how)
+        width[axis] = (0, k)
+        after = np.pad(along(a, n - k - 1, n, axis), width, mode=how)
+        return along(before, 0, k, axis), along(after, k + 1, 2 * k + 1, axis)
+    width = [(0, 0)] * a.ndim
+    width[axis] = (k, k)
+    padded = np.pad(a, width, mode=how)
+    return along(padded, 0, k, axis), along(padded, n + k, n + 2 * k, axis)
+
+
+def make(
+    x: np.ndarray,
+    others: tuple[Any, ...],
+    axis: int,
+    overlap: int,
+    where: str,
+    boundary: Any = None,
+    cval: Any = None,
+    block_info: Any = False,
+) -> Inputs:
     """Check and build a call's inputs: x (already an ndarray with a dimension) and the
-    other arguments; ``axis`` and ``overlap`` as given."""
+    other arguments; ``axis``, ``overlap``, ``boundary``, ``cval``, ``block_info`` as
+    given."""
+    inputs = _make(x, others, axis, overlap, where)
+    info = check_flag("block_info", block_info, where)
+    mode, value = check_boundary(boundary, cval, inputs.overlap, where)
+    if mode is None and not info:
+        return inputs
+    inputs = Inputs(
+        inputs.args,
+        inputs.axes,
+        inputs.axis,
+        inputs.n,
+        inputs.overlap,
+        boundary=mode,
+        cval=value,
+        info=info,
+    )
+    if mode is not None and inputs.n:
+        split = list(inputs._split())
+        if mode == "constant":
+            for a, _ in split:
+                check_cval(value, a.dtype, where)
+        before: list[Any] = [None] * len(inputs.args)
+        after: list[Any] = [None] * len(inputs.args)
+        for i, (a, ax) in enumerate(zip(inputs.args, inputs.axes, strict=True)):
+            if ax is not None:
+                before[i], after[i] = pads(a, ax, inputs.overlap, mode, value)
+        inputs.pads = tuple(before), tuple(after)
+    return inputs
+
+
+def _make(x: np.ndarray, others: tuple[Any, ...], axis: int, overlap: int, where: str) -> Inputs:
+    """:func:`make` without boundary= and block_info=."""
     if isinstance(overlap, bool) or not isinstance(overlap, (int, np.integer)):
         raise TypeError(f"{where}: overlap must be an int >= 0, got {overlap!r}")
     if overlap < 0:

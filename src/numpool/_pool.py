@@ -26,9 +26,11 @@ from ._checks import (
     BackendName,
     as_input_array,
     check_backend,
+    check_block_info,
     check_chunks,
     check_combine,
     check_count,
+    check_flag,
     check_func,
     check_iterables,
     check_retries,
@@ -376,6 +378,10 @@ class Pool(Executor):
         chunks: int | None = None,
         progress: bool | Callable[[int, int], Any] = False,
         timeout: float | None = None,
+        boundary: str | None = None,
+        cval: float | None = None,
+        block_info: bool = False,
+        check_overlap: bool = False,
         overlap: int = 0,
         axis: int = 0,
     ) -> np.ndarray:
@@ -392,8 +398,12 @@ class Pool(Executor):
             and out is None
             and chunks is None
             and timeout is None
+            and check_overlap is False
         ):
-            hit = self._runner.fast_path(func, x, arrays, progress, overlap, axis)
+            stencil = (
+                None if boundary is None and block_info is False else (boundary, cval, block_info)
+            )
+            hit = self._runner.fast_path(func, x, arrays, progress, overlap, axis, stencil)
             if hit is not None:  # its settled route
                 result, self._last = hit
                 return result
@@ -405,6 +415,10 @@ class Pool(Executor):
             chunks=chunks,
             progress=progress,
             timeout=timeout,
+            boundary=boundary,
+            cval=cval,
+            block_info=block_info,
+            check_overlap=check_overlap,
             overlap=overlap,
             axis=axis,
         )
@@ -419,6 +433,10 @@ class Pool(Executor):
         chunks: int | None = None,
         progress: bool | Callable[[int, int], Any] = False,
         timeout: float | None = None,
+        boundary: str | None = None,
+        cval: float | None = None,
+        block_info: bool = False,
+        check_overlap: bool = False,
         overlap: int = 0,
         axis: int = 0,
     ) -> tuple[np.ndarray, Stats]:
@@ -426,13 +444,16 @@ class Pool(Executor):
         self._check_open()
         self._init_caller()
         check_func("apply", func)
-        inputs = _inputs(x, arrays, axis, overlap, "apply")
+        inputs = _inputs(x, arrays, axis, overlap, "apply", boundary, cval, block_info)
+        if inputs.info:
+            check_block_info(func, "apply")
         size = check_chunks(chunks, inputs, "apply")
+        check = check_flag("check_overlap", check_overlap, "apply")
         with (
             deadline(timeout),
             track(check_progress(progress), inputs.n, f"apply({func_name(func)})"),
         ):
-            return self._runner.apply(func, inputs, out, size)
+            return self._runner.apply(func, inputs, out, size, check)
 
     def reduce(
         self,
@@ -535,6 +556,9 @@ class Pool(Executor):
         overlap: int = 0,
         axis: int = 0,
         combine: Any = np.add,
+        boundary: str | None = None,
+        cval: float | None = None,
+        block_info: bool = False,
     ) -> Plan:
         """What ``backend="auto"`` would do for ``apply(func, x, ...)``,
         ``reduce(func, x, ...)`` or ``map(func, *iterables)``.
@@ -550,18 +574,23 @@ class Pool(Executor):
             if not args:
                 raise TypeError(f"plan: {kind} takes at least one array after func")
             if kind == "reduce":
-                if overlap:
-                    raise ValueError("plan: overlap= is for apply, not reduce")
+                if overlap or boundary is not None or block_info is not False:
+                    raise ValueError(
+                        "plan: overlap=, boundary= and block_info= are for apply, not reduce"
+                    )
                 check_combine(combine)
                 inputs = _inputs(args[0], args[1:], axis, 0, "reduce")
                 blocks = reduce_blocks(inputs, check_chunks(chunks, inputs, "plan"))
                 return runner.plan_reduce(func, inputs, combine, blocks)
-            inputs = _inputs(args[0], args[1:], axis, overlap, "apply")
+            inputs = _inputs(args[0], args[1:], axis, overlap, "apply", boundary, cval, block_info)
+            if inputs.info:
+                check_block_info(func, "plan")
             size = check_chunks(chunks, inputs, "plan")
             return runner.plan(func, "apply", inputs, None, size, None)
-        if overlap or axis:
+        if overlap or axis or boundary is not None or cval is not None or block_info is not False:
             raise ValueError(
-                "plan: overlap= and axis= are for apply and reduce (the first argument an "
+                "plan: overlap=, axis=, boundary= and block_info= are for apply and reduce "
+                "(the first argument an "
                 "ndarray, or kind='apply'/'reduce'), not map"
             )
         columns = check_iterables(args)
@@ -794,10 +823,27 @@ def _kind(kind: str | None, args: tuple[Any, ...]) -> str:
     return kind
 
 
-def _inputs(x: Any, arrays: tuple[Any, ...], axis: Any, overlap: Any, where: str) -> Inputs:
+def _inputs(
+    x: Any,
+    arrays: tuple[Any, ...],
+    axis: Any,
+    overlap: Any,
+    where: str,
+    boundary: Any = None,
+    cval: Any = None,
+    block_info: Any = False,
+) -> Inputs:
     """A call's checked inputs: x alone along axis 0 (the common case, at once), or
-    x with more arrays, another axis or a halo (see numpool._inputs)."""
+    x with more arrays, another axis, a halo or its options (see numpool._inputs)."""
     arr = as_input_array(x)
-    if not arrays and type(overlap) is int and type(axis) is int and overlap == axis == 0:
+    if (
+        not arrays
+        and type(overlap) is int
+        and type(axis) is int
+        and overlap == axis == 0
+        and boundary is None
+        and cval is None
+        and block_info is False
+    ):
         return Inputs.one(arr)
-    return make_inputs(arr, arrays, axis, overlap, where)
+    return make_inputs(arr, arrays, axis, overlap, where, boundary, cval, block_info)

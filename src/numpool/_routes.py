@@ -146,10 +146,13 @@ def plain_key(func: Any, x: np.ndarray) -> Hashable:
     return (func_key(func), x.dtype, x.shape)
 
 
-def call_key(func: Any, args: tuple[Any, ...], axis: int, overlap: int) -> Hashable | None:
+def call_key(
+    func: Any, args: tuple[Any, ...], axis: int, overlap: int, options: tuple[Any, ...] = ()
+) -> Hashable | None:
     """What a route for a call with several arguments, another axis or a halo is kept
-    under: the function's code, the axis (counted from 0) and the halo, and each
-    argument's dtype and shape (an ndarray) or type (anything else, passed whole).
+    under: the function's code, the axis (counted from 0) and the halo, the options
+    (boundary, cval, block_info: ``Inputs.options``, empty when none was given), and
+    each argument's dtype and shape (an ndarray) or type (anything else, passed whole).
     None when there can be no route: an ndarray subclass among the arguments (the
     planner's checks must see it every time). (An unhashable callable makes an
     unhashable key: looked up, it finds nothing.)"""
@@ -162,4 +165,6 @@ def call_key(func: Any, args: tuple[Any, ...], axis: int, overlap: int) -> Hasha
             return None
         else:
             sig.append(kind)
+    if options:
+        return (func_key(func), axis, overlap, options, *sig)
     return (func_key(func), axis, overlap, *sig)

@@ -59,6 +59,7 @@ from .planner.evidence import Evidence, func_key
 from .planner.explain import sentences
 from .planner.plan import Plan
 from .planner.profile import store
+from .stencil import compare_layouts
 
 __all__ = ["Runner", "whole"]
 
@@ -465,17 +466,19 @@ class Runner:
         progress: Any,
         overlap: Any,
         axis: Any,
+        stencil: tuple[Any, Any, Any] | None = None,
     ) -> tuple[np.ndarray, Last] | None:
         """The one gate of every apply (``Pool.apply``, ``numpool.apply``): its settled
         route when it has one, else None (take the planner's path). ``x`` is a plain
-        ndarray and neither ``out`` nor ``chunks`` was given."""
+        ndarray and neither ``out`` nor ``chunks`` was given; ``stencil`` is
+        (boundary, cval, block_info) when either of those was given."""
         if progress or current() is not None:  # (inside another call's bar: track() hides it)
             return None
-        if not (arrays or overlap or axis):
+        if not (arrays or overlap or axis or stencil):
             return self.fast(func, x)
         if type(overlap) is not int or type(axis) is not int:
             return None  # (True == 1: an argument the checks must see)
-        return self.fast_many(func, x, arrays, axis, overlap)
+        return self.fast_many(func, x, arrays, axis, overlap, stencil)
 
     def fast(self, func: Callable[..., Any], x: np.ndarray) -> tuple[np.ndarray, Last] | None:
         """Run ``apply(func, x)`` on its settled route (see ``numpool._routes``); None
@@ -526,13 +529,27 @@ class Runner:
         arrays: tuple[Any, ...],
         axis: int,
         overlap: int,
+        stencil: tuple[Any, Any, Any] | None = None,
     ) -> tuple[np.ndarray, Last] | None:
-        """:meth:`fast` for ``apply(func, x, *arrays, axis=, overlap=)`` (ints given as
-        such): its settled route, or None."""
+        """:meth:`fast` for ``apply(func, x, *arrays, axis=, overlap=, boundary=, cval=,
+        block_info=)`` (ints given as such): its settled route, or None."""
         if not -x.ndim <= axis < x.ndim or overlap < 0:
             return None  # (the planner's path says what is wrong)
         axis %= x.ndim
-        key = call_key(func, (x, *arrays), axis, overlap)
+        options: tuple[Any, ...] = ()
+        if stencil is not None:
+            boundary, cval, info = stencil
+            if type(info) is not bool or not (boundary is None or type(boundary) is str):
+                return None  # (the checks must see it)
+            options = (
+                "stencil",
+                boundary,
+                0.0 if cval is None and boundary == "constant" else cval,
+                info,
+            )
+            if options == ("stencil", None, None, False):
+                options = ()
+        key = call_key(func, (x, *arrays), axis, overlap, options)
         route = self.routes.find_key(key) if key is not None else None
         if route is None:
             return None
@@ -540,12 +557,17 @@ class Runner:
             if in_worker():
                 return None
             return self._run_route(
-                route, func, make_inputs(x, arrays, axis, overlap, "apply"), None
+                route, func, self._inputs(x, arrays, axis, overlap, stencil), None
             )
         t0 = perf_counter()
         n = x.shape[axis]
+        inputs = None
         try:
-            res = func(frozen(x), *[frozen(a) for a in arrays])
+            if options:
+                inputs = self._inputs(x, arrays, axis, overlap, stencil)
+                res = inputs.whole(func)
+            else:
+                res = func(frozen(x), *[frozen(a) for a in arrays])
         except Exception as e:
             raise annotate(e, told(e, f"the whole input (rows 0:{n}, run serially)")) from None
         if route.check and (
@@ -554,9 +576,22 @@ class Runner:
             or res.shape[axis] != n
             or not res.flags.writeable
         ):
-            check_whole(make_inputs(x, arrays, axis, overlap, "apply"), res)
+            check_whole(inputs or self._inputs(x, arrays, axis, overlap, stencil), res)
             res = res.copy()  # (func returned its read-only input, or a view of it)
         return self._ran_whole(route, res, perf_counter() - t0, n)
+
+    @staticmethod
+    def _inputs(
+        x: np.ndarray,
+        arrays: tuple[Any, ...],
+        axis: int,
+        overlap: int,
+        stencil: tuple[Any, Any, Any] | None,
+    ) -> Inputs:
+        """A routed call's inputs (its arguments were checked when it was routed)."""
+        if stencil is None:
+            return make_inputs(x, arrays, axis, overlap, "apply")
+        return make_inputs(x, arrays, axis, overlap, "apply", *stencil)
 
     def _settle(self, func: Callable[..., Any], inputs: Inputs, route: Route | None) -> None:
         """Keep ``route`` for calls like this one (None: forget this kind's route)."""
@@ -567,7 +602,7 @@ class Runner:
         elif inputs.pre or inputs.post:
             return  # (a part of a bigger call)
         else:
-            key = call_key(func, inputs.args, inputs.axis, inputs.overlap)
+            key = call_key(func, inputs.args, inputs.axis, inputs.overlap, inputs.options)
         if key is None:
             return
         if route is None:
@@ -640,10 +675,14 @@ class Runner:
         inputs: Inputs,
         out: np.ndarray | None,
         chunks: int | None,
+        check_overlap: bool = False,
     ) -> tuple[np.ndarray, Stats]:
-        """Run ``apply`` (arguments already checked); the result and the call's Stats."""
+        """Run ``apply`` (arguments already checked); the result and the call's Stats.
+        ``check_overlap``: first compare two layouts of a sample (:mod:`numpool.stencil`)."""
         t0 = perf_counter()
         self._check_retry_safe(inputs, out)
+        if check_overlap:
+            compare_layouts(func, inputs)
         stats = Stats("apply", "")
         n = inputs.n
         nested = in_worker()

@@ -235,8 +235,12 @@ class _DaskApply(ApplyIO):
         src = self.inputs.block(a, b)
         if isinstance(src, Cut):  # several arrays, an axis, a halo: inside the task
             if not self.local:
-                self.count(sum(v.nbytes for v in src.args if isinstance(v, np.ndarray)))
-            return src._replace(args=tuple(_shipped(v, self.local) for v in src.args)), None
+                # (the rows made up beyond the array's ends, boundary=, travel too)
+                sent = [*src.args]
+                if src.edge is not None:
+                    sent += [*src.edge.before, *src.edge.after]
+                self.count(sum(v.nbytes for v in sent if isinstance(v, np.ndarray)))
+            return src.arrays(lambda v: _shipped(v, self.local)), None
         if not self.local:
             self.count(src.nbytes)
         rows = _shipped(src, self.local)
