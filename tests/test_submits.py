@@ -30,8 +30,8 @@ from numpool.planner.evidence import func_key
 TRIP = 100e-6  # a round trip to a worker process, as a machine's profile says
 
 
-def _side(n: int, wall: float, cpu: float, together: int = 2) -> list[Sample]:
-    return [Sample(wall, cpu, together)] * n
+def _side(n: int, wall: float, cpu: float, together: int = 2, idle: float = 1.0) -> list[Sample]:
+    return [Sample(wall, cpu, together, idle)] * n
 
 
 @pytest.mark.parametrize(
@@ -42,10 +42,16 @@ def _side(n: int, wall: float, cpu: float, together: int = 2) -> list[Sample]:
         (_side(SAMPLES, 0.040, 0.010, together=4), TRIP, 4, "processes"),
         # each on the CPU all its time: two cores, it releases the GIL
         (_side(SAMPLES, 0.010, 0.0099), TRIP, 2, "threads"),
+        # one core used, but none was spare: a busy machine, not the GIL; no verdict,
+        # and threads once the calls have shown nothing for long enough
+        (_side(SAMPLES, 0.010, 0.005, idle=0.1), TRIP, 2, None),
+        (_side(PATIENCE, 0.010, 0.005, idle=0.1), TRIP, 2, "threads"),
         # waits (sleep, I/O): threads serve it
         (_side(SAMPLES, 0.010, 0.0001), TRIP, 2, "threads"),
         # holds the GIL but too short to be worth a process's round trip
         (_side(SAMPLES, 2 * WORTH * TRIP / 2, WORTH * TRIP / 2), TRIP, 2, "threads"),
+        # too short for a process, even on a busy machine or alone: threads at once
+        (_side(SAMPLES, 1e-4, 1e-4, together=1, idle=0.0), TRIP, 2, "threads"),
         # holds the GIL, the round trip not measured yet
         (_side(SAMPLES, 0.010, 0.005), None, 2, "measure"),
         # too few calls side by side yet
@@ -74,7 +80,7 @@ def test_verdict_scales_with_the_machine(speed: float) -> None:
 
 def test_verdict_takes_the_median() -> None:
     """One call slowed by the machine does not decide: the median of the samples does."""
-    samples = [*_side(SAMPLES - 1, 0.010, 0.005), Sample(0.010, 0.010 * GIL_CORES, 2)]
+    samples = [*_side(SAMPLES - 1, 0.010, 0.005), Sample(0.010, 0.010 * GIL_CORES, 2, 1.0)]
     assert verdict(samples, TRIP, 2) == "processes"
 
 
@@ -123,16 +129,19 @@ class FakeProcesses:
         self.measured.append(fn)
 
 
-def _teach(submits: Submits, fn: Callable[..., Any], wall: float, cpu: float) -> None:
-    """Feed the learner SAMPLES side-by-side calls of ``fn`` with these figures."""
+def _teach(
+    submits: Submits, fn: Callable[..., Any], wall: float, cpu: float, idle: float = 1.0
+) -> None:
+    """Feed the learner SAMPLES side-by-side calls of ``fn`` with these figures
+    (``idle``: cores of the machine idle meanwhile)."""
     name, timed = submits.route(fn, (1,), {})
     assert name == "threads" and timed is not fn
     learning = submits._learned[func_key(fn)]
     for _ in range(SAMPLES):
         submits._enter(learning)
         before = submits._enter(learning)
-        submits._leave(learning, wall, cpu, before)
-        submits._leave(learning, wall, cpu, 1)  # (its neighbour: counted alone)
+        submits._leave(learning, wall, cpu, before, idle * wall)
+        submits._leave(learning, wall, cpu, 1, idle * wall)  # (its neighbour: alone)
 
 
 def _gil(n: int) -> int:
@@ -151,6 +160,16 @@ def test_learner_moves_a_gil_bound_function() -> None:
     assert submits.route(_gil, (np.zeros(3),), {}) == ("threads", _gil)
     procs.started = False  # still starting: threads meanwhile
     assert submits.route(_gil, (10,), {}) == ("threads", _gil)
+
+
+def test_learner_waits_while_the_machine_is_busy() -> None:
+    """One core used while no core was idle is a busy machine, not the GIL: no
+    verdict, the calls stay on threads, still timed."""
+    submits = Submits(FakeProcesses())
+    _teach(submits, _gil, 0.010, 0.005, idle=0.0)
+    assert submits.where(_gil) is None
+    name, call = submits.route(_gil, (1,), {})
+    assert name == "threads" and call is not _gil
 
 
 def test_learner_keeps_a_gil_free_function_on_threads() -> None:

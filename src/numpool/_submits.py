@@ -5,9 +5,12 @@ One ``submit`` has nothing to split and nothing to sample before it runs, so
 ``Pool()`` (auto) starts every function on threads, where a call costs no
 start-up and no copies, and times its first calls there (:class:`Submits`).
 When calls of it that ran side by side kept only about one core busy between
-them, it holds the GIL and threads run it one call at a time; once its calls
-are worth many round trips to a process, its later calls go to worker
-processes, as ``ProcessPoolExecutor``'s would::
+them while the machine had a core to spare, it holds the GIL and threads run
+it one call at a time; once its calls are worth many round trips to a
+process, its later calls go to worker processes, as ``ProcessPoolExecutor``'s
+would. (A busy machine looks the same from inside the process, one core
+used: the idle time of the machine's CPUs tells the two apart, and without
+a spare core there is nothing processes could gain)::
 
     Pool.submit(fn, *args) ─▶ Submits.route ─▶ "threads" (timed while learning)
                                    ▲       └─▶ "processes" (fn holds the GIL)
@@ -29,12 +32,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+import psutil
 
 from .planner.evidence import func_key
 
 __all__ = [
     "GIL_CORES",
     "SAMPLES",
+    "SPARE_CORES",
     "WORTH",
     "Processes",
     "Sample",
@@ -54,6 +59,9 @@ GIL_CORES = 1.3
 #: ... and at least this many: less is a function that waits (I/O, sleep, a lock),
 #: which threads serve well
 BUSY_CORES = 0.6
+#: the machine's CPUs idle at least this many cores' worth while the calls ran: a
+#: core the function could have used was free (else the machine was busy)
+SPARE_CORES = 0.5
 #: a call moves to a process only when its CPU time is worth this many of the
 #: machine's measured round trips to one (the pickling of its arguments and result
 #: is not measured here: a margin for it)
@@ -71,11 +79,15 @@ class Sample:
     together : int
         Calls of the same function running during the whole of it, itself
         included (the fewest seen at its start and its end).
+    idle_cores : float
+        The machine's CPUs' idle time during the call over its wall time: how
+        many cores sat idle.
     """
 
     wall_s: float
     cpu_s: float
     together: int
+    idle_cores: float
 
 
 def verdict(
@@ -87,16 +99,28 @@ def verdict(
     cannot tell."""
     if processes_workers < 2:
         return "threads"
+    if (
+        process_task_s is not None
+        and len(samples) >= SAMPLES
+        and _median([s.cpu_s for s in samples]) < WORTH * process_task_s
+    ):
+        return "threads"  # too short for a process, whatever the GIL does
     side = [s for s in samples if s.together >= 2 and s.wall_s > 0]
-    if len(side) < SAMPLES:
+    spare = [s for s in side if s.idle_cores >= SPARE_CORES]
+    if len(spare) < SAMPLES:
+        # calls never side by side, or only on a busy machine: nothing to learn
         return "threads" if len(samples) >= PATIENCE else None
-    cores = sorted(s.cpu_s / s.wall_s * s.together for s in side)[len(side) // 2]
+    cores = _median([s.cpu_s / s.wall_s * s.together for s in spare])
     if not BUSY_CORES <= cores <= GIL_CORES:
         return "threads"  # it releases the GIL, or waits
     if process_task_s is None:
         return "measure"
-    cpu_s = sorted(s.cpu_s for s in side)[len(side) // 2]
+    cpu_s = _median([s.cpu_s for s in spare])
     return "processes" if cpu_s >= WORTH * process_task_s else "threads"
+
+
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
 
 
 _VALUES = (type(None), bool, int, float, complex, str, bytes, range, np.generic)
@@ -184,14 +208,16 @@ class Submits:
             learning.running += 1
             return learning.running
 
-    def _leave(self, learning: _Learning, wall: float, cpu: float, before: int) -> None:
+    def _leave(
+        self, learning: _Learning, wall: float, cpu: float, before: int, idle: float
+    ) -> None:
         """A timed call ended: record it, and give the verdict once the samples can."""
         with self._lock:
             together = min(before, learning.running)
             learning.running -= 1
             if learning.where is not None:
                 return
-            learning.samples.append(Sample(wall, cpu, together))
+            learning.samples.append(Sample(wall, cpu, together, idle / wall if wall > 0 else 0))
             samples = list(learning.samples)
         p = self._processes
         where = verdict(samples, p.round_trip(), p.workers())
@@ -220,9 +246,18 @@ class _Timed:
 
     def __call__(self, /, *args: Any, **kwargs: Any) -> Any:  # (fn may take self=)
         before = self.submits._enter(self.learning)
-        t0, c0 = time.perf_counter(), time.thread_time()
+        i0, t0, c0 = _idle_s(), time.perf_counter(), time.thread_time()
         try:
             return self.fn(*args, **kwargs)
         finally:
             wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
-            self.submits._leave(self.learning, wall, cpu, before)
+            self.submits._leave(self.learning, wall, cpu, before, _idle_s() - i0)
+
+
+def _idle_s() -> float:
+    """Seconds the machine's CPUs have been idle, summed (0.0 where it cannot say:
+    never a spare core then, so the function stays on threads)."""
+    try:
+        return float(psutil.cpu_times().idle)
+    except Exception:
+        return 0.0
