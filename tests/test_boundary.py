@@ -325,3 +325,25 @@ def test_reduce_and_map_plans_refuse_boundary() -> None:
         numpool.plan(np.sum, X, kind="reduce", boundary="wrap")
     with pytest.raises(ValueError, match="not map"):
         numpool.plan(np.add, [1.0], [2.0], boundary="wrap")
+
+
+def test_with_pads_maps_the_made_up_rows() -> None:
+    """Inputs.with_pads (how a transport would stage the made-up rows) maps each of
+    them, and the end blocks are cut from what it returns."""
+    from numpool._inputs import make
+
+    x = np.arange(40.0).reshape(20, 2)
+    inputs = make(x, (), 0, 3, "apply", "wrap")
+    seen: list[np.ndarray] = []
+
+    def stage(p: np.ndarray) -> np.ndarray:
+        seen.append(p)
+        return p + 1000  # (stands for a copy elsewhere)
+
+    staged = inputs.with_pads(stage)
+    assert len(seen) == 2 and inputs.pads is not None and staged.pads is not None
+    first = staged.cut(0, 5).call(lambda b: b.copy())
+    assert (first[:, 0] == x[:5, 0]).all()
+    padded = staged.cut(0, 5).edge
+    assert padded is not None and (padded.before[0][:, 0] == x[17:, 0] + 1000).all()
+    assert make(x, (), 0, 3, "apply").with_pads(stage).pads is None

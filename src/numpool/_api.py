@@ -186,10 +186,10 @@ def apply(
     boundary : {None, "reflect", "mirror", "nearest", "wrap", "constant"}, optional
         With ``overlap=k``: the ``k`` rows beyond each end of the array, made
         up as scipy.ndimage's ``mode`` of the same name extends an array
-        (reflect: ``d c b a | a b c d | d c b a``; mirror: ``d c b | a b c d
-        | c b a``; nearest: ``a a a | a b c d | d d d``; wrap: ``b c d | a b
-        c d | a b c``, the rows from the other end of the whole array;
-        constant: ``cval``), and given to the blocks at the ends, along the
+        (3 rows beyond ``a b c d``: reflect ``c b a | a b c d | d c b``;
+        mirror ``d c b | a b c d | c b a``; nearest ``a a a | a b c d | d d
+        d``; wrap ``b c d | a b c d | a b c``, the rows from the other end
+        of the whole array; constant: ``cval``), and given to the blocks at the ends, along the
         split axis only. The result is then ``func`` on x padded so
         (``np.pad``), with those rows trimmed off, whatever the blocks:
         ``apply(lambda b: ndimage.correlate(b, w, mode=m), x, overlap=k,

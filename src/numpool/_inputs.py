@@ -413,6 +413,21 @@ class Inputs:
         new.plain = self.plain
         return new
 
+    def with_pads(self, fn: Callable[[Any], Any]) -> Inputs:
+        """This call with ``fn`` applied to each of its made-up rows (``boundary=``): how
+        a transport sends them as it sends the arguments (references to shared memory:
+        for "wrap", views of x, so a shared x is not copied)."""
+        if self.pads is None:
+            return self
+        new = self._like(self.args, self.n, self.pre, self.post, self.origin)
+        new.plain = self.plain
+        before, after = self.pads
+        new.pads = (
+            tuple(None if p is None else fn(p) for p in before),
+            tuple(None if p is None else fn(p) for p in after),
+        )
+        return new
+
     def out_shape(self, tail: tuple[int, ...]) -> tuple[int, ...]:
         """The output's shape for a result of trailing shape ``tail`` (its shape
         without the split axis)."""
