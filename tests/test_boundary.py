@@ -347,3 +347,26 @@ def test_with_pads_maps_the_made_up_rows() -> None:
     padded = staged.cut(0, 5).edge
     assert padded is not None and (padded.before[0][:, 0] == x[17:, 0] + 1000).all()
     assert make(x, (), 0, 3, "apply").with_pads(stage).pads is None
+
+
+def test_only_the_end_blocks_are_copied() -> None:
+    """Blocks between the ends are views of x; only the two end blocks (joined to
+    their made-up rows) are new arrays."""
+    x = image((400, 8))
+
+    def f(b: np.ndarray, *, block_info: numpool.stencil.BlockInfo) -> np.ndarray:
+        r = np.zeros(b.shape)
+        r[:, 0] = np.shares_memory(b, x)
+        r[:, 1] = block_info.rows.start == 0 or block_info.rows.stop == 400
+        return r
+
+    for backend in ("serial", "threads"):
+        got = numpool.apply(
+            f, x, overlap=2, boundary="nearest", block_info=True, chunks=8, backend=backend
+        )
+        end, view = got[:, 1] == 1, got[:, 0] == 1
+        assert end[0] and end[-1] and not end.all()
+        assert (view == ~end).all()
+    # a call run whole is one block, padded: a copy
+    got = numpool.apply(f, x, overlap=2, boundary="nearest", block_info=True, backend="serial")
+    assert (got[:, 1] == 1).all() and not (got[:, 0] == 1).any()
