@@ -370,3 +370,18 @@ def test_only_the_end_blocks_are_copied() -> None:
     # a call run whole is one block, padded: a copy
     got = numpool.apply(f, x, overlap=2, boundary="nearest", block_info=True, backend="serial")
     assert (got[:, 1] == 1).all() and not (got[:, 0] == 1).any()
+
+
+def test_a_routed_call_still_refuses_misuse() -> None:
+    """Once a call is routed (auto's fast path), the same call with cval= alone or a bad
+    boundary is still refused, never run as the routed one."""
+    x = image((64, 4))
+    for _ in range(8):
+        numpool.apply(np.negative, x, overlap=1)
+        numpool.apply(np.negative, x, overlap=1, boundary="wrap")
+    with pytest.raises(ValueError, match="pass boundary='constant'"):
+        numpool.apply(np.negative, x, overlap=1, cval=2.0)
+    with pytest.raises(ValueError, match="boundary must be"):
+        numpool.apply(np.negative, x, overlap=1, boundary="wrapp")
+    with pytest.raises(ValueError, match="only used with"):
+        numpool.apply(np.negative, x, overlap=1, boundary="wrap", cval=1.0)

@@ -264,7 +264,9 @@ def apply(
     fast = pool._fast_ok and timeout is None and check_overlap is False
     if fast and type(x) is np.ndarray and out is None and chunks is None:
         stencil = (
-            None if boundary is None and block_info is False else (boundary, cval, block_info)
+            None
+            if boundary is None and cval is None and block_info is False
+            else (boundary, cval, block_info)
         )
         hit = pool._runner.fast_path(func, x, arrays, progress, overlap, axis, stencil)
         if hit is not None:  # its settled route

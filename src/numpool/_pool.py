@@ -401,7 +401,9 @@ class Pool(Executor):
             and check_overlap is False
         ):
             stencil = (
-                None if boundary is None and block_info is False else (boundary, cval, block_info)
+                None
+                if boundary is None and cval is None and block_info is False
+                else (boundary, cval, block_info)
             )
             hit = self._runner.fast_path(func, x, arrays, progress, overlap, axis, stencil)
             if hit is not None:  # its settled route
