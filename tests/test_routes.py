@@ -81,6 +81,32 @@ def test_an_uncertain_route_goes_back_to_the_planner_every_recheck_calls(
     assert 1 <= len(asked) <= 1 + calls // _routes.RECHECK + 1
 
 
+def _route(backend: str = "threads", blocks: int = 4) -> _routes.Route:
+    return _routes.Route(
+        backend, blocks, serial=False, certain=False, check=True, plan=None, ev=None
+    )
+
+
+def test_a_route_the_planner_confirms_is_checked_half_as_often() -> None:
+    """Each time the planner settles on the same route again, the next check waits
+    twice as long (up to RECHECK_MOST); another route starts again at RECHECK."""
+    routes = _routes.Routes()
+    routes.settle("k", _route())
+    assert routes.entries["k"].every == _routes.RECHECK
+    waits = []
+    for _ in range(12):
+        routes.settle("k", _route())
+        waits.append(routes.entries["k"].every)
+    assert waits[:2] == [2 * _routes.RECHECK, 4 * _routes.RECHECK]
+    assert waits[-1] == _routes.RECHECK_MOST and max(waits) == _routes.RECHECK_MOST
+    routes.settle("k", _route(blocks=8))  # the planner decided otherwise
+    assert routes.entries["k"].every == _routes.RECHECK
+    route = routes.entries["k"]
+    found = [routes.find_key("k") is not None for _ in range(_routes.RECHECK)]
+    assert found.count(False) == 1 and found[-1] is False  # the RECHECK-th goes back
+    assert route.left == route.every
+
+
 def test_a_route_keeps_the_result_checks(handoffs_cost: Profile) -> None:
     """A func that starts returning the wrong rows on a settled route still gets the
     usual error (its result is checked unless it is a one-in-one-out ufunc)."""

@@ -13,10 +13,13 @@ compared by identity, then a dict); a serial route then costs that lookup,
 
 A route is *certain* when the work is too small for any backend to win
 however well it scaled (``planner.model.serial_certain``): it is never
-revisited. Any other route goes back to the planner every ``RECHECK``
+revisited. Any other route goes back to the planner after ``RECHECK``
 calls, so that the evidence keeps flowing and a decision can still change
-on it (with the model's hysteresis). Routes are forgotten with the evidence
-they came from (``planner.evidence.cache.clear``).
+on it (with the model's hysteresis); each time the planner settles on the
+same route again, the next check waits twice as long, up to
+``RECHECK_MOST`` calls (a planner's call costs a few hundred microseconds:
+once in 64 calls of a 5 us func it was most of numpool's cost). Routes are
+forgotten with the evidence they came from (``planner.evidence.cache.clear``).
 """
 
 from __future__ import annotations
@@ -34,10 +37,20 @@ if TYPE_CHECKING:
     from .planner.evidence import Evidence
     from .planner.plan import Plan
 
-__all__ = ["RECHECK", "Route", "Routes", "call_key", "one_in_one_out", "plain_key"]
+__all__ = [
+    "RECHECK",
+    "RECHECK_MOST",
+    "Route",
+    "Routes",
+    "call_key",
+    "one_in_one_out",
+    "plain_key",
+]
 
-#: calls on a route that is not certain before one goes back to the planner
+#: calls on a new route that is not certain before one goes back to the planner ...
 RECHECK = 64
+#: ... doubled each time the planner settles on the same route, up to this many
+RECHECK_MOST = 4096
 
 _MISS: tuple[Any, ...] = (None, None, None, None)
 
@@ -51,7 +64,17 @@ def one_in_one_out(func: Any) -> bool:
 class Route:
     """The settled decision for one kind of call (see the module docstring)."""
 
-    __slots__ = ("backend", "blocks", "certain", "check", "ev", "left", "plan", "serial")
+    __slots__ = (
+        "backend",
+        "blocks",
+        "certain",
+        "check",
+        "ev",
+        "every",
+        "left",
+        "plan",
+        "serial",
+    )
 
     def __init__(
         self,
@@ -77,8 +100,17 @@ class Route:
         self.plan = plan
         #: the evidence each call on the route adds to (None: serial routes add none)
         self.ev = ev
-        #: calls left before the next one goes back to the planner
+        #: calls between two that go back to the planner, and those left until the next
+        self.every = RECHECK
         self.left = RECHECK
+
+    def same(self, other: Route) -> bool:
+        """Whether ``other`` runs calls as this route does (backend, blocks, whole)."""
+        return (self.backend, self.blocks, self.serial) == (
+            other.backend,
+            other.blocks,
+            other.serial,
+        )
 
 
 class Routes:
@@ -112,10 +144,14 @@ class Routes:
         return None if route is None else _due(route)
 
     def settle(self, key: Hashable, route: Route) -> None:
-        """Remember ``route`` for the calls kept under ``key``."""
+        """Remember ``route`` for the calls kept under ``key``; when it runs calls as the
+        route it replaces did, it goes back to the planner half as often."""
         if len(self.entries) >= self.size:
             self.clear()
         with contextlib.suppress(TypeError):  # an unhashable callable: no route
+            old = self.entries.get(key)
+            if old is not None and old.same(route):
+                route.every = route.left = min(2 * old.every, RECHECK_MOST)
             self.entries[key] = route
         self.last = _MISS
 
@@ -131,12 +167,12 @@ class Routes:
 
 
 def _due(route: Route) -> Route | None:
-    """``route``, or None once every RECHECK calls of a route that is not certain (that
-    call goes back to the planner)."""
+    """``route``, or None once in ``route.every`` calls of a route that is not certain
+    (that call goes back to the planner)."""
     if not route.certain:
         route.left -= 1
         if route.left <= 0:
-            route.left = RECHECK
+            route.left = route.every
             return None
     return route
 
