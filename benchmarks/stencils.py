@@ -18,7 +18,7 @@ dask        dask.array.map_overlap(f, depth={0: 2, 1: 0}) on strips of rows, one
             2 x cores, threaded scheduler; boundary "periodic" for wrap, "none"
             for the other modes (f's own mode is then right at the true ends)
 skimage     skimage.util.apply_parallel(f, img, depth=2, mode=<np.pad's name>) on its
-            default tiles (mode "constant" is not among its modes: skipped)
+            default tiles ("none" for mirror and constant, which it lacks)
 
 Each variant is warmed up once, then timed once per round (the order rotating
 every round); the median is reported with its ratio serial / variant (above 1:
@@ -45,8 +45,16 @@ from scipy import ndimage
 import numpool
 
 MODES = ("reflect", "mirror", "nearest", "wrap", "constant")
-#: scikit-image's apply_parallel takes np.pad's names (and no "constant")
-SKIMAGE_MODE = {"reflect": "symmetric", "mirror": "reflect", "nearest": "edge", "wrap": "wrap"}
+#: scikit-image's apply_parallel takes np.pad's names, passed on to dask: its
+#: "reflect" is dask's, which repeats the edge row (ndimage's reflect), so ndimage's
+#: "mirror" has none, nor has "constant": "none" there (f's own mode at the true ends)
+SKIMAGE_MODE = {
+    "reflect": "symmetric",
+    "mirror": "none",
+    "nearest": "edge",
+    "wrap": "wrap",
+    "constant": "none",
+}
 WEIGHTS = np.full((5, 5), 1 / 25)
 
 
