@@ -87,6 +87,11 @@ FILTERS = {
     "maximum": (lambda b, m: ndimage.maximum_filter(b, 4, mode=m), 2),
     "generic": (lambda b, m: ndimage.generic_filter(b, np.ptp, 3, mode=m), 1),
     "sobel": (lambda b, m: ndimage.sobel(b, axis=0, mode=m), 1),
+    "prewitt": (lambda b, m: ndimage.prewitt(b, axis=1, mode=m), 1),
+    "laplace": (lambda b, m: ndimage.laplace(b, mode=m), 1),
+    "rank": (lambda b, m: ndimage.rank_filter(b, 3, 3, mode=m), 1),
+    "percentile": (lambda b, m: ndimage.percentile_filter(b, 30, (5, 3), mode=m), 2),
+    "convolve1d": (lambda b, m: ndimage.convolve1d(b, WEIGHTS[0], axis=0, mode=m), 2),
 }
 
 
