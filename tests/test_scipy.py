@@ -78,23 +78,13 @@ def test_scipy_objectives_of_a_notebook_session_reach_worker_processes(how: str)
     _same_as_serial(got, ("pool.map",))
 
 
-ARGS_LOAD_IN_NUMPOOL = pytest.mark.xfail(
-    strict=True,
-    reason="a task's arguments are unpickled by the executor, outside numpool's code: "
-    "one that cannot load kills the worker (BrokenProcessPool); needs processes.py/"
-    "_worker.py to unpickle them as Following does the func",
-)
-
-
 @pytest.fixture(scope="module")
 def unloadable() -> dict[str, Any]:
     """What the caller caught, for each objective SciPy and map (one script run)."""
     return _run([str(SCRIPTS / "unloadable.py")], {})
 
 
-@pytest.mark.parametrize(
-    "scipy", ["differential_evolution", pytest.param("quad_vec", marks=ARGS_LOAD_IN_NUMPOOL)]
-)
+@pytest.mark.parametrize("scipy", ["differential_evolution", "quad_vec"])
 @pytest.mark.parametrize(
     ("how", "error", "module"),
     [

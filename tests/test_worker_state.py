@@ -4,6 +4,8 @@ files and settings on processes as on threads (issue 22)."""
 from __future__ import annotations
 
 import importlib
+import os
+import pickle
 import shutil
 import sys
 import textwrap
@@ -14,6 +16,8 @@ import pytest
 
 import numpool
 import semfuncs
+from helpers import segments
+from numpool.shm import ShmRef
 
 
 @pytest.fixture
@@ -115,3 +119,68 @@ def test_a_func_that_cannot_load_in_a_worker_raises_its_own_error(
         assert np.array_equal(one_worker.apply(np.negative, np.ones(3)), -np.ones(3))
     finally:
         sys.modules.pop("numpool_gone_mod", None)
+
+
+def _load_error(obj: object, module: object, name: str) -> str:
+    """The message of the AttributeError that loading ``obj`` raises where ``module``
+    lacks ``name`` (as in a worker that imported the module's file)."""
+    blob = pickle.dumps(obj)
+    kept = vars(module).pop(name)
+    try:
+        pickle.loads(blob)
+    except AttributeError as e:
+        return str(e)
+    finally:
+        setattr(module, name, kept)
+    raise AssertionError(f"{name} loaded without it")
+
+
+def test_an_argument_that_cannot_load_in_a_worker_raises_its_own_error(
+    one_worker, tmp_path, monkeypatch
+) -> None:
+    """An argument (not func) that the worker cannot load, a function added to its
+    module at run time: submit, map and map_arrays give the caller the worker's own
+    AttributeError, message included; the worker lives on, and no segment is left."""
+    write_module(tmp_path, "numpool_late_arg_mod", "def f(b):\n    return b\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod = importlib.import_module("numpool_late_arg_mod")
+    exec("def late(b):\n    return b\n", vars(mod))
+    try:
+        want = _load_error(mod.late, mod, "late")
+        pid = one_worker.submit(os.getpid).result(timeout=60)
+        before = segments()
+        big = np.ones(1 << 16)  # (through shared memory)
+        calls = {
+            "submit": lambda: one_worker.submit(callable, mod.late).result(timeout=60),
+            "map": lambda: list(one_worker.map(callable, [mod.late], timeout=60)),
+            "map chunks": lambda: list(one_worker.map(callable, [1, mod.late], chunksize=2)),
+            "map_arrays": lambda: one_worker.map_arrays(np.add, [big] * 4, [mod.late] * 4),
+        }
+        for name, run in calls.items():
+            with pytest.raises(AttributeError) as caught:
+                run()
+            assert str(caught.value).split(" [numpool:")[0] == want, name
+            assert "could not be loaded in a worker" in "".join(caught.value.__notes__), name
+            if name != "map_arrays":  # (a failed map stops the rest of its batches)
+                assert one_worker.submit(os.getpid).result(timeout=60) == pid, name
+        assert np.array_equal(one_worker.map_arrays(np.negative, [big])[0], -big)
+        assert segments() <= before
+    finally:
+        sys.modules.pop("numpool_late_arg_mod", None)
+
+
+def test_arrays_travel_beside_the_packed_arguments() -> None:
+    """pack() sets arrays of numbers aside as themselves (the executor pickles them as
+    before, not once more), keeps ShmRefs (names) and object arrays in its bytes, and
+    unpack() gives the job the caller's arguments, shared arrays still shared."""
+    from numpool.backends import _worker
+
+    x, be = np.arange(6.0), np.arange(3.0).astype(">f8")
+    objects = np.array([1, "a"], dtype=object)
+    ref = ShmRef("numpool-x", 0, (6,), np.dtype("f8"), (8,))
+    data, aside = _worker.pack((x, ref, [x, objects]), {"k": be})
+    assert len(aside) == 2 and aside[0] is x and aside[1] is be
+    job = _worker.unpack(lambda f, *a, **k: (f, a, k), "func", data, aside)
+    func, args, kwargs = job
+    assert func == "func" and args[0] is x and args[2][0] is x and args[1] == ref
+    assert args[2][1].tolist() == [1, "a"] and kwargs["k"] is be

@@ -4,7 +4,10 @@ The same two functions run in every backend: in the caller's thread
 (serial), in a pool thread (threads) or in a worker process (processes,
 pickle). Arguments are either arrays (in-process, or pickled) or
 :class:`~numpool.shm.ShmRef` names that :func:`resolve` maps through the
-process's cached :class:`~numpool.shm.Attachments`.
+process's cached :class:`~numpool.shm.Attachments`. In a worker process, a job
+loads its own arguments (:func:`unpack`), after the caller's state and func
+(:class:`Following`): one that cannot load there fails the task with its own
+error, where the executor, loading it, would end the worker.
 
 This module is preloaded by the forkserver, so workers start with NumPy
 already imported.
@@ -15,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import io
 import os
 import pickle
 import signal
@@ -26,6 +30,7 @@ import traceback
 import types
 import weakref
 from collections.abc import Callable, Sequence
+from multiprocessing.reduction import ForkingPickler
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -237,6 +242,87 @@ def _arrive(state: CallerState, blob: bytes, digest: bytes | None) -> Any:
     return func
 
 
+class _Packer(ForkingPickler):
+    """multiprocessing's pickler (the reducers registered with it apply, as when the
+    executor pickles a job), with the arrays of numbers set aside (see :func:`pack`)."""
+
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file, pickle.DEFAULT_PROTOCOL)
+        self.aside: list[np.ndarray] = []
+
+    def reducer_override(self, obj: Any) -> Any:
+        # (called for what is not an int, a str, a plain tuple... and once per object)
+        if (
+            isinstance(obj, np.ndarray)
+            and not obj.dtype.hasobject
+            and type(obj).__module__.startswith(("numpy", "numpool"))
+        ):
+            self.aside.append(obj)
+            return _aside, (len(self.aside) - 1,)
+        return NotImplemented
+
+
+def _aside(k: int) -> Any:
+    """Where a packed job's ``k``-th array set aside goes (see :class:`_Unpacker`)."""
+    raise RuntimeError("numpool: packed arguments load only through unpack()")
+
+
+class _Unpacker(pickle.Unpickler):
+    """Loads what :class:`_Packer` pickled, with the arrays it set aside."""
+
+    def __init__(self, data: bytes, aside: tuple[np.ndarray, ...]) -> None:
+        super().__init__(io.BytesIO(data))
+        self.aside = aside
+
+    def find_class(self, module: str, name: str) -> Any:
+        if name == "_aside" and module == __name__:
+            return self.aside.__getitem__
+        return super().find_class(module, name)
+
+
+def pack(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[bytes, tuple[np.ndarray, ...]]:
+    """A job's arguments after func, as bytes for :func:`unpack`, and its arrays of
+    numbers, set aside to travel as they did (loading them cannot fail in a worker,
+    and they are not copied once more; a ShmRef is a name, and stays in the bytes).
+
+    The executor unpickles a job in the worker before any of numpool's code runs:
+    an argument that cannot load there (a function the worker's copy of its module
+    lacks, a module it cannot import) would end the worker, and the caller would only
+    hear that a worker died. Bytes always load; what they hold is loaded by
+    :func:`unpack`, after the caller's state, and its error is the task's own."""
+    with io.BytesIO() as file:
+        packer = _Packer(file)
+        packer.dump((args, kwargs))
+        return file.getvalue(), tuple(packer.aside)
+
+
+def unpack(job: Callable[..., Any], func: Any, data: bytes, aside: tuple[np.ndarray, ...]) -> Any:
+    """In the worker: ``job(func, *args, **kwargs)``, with the arguments of
+    :func:`pack` loaded now (func, by then, has brought the caller's state: see
+    :class:`Following`). One that cannot load raises its error, as the task's."""
+    try:
+        args, kwargs = _Unpacker(data, aside).load()
+    except Exception as e:
+        if isinstance(func, Unloadable):  # (func's own error comes first, as it would)
+            raise _back(_not_loaded(func.error, "func")) from None
+        raise _back(_not_loaded(e, "an argument of the task")) from None
+    return job(func, *args, **kwargs)
+
+
+def _not_loaded(e: BaseException, what: str) -> BaseException:
+    """``e``, raised loading ``what`` in a worker process, with a note that says so."""
+    it = "it" if what == "func" else "the functions and classes it refers to"
+    note = (
+        f"numpool: {what} could not be loaded in a worker process: define {it} in a "
+        "module the workers import as the caller sees it, or in __main__"
+    )
+    if hasattr(e, "add_note"):
+        e.add_note(note)
+    else:  # Python 3.10: what add_note does (kept, though 3.10 does not show it)
+        e.__notes__ = [*getattr(e, "__notes__", []), note]  # type: ignore[attr-defined]
+    return e
+
+
 class Unloadable:
     """A func that could not be loaded in this worker process (an AttributeError for a
     function the worker's copy of its module lacks, an ImportError): calling it raises
@@ -248,16 +334,7 @@ class Unloadable:
         self.error = error
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        e = self.error
-        note = (
-            "numpool: func could not be loaded in a worker process: define it in a "
-            "module the workers import as the caller sees it, or in __main__"
-        )
-        if hasattr(e, "add_note"):
-            e.add_note(note)
-        else:  # Python 3.10: what add_note does (kept, though 3.10 does not show it)
-            e.__notes__ = [*getattr(e, "__notes__", []), note]  # type: ignore[attr-defined]
-        raise e
+        raise _not_loaded(self.error, "func")
 
 
 def in_worker() -> bool:

@@ -61,7 +61,7 @@ from ._base import Backend
 from ._context import context
 from ._ship import ship, ship_args
 from ._transport import Shared, Transport
-from ._worker import call, caller_state, following, init_report, init_worker
+from ._worker import call, caller_state, following, init_report, init_worker, pack, unpack
 
 __all__ = ["ProcessesBackend"]
 
@@ -152,11 +152,13 @@ class ProcessesBackend(Backend):
         """One of numpool's own jobs (apply_block, run_tasks): what needs it travels by
         value (a func from ``__main__``, a lambda); the user's func (the job's first
         argument) with the caller's working directory, sys.path and environment, which
-        the worker takes before it loads func (see ``_worker.Following``)."""
+        the worker takes before it loads func (see ``_worker.Following``), and the rest
+        packed, loaded by numpool's code after that (see ``_worker.pack``)."""
         ex = self.executor()
         sent = ship_args(args)
         if args and callable(args[0]):
-            sent = (following(sent[0], caller_state()), *sent[1:])
+            func = following(sent[0], caller_state())
+            fn, sent, kwargs = unpack, (fn, func, *pack(sent[1:], kwargs)), {}
         try:
             future = ex.submit(fn, *sent, **kwargs)
         except Exception as e:
