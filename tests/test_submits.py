@@ -216,9 +216,10 @@ def _fails(x: int) -> int:
 
 def _learned(pool: numpool.Pool, fn: Callable[..., Any], where: str) -> None:
     """Set the pool's verdict for fn by hand (as its timings would), processes started."""
-    assert pool._submits is not None
-    pool._submits.route(fn, (), {})
-    pool._submits._learned[func_key(fn)].where = where
+    submits = pool._calls.submits
+    assert submits is not None
+    submits.route(fn, (), {})
+    submits._learned[func_key(fn)].where = where
     pool._backends.get("processes").start()
 
 
@@ -278,5 +279,5 @@ def test_pool_map_timeout_stops_processes_calls() -> None:
 def test_fixed_backend_pools_do_not_learn() -> None:
     """Only auto learns: a threads pool's submit stays in this process."""
     with numpool.Pool("threads", workers=2) as pool:
-        assert pool._submits is None
+        assert pool._calls.submits is None
         assert pool.submit(_pid, 1).result()[0] == os.getpid()

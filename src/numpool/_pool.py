@@ -15,6 +15,7 @@ import functools
 import itertools
 import threading
 import time
+import weakref
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Executor, Future, as_completed
 from typing import Any
@@ -174,7 +175,10 @@ class Pool(Executor):
         self._backends.shutdown_when_dropped(self)
         self._runner = Runner(self._backends, name)
         #: auto: where each function's submit and map calls run, learned per function
-        self._submits = Submits(_Processes(self._backends, self._runner)) if name == AUTO else None
+        submits = Submits(_Processes(self._backends, self._runner)) if name == AUTO else None
+        #: where submit and the executor maps send each call (no reference to the pool:
+        #: a map iterator holds it, and a pool let go must still be collected)
+        self._calls = _Calls(self._backends, name, submits)
         #: Pool(initializer=) for the calling threads, which run an array call's first
         #: rows themselves (the workers run it as they start: see the backends)
         self._init = init
@@ -241,44 +245,7 @@ class Pool(Executor):
         """
         self._check_open()
         check_func("submit", fn)
-        return self._submit(fn, args, kwargs)
-
-    def _submit(
-        self,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        chunk: bool = False,
-    ) -> Future[Any]:
-        """submit's call on the pool's backend; auto's on the backend learned for fn
-        (the future then knows which, for :meth:`_abandon`). ``chunk``: ``args`` are
-        the argument tuples of several calls, run by run_chunk in the worker."""
-        if self._submits is None:
-            name, call = self._name, fn
-        else:
-            name, call = self._submits.route(fn, args, kwargs)
-        backend = self._backends.get(name)
-        if chunk:
-            future = backend.submit_call(run_chunk, call, args)
-        else:
-            future = backend.submit_call(call, *args, **kwargs)
-        if self._submits is None:
-            return future
-        future._numpool_backend = name  # type: ignore[attr-defined]
-        return future
-
-    def _abandon(self, futures: Iterable[Future[Any]]) -> None:
-        """:meth:`Backend.abandon` for the futures of an executor map, on their backends."""
-        if self._submits is None:
-            self._backends.get(self._name).abandon(futures)
-            return
-        by: dict[str, list[Future[Any]]] = {}
-        for f in futures:
-            by.setdefault(getattr(f, "_numpool_backend", "threads"), []).append(f)
-        for name, group in by.items():
-            backend = self._backends.peek(name)
-            if backend is not None:
-                backend.abandon(group)
+        return self._calls.submit(fn, args, kwargs)
 
     def map(
         self,
@@ -311,13 +278,13 @@ class Pool(Executor):
         self._backends.get(self._executor_backend())  # (a closed pool fails here)
         calls = zip(*iterables, strict=False)  # Executor.map stops at the shortest
         submits: Iterator[Callable[[], Future[Any]]] = (
-            functools.partial(self._submit, fn, work, {}, size > 1)
+            functools.partial(self._calls.submit, fn, work, {}, size > 1)
             for work in (calls if size == 1 else _chunks(calls, size))
         )
         if ahead is None:
-            return _MapIterator([s() for s in submits], end, size > 1, self._abandon)
+            return _MapIterator([s() for s in submits], end, size > 1, self._calls.abandon)
         first = [s() for s in itertools.islice(submits, ahead)]
-        return _MapIterator(first, end, size > 1, self._abandon, submits)
+        return _MapIterator(first, end, size > 1, self._calls.abandon, submits)
 
     def imap_unordered(
         self,
@@ -350,10 +317,10 @@ class Pool(Executor):
         self._backends.get(self._executor_backend())  # (a closed pool fails here)
         calls = zip(*iterables, strict=False)
         futures = [
-            self._submit(fn, work, {}, size > 1)
+            self._calls.submit(fn, work, {}, size > 1)
             for work in (calls if size == 1 else _chunks(calls, size))
         ]
-        return _Unordered(futures, end, size > 1, self._abandon)
+        return _Unordered(futures, end, size > 1, self._calls.abandon)
 
     def _executor_backend(self) -> str:
         """Where submit and map run (auto's: threads, until a function is learned)."""
@@ -652,6 +619,53 @@ def _check_mp_context(ctx: Any) -> None:
             "one) and can hang; use multiprocessing.get_context('forkserver') (numpool's "
             "default where there is one) or 'spawn'"
         )
+
+
+class _Calls:
+    """Where a pool's ``submit`` and executor maps send each call: the pool's backend;
+    under auto, the backend learned for the function (numpool._submits)."""
+
+    def __init__(self, backends: BackendSet, name: str, submits: Submits | None) -> None:
+        self._backends = backends
+        self._name = name
+        self.submits = submits
+        #: auto: the backend of each future not yet done, for abandon()
+        self._on: weakref.WeakKeyDictionary[Future[Any], str] = weakref.WeakKeyDictionary()
+
+    def submit(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        chunk: bool = False,
+    ) -> Future[Any]:
+        """``fn(*args, **kwargs)`` on its backend. ``chunk``: ``args`` are the argument
+        tuples of several calls, run by run_chunk in the worker."""
+        if self.submits is None:
+            name, call = self._name, fn
+        else:
+            name, call = self.submits.route(fn, args, kwargs)
+        backend = self._backends.get(name)
+        if chunk:
+            future = backend.submit_call(run_chunk, call, args)
+        else:
+            future = backend.submit_call(call, *args, **kwargs)
+        if self.submits is not None and name != "threads":
+            self._on[future] = name
+        return future
+
+    def abandon(self, futures: Iterable[Future[Any]]) -> None:
+        """:meth:`Backend.abandon` for the futures of an executor map, on their backends."""
+        if self.submits is None:
+            self._backends.get(self._name).abandon(futures)
+            return
+        by: dict[str, list[Future[Any]]] = {}
+        for f in futures:
+            by.setdefault(self._on.get(f, "threads"), []).append(f)
+        for name, group in by.items():
+            backend = self._backends.peek(name)
+            if backend is not None:
+                backend.abandon(group)
 
 
 class _Processes:
