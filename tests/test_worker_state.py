@@ -165,6 +165,9 @@ def test_an_argument_that_cannot_load_in_a_worker_raises_its_own_error(
             assert "could not be loaded in a worker" in "".join(caught.value.__notes__), name
             if name != "map_arrays":  # (a failed map stops the rest of its batches)
                 assert one_worker.submit(os.getpid).result(timeout=60) == pid, name
+        with pytest.raises(AttributeError) as caught:  # (func's error comes first)
+            one_worker.submit(mod.late, mod.late).result(timeout=60)
+        assert "numpool: func could not be loaded" in "".join(caught.value.__notes__)
         assert np.array_equal(one_worker.map_arrays(np.negative, [big])[0], -big)
         assert segments() - before <= shm.arena().idle_names()
     finally:
