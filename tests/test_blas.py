@@ -99,3 +99,36 @@ def test_matmul_under_budget_is_exact() -> None:
     a = np.ones((64, 64))
     with numpool.Pool("threads", workers=2) as pool:
         assert all((r == 64.0).all() for r in pool.map_arrays(np.matmul, [a] * 4, [a] * 4))
+
+
+def test_the_controller_is_rebuilt_only_for_a_new_extension_module(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An import of Python code cannot load a BLAS: the cached controller stays (a
+    rebuild scans every loaded library); a new extension module rebuilds it once."""
+    import sys
+    import types
+
+    import threadpoolctl
+
+    built: list[int] = []
+    real = threadpoolctl.ThreadpoolController
+
+    def counting() -> object:
+        built.append(1)
+        return real()
+
+    monkeypatch.setattr(threadpoolctl, "ThreadpoolController", counting)
+    monkeypatch.setattr(blas, "_controller", None)
+    first = blas._get_controller()
+    assert len(built) == 1
+    pure = types.ModuleType("numpool_test_pure")
+    pure.__file__ = "/nowhere/numpool_test_pure.py"
+    monkeypatch.setitem(sys.modules, "numpool_test_pure", pure)
+    assert blas._get_controller() is first and len(built) == 1
+    native = types.ModuleType("numpool_test_native")
+    native.__file__ = "/nowhere/numpool_test_native" + blas._NATIVE_SUFFIXES[0]
+    monkeypatch.setitem(sys.modules, "numpool_test_native", native)
+    again = blas._get_controller()
+    assert again is not first and len(built) == 2
+    assert blas._get_controller() is again and len(built) == 2

@@ -23,6 +23,7 @@ left at 2: 134 ms per task (benchmarks/RESULTS.md).
 from __future__ import annotations
 
 import contextlib
+import importlib.machinery
 import sys
 import threading
 from collections.abc import Iterator
@@ -40,23 +41,45 @@ __all__ = [
 
 _lock = threading.Lock()
 _controller: Any = None
+#: the module count the controller was last checked at, and the modules looked at
 _controller_modules = -1
+_inspected: set[str] = set()
 
 
 def _get_controller() -> Any:
-    """A cached threadpoolctl controller, rebuilt when new modules were imported.
+    """A cached threadpoolctl controller, rebuilt when an extension module was
+    imported since (it may have loaded a new BLAS/OpenMP).
 
-    Building one scans the loaded shared libraries (~1 ms); limiting with a
-    cached one costs ~5 us. A new import may have loaded a new BLAS/OpenMP.
+    Building one scans the loaded shared libraries (1-6 ms); limiting with a
+    cached one costs ~5 us. An import of Python code alone cannot load a
+    library, so it costs only a look at the new modules' files.
     """
     global _controller, _controller_modules
     n = len(sys.modules)
     if _controller is None or n != _controller_modules:
-        from threadpoolctl import ThreadpoolController
+        native = _new_native_module()
+        if native or _controller is None:
+            from threadpoolctl import ThreadpoolController
 
-        _controller = ThreadpoolController()
+            _controller = ThreadpoolController()
         _controller_modules = n
     return _controller
+
+
+def _new_native_module() -> bool:
+    """Whether a module not looked at before is an extension module (a shared
+    library); each module is looked at once."""
+    new = [name for name in list(sys.modules) if name not in _inspected]
+    _inspected.update(new)
+    return any(_is_native(sys.modules.get(name)) for name in new)
+
+
+def _is_native(module: Any) -> bool:
+    path = getattr(module, "__file__", None)
+    return isinstance(path, str) and path.endswith(_NATIVE_SUFFIXES)
+
+
+_NATIVE_SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 
 
 def native_threads() -> int:
