@@ -22,12 +22,12 @@ skimage     skimage.util.apply_parallel(f, img, depth=2, mode=<np.pad's name>) o
 
 Each variant is warmed up once, then timed once per round (the order rotating
 every round); the median is reported with its ratio serial / variant (above 1:
-faster than serial SciPy) and whether its result matches serial's (bit for bit,
+faster than serial SciPy), whether its result matches serial's (bit for bit,
 or to 1e-12 for uniform_filter, whose running sum restarts at each block: see
-docs/stencils.md). Target (issue 24): numpool >= 1.8x serial on 2 cores, for
-uniform_filter at 8000 x 8000. ``--quick``: a 4000 x 4000 image and 1 round, for
-a busy machine. The machine may be shared and noisy: compare ratios taken in
-the same run.
+docs/stencils.md), and for auto the backend each timed call ran on. Target
+(issue 24): numpool >= 1.8x serial on 2 cores, uniform_filter at 8000 x 8000.
+``--quick``: a 4000 x 4000 image and 1 round, for a busy machine. The machine
+may be shared and noisy: compare ratios taken in the same run.
 """
 
 from __future__ import annotations
@@ -121,13 +121,26 @@ def measure(img: np.ndarray, mode: str, name: str, rounds: int) -> list[tuple[st
             checks[v] = f"WRONG (max {np.abs(got - want).max():.2g})"
         del got
     times: dict[str, list[float]] = {v: [] for v in runs}
+    chosen: list[str] = []
     order = list(runs)
     for r in range(rounds):
         for v in order[r % len(order) :] + order[: r % len(order)]:
             t0 = time.perf_counter()
             runs[v]()
             times[v].append(time.perf_counter() - t0)
+            if v == "auto":
+                chosen.append(_ran_on())
+    checks["auto"] += f" (ran on: {', '.join(chosen)})"
     return [(v, statistics.median(times[v]), checks[v]) for v in runs]
+
+
+def _ran_on() -> str:
+    """The backend auto's last call ran on (its plan's, when it followed one)."""
+    stats = numpool.last_stats()
+    if stats is None:
+        return "?"
+    plan = getattr(stats, "plan", None)
+    return str(plan.backend if plan is not None else stats.backend)
 
 
 def main() -> None:
