@@ -204,8 +204,12 @@ def test_plan_explains_boundary() -> None:
 def test_check_overlap_warns_and_names_the_overlap() -> None:
     """A 5x5 filter given overlap=1: the warning says overlap=2 makes it agree."""
     img = image((300, 20))
-    with pytest.warns(OverlapWarning, match="overlap=2 makes them agree"):
+    with pytest.warns(OverlapWarning, match="overlap=2 makes them agree") as caught:
         numpool.apply(correlate("reflect"), img, overlap=1, boundary="reflect", check_overlap=True)
+    with pytest.warns(OverlapWarning) as caught_pool, numpool.Pool("threads", workers=2) as p:
+        p.apply(correlate("reflect"), img, overlap=1, boundary="reflect", check_overlap=True)
+    # (the warning points at the caller's line, on either path)
+    assert [w.filename for w in (*caught, *caught_pool)] == [__file__, __file__]
 
 
 def test_check_overlap_finds_a_wide_halo() -> None:

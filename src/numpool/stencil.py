@@ -23,6 +23,8 @@ warns with :class:`OverlapWarning`.
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -167,8 +169,20 @@ def compare_layouts(func: Callable[..., Any], inputs: Inputs) -> None:
         f"difference of {gap:.3g} at row {row}. func reads more than {k} row"
         f"{'s' * (k != 1)} on each side of a row; {fix}",
         OverlapWarning,
-        stacklevel=2,
+        stacklevel=_user_level(),
     )
+
+
+def _user_level() -> int:
+    """The stacklevel of the first frame outside numpool: the user's apply call (the
+    calls in between differ from numpool.apply to Pool.apply)."""
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+        package
+    ):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _differ(func: Callable[..., Any], inputs: Inputs, m: int) -> tuple[int, float] | None:
