@@ -22,10 +22,10 @@ from numpool._submits import (
     WORTH,
     Sample,
     Submits,
+    learned_as,
     plain_values,
     verdict,
 )
-from numpool.planner.evidence import func_key
 
 TRIP = 100e-6  # a round trip to a worker process, as a machine's profile says
 
@@ -136,12 +136,12 @@ def _teach(
     (``idle``: cores of the machine idle meanwhile)."""
     name, timed = submits.route(fn, (1,), {})
     assert name == "threads" and timed is not fn
-    learning = submits._learned[func_key(fn)]
+    learning = submits._learned[learned_as(fn)]
     for _ in range(SAMPLES):
         submits._enter(learning)
         before = submits._enter(learning)
-        submits._leave(learning, wall, cpu, before, idle * wall)
-        submits._leave(learning, wall, cpu, 1, idle * wall)  # (its neighbour: alone)
+        submits._leave(learning, fn, wall, cpu, before, idle * wall)
+        submits._leave(learning, fn, wall, cpu, 1, idle * wall)  # (its neighbour: alone)
 
 
 def _gil(n: int) -> int:
@@ -219,7 +219,7 @@ def _learned(pool: numpool.Pool, fn: Callable[..., Any], where: str) -> None:
     submits = pool._calls.submits
     assert submits is not None
     submits.route(fn, (), {})
-    submits._learned[func_key(fn)].where = where
+    submits._learned[learned_as(fn)].where = where
     pool._backends.get("processes").start()
 
 
@@ -281,3 +281,39 @@ def test_fixed_backend_pools_do_not_learn() -> None:
     with numpool.Pool("threads", workers=2) as pool:
         assert pool._calls.submits is None
         assert pool.submit(_pid, 1).result()[0] == os.getpid()
+
+
+class _Holder:
+    def method(self, n: int) -> int:
+        return n
+
+    def __call__(self, n: int) -> int:
+        return n
+
+
+def test_what_is_learned_holds_no_object_of_the_caller() -> None:
+    """A bound method, a partial or a callable object is learned by its code, a bound
+    builtin by its class and name: none keeps the caller's object alive (CPython's
+    test_no_stale_references), and one function is learned once."""
+    import functools
+    import gc
+    import weakref
+
+    holder = _Holder()
+    gone = weakref.ref(holder)
+    submits = Submits(FakeProcesses())
+    keys = {
+        learned_as(holder.method),
+        learned_as(functools.partial(holder.method, 1)),
+        learned_as(_Holder().method),
+    }
+    assert keys == {_Holder.method.__code__}
+    assert learned_as(holder) == _Holder.__call__.__code__
+    items: list[int] = []
+    assert learned_as(items.append) == (list, "append")
+    assert learned_as(np.exp) is np.exp and learned_as(abs) is abs
+    _teach(submits, holder.method, 0.010, 0.005)
+    _teach(submits, items.append, 0.010, 0.010)
+    del holder
+    gc.collect()
+    assert gone() is None

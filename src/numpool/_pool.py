@@ -165,7 +165,8 @@ class Pool(Executor):
                 raise TypeError(f"connect_timeout must be seconds, got {connect_timeout!r}")
             if not connect_timeout > 0:
                 raise ValueError(f"connect_timeout must be > 0 seconds, got {connect_timeout}")
-        n = 1 if name == "serial" else (check_workers(workers) or default_workers())
+        checked = check_workers(workers)  # (serial too: a bad count is an error anywhere)
+        n = 1 if name == "serial" else (checked or default_workers())
         given = check_count("blas_threads", blas_threads)
         self._name = name
         self._backends = BackendSet(
@@ -578,6 +579,12 @@ def _max_workers_alias(workers: int | None, max_workers: int | None) -> int | No
     or both the same."""
     if max_workers is None:
         return workers
+    if (
+        isinstance(max_workers, (int, np.integer))
+        and not isinstance(max_workers, bool)
+        and max_workers <= 0
+    ):  # (the stdlib executors' words: code may match them)
+        raise ValueError(f"max_workers must be greater than 0, got {max_workers}")
     if workers is not None and workers != max_workers:
         raise TypeError(
             f"workers={workers!r} and max_workers={max_workers!r} name the same thing "

@@ -25,8 +25,10 @@ a function does to module globals it cannot see (docs/promises.md).
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
+import types
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -161,12 +163,12 @@ class Processes(Protocol):
 
 
 class _Learning:
-    """What the calls of one function have shown."""
+    """What the calls of one function have shown (never the function itself: a bound
+    method would keep its object alive)."""
 
-    __slots__ = ("fn", "running", "samples", "where")
+    __slots__ = ("running", "samples", "where")
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        self.fn = fn
+    def __init__(self) -> None:
         self.samples: list[Sample] = []
         self.running = 0
         self.where: str | None = None
@@ -182,7 +184,7 @@ class Submits:
 
     def where(self, fn: Callable[..., Any]) -> str | None:
         """The function's verdict so far (None: still learning)."""
-        learning = self._learned.get(func_key(fn))
+        learning = self._learned.get(learned_as(fn))
         return None if learning is None else learning.where
 
     def route(
@@ -190,10 +192,13 @@ class Submits:
     ) -> tuple[str, Callable[..., Any]]:
         """The backend for this call and the callable to submit there (``fn``
         itself, or ``fn`` timed while the function is learned)."""
-        learning = self._learned.get(func_key(fn))
+        key = learned_as(fn)
+        learning = self._learned.get(key)
         if learning is None:
             with self._lock:
-                learning = self._learned.setdefault(func_key(fn), _Learning(fn))
+                if len(self._learned) >= MOST_LEARNED:
+                    self._learned.clear()  # (learned again, as routes are)
+                learning = self._learned.setdefault(key, _Learning())
         where = learning.where
         if where == "processes":
             if plain_values(args, kwargs) and self._processes.ready():
@@ -209,7 +214,13 @@ class Submits:
             return learning.running
 
     def _leave(
-        self, learning: _Learning, wall: float, cpu: float, before: int, idle: float
+        self,
+        learning: _Learning,
+        fn: Callable[..., Any],
+        wall: float,
+        cpu: float,
+        before: int,
+        idle: float,
     ) -> None:
         """A timed call ended: record it, and give the verdict once the samples can."""
         with self._lock:
@@ -222,9 +233,9 @@ class Submits:
         p = self._processes
         where = verdict(samples, p.round_trip(), p.workers())
         if where == "measure":
-            p.measure(learning.fn)
+            p.measure(fn)
             return
-        if where == "processes" and p.unavailable(learning.fn) is not None:
+        if where == "processes" and p.unavailable(fn) is not None:
             where = "threads"
         if where is not None:
             with self._lock:
@@ -251,7 +262,33 @@ class _Timed:
             return self.fn(*args, **kwargs)
         finally:
             wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
-            self.submits._leave(self.learning, wall, cpu, before, _idle_s() - i0)
+            self.submits._leave(self.learning, self.fn, wall, cpu, before, _idle_s() - i0)
+
+
+#: functions learned at most; more, and what was learned is forgotten
+MOST_LEARNED = 1024
+
+
+def learned_as(fn: Any) -> Hashable:
+    """What a function is learned under, holding no object a call may be given:
+    its code (a bound method's, a partial's function's, a callable object's
+    ``__call__``), a builtin by itself, a bound builtin by its class and name."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        return code
+    owner = getattr(fn, "__self__", None)
+    if (
+        isinstance(fn, types.BuiltinFunctionType)
+        and owner is not None
+        and not isinstance(owner, types.ModuleType)
+    ):
+        return (type(owner), fn.__name__)
+    if isinstance(fn, (types.BuiltinFunctionType, np.ufunc, type)):
+        return func_key(fn)
+    call: Hashable | None = getattr(type(fn).__call__, "__code__", None)
+    return call if call is not None else type(fn)
 
 
 def _idle_s() -> float:
