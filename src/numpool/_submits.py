@@ -31,7 +31,7 @@ import time
 import types
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import psutil
@@ -288,7 +288,7 @@ def learned_as(fn: Any) -> Hashable:
     if isinstance(fn, (types.BuiltinFunctionType, np.ufunc, type)):
         return func_key(fn)
     call: Hashable | None = getattr(type(fn).__call__, "__code__", None)
-    return call if call is not None else type(fn)
+    return call if call is not None else cast(Hashable, type(fn))
 
 
 def _idle_s() -> float:
