@@ -33,6 +33,10 @@ def test_fixed_signatures() -> None:
         "overlap",
         "axis",
         "timeout",
+        "boundary",
+        "cval",
+        "block_info",
+        "check_overlap",
     ]
     assert list(inspect.signature(numpool.reduce).parameters) == [
         "func",

@@ -18,6 +18,8 @@ Layout::
     _inputs.py     an apply/reduce call's arrays: which split, the axis, the
                    halo; cutting block a:b of each (ndarrays or references)
     _reduce.py     reduce's fixed blocks and the order partials are combined in
+    stencil.py     overlap helpers: halo(), BlockInfo (block_info=), OverlapWarning
+                   (check_overlap=)
     _progress.py   progress=: the bar (or callback) of a long call
     _stats.py      Stats: what one call did (tasks, bytes moved, busy time)
     _engine.py     the one engine: split, submit, bound, collect, clean up
@@ -55,6 +57,7 @@ from .blas import blas_threads
 from .integrations import register_joblib_when_imported as _register_joblib
 from .planner.plan import Plan
 from .shm import SharedArray, share
+from .stencil import BlockInfo, OverlapWarning, halo
 
 _logging.getLogger("numpool").addHandler(_logging.NullHandler())
 
@@ -64,7 +67,9 @@ _register_joblib()
 
 __all__ = [
     "BackendUnavailableError",
+    "BlockInfo",
     "NumpoolError",
+    "OverlapWarning",
     "Plan",
     "Pool",
     "RemoteError",
@@ -76,6 +81,7 @@ __all__ = [
     "__version__",
     "apply",
     "blas_threads",
+    "halo",
     "last_stats",
     "map",
     "plan",

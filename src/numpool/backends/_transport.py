@@ -223,7 +223,7 @@ class _SharedApply(ApplyIO):
                     _stage(a, self.held, self) if isinstance(a, np.ndarray) and a.ndim else a
                     for a in inputs.args
                 )
-            )
+            ).with_pads(lambda p: _stage(p, self.held, self))
             dst: ShmRef | FileRef | None = None
             if out is not None:
                 dst = shm.shared_ref(out) or shm.file_ref(out, writable=True)
