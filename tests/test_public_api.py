@@ -37,6 +37,7 @@ def test_fixed_signatures() -> None:
         "cval",
         "block_info",
         "check_overlap",
+        "rows",
     ]
     assert list(inspect.signature(numpool.reduce).parameters) == [
         "func",

@@ -104,6 +104,7 @@ def apply(
     cval: float | None = None,
     block_info: bool = False,
     check_overlap: bool = False,
+    rows: str = "same",
 ) -> np.ndarray:
     """Apply a blockwise function over the rows of big arrays, in parallel.
 
@@ -216,6 +217,19 @@ def apply(
         ``func``; the warning says which overlap makes them agree on that
         sample, when one does. Costs three more calls of ``func`` on the
         sample (more when they differ). Default False.
+    rows : {"same", "any"}, optional
+        ``"same"`` (default): ``func`` returns as many rows as it is given,
+        and the result has x's rows. ``"any"``: each block's result may have
+        any number of rows along the split axis (``b[b[:, 0] > 0]`` keeps
+        some rows, ``b[::2]`` every other one, ``b.mean(0, keepdims=True)``
+        one per block); they are joined in block order, in one copy. The
+        blocks are fixed as :func:`reduce`'s are (by the input's size,
+        ``chunks`` and the usable cores, never by timing), and every backend,
+        serial included, runs those same blocks, so the result is the same
+        everywhere; for a ``func`` whose rows depend on where a block starts
+        (``b[::2]`` on blocks of odd length) it is the blocks' result, not
+        ``func(x)``. Not with ``out``, ``overlap``, ``boundary``,
+        ``block_info`` or ``check_overlap``.
 
     Returns
     -------
@@ -261,7 +275,7 @@ def apply(
     ):
         pool = _pool(backend, workers, blas_threads, retries)
     # (a shut-down pool is not _fast_ok)
-    fast = pool._fast_ok and timeout is None and check_overlap is False
+    fast = pool._fast_ok and timeout is None and check_overlap is False and rows == "same"
     if fast and type(x) is np.ndarray and out is None and chunks is None:
         stencil = (
             None
@@ -287,6 +301,7 @@ def apply(
         cval=cval,
         block_info=block_info,
         check_overlap=check_overlap,
+        rows=rows,
     )
     return result
 
@@ -460,6 +475,7 @@ def plan(
     boundary: str | None = None,
     cval: float | None = None,
     block_info: bool = False,
+    rows: str = "same",
 ) -> Plan:
     """How ``backend="auto"`` would run ``apply(func, x, ...)``, ``reduce(func, x, ...)``
     or ``map(func, *iterables)``, and why.
@@ -488,7 +504,7 @@ def plan(
         otherwise.
     workers, blas_threads, chunks, chunksize, overlap, axis, combine
         As for :func:`apply`, :func:`reduce` and :func:`map`.
-    boundary, cval, block_info
+    boundary, cval, block_info, rows
         As for :func:`apply` (``Plan.explain`` says how the ends are made up).
 
     Returns
@@ -516,4 +532,5 @@ def plan(
         boundary=boundary,
         cval=cval,
         block_info=block_info,
+        rows=rows,
     )

@@ -292,6 +292,44 @@ def check_flag(name: str, value: Any, where: str) -> bool:
     return bool(value)
 
 
+#: apply's rows=: "same" (func gives as many rows as it is given: the default) or
+#: "any" (each block's result may have any number of rows: joined in block order)
+ROWS = ("same", "any")
+
+
+def check_rows(rows: Any, where: str) -> str:
+    """``rows=`` of apply: "same" or "any"."""
+    if not isinstance(rows, str) or rows not in ROWS:
+        raise ValueError(
+            f"{where}: rows must be 'same' (func returns as many rows as it is given, the "
+            f"default) or 'any' (each block's rows joined in block order), got {rows!r}"
+        )
+    return rows
+
+
+def check_any_rows(
+    out: Any, overlap: Any, boundary: Any, block_info: Any, check_overlap: Any, where: str
+) -> None:
+    """Refuse what rows='any' cannot mean: its blocks' rows are not the input's."""
+    given = [
+        name
+        for name, left_out in (
+            ("out=", out is None),
+            ("overlap=", type(overlap) is int and overlap == 0),
+            ("boundary=", boundary is None),
+            ("block_info=", block_info is False),
+            ("check_overlap=", check_overlap is False),
+        )
+        if not left_out
+    ]
+    if given:
+        raise ValueError(
+            f"{where}: rows='any' joins each block's result, whatever its rows, so "
+            f"{', '.join(given)} cannot apply (they place or read rows by their position "
+            "in x): drop them, or use rows='same'"
+        )
+
+
 def check_boundary(boundary: Any, cval: Any, overlap: int, where: str) -> tuple[str | None, Any]:
     """``boundary=`` and ``cval=`` of apply: (the mode or None, the fill value)."""
     if boundary is None:

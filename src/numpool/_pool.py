@@ -26,6 +26,7 @@ from ._checks import (
     AUTO,
     BackendName,
     as_input_array,
+    check_any_rows,
     check_backend,
     check_block_info,
     check_chunks,
@@ -35,6 +36,7 @@ from ._checks import (
     check_func,
     check_iterables,
     check_retries,
+    check_rows,
     check_workers,
 )
 from ._cpus import default_workers
@@ -350,6 +352,7 @@ class Pool(Executor):
         cval: float | None = None,
         block_info: bool = False,
         check_overlap: bool = False,
+        rows: str = "same",
         overlap: int = 0,
         axis: int = 0,
     ) -> np.ndarray:
@@ -367,6 +370,7 @@ class Pool(Executor):
             and chunks is None
             and timeout is None
             and check_overlap is False
+            and rows == "same"
         ):
             stencil = (
                 None
@@ -389,6 +393,7 @@ class Pool(Executor):
             cval=cval,
             block_info=block_info,
             check_overlap=check_overlap,
+            rows=rows,
             overlap=overlap,
             axis=axis,
         )
@@ -407,6 +412,7 @@ class Pool(Executor):
         cval: float | None = None,
         block_info: bool = False,
         check_overlap: bool = False,
+        rows: str = "same",
         overlap: int = 0,
         axis: int = 0,
     ) -> tuple[np.ndarray, Stats]:
@@ -414,6 +420,15 @@ class Pool(Executor):
         self._check_open()
         self._init_caller()
         check_func("apply", func)
+        if check_rows(rows, "apply") == "any":
+            check_any_rows(out, overlap, boundary, block_info, check_overlap, "apply")
+            inputs = _inputs(x, arrays, axis, 0, "apply", None, cval, False)
+            blocks = reduce_blocks(inputs, check_chunks(chunks, inputs, "apply"))
+            with (
+                deadline(timeout),
+                track(check_progress(progress), blocks, f"apply({func_name(func)})"),
+            ):
+                return self._runner.apply_any(func, inputs, blocks)
         inputs = _inputs(x, arrays, axis, overlap, "apply", boundary, cval, block_info)
         if inputs.info:
             check_block_info(func, "apply")
@@ -529,6 +544,7 @@ class Pool(Executor):
         boundary: str | None = None,
         cval: float | None = None,
         block_info: bool = False,
+        rows: str = "same",
     ) -> Plan:
         """What ``backend="auto"`` would do for ``apply(func, x, ...)``,
         ``reduce(func, x, ...)`` or ``map(func, *iterables)``.
@@ -539,6 +555,8 @@ class Pool(Executor):
         self._init_caller()
         check_func("plan", func)
         kind = _kind(kind, args)
+        if check_rows(rows, "plan") != "same" and kind != "apply":
+            raise ValueError(f"plan: rows= is for apply, not {kind}")
         runner = self._runner if self._name == AUTO else Runner(self._backends, AUTO)
         if kind in ("apply", "reduce"):
             if not args:
@@ -552,6 +570,11 @@ class Pool(Executor):
                 inputs = _inputs(args[0], args[1:], axis, 0, "reduce")
                 blocks = reduce_blocks(inputs, check_chunks(chunks, inputs, "plan"))
                 return runner.plan_reduce(func, inputs, combine, blocks)
+            if rows == "any":
+                check_any_rows(None, overlap, boundary, block_info, False, "plan")
+                inputs = _inputs(args[0], args[1:], axis, 0, "apply", None, cval, False)
+                blocks = reduce_blocks(inputs, check_chunks(chunks, inputs, "plan"))
+                return runner.plan_any(func, inputs, blocks)
             inputs = _inputs(args[0], args[1:], axis, overlap, "apply", boundary, cval, block_info)
             if inputs.info:
                 check_block_info(func, "plan")

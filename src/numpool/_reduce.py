@@ -13,6 +13,9 @@
                                 to right, whatever order the blocks finished in;
                                 combine must keep its inputs' shape
 
+``apply(func, x, rows="any")`` runs the same fixed blocks and joins their
+results along the split axis (:func:`joined`): one copy, whatever the rows.
+
 So a result is the same on every run and every backend for the same blocks, and
 a func that does not reduce (``lambda b: b``: elementwise work, apply's job) or
 a combine that gathers (np.concatenate) is the same clear error everywhere: the
@@ -31,7 +34,7 @@ from . import _engine
 from ._cpus import default_workers
 from ._inputs import Inputs
 
-__all__ = ["blocks", "check_partials", "columns", "finish", "fold"]
+__all__ = ["blocks", "check_partials", "columns", "finish", "fold", "joined"]
 
 
 #: reduce's default block: at least about this many bytes of the split arrays (a
@@ -175,3 +178,31 @@ def _combine(f: Callable[[Any, Any], Any], u: Any, v: Any, i: int, k: int | None
             "instead, use numpool.map over the blocks"
         )
     return res
+
+
+def joined(func: Callable[..., Any], inputs: Inputs, parts: Sequence[Any]) -> np.ndarray:
+    """``apply(func, x, rows="any")``'s result: the blocks' results, each an array
+    of any rows along the split axis and the same other dimensions and dtype,
+    concatenated in block order (one copy)."""
+    axis = inputs.axis
+    first = parts[0]
+    for i, p in enumerate(parts):
+        if type(p) is not np.ndarray or p.ndim <= axis:
+            got = f"a {p.ndim}-d array" if isinstance(p, np.ndarray) else type(p).__name__
+            if isinstance(p, np.ndarray) and type(p) is not np.ndarray:
+                got = f"a {type(p).__name__} (an ndarray subclass)"
+            raise ValueError(
+                f"apply: with rows='any', func must return an ndarray with the split "
+                f"axis {axis} for every block; block {i} of {len(parts)} gave {got}"
+            )
+        if (p.dtype, _tail(p, axis)) != (first.dtype, _tail(first, axis)):
+            raise ValueError(
+                f"apply: with rows='any', every block's result must differ only in its "
+                f"rows along axis {axis}: block 0 gave {first.dtype} {first.shape}, "
+                f"block {i} gave {p.dtype} {p.shape}"
+            )
+    return np.concatenate(parts, axis=axis)
+
+
+def _tail(a: np.ndarray, axis: int) -> tuple[int, ...]:
+    return (*a.shape[:axis], *a.shape[axis + 1 :])

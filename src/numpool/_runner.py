@@ -995,6 +995,22 @@ class Runner:
             stats.plan = _reduce_plan(stats.plan, func, inputs, combine, blocks)
         return _reduce.finish(func, inputs, combine, partials), stats
 
+    def apply_any(
+        self, func: Callable[..., Any], inputs: Inputs, blocks: int
+    ) -> tuple[np.ndarray, Stats]:
+        """``apply(func, x, rows="any")`` (arguments already checked): ``func`` on each
+        of ``blocks`` fixed blocks, as a reduce runs them, then their results joined
+        in block order; the result and the call's Stats."""
+        parts, stats = self.map(func, _reduce.columns(inputs, blocks), None, kind="reduce")
+        if stats.plan is not None:
+            stats.plan = _any_plan(stats.plan, func, inputs, blocks)
+        return _reduce.joined(func, inputs, parts), stats
+
+    def plan_any(self, func: Callable[..., Any], inputs: Inputs, blocks: int) -> Plan:
+        """What auto would do for ``apply(func, x, rows="any")`` (see :meth:`plan`)."""
+        plan = self.plan(func, "reduce", None, _reduce.columns(inputs, blocks), None, None)
+        return _any_plan(plan, func, inputs, blocks)
+
     def plan_reduce(
         self, func: Callable[..., Any], inputs: Inputs, combine: Any, blocks: int
     ) -> Plan:
@@ -1489,6 +1505,16 @@ def _reduce_plan(
         f"reduce({func_name(func)}) over {inputs.n:,} rows of {inputs.x.dtype} in {blocks} "
         f"fixed block{'s' * (blocks != 1)}{'; ' + extra if extra else ''}; "
         f"partials combined in block order with {_combine_name(combine)}"
+    )
+    return dataclasses.replace(plan, kind="reduce", what=what)
+
+
+def _any_plan(plan: Plan, func: Callable[..., Any], inputs: Inputs, blocks: int) -> Plan:
+    extra = inputs.describe()
+    what = (
+        f"apply({func_name(func)}, rows='any') over {inputs.n:,} rows of {inputs.x.dtype} "
+        f"in {blocks} fixed block{'s' * (blocks != 1)}{'; ' + extra if extra else ''}; "
+        "their results joined in block order"
     )
     return dataclasses.replace(plan, kind="reduce", what=what)
 
