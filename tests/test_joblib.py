@@ -263,3 +263,23 @@ def test_daemonic_process_runs_sequentially() -> None:
             print(pool.map(inner, [0]))
     """)
     assert out.strip() == "[([0, 1, 2], True)]"
+
+
+@pytest.mark.parametrize("then", ["nj.shutdown()", ""], ids=["shutdown", "exit"])
+def test_loky_inside_a_batch_does_not_hang_the_end(then: str) -> None:
+    """Parallel(backend="loky") inside a batch (joblib keeps loky's workers for the next
+    call): the backend's shutdown and the interpreter's exit still end (they hung for
+    good before 3.13: joblib's test_nested_loop[numpool-loky] hung the suite's exit)."""
+    out = run_python(f"""
+        import os, joblib, numpool
+        from numpool.integrations import joblib as nj
+        def inner(i):
+            p = joblib.Parallel(n_jobs=2, backend="loky")
+            return os.getpid(), p(joblib.delayed(abs)(-j) for j in range(i))
+        with joblib.parallel_config(backend="numpool", n_jobs=2):
+            got = joblib.Parallel(batch_size=1)(joblib.delayed(inner)(i) for i in range(4))
+        print(all(pid != os.getpid() for pid, _ in got), [r for _, r in got])
+        {then}
+        print("done")
+    """)
+    assert out.split("\n")[:2] == ["True [[], [0], [0, 1], [0, 1, 2]]", "done"]

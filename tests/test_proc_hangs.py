@@ -126,6 +126,81 @@ def test_exit_without_shutdown_after_an_idle_worker_was_killed_does_not_hang() -
         assert _lines(r) == ["exiting"], r.stderr
 
 
+# --- an executor left open by func in a worker ---------------------------------------------
+
+#: func starts a ProcessPoolExecutor in its worker and leaves it open, as code does that
+#: counts on the exit to shut it down (joblib's loky executor, kept for the next call);
+#: then ``{then}``
+_LEFT_OPEN = """
+    import builtins, concurrent.futures as cf, os, numpool
+    def task(i):
+        ex = cf.ProcessPoolExecutor(1)
+        builtins.left_open = ex  # (kept alive, as a module's executor would be)
+        return os.getpid(), ex.submit(abs, -i).result()
+    pool = numpool.Pool("processes", workers=2)
+    got = list(pool.map(task, range(4), chunksize=1))
+    print(all(pid != os.getpid() for pid, _ in got), [r for _, r in got], flush=True)
+    {then}
+    print("done", flush=True)
+"""
+
+
+@pytest.mark.parametrize("then", ["pool.shutdown()", ""], ids=["shutdown", "exit"])
+def test_an_executor_left_open_in_a_worker_does_not_hang_the_end(then: str) -> None:
+    """func leaves an executor open in its worker: shutdown() and the exit still end
+    (before 3.13 a worker joined its children before their executors were shut
+    down, and both hung for good)."""
+    r = _run(_LEFT_OPEN.format(then=then))
+    assert _lines(r) == ["True [0, 1, 2, 3]", "done"], r.stderr
+
+
+# --- a worker killed while it sends a result ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "stop",
+    ["results.close()  # the caller gives up", "pool.shutdown(cancel_futures=True)"],
+    ids=["given-up", "shutdown"],
+)
+def test_a_worker_killed_while_it_sends_a_result_does_not_hang(stop: str, tmp_path: Path) -> None:
+    """numpool kills a worker that has sent part of a result (its caller gave up on
+    it, or a shutdown cancelled it), with a queued call cancelled: the executor's
+    manager thread, which waited for the rest for good, ends; every other call fails
+    instead of waiting for good (before 3.12 the thread died at the cancelled one),
+    and the exit ends (joblib's suite hung there, aborting calls with big results)."""
+    code = f"""
+        import os, struct, sys, time, numpool
+        def half_sent(path):
+            # what a worker killed while it sends a result leaves: part of a message
+            frame = sys._getframe()
+            while frame.f_code.co_name != "_process_worker":
+                frame = frame.f_back
+            writer = frame.f_locals["result_queue"]._writer
+            os.write(writer.fileno(), struct.pack("!i", 1 << 20) + bytes(100))
+            open(path, "w").close()
+            time.sleep(600)
+        path = {str(tmp_path / "sent")!r}
+        pool = numpool.Pool("processes", workers=1)
+        results = pool.map(half_sent, [path])
+        queued = [pool.submit(abs, -i) for i in range(5)]
+        print(queued[3].cancel())  # (behind the one worker's call: not started)
+        while not os.path.exists(path):
+            time.sleep(0.01)
+        {stop}
+        for f in queued[:3] + queued[4:]:
+            try:
+                f.result()
+            except Exception as e:  # (killed: BrokenProcessPool; or cancelled)
+                print(type(e).__name__)
+        pool.shutdown()
+        print("done", flush=True)
+    """
+    lines = _lines(_run(code))
+    assert lines[0] == "True" and lines[-1] == "done", lines
+    failed = ("BrokenProcessPool", "CancelledError")
+    assert len(lines) == 6 and all(name in failed for name in lines[1:5]), lines
+
+
 # --- an exception from a signal handler during a call ---------------------------------------
 
 

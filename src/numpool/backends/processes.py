@@ -19,7 +19,11 @@ A worker that dies (SIGKILL, OOM) breaks the stdlib executor; numpool turns
 that into :class:`numpool.WorkerCrashedError` and starts a fresh executor on
 the next call. One that dies while the pool is idle may leave another stuck
 on the call queue's lock, which the stdlib's shutdown would join for good:
-shutdown (and the exit) kill such survivors (:func:`_unstick`).
+shutdown (and the exit) kill such survivors (:func:`_unstick`). Workers that
+numpool kills leave no manager thread waiting for the rest of a half-sent result
+(:func:`_settle`); and a worker ends as an interpreter does, stopping the
+executors its tasks left open before it joins their processes
+(:func:`_exit_threads_first`).
 
 A daemonic process (a ``multiprocessing.Pool`` worker) may not have children:
 there this backend is unavailable (:func:`daemonic`), named as such to
@@ -38,8 +42,10 @@ import contextlib
 import errno
 import multiprocessing as mp
 import multiprocessing.connection as mp_connection
+import multiprocessing.util as mp_util
 import os
 import pickle
+import select
 
 try:
     import resource
@@ -51,7 +57,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, InvalidStateError, ProcessPoolExecutor
 from typing import Any, ClassVar
 
 from .. import shm
@@ -98,7 +104,7 @@ class ProcessesBackend(Backend):
         ex = ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=_context_for(self._method),
-            initializer=init_worker,
+            initializer=_init_process_worker,
             initargs=(
                 self.blas_threads,
                 (shm.shm_dir(), shm.spill_dir(), shm.shm_limit()),
@@ -342,6 +348,7 @@ def _cancel_then_kill(ex: ProcessPoolExecutor, wait: bool) -> None:
     SHUTDOWN_GRACE_S (in a daemon thread unless ``wait``)."""
     manager = _cpython.manager_thread(ex)
     procs = _cpython.worker_processes(ex)  # (shutdown forgets them)
+    parts = _settling(ex)
     ex.shutdown(wait=False, cancel_futures=True)
     if manager is None:  # no work was ever submitted
         return
@@ -349,13 +356,50 @@ def _cancel_then_kill(ex: ProcessPoolExecutor, wait: bool) -> None:
     def reap() -> None:
         manager.join(SHUTDOWN_GRACE_S)  # it ends once every task is done
         if manager.is_alive():
-            _kill(ex, procs)
+            _kill(ex, procs, parts)
             manager.join(SHUTDOWN_GRACE_S)  # failing the futures left: a moment
 
     if wait:
         reap()
     else:
         threading.Thread(target=reap, name="numpool-reap", daemon=True).start()
+
+
+#: exit priority of :func:`_exit_threads_first` among multiprocessing's finalizers:
+#: before all of the stdlib's (its queues' are 10 and below)
+EXIT_THREADS_FIRST = 100
+
+
+def _init_process_worker(*args: Any) -> None:
+    """The initializer of numpool's worker processes: an exit in the interpreter's
+    order (see :func:`_exit_threads_first`), then numpool's own (``init_worker``)."""
+    if sys.version_info < (3, 13):
+        mp_util.Finalize(None, _exit_threads_first, exitpriority=EXIT_THREADS_FIRST)
+    init_worker(*args)
+
+
+def _exit_threads_first() -> None:
+    """End a worker process as an interpreter ends: threads first, then children.
+
+    An interpreter's exit runs threading's exit hooks first (concurrent.futures and
+    loky shut down there the executors left open, so their workers end), then
+    atexit's, where multiprocessing joins the children. Before 3.13 a
+    multiprocessing child did it the other way round (CPython gh-114220, fixed by
+    gh-114279): ``BaseProcess._bootstrap`` joined the children first. So a func that
+    left an executor open in a worker (``joblib.Parallel(backend="loky")``, whose
+    executor joblib keeps for the next call; a ProcessPoolExecutor) made the worker
+    wait at shutdown for that executor's workers, which waited for work until hooks
+    that never came: ``Pool.shutdown()``, and the interpreter's exit, which joins
+    the worker, hung for good (joblib's test suite on numpool hung at exit 2 runs in
+    3). This runs as multiprocessing's first finalizer, before the children are
+    joined; ``threading._shutdown`` does its work once, so the bootstrap's own call
+    then returns at once.
+
+    Reads ``threading._shutdown`` (3.10-3.12, idempotent on each). Missing: nothing
+    is done (the hang above is back)."""
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None:
+        shutdown()
 
 
 #: every executor made here, to kill a broken one's survivors before exit
@@ -402,14 +446,20 @@ def _unstick(ex: ProcessPoolExecutor) -> None:
     if _ended(procs):
         _kill_unended(procs)
         _unblock_feeder(ex)
+        _settle(ex)
     # (at the limit on processes no thread starts: the check above is all there is)
     with contextlib.suppress(RuntimeError):
         threading.Thread(
-            target=_watch, args=(ex, manager, procs), name="numpool-watch", daemon=True
+            target=_watch,
+            args=(ex, manager, procs, _settling(ex)),
+            name="numpool-watch",
+            daemon=True,
         ).start()
 
 
-def _watch(ex: ProcessPoolExecutor, manager: threading.Thread, procs: dict[int, Any]) -> None:
+def _watch(
+    ex: ProcessPoolExecutor, manager: threading.Thread, procs: dict[int, Any], parts: _Settling
+) -> None:
     """:func:`_unstick`'s watcher: kill the workers still running EXIT_GRACE_S after
     one of them ended, if the manager thread is not done by then."""
     sentinels = _sentinels(procs)
@@ -423,6 +473,7 @@ def _watch(ex: ProcessPoolExecutor, manager: threading.Thread, procs: dict[int, 
     if manager.is_alive():
         _kill_unended(procs)
         _unblock_feeder(ex)
+        _settle(ex, parts)
 
 
 def _sentinels(procs: dict[int, Any]) -> dict[int, int]:
@@ -470,13 +521,106 @@ def _kill_survivors(ex: ProcessPoolExecutor) -> None:
                 os.kill(p.pid, signal.SIGKILL)
 
 
-def _kill(ex: ProcessPoolExecutor, procs: dict[int, Any]) -> None:
+def _kill(ex: ProcessPoolExecutor, procs: dict[int, Any], parts: _Settling | None = None) -> None:
     """Kill ``procs``, the workers of ``ex``: its manager thread then fails every
-    future left (BrokenProcessPool) and ends; see _unblock_feeder for 3.10."""
+    future left (BrokenProcessPool) and ends; see _unblock_feeder for 3.10, and
+    _settle (and its ``parts``) for a worker killed while it sent a result."""
     for p in procs.values():
         with contextlib.suppress(Exception):
             p.kill()
     _unblock_feeder(ex)
+    _settle(ex, parts)
+
+
+#: how long a manager thread has to end once its workers were killed, before its
+#: result pipe is fed (see _settle)
+RESULTS_GRACE_S = EXIT_GRACE_S
+
+
+def _settle(ex: ProcessPoolExecutor, parts: _Settling | None = None) -> None:
+    """Make sure that once the workers of ``ex`` were killed, its manager thread ends
+    and every future it had fails, in a daemon thread (``parts``: what
+    :func:`_settling` read before ``ex`` was shut down, which forgets them).
+
+    - A worker killed halfway through sending a result leaves the rest unsent, and
+      the manager thread, reading it, waits for the rest for good: no EOF comes, as
+      this process holds the pipe's write end too (for the workers it would start).
+      The exit, which joins that thread, then hung: joblib's
+      test_deadlock_with_generator (a generator dropped while workers send 500 kB
+      results: joblib aborts, numpool kills the workers) hung the suite at exit every
+      time. So, if the thread is alive RESULTS_GRACE_S after the kill, zeros are
+      written into the pipe until it ends: the message completes as garbage, which
+      the thread cannot unpickle, so it marks the executor broken and ends.
+    - Before 3.12 the manager thread's ``terminate_broken`` raised InvalidStateError at
+      the first future that its caller had cancelled (joblib's abort, cancel() of a
+      queued submit) and died there, leaving the futures after it pending for good:
+      those fail here, with BrokenProcessPool, as the thread would have failed them.
+    """
+    manager, writer, futures = parts or _settling(ex)
+    if manager is None or not manager.is_alive():
+        return
+    try:
+        # (a copy of its own: the executor may close the pipe meanwhile)
+        fd = None if writer is None else os.dup(writer.fileno())
+    except (OSError, ValueError):
+        fd = None
+
+    def settle() -> None:
+        try:
+            manager.join(RESULTS_GRACE_S)
+            zeros = bytes(select.PIPE_BUF)  # (a write that a writable pipe takes whole)
+            while fd is not None and manager.is_alive():
+                if select.select([], [fd], [], WATCH_S)[1]:
+                    os.write(fd, zeros)
+        except OSError:
+            pass  # (no select on pipes here, Windows: the thread is left as it is)
+        finally:
+            if fd is not None:
+                os.close(fd)
+        manager.join()
+        broken = cf_process.BrokenProcessPool(
+            "a worker process of the pool was killed (the pool's shutdown, or work that "
+            "its caller gave up on) while this task was queued or running"
+        )
+        for future in futures:
+            with contextlib.suppress(InvalidStateError):  # (done, or cancelled)
+                future.set_exception(broken)
+
+    try:
+        threading.Thread(target=settle, name="numpool-settle", daemon=True).start()
+    except RuntimeError:  # (at the limit on processes no thread starts)
+        if fd is not None:
+            os.close(fd)
+
+
+#: what _settle needs of an executor: its manager thread, its result pipe's write end,
+#: the futures of its work items
+_Settling = tuple[threading.Thread | None, Any, list[Future[Any]]]
+
+
+def _settling(ex: ProcessPoolExecutor) -> _Settling:
+    """What :func:`_settle` needs of ``ex``, read now."""
+    return (
+        _cpython.manager_thread(ex),
+        _result_writer(ex),
+        [item.future for item in _pending_work_items(ex)],
+    )
+
+
+def _pending_work_items(ex: ProcessPoolExecutor) -> list[Any]:
+    """The work items of ``ex`` whose results have not come back (each has a
+    ``future``).
+
+    Reads ``ex._pending_work_items`` (a dict: 3.10-3.13). Missing: []."""
+    return list(dict(getattr(ex, "_pending_work_items", None) or {}).values())
+
+
+def _result_writer(ex: ProcessPoolExecutor) -> Any:
+    """The write end of ``ex``'s result pipe (a Connection; None if it cannot be had).
+
+    Reads ``ex._result_queue`` (a SimpleQueue, None after shutdown) and its
+    ``_writer`` (3.10-3.13)."""
+    return getattr(getattr(ex, "_result_queue", None), "_writer", None)
 
 
 #: executors shut down without waiting, kept alive until their manager thread is done:
