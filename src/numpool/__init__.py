@@ -20,6 +20,7 @@ Layout::
     _reduce.py     reduce's fixed blocks and the order partials are combined in
     stencil.py     overlap helpers: halo(), BlockInfo (block_info=), OverlapWarning
                    (check_overlap=)
+    _tiles.py      axis=(0, 1): blocks along the first axis, tiles along the others
     _progress.py   progress=: the bar (or callback) of a long call
     _stats.py      Stats: what one call did (tasks, bytes moved, busy time)
     _engine.py     the one engine: split, submit, bound, collect, clean up

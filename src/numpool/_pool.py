@@ -48,6 +48,7 @@ from ._reduce import blocks as reduce_blocks
 from ._runner import Runner, func_name
 from ._stats import Last, Stats, last
 from ._submits import Submits
+from ._tiles import tiles
 from .backends import BackendSet, auto_choices, names, taking
 from .backends._base import init_here
 from .backends._worker import run_chunk
@@ -420,6 +421,10 @@ class Pool(Executor):
         self._check_open()
         self._init_caller()
         check_func("apply", func)
+        if isinstance(axis, (tuple, list)):
+            func, axis, chunks, overlap, boundary, cval = _tiled(
+                func, x, axis, chunks, overlap, boundary, cval, block_info, check_overlap, rows
+            )
         if check_rows(rows, "apply") == "any":
             check_any_rows(out, overlap, boundary, block_info, check_overlap, "apply")
             inputs = _inputs(x, arrays, axis, 0, "apply", None, cval, False)
@@ -570,6 +575,10 @@ class Pool(Executor):
                 inputs = _inputs(args[0], args[1:], axis, 0, "reduce")
                 blocks = reduce_blocks(inputs, check_chunks(chunks, inputs, "plan"))
                 return runner.plan_reduce(func, inputs, combine, blocks)
+            if isinstance(axis, (tuple, list)):
+                func, axis, chunks, overlap, boundary, cval = _tiled(
+                    func, args[0], axis, chunks, overlap, boundary, cval, block_info, False, rows
+                )
             if rows == "any":
                 check_any_rows(None, overlap, boundary, block_info, False, "plan")
                 inputs = _inputs(args[0], args[1:], axis, 0, "apply", None, cval, False)
@@ -857,6 +866,38 @@ class _MapIterator(Iterator[Any]):
 
     def __del__(self) -> None:
         self.close()
+
+
+def _tiled(
+    func: Callable[..., Any],
+    x: Any,
+    axis: Any,
+    chunks: Any,
+    overlap: Any,
+    boundary: Any,
+    cval: Any,
+    block_info: Any,
+    check_overlap: Any,
+    rows: Any,
+) -> tuple[Callable[..., Any], int, Any, Any, Any, Any]:
+    """apply's call with tiles (``axis=`` a tuple): the call along its first axis of
+    func in tiles along the others (see numpool._tiles); what tiles cannot take is
+    refused."""
+    given = [
+        name
+        for name, left_out in (
+            ("block_info=", block_info is False),
+            ("check_overlap=", check_overlap is False),
+            ("rows='any'", rows == "same"),
+        )
+        if not left_out
+    ]
+    if given:
+        raise ValueError(
+            f"apply: tiles (axis={tuple(axis)!r}) do not take {', '.join(given)} yet: split "
+            "one axis for them"
+        )
+    return tiles(func, np.ndim(x), tuple(axis), chunks, overlap, boundary, cval)
 
 
 def _kind(kind: str | None, args: tuple[Any, ...]) -> str:
