@@ -119,6 +119,21 @@ def fresh_evidence() -> Iterator[None]:
 
 
 @pytest.fixture
+def handoffs_free() -> Iterator[Profile]:
+    """A machine where handing work to a worker costs next to nothing: no real work
+    is too small for a backend to win (a decision that no load can make certain)."""
+    from numpool.planner.profile import store
+
+    real = store.get()
+    fast = dataclasses.replace(
+        real, thread_wake_s=1e-7, thread_task_s=1e-7, process_start_s=1e-5, process_task_s=1e-7
+    )
+    store.override(fast)
+    yield fast
+    store.override(real)
+
+
+@pytest.fixture
 def handoffs_cost() -> Iterator[Profile]:
     """A machine where handing work to a thread costs 10 s: all real work is tiny."""
     from numpool.planner.profile import store

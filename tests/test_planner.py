@@ -83,7 +83,9 @@ def test_every_call_equals_serial_and_follows_its_figures(
         assert stats.backend.split("+")[-1] in ("serial", "threads", "processes")
 
 
-def test_every_call_is_recorded_as_evidence(auto: numpool.Pool) -> None:
+def test_every_call_is_recorded_as_evidence(auto: numpool.Pool, handoffs_free: Profile) -> None:
+    """Every call adds its figure to the evidence (the profile passed in: on a loaded
+    machine the measured one could make serial certain, whose calls add none)."""
     x = np.random.default_rng(4).random(1_000_000)
     for _ in range(5):
         auto.apply(np.sqrt, x)
