@@ -189,3 +189,32 @@ def test_arrays_travel_beside_the_packed_arguments() -> None:
     func, args, kwargs = job
     assert func == "func" and args[0] is x and args[2][0] is x and args[1] == ref
     assert args[2][1].tolist() == [1, "a"] and kwargs["k"] is be
+
+
+def test_on_dask_worker_processes_what_cannot_load_is_the_tasks_error(
+    tmp_path, monkeypatch
+) -> None:
+    """Dask's worker processes: a function or an argument they cannot load (a function
+    added to its module at run time, in a module they may not even find) fails that
+    task with its own error and a note; the cluster lives on and the next task runs."""
+    pytest.importorskip("distributed")
+    from conftest import get_pool
+
+    pool = get_pool("dask")
+    write_module(tmp_path, "numpool_late_dask_mod", "def f(b):\n    return b\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod = importlib.import_module("numpool_late_dask_mod")
+    exec("def late(b):\n    return b\n", vars(mod))
+    try:
+        for run in (
+            lambda: pool.submit(callable, mod.late).result(timeout=60),
+            lambda: pool.submit(mod.late, 1).result(timeout=60),
+            lambda: list(pool.map(callable, [1, mod.late], timeout=60)),
+        ):
+            with pytest.raises((AttributeError, ImportError)) as caught:
+                run()
+            assert "could not be loaded in a worker" in "".join(caught.value.__notes__)
+            assert pool.submit(abs, -3).result(timeout=60) == 3
+        assert np.array_equal(pool.apply(np.negative, np.ones(5)), -np.ones(5))
+    finally:
+        sys.modules.pop("numpool_late_dask_mod", None)

@@ -16,6 +16,7 @@ already imported.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib
 import io
@@ -244,22 +245,49 @@ def _arrive(state: CallerState, blob: bytes, digest: bytes | None) -> Any:
 
 class _Packer(ForkingPickler):
     """multiprocessing's pickler (the reducers registered with it apply, as when the
-    executor pickles a job), with the arrays of numbers set aside (see :func:`pack`)."""
+    executor pickles a job), with the arrays of numbers set aside (see :func:`pack`),
+    and the objects of the classes in ``also``."""
 
-    def __init__(self, file: io.BytesIO) -> None:
+    def __init__(self, file: io.BytesIO, also: tuple[type, ...] = ()) -> None:
         super().__init__(file, pickle.DEFAULT_PROTOCOL)
-        self.aside: list[np.ndarray] = []
+        self.aside: list[Any] = []
+        self.also = also
 
     def reducer_override(self, obj: Any) -> Any:
         # (called for what is not an int, a str, a plain tuple... and once per object)
-        if (
-            isinstance(obj, np.ndarray)
-            and not obj.dtype.hasobject
-            and type(obj).__module__.startswith(("numpy", "numpool"))
-        ):
+        if _set_aside(obj, self.also):
             self.aside.append(obj)
             return _aside, (len(self.aside) - 1,)
         return NotImplemented
+
+
+def _set_aside(obj: Any, also: tuple[type, ...]) -> bool:
+    return (
+        isinstance(obj, np.ndarray)
+        and not obj.dtype.hasobject
+        and type(obj).__module__.startswith(("numpy", "numpool"))
+    ) or (bool(also) and isinstance(obj, also))
+
+
+@functools.lru_cache(maxsize=1)
+def _cloud_packer() -> type:
+    """:class:`_Packer`'s set-asides on cloudpickle's pickler (functions of __main__,
+    lambdas and closures by value): for a backend that packs the function too."""
+    import cloudpickle
+
+    class CloudPacker(cloudpickle.Pickler):
+        def __init__(self, file: io.BytesIO, also: tuple[type, ...] = ()) -> None:
+            super().__init__(file, protocol=pickle.DEFAULT_PROTOCOL)
+            self.aside: list[Any] = []
+            self.also = also
+
+        def reducer_override(self, obj: Any) -> Any:
+            if _set_aside(obj, self.also):
+                self.aside.append(obj)
+                return _aside, (len(self.aside) - 1,)
+            return super().reducer_override(obj)
+
+    return CloudPacker
 
 
 def _aside(k: int) -> Any:
@@ -280,7 +308,13 @@ class _Unpacker(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def pack(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[bytes, tuple[np.ndarray, ...]]:
+def pack(
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    by_value: bool = False,
+    also: tuple[type, ...] = (),
+) -> tuple[bytes, tuple[Any, ...]]:
     """A job's arguments after func, as bytes for :func:`unpack`, and its arrays of
     numbers, set aside to travel as they did (loading them cannot fail in a worker,
     and they are not copied once more; a ShmRef is a name, and stays in the bytes).
@@ -289,9 +323,13 @@ def pack(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[bytes, tuple[np
     an argument that cannot load there (a function the worker's copy of its module
     lacks, a module it cannot import) would end the worker, and the caller would only
     hear that a worker died. Bytes always load; what they hold is loaded by
-    :func:`unpack`, after the caller's state, and its error is the task's own."""
+    :func:`unpack`, after the caller's state, and its error is the task's own.
+
+    ``by_value``: pickled with cloudpickle (a backend that packs the function with
+    its arguments: Dask's worker processes); ``also``: more classes set aside (Dask's
+    futures, which Dask resolves only where it sees them)."""
     with io.BytesIO() as file:
-        packer = _Packer(file)
+        packer = (_cloud_packer() if by_value else _Packer)(file, also)
         packer.dump((args, kwargs))
         return file.getvalue(), tuple(packer.aside)
 
@@ -307,6 +345,16 @@ def unpack(job: Callable[..., Any], func: Any, data: bytes, aside: tuple[np.ndar
             raise _back(_not_loaded(func.error, "func")) from None
         raise _back(_not_loaded(e, "an argument of the task")) from None
     return job(func, *args, **kwargs)
+
+
+def load_packed(data: bytes, aside: tuple[np.ndarray, ...], what: str) -> Any:
+    """What :func:`pack` packed, loaded now; an error loading it is raised as the
+    task's own, with a note naming ``what`` (a backend that packs the function with
+    its arguments: Dask's worker processes)."""
+    try:
+        return _Unpacker(data, aside).load()
+    except Exception as e:
+        raise _back(_not_loaded(e, what)) from None
 
 
 def _not_loaded(e: BaseException, what: str) -> BaseException:

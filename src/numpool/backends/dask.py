@@ -63,7 +63,7 @@ from ..blas import process_budget
 from . import _context
 from ._base import Backend
 from ._transport import ApplyIO, MapIO, Task, Transport
-from ._worker import call
+from ._worker import call, load_packed, pack
 
 __all__ = ["DaskBackend", "connect"]
 
@@ -444,15 +444,20 @@ def _in_process(client: Any) -> bool:
 _budget: int | None = None
 
 
-def _run(n: int | None, fn: Callable[..., Any], *args: Any) -> Any:
-    """Run a task in a worker process: its arrays laid out as in the caller, under the
-    BLAS budget ``n`` set on the first task (a worker restarted after a crash, or one
-    that joined later, gets it too)."""
+def _run(n: int | None, data: bytes, aside: tuple[np.ndarray, ...]) -> Any:
+    """Run a task in a worker process: its function and arguments loaded here from
+    what :func:`~numpool.backends._worker.pack` made of them (Dask would unpickle them
+    before any of numpool's code ran, and one that cannot load there, a function the
+    worker's copy of its module lacks, would kill the worker: here it is the task's
+    own error), its arrays laid out as in the caller, under the BLAS budget ``n`` set
+    on the first task (a worker restarted after a crash, or one that joined later,
+    gets it too)."""
     global _budget
     if n is not None and _budget != n:
         blas.limit_this_process(n)
         _budget = n
-    return fn(*_unwrapped(args))
+    (fn, *args), kwargs = load_packed(data, aside, "the task's function or an argument")
+    return fn(*_unwrapped(tuple(args)), **kwargs)
 
 
 def _init_plugin(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
@@ -590,7 +595,9 @@ class DaskBackend(Backend):
         if self.client is None:
             raise RuntimeError("cannot schedule new work after the pool was shut down")
         if not self.local:
-            fn, args = _run, (self.blas_threads, fn, *_wrapped(args))
+            also = (_import().Future,)
+            data, aside = pack((fn, *_wrapped(args)), kwargs, by_value=True, also=also)
+            fn, args, kwargs = _run, (self.blas_threads, data, aside), {}
         with warnings.catch_warnings():
             # with retries, blocks travel inside their tasks on purpose
             warnings.filterwarnings("ignore", message=".*[Ll]arge (object|graph)")
