@@ -172,13 +172,18 @@ class Cut(NamedTuple):
             )
         return self._replace(args=args, edge=edge)
 
-    def call(self, func: Callable[..., Any], resolve: Callable[[Any], Any] | None = None) -> Any:
-        """``func`` on the block's arguments, its halo rows trimmed off the result."""
+    def glued(self, resolve: Callable[[Any], Any] | None = None) -> tuple[Any, ...]:
+        """The block's arguments (resolved), with their made-up rows joined on."""
         cut = self if resolve is None else self.arrays(resolve)
         args = cut.args
         if cut.edge is not None:
             e = cut.edge
             args = tuple(map(_glued, e.before, args, e.after, e.axes))
+        return args
+
+    def call(self, func: Callable[..., Any], resolve: Callable[[Any], Any] | None = None) -> Any:
+        """``func`` on the block's arguments, its halo rows trimmed off the result."""
+        args = self.glued(resolve)
         if self.info is None:
             res = func(*[frozen(a) for a in args])
         else:

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ._engine import bounds
-from ._inputs import along, make
+from ._inputs import Inputs, along, make
 from .backends._ship import ship
 from .planner.evidence import func_key
 
@@ -111,7 +111,8 @@ class Tiled:
             ),
         )
 
-    def __call__(self, *args: Any) -> Any:
+    def _cut(self, args: tuple[Any, ...]) -> tuple[Inputs, list[int]]:
+        """The block's arguments as a call along the tiles' axis, and the tiles' edges."""
         inputs = make(
             args[0], args[1:], self.axis, self.overlap, "apply", self.boundary, self.cval
         )
@@ -120,7 +121,29 @@ class Tiled:
         if count is None:  # about square, and none smaller than TILE_BYTES
             square = math.ceil(n / max(1, args[0].shape[self.split]))
             count = min(square, math.ceil(args[0].nbytes / TILE_BYTES))
-        edges = bounds(n, max(1, min(n, count)))
+        return inputs, bounds(n, max(1, min(n, count)))
+
+    def write_into(self, out: np.ndarray, keep: tuple[int, int] | None, *args: Any) -> bool:
+        """Each tile's result straight into its part of ``out`` (the block's rows of the
+        call's output), rows ``keep[0] : keep[0] + keep[1]`` of it along the blocks'
+        axis (the block's halo there trimmed off); no block-sized temporary. False as
+        soon as a tile's result does not fit: the caller then runs :meth:`__call__`,
+        whose result its usual checks refuse with the usual words."""
+        inputs, edges = self._cut(args)
+        for a, b in itertools.pairwise(edges):
+            res = inputs.cut(a, b).call(self.func)
+            if type(res) is not np.ndarray or res.ndim != out.ndim:
+                return False
+            if keep is not None:
+                res = along(res, keep[0], keep[0] + keep[1], self.split)
+            target = along(out, a, b, self.axis)
+            if res.shape != target.shape or res.dtype != target.dtype:
+                return False
+            np.copyto(target, res, casting="no")
+        return True
+
+    def __call__(self, *args: Any) -> Any:
+        inputs, edges = self._cut(args)
         out: np.ndarray | None = None
         for a, b in itertools.pairwise(edges):
             res = inputs.cut(a, b).call(self.func)

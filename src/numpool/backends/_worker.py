@@ -485,8 +485,15 @@ def apply_block(
     if type(src) is Cut:  # several arrays, another axis or a halo (see numpool._inputs)
         axis, rows = src.axis, src.rows
         try:
+            into = getattr(type(func), "write_into", None) if src.info is None else None
             if target is not None and not (src.lo or src.hi) and _fits_ufunc(func, src):
                 res = func(*[frozen(resolve(a)) for a in src.args], out=target)
+            elif (  # tiles: straight into the output, no block-sized temporary
+                target is not None
+                and into is not None
+                and into(func, target, (src.lo, src.rows), *map(frozen, src.glued(resolve)))
+            ):
+                res = target
             else:
                 res = src.call(func, resolve)
         except Exception as e:
@@ -495,9 +502,12 @@ def apply_block(
         block = frozen(resolve(src))
         axis, rows = 0, block.shape[0]
         try:
+            into = getattr(type(func), "write_into", None)
             if target is not None and _is_unary_ufunc(func):
                 # ufuncs write straight into the output: no temporary, no copy.
                 res = func(block, out=target)
+            elif target is not None and into is not None and into(func, target, None, block):
+                res = target  # (tiles: numpool._tiles)
             else:
                 res = func(block)
         except Exception as e:
