@@ -147,7 +147,6 @@ def test_any_shape_halo_and_tile_count(
         ({"axis": (0, 1), "chunks": (2, 2, 2)}, ValueError, "3 values for 2 axes"),
         ({"axis": (0, 1), "overlap": (1, -1)}, ValueError, "overlap must be"),
         ({"axis": (0, 1), "chunks": (2, 0)}, ValueError, "chunks must be"),
-        ({"axis": (0, 1), "block_info": True}, ValueError, "block_info="),
         ({"axis": (0, 1), "rows": "any"}, ValueError, "rows='any'"),
         ({"axis": (0, 1), "check_overlap": True}, ValueError, "check_overlap="),
     ],
@@ -163,6 +162,44 @@ def test_misuse_is_refused(options: dict[str, Any], error: type, match: str) -> 
     with pytest.raises(error, match=match):
         numpool.apply(func, np.ones((20, 20)), **options)
     assert not ran
+
+
+def _positions(t: np.ndarray, *, block_info: Any) -> np.ndarray:
+    """Each element's own (row, column) in x, from the tile's BlockInfo of each axis."""
+    rows, cols = block_info
+    assert (
+        rows.axis == 0
+        and cols.axis == 1
+        and t.shape
+        == (
+            rows.halo.stop - rows.halo.start,
+            cols.halo.stop - cols.halo.start,
+        )
+    )
+    r = np.arange(rows.halo.start, rows.halo.stop)[:, None]
+    c = np.arange(cols.halo.start, cols.halo.stop)[None, :]
+    return (r * 1000 + c + 0 * t).astype(np.int64)
+
+
+@pytest.mark.parametrize("chunks", [(3, 4), (1, 1), (5, None)])
+def test_block_info_gives_each_tile_its_place_on_each_axis(
+    pool: numpool.Pool, chunks: Any
+) -> None:
+    """block_info=True with tiles: func gets one BlockInfo per axis (the blocks' axis
+    first) with the tile's rows and halo in x, made-up rows below 0 and past n, on
+    every backend: every element knows where it is."""
+    img = np.zeros((90, 70))
+    got = pool.apply(
+        _positions,
+        img,
+        axis=(0, 1),
+        chunks=chunks,
+        overlap=(2, 1),
+        boundary="wrap",
+        block_info=True,
+    )
+    r, c = np.indices(img.shape)
+    assert np.array_equal(got, r * 1000 + c)
 
 
 def test_a_tile_that_changes_shape_is_refused(pool: numpool.Pool) -> None:

@@ -886,7 +886,6 @@ def _tiled(
     given = [
         name
         for name, left_out in (
-            ("block_info=", block_info is False),
             ("check_overlap=", check_overlap is False),
             ("rows='any'", rows == "same"),
         )
@@ -897,7 +896,10 @@ def _tiled(
             f"apply: tiles (axis={tuple(axis)!r}) do not take {', '.join(given)} yet: split "
             "one axis for them"
         )
-    return tiles(func, np.ndim(x), tuple(axis), chunks, overlap, boundary, cval)
+    info = check_flag("block_info", block_info, "apply")
+    if info:
+        check_block_info(func, "apply")
+    return tiles(func, np.ndim(x), tuple(axis), chunks, overlap, boundary, cval, info)
 
 
 def _kind(kind: str | None, args: tuple[Any, ...]) -> str:

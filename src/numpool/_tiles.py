@@ -50,7 +50,7 @@ class Tiled:
     docstring); equal (and hashed) by func and its tiling, so that what auto learns
     of one call serves the next."""
 
-    __slots__ = ("axis", "boundary", "count", "cval", "func", "overlap", "split")
+    __slots__ = ("axis", "boundary", "count", "cval", "func", "info", "overlap", "split")
 
     def __init__(
         self,
@@ -61,6 +61,7 @@ class Tiled:
         boundary: str | None,
         cval: Any,
         split: int,
+        info: bool = False,
     ) -> None:
         self.func = func
         #: the axis tiles are cut along, how many (None: about square with the
@@ -73,6 +74,8 @@ class Tiled:
         self.boundary = boundary
         self.cval = cval
         self.split = split
+        #: func takes block_info=: one BlockInfo per axis, the blocks' axis first
+        self.info = info
 
     @property
     def __name__(self) -> str:
@@ -88,6 +91,7 @@ class Tiled:
             self.boundary,
             self.cval,
             self.split,
+            self.info,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -108,13 +112,21 @@ class Tiled:
                 self.boundary,
                 self.cval,
                 self.split,
+                self.info,
             ),
         )
 
     def _cut(self, args: tuple[Any, ...]) -> tuple[Inputs, list[int]]:
         """The block's arguments as a call along the tiles' axis, and the tiles' edges."""
         inputs = make(
-            args[0], args[1:], self.axis, self.overlap, "apply", self.boundary, self.cval
+            args[0],
+            args[1:],
+            self.axis,
+            self.overlap,
+            "apply",
+            self.boundary,
+            self.cval,
+            self.info,
         )
         n = inputs.n
         count = self.count
@@ -123,15 +135,31 @@ class Tiled:
             count = min(square, math.ceil(args[0].nbytes / TILE_BYTES))
         return inputs, bounds(n, max(1, min(n, count)))
 
-    def write_into(self, out: np.ndarray, keep: tuple[int, int] | None, *args: Any) -> bool:
+    def _func(self, outer: Any) -> Callable[..., Any]:
+        """func for this block's tiles: given, with ``block_info=``, the BlockInfo of
+        each axis, the blocks' (``outer``) first and this tile's last."""
+        if not self.info:
+            return self.func
+        before = outer if type(outer) is tuple else (outer,)  # (a BlockInfo is a tuple too)
+        func = self.func
+        return lambda *a, block_info: func(*a, block_info=(*before, block_info))
+
+    def write_into(
+        self,
+        out: np.ndarray,
+        keep: tuple[int, int] | None,
+        *args: Any,
+        block_info: Any = None,
+    ) -> bool:
         """Each tile's result straight into its part of ``out`` (the block's rows of the
         call's output), rows ``keep[0] : keep[0] + keep[1]`` of it along the blocks'
         axis (the block's halo there trimmed off); no block-sized temporary. False as
         soon as a tile's result does not fit: the caller then runs :meth:`__call__`,
         whose result its usual checks refuse with the usual words."""
         inputs, edges = self._cut(args)
+        func = self._func(block_info)
         for a, b in itertools.pairwise(edges):
-            res = inputs.cut(a, b).call(self.func)
+            res = inputs.cut(a, b).call(func)
             if type(res) is not np.ndarray or res.ndim != out.ndim:
                 return False
             if keep is not None:
@@ -142,11 +170,12 @@ class Tiled:
             np.copyto(target, res, casting="no")
         return True
 
-    def __call__(self, *args: Any) -> Any:
+    def __call__(self, *args: Any, block_info: Any = None) -> Any:
         inputs, edges = self._cut(args)
+        func = self._func(block_info)
         out: np.ndarray | None = None
         for a, b in itertools.pairwise(edges):
-            res = inputs.cut(a, b).call(self.func)
+            res = inputs.cut(a, b).call(func)
             if out is None:
                 if not isinstance(res, np.ndarray) or res.ndim <= self.axis:
                     got = res.shape if isinstance(res, np.ndarray) else type(res).__name__
@@ -164,7 +193,7 @@ class Tiled:
                 )
             np.copyto(target, res, casting="no")
         if out is None:  # no rows along axis: func on the empty block
-            return inputs.whole(self.func)
+            return inputs.whole(func)
         return out
 
 
@@ -180,6 +209,7 @@ def tiles(
     overlap: Any,
     boundary: str | None,
     cval: Any,
+    info: bool = False,
 ) -> tuple[Callable[..., Any], int, Any, Any, Any, Any]:
     """``apply(..., axis=(a0, a1, ...))`` as a call along ``a0`` of ``func`` in tiles
     along the others: (the tiled func, a0, and along a0: chunks, overlap, boundary,
@@ -210,7 +240,7 @@ def tiles(
     for a, c, k in reversed(list(zip(axes[1:], counts[1:], halos[1:], strict=True))):
         count = None if c is None else int(c)
         edge, fill = (boundary, cval) if k else (None, None)
-        tiled = Tiled(tiled, a, count, int(k), edge, fill, axes[0])
+        tiled = Tiled(tiled, a, count, int(k), edge, fill, axes[0], info)
     edge, fill = (boundary, cval) if halos[0] else (None, None)
     return tiled, axes[0], counts[0], halos[0], edge, fill
 

@@ -485,13 +485,19 @@ def apply_block(
     if type(src) is Cut:  # several arrays, another axis or a halo (see numpool._inputs)
         axis, rows = src.axis, src.rows
         try:
-            into = getattr(type(func), "write_into", None) if src.info is None else None
+            into = getattr(type(func), "write_into", None)
             if target is not None and not (src.lo or src.hi) and _fits_ufunc(func, src):
                 res = func(*[frozen(resolve(a)) for a in src.args], out=target)
             elif (  # tiles: straight into the output, no block-sized temporary
                 target is not None
                 and into is not None
-                and into(func, target, (src.lo, src.rows), *map(frozen, src.glued(resolve)))
+                and into(
+                    func,
+                    target,
+                    (src.lo, src.rows),
+                    *map(frozen, src.glued(resolve)),
+                    block_info=src.info,
+                )
             ):
                 res = target
             else:
