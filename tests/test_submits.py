@@ -78,6 +78,15 @@ def test_verdict_scales_with_the_machine(speed: float) -> None:
     assert verdict(short, 1e-3 / WORTH / speed * 2, 2) == "threads"
 
 
+def test_spare_cores_are_judged_over_all_the_calls() -> None:
+    """The machine's idle time comes in 10 ms ticks: a short call reads 0 or a whole
+    tick. Spare cores are the calls' idle time over their wall time, all together."""
+    ticks = [Sample(0.004, 0.002, 2, idle) for idle in (0.0, 2.5, 0.0, 0.0, 2.5, 0.0)]
+    assert verdict(ticks, TRIP / 10, 2) == "processes"  # 0.83 cores idle on average
+    busy = [Sample(0.004, 0.002, 2, idle) for idle in (0.0, 2.5, 0.0, 0.0, 0.0, 0.0)]
+    assert verdict(busy, TRIP / 10, 2) is None  # 0.42: a busy machine
+
+
 def test_verdict_takes_the_median() -> None:
     """One call slowed by the machine does not decide: the median of the samples does."""
     samples = [*_side(SAMPLES - 1, 0.010, 0.005), Sample(0.010, 0.010 * GIL_CORES, 2, 1.0)]

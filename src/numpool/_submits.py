@@ -61,8 +61,9 @@ GIL_CORES = 1.3
 #: ... and at least this many: less is a function that waits (I/O, sleep, a lock),
 #: which threads serve well
 BUSY_CORES = 0.6
-#: the machine's CPUs idle at least this many cores' worth while the calls ran: a
-#: core the function could have used was free (else the machine was busy)
+#: the machine's CPUs idle at least this many cores' worth while the calls ran (on
+#: average over them): a core the function could have used was free (else the
+#: machine was busy)
 SPARE_CORES = 0.5
 #: a call moves to a process only when its CPU time is worth this many of the
 #: machine's measured round trips to one (the pickling of its arguments and result
@@ -108,16 +109,19 @@ def verdict(
     ):
         return "threads"  # too short for a process, whatever the GIL does
     side = [s for s in samples if s.together >= 2 and s.wall_s > 0]
-    spare = [s for s in side if s.idle_cores >= SPARE_CORES]
-    if len(spare) < SAMPLES:
+    # (the machine's idle time is counted in clock ticks, 10 ms on Linux: summed over
+    # the calls, not judged call by call)
+    wall = sum(s.wall_s for s in side)
+    idle = sum(s.idle_cores * s.wall_s for s in side)
+    if len(side) < SAMPLES or idle < SPARE_CORES * wall:
         # calls never side by side, or only on a busy machine: nothing to learn
         return "threads" if len(samples) >= PATIENCE else None
-    cores = _median([s.cpu_s / s.wall_s * s.together for s in spare])
+    cores = _median([s.cpu_s / s.wall_s * s.together for s in side])
     if not BUSY_CORES <= cores <= GIL_CORES:
         return "threads"  # it releases the GIL, or waits
     if process_task_s is None:
         return "measure"
-    cpu_s = _median([s.cpu_s for s in spare])
+    cpu_s = _median([s.cpu_s for s in side])
     return "processes" if cpu_s >= WORTH * process_task_s else "threads"
 
 
