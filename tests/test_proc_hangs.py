@@ -201,6 +201,39 @@ def test_a_worker_killed_while_it_sends_a_result_does_not_hang(stop: str, tmp_pa
     assert len(lines) == 6 and all(name in failed for name in lines[1:5]), lines
 
 
+def test_a_worker_that_dies_while_it_sends_a_result_fails_the_call(tmp_path: Path) -> None:
+    """A worker dies (the OOM killer) after sending part of a result: the call fails as
+    when a worker dies at any other moment (Pool.map: BrokenProcessPool), instead of
+    waiting for the rest of the result for good."""
+    code = f"""
+        import os, signal, struct, sys, time, numpool
+        def half_sent(path):
+            # what a worker killed while it sends a result leaves: part of a message
+            frame = sys._getframe()
+            while frame.f_code.co_name != "_process_worker":
+                frame = frame.f_back
+            writer = frame.f_locals["result_queue"]._writer
+            os.write(writer.fileno(), struct.pack("!i", 1 << 20) + bytes(100))
+            with open(path + ".tmp", "w") as f:
+                f.write(str(os.getpid()))
+            os.replace(path + ".tmp", path)
+            time.sleep(600)
+        path = {str(tmp_path / "pid")!r}
+        pool = numpool.Pool("processes", workers=1)
+        results = pool.map(half_sent, [path])
+        while not os.path.exists(path):
+            time.sleep(0.01)
+        with open(path) as f:
+            os.kill(int(f.read()), signal.SIGKILL)
+        try:
+            list(results)
+        except Exception as e:
+            print(type(e).__name__, flush=True)
+        pool.shutdown()
+    """
+    assert _lines(_run(code)) == ["BrokenProcessPool"]
+
+
 # --- an exception from a signal handler during a call ---------------------------------------
 
 

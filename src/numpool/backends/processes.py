@@ -180,6 +180,7 @@ class ProcessesBackend(Backend):
         if procs and len(procs) != len(self._procs):
             self._procs.update(procs)
             _limit_reached.clear()
+            _watch_deaths(ex, procs)
         return future
 
     def _discard(self, ex: ProcessPoolExecutor) -> None:
@@ -538,9 +539,9 @@ RESULTS_GRACE_S = EXIT_GRACE_S
 
 
 def _settle(ex: ProcessPoolExecutor, parts: _Settling | None = None) -> None:
-    """Make sure that once the workers of ``ex`` were killed, its manager thread ends
-    and every future it had fails, in a daemon thread (``parts``: what
-    :func:`_settling` read before ``ex`` was shut down, which forgets them).
+    """Make sure that once a worker of ``ex`` was killed (by numpool, or died), its
+    manager thread ends and every future it had fails, in a daemon thread (``parts``:
+    what :func:`_settling` read before ``ex`` was shut down, which forgets them).
 
     - A worker killed halfway through sending a result leaves the rest unsent, and
       the manager thread, reading it, waits for the rest for good: no EOF comes, as
@@ -591,6 +592,29 @@ def _settle(ex: ProcessPoolExecutor, parts: _Settling | None = None) -> None:
     except RuntimeError:  # (at the limit on processes no thread starts)
         if fd is not None:
             os.close(fd)
+
+
+#: executors whose workers a thread watches (see _watch_deaths)
+_watched: weakref.WeakSet[ProcessPoolExecutor] = weakref.WeakSet()
+
+
+def _watch_deaths(ex: ProcessPoolExecutor, procs: dict[int, Any]) -> None:
+    """Once, when the workers of ``ex`` have started: a daemon thread that waits for
+    one of them to end, then settles ``ex`` (:func:`_settle`). A worker ends when the pool
+    shuts down (the manager thread then ends by itself) or when it dies: killed by
+    the OOM killer halfway through sending a result, it left the manager thread
+    waiting for the rest for good, and the call waiting for good on its future."""
+    if ex in _watched:
+        return
+    _watched.add(ex)
+
+    def watch() -> None:
+        with contextlib.suppress(OSError, ValueError):  # (a sentinel closed: joined)
+            mp_connection.wait(list(_sentinels(procs)))
+        _settle(ex)
+
+    with contextlib.suppress(RuntimeError):  # (at the limit on processes: no watcher)
+        threading.Thread(target=watch, name="numpool-deaths", daemon=True).start()
 
 
 #: what _settle needs of an executor: its manager thread, its result pipe's write end,
