@@ -55,6 +55,15 @@ def _queue() -> Iterator[Any]:
 
 
 @contextmanager
+def _simple_queue() -> Iterator[Any]:
+    q = mp.get_context("spawn").SimpleQueue()
+    try:
+        yield q
+    finally:
+        q.close()
+
+
+@contextmanager
 def _given(obj: Any) -> Iterator[Any]:
     yield obj
 
@@ -69,6 +78,7 @@ SAMPLES: dict[str, Callable[[], Any]] = {
     "ProcessPoolExecutor()": _process_pool,
     "ThreadPoolExecutor()": _thread_pool,
     "multiprocessing.queues.Queue()": _queue,
+    "multiprocessing.SimpleQueue()": _simple_queue,
     "multiprocessing.Process()": lambda: _given(mp.get_context("spawn").Process()),
     "multiprocessing.forkserver.ForkServer()": lambda: _given(forkserver.ForkServer()),
     "multiprocessing.popen_forkserver.Popen": lambda: _given(
@@ -176,17 +186,21 @@ def test_every_function_degrades_without_its_names(monkeypatch: pytest.MonkeyPat
     assert _cpython.forkserver_alive_fd(bare) is None
     assert _cpython.popen_launch(object) is None
     assert _cpython.executor_threads(bare) == []
+    assert _cpython.pending_futures(bare) == []
+    assert _cpython.result_writer(bare) is None
     for module, name in [
         (cf_process, "_threads_wakeups"),
         (cf_thread, "_threads_queues"),
         (mp_process, "_children"),
         (threading, "_register_atexit"),
+        (threading, "_shutdown"),
     ]:
         monkeypatch.delattr(module, name)
     _cpython.forget_manager_wakeup(threading.current_thread())
     _cpython.forget_thread_exit_registry([threading.current_thread()])
     _cpython.forget_children((mpc.SpawnProcess,))
     _cpython.register_before_executors_exit(lambda: None)
+    _cpython.run_thread_exit_hooks()
 
 
 def test_the_names_read_what_they_say() -> None:
@@ -198,6 +212,7 @@ def test_the_names_read_what_they_say() -> None:
         queue = _cpython.call_queue(ex)
         assert queue is not None and _cpython.queue_reader(queue) is not None
         assert _cpython.queue_feeder(queue) is None  # nothing put yet
+        assert _cpython.pending_futures(ex) == [] and _cpython.result_writer(ex) is not None
     with _thread_pool() as tex:
         tex.submit(int).result()
         assert len(_cpython.executor_threads(tex)) == 1

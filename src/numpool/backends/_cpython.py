@@ -58,10 +58,13 @@ __all__ = [
     "forkserver_pid",
     "manager_thread",
     "not_reaped",
+    "pending_futures",
     "popen_launch",
     "queue_feeder",
     "queue_reader",
     "register_before_executors_exit",
+    "result_writer",
+    "run_thread_exit_hooks",
     "set_sigint_handler",
     "sigint_handler",
     "why_broken",
@@ -70,7 +73,7 @@ __all__ = [
 
 #: every private name read or set below, by the object it is found on
 NAMES: dict[str, tuple[str, ...]] = {
-    "threading": ("_register_atexit",),
+    "threading": ("_register_atexit", "_shutdown"),
     "signal": ("_signal",),
     "concurrent.futures.process": ("_threads_wakeups",),
     "concurrent.futures.thread": ("_threads_queues",),
@@ -79,9 +82,12 @@ NAMES: dict[str, tuple[str, ...]] = {
         "_broken",
         "_call_queue",
         "_executor_manager_thread",
+        "_pending_work_items",
         "_processes",
+        "_result_queue",
         "_safe_to_dynamically_spawn_children",
     ),
+    "multiprocessing.SimpleQueue()": ("_writer",),
     "ThreadPoolExecutor()": ("_threads",),
     "multiprocessing.queues.Queue()": ("_close", "_jointhread", "_reader", "_thread"),
     "multiprocessing.Process()": ("_popen",),
@@ -149,6 +155,24 @@ def call_queue(ex: ProcessPoolExecutor) -> Any:
 
     Reads ``ex._call_queue`` (3.10-3.13). Missing: None."""
     return getattr(ex, "_call_queue", None)
+
+
+def pending_futures(ex: ProcessPoolExecutor) -> list[Any]:
+    """The futures of ``ex``'s work items whose results have not come back.
+
+    Reads ``ex._pending_work_items`` (a dict of work items, each with a ``future``:
+    3.10-3.13). Missing: [] (futures that the manager thread left pending after it
+    died are then not failed)."""
+    items = dict(getattr(ex, "_pending_work_items", None) or {})
+    return [item.future for item in items.values()]
+
+
+def result_writer(ex: ProcessPoolExecutor) -> Any:
+    """The write end of ``ex``'s result pipe (a Connection; None after shutdown).
+
+    Reads ``ex._result_queue`` (a SimpleQueue) and its ``_writer`` (3.10-3.13).
+    Missing: None (a manager thread reading a half-sent result is then not freed)."""
+    return getattr(getattr(ex, "_result_queue", None), "_writer", None)
 
 
 def forbid_spawning_later(ex: ProcessPoolExecutor) -> None:
@@ -299,6 +323,19 @@ def register_before_executors_exit(func: Callable[[], None]) -> None:
     register = getattr(threading, "_register_atexit", None)
     if register is not None:
         register(func)
+
+
+def run_thread_exit_hooks() -> None:
+    """Do now what the interpreter's exit does first: run threading's exit hooks (where
+    concurrent.futures and loky shut down the executors left open) and join the
+    threads; the interpreter's own call then returns at once.
+
+    Calls ``threading._shutdown`` (3.10-3.13; it does its work once on each). Missing:
+    nothing is done (a worker process then joins its children first, see
+    ``processes._exit_threads_first``)."""
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None:
+        shutdown()
 
 
 # --- signal ------------------------------------------------------------------------

@@ -393,14 +393,10 @@ def _exit_threads_first() -> None:
     that never came: ``Pool.shutdown()``, and the interpreter's exit, which joins
     the worker, hung for good (joblib's test suite on numpool hung at exit 2 runs in
     3). This runs as multiprocessing's first finalizer, before the children are
-    joined; ``threading._shutdown`` does its work once, so the bootstrap's own call
-    then returns at once.
+    joined; the hooks run once, so the bootstrap's own call then returns at once.
 
-    Reads ``threading._shutdown`` (3.10-3.12, idempotent on each). Missing: nothing
-    is done (the hang above is back)."""
-    shutdown = getattr(threading, "_shutdown", None)
-    if shutdown is not None:
-        shutdown()
+    See ``_cpython.run_thread_exit_hooks``."""
+    _cpython.run_thread_exit_hooks()
 
 
 #: every executor made here, to kill a broken one's survivors before exit
@@ -626,25 +622,9 @@ def _settling(ex: ProcessPoolExecutor) -> _Settling:
     """What :func:`_settle` needs of ``ex``, read now."""
     return (
         _cpython.manager_thread(ex),
-        _result_writer(ex),
-        [item.future for item in _pending_work_items(ex)],
+        _cpython.result_writer(ex),
+        _cpython.pending_futures(ex),
     )
-
-
-def _pending_work_items(ex: ProcessPoolExecutor) -> list[Any]:
-    """The work items of ``ex`` whose results have not come back (each has a
-    ``future``).
-
-    Reads ``ex._pending_work_items`` (a dict: 3.10-3.13). Missing: []."""
-    return list(dict(getattr(ex, "_pending_work_items", None) or {}).values())
-
-
-def _result_writer(ex: ProcessPoolExecutor) -> Any:
-    """The write end of ``ex``'s result pipe (a Connection; None if it cannot be had).
-
-    Reads ``ex._result_queue`` (a SimpleQueue, None after shutdown) and its
-    ``_writer`` (3.10-3.13)."""
-    return getattr(getattr(ex, "_result_queue", None), "_writer", None)
 
 
 #: executors shut down without waiting, kept alive until their manager thread is done:
