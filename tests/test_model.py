@@ -581,3 +581,29 @@ def test_next_step_from_a_table(decision, candidates, explore, step) -> None:
     unchecked winner first, start a later call's winner in the background, measure a
     first call's winner now; nothing for in-process or ready winners."""
     assert model.next_step(decision, Work(candidates, explore=explore)) == step
+
+
+@pytest.mark.parametrize(
+    ("wall", "out_bytes", "rate", "want"),
+    [
+        (2.0e-3, 2.4e6, 1.5e9, 2.0e-3 - 1.6e-3),  # a*b+c over 300k: mostly page faults
+        (30e-3, 1.6e6, 1.5e9, 30e-3 - 1.6e6 / 1.5e9),  # a Python loop: barely changed
+        (1.0e-3, 8e6, 1.5e9, 0.2e-3),  # never below WARM_FLOOR of the call
+        (50e-3, 80e6, 1.5e9, 50e-3),  # mapped anew every call: it costs every call
+        (1.0e-3, 0.0, 1.5e9, 1.0e-3),  # no output (or not an array)
+    ],
+)
+def test_a_first_call_is_counted_warm(
+    wall: float, out_bytes: float, rate: float, want: float
+) -> None:
+    """A first whole call's fresh output, faulted in at the machine's rate, is taken off
+    its time (later calls get it back from malloc's heap), down to WARM_FLOOR."""
+    assert measure.warm_wall(wall, out_bytes, rate) == pytest.approx(want)
+
+
+@pytest.mark.parametrize("speed", [0.2, 1.0, 5.0])
+def test_warm_wall_scales_with_the_machine(speed: float) -> None:
+    """A machine `speed` times faster at faulting memory in and at computing: the same
+    share of the call is taken off."""
+    base = measure.warm_wall(2e-3, 2.4e6, 1.5e9)
+    assert measure.warm_wall(2e-3 / speed, 2.4e6, 1.5e9 * speed) == pytest.approx(base / speed)

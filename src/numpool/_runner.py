@@ -65,10 +65,7 @@ __all__ = ["Runner", "whole"]
 
 log = logging.getLogger("numpool")
 
-#: glibc's largest mmap threshold (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit): an array at
-#: least this big is mapped anew by every allocation, and unmapped when freed, so
-#: func(x) faults its output in every call; smaller ones come back from the heap
-FRESH_ALLOC_BYTES = 32 << 20
+FRESH_ALLOC_BYTES = measure.FRESH_ALLOC_BYTES
 
 
 def func_name(func: Any) -> str:
@@ -795,10 +792,12 @@ class Runner:
         wall, cpu = perf_counter() - t0, time.process_time() - cpu0
         stats.backend = "serial"
         stats.busy(worker_name(), t0, t0 + wall)
-        ev = Evidence("apply", wall / n, False, measure.native(cpu, wall))
+        # (its output was fresh memory, which later calls get back warm)
+        warm = measure.warm_wall(wall, result.nbytes, store.get().fault_bytes_per_s)
+        ev = Evidence("apply", warm / n, False, measure.native(cpu, wall))
         ev.bytes_per_item = _apply_bytes_per_row(inputs, None, result)
         ev.out_bytes_per_item = result.nbytes / n
-        ev.observe("serial", wall / n)
+        ev.observe("serial", warm / n)
         candidates = self._candidates(func, inputs, check=False)
         m = ev.measurements(n)
         decision = model.choose(m, store.get(), model.Work(candidates, explore=False))
