@@ -16,12 +16,11 @@ import pytest
 
 import numpool
 from numpool._submits import (
-    GIL_CORES,
     PATIENCE,
     SAMPLES,
     WORTH,
-    Sample,
     Submits,
+    Window,
     learned_as,
     plain_values,
     verdict,
@@ -30,67 +29,52 @@ from numpool._submits import (
 TRIP = 100e-6  # a round trip to a worker process, as a machine's profile says
 
 
-def _side(n: int, wall: float, cpu: float, together: int = 2, idle: float = 1.0) -> list[Sample]:
-    return [Sample(wall, cpu, together, idle)] * n
+def _window(calls: int, wall: float, cores: float, idle: float = 1.0, earlier: int = 0) -> Window:
+    """``calls`` calls in a window of ``wall`` seconds that kept ``cores`` cores busy,
+    with ``idle`` of the machine's cores idle meanwhile (and ``earlier`` calls before)."""
+    cpu = cores * wall
+    return Window(calls, wall, cpu, idle * wall, calls + earlier, cpu * (calls + earlier) / calls)
 
 
 @pytest.mark.parametrize(
-    ("samples", "trip", "workers", "want"),
+    ("window", "trip", "workers", "want"),
     [
-        # two calls side by side, each on the CPU half its time: one core between them
-        (_side(SAMPLES, 0.010, 0.005), TRIP, 2, "processes"),
-        (_side(SAMPLES, 0.040, 0.010, together=4), TRIP, 4, "processes"),
-        # each on the CPU all its time: two cores, it releases the GIL
-        (_side(SAMPLES, 0.010, 0.0099), TRIP, 2, "threads"),
+        # one core busy between calls waiting side by side, a core idle: the GIL
+        (_window(SAMPLES, 0.060, 1.0), TRIP, 2, "processes"),
+        (_window(SAMPLES * 2, 0.100, 0.95, idle=3.0), TRIP, 4, "processes"),
+        # two cores busy: it releases the GIL
+        (_window(SAMPLES, 0.060, 1.9), TRIP, 2, "threads"),
+        # waits (sleep, I/O): threads serve it
+        (_window(SAMPLES, 0.060, 0.05), TRIP, 2, "threads"),
+        # holds the GIL, but a call is too short to be worth a process's round trip
+        (_window(SAMPLES, SAMPLES * WORTH * TRIP / 2, 1.0), TRIP, 2, "threads"),
+        # holds the GIL, the round trip not measured yet
+        (_window(SAMPLES, 0.060, 1.0), None, 2, "measure"),
+        # too few calls in the window yet
+        (_window(SAMPLES - 1, 0.060, 1.0), TRIP, 2, None),
         # one core used, but none was spare: a busy machine, not the GIL; no verdict,
         # and threads once the calls have shown nothing for long enough
-        (_side(SAMPLES, 0.010, 0.005, idle=0.1), TRIP, 2, None),
-        (_side(PATIENCE, 0.010, 0.005, idle=0.1), TRIP, 2, "threads"),
-        # waits (sleep, I/O): threads serve it
-        (_side(SAMPLES, 0.010, 0.0001), TRIP, 2, "threads"),
-        # holds the GIL but too short to be worth a process's round trip
-        (_side(SAMPLES, 2 * WORTH * TRIP / 2, WORTH * TRIP / 2), TRIP, 2, "threads"),
-        # too short for a process, even on a busy machine or alone: threads at once
-        (_side(SAMPLES, 1e-4, 1e-4, together=1, idle=0.0), TRIP, 2, "threads"),
-        # holds the GIL, the round trip not measured yet
-        (_side(SAMPLES, 0.010, 0.005), None, 2, "measure"),
-        # too few calls side by side yet
-        (_side(SAMPLES - 1, 0.010, 0.005), TRIP, 2, None),
-        (_side(SAMPLES, 0.010, 0.005, together=1), TRIP, 2, None),
-        # calls that never run side by side tell nothing: threads after PATIENCE
-        (_side(PATIENCE, 0.010, 0.010, together=1), TRIP, 2, "threads"),
+        (_window(SAMPLES, 0.060, 1.0, idle=0.1), TRIP, 2, None),
+        (_window(SAMPLES, 0.060, 1.0, idle=0.1, earlier=PATIENCE), TRIP, 2, "threads"),
+        # calls one at a time (windows of one call): threads after PATIENCE
+        (_window(1, 0.010, 1.0, earlier=PATIENCE), TRIP, 2, "threads"),
+        (_window(1, 0.010, 1.0, earlier=3), TRIP, 2, None),
         # one worker: nothing to run side by side
-        (_side(SAMPLES, 0.010, 0.005), TRIP, 1, "threads"),
+        (_window(SAMPLES, 0.060, 1.0), TRIP, 1, "threads"),
     ],
 )
-def test_verdict_table(samples: list[Sample], trip: float | None, workers: int, want: Any) -> None:
+def test_verdict_table(window: Window, trip: float | None, workers: int, want: Any) -> None:
     """verdict() sends GIL-bound calls worth a process to processes, and nothing else."""
-    assert verdict(samples, trip, workers) == want
+    assert verdict(window, trip, workers) == want
 
 
 @pytest.mark.parametrize("speed", [0.2, 1.0, 5.0, 25.0])
 def test_verdict_scales_with_the_machine(speed: float) -> None:
     """The same function on a machine `speed` times faster (calls and round trip
     alike) gets the same verdict: no constant stands for one machine's speed."""
-    slow = _side(SAMPLES, 0.010 / speed, 0.005 / speed)
-    assert verdict(slow, TRIP / speed, 2) == "processes"
-    short = _side(SAMPLES, 2e-3 / speed, 1e-3 / speed)
-    assert verdict(short, 1e-3 / WORTH / speed * 2, 2) == "threads"
-
-
-def test_spare_cores_are_judged_over_all_the_calls() -> None:
-    """The machine's idle time comes in 10 ms ticks: a short call reads 0 or a whole
-    tick. Spare cores are the calls' idle time over their wall time, all together."""
-    ticks = [Sample(0.004, 0.002, 2, idle) for idle in (0.0, 2.5, 0.0, 0.0, 2.5, 0.0)]
-    assert verdict(ticks, TRIP / 10, 2) == "processes"  # 0.83 cores idle on average
-    busy = [Sample(0.004, 0.002, 2, idle) for idle in (0.0, 2.5, 0.0, 0.0, 0.0, 0.0)]
-    assert verdict(busy, TRIP / 10, 2) is None  # 0.42: a busy machine
-
-
-def test_verdict_takes_the_median() -> None:
-    """One call slowed by the machine does not decide: the median of the samples does."""
-    samples = [*_side(SAMPLES - 1, 0.010, 0.005), Sample(0.010, 0.010 * GIL_CORES, 2, 1.0)]
-    assert verdict(samples, TRIP, 2) == "processes"
+    assert verdict(_window(SAMPLES, 0.06 / speed, 1.0), TRIP / speed, 2) == "processes"
+    short = _window(SAMPLES, SAMPLES * 1e-3 / speed, 1.0)
+    assert verdict(short, 2e-3 / WORTH / speed, 2) == "threads"
 
 
 @pytest.mark.parametrize(
@@ -141,16 +125,28 @@ class FakeProcesses:
 def _teach(
     submits: Submits, fn: Callable[..., Any], wall: float, cpu: float, idle: float = 1.0
 ) -> None:
-    """Feed the learner SAMPLES side-by-side calls of ``fn`` with these figures
-    (``idle``: cores of the machine idle meanwhile)."""
-    name, timed = submits.route(fn, (1,), {})
-    assert name == "threads" and timed is not fn
+    """Feed the learner SAMPLES calls of ``fn``, submitted together, each of ``wall``
+    seconds and ``cpu`` seconds of CPU, in a window where ``idle`` cores sat idle
+    (the clocks the learner reads are set by the test)."""
+    import numpool._submits as submits_module
+
+    calls = [submits.route(fn, (1,), {}) for _ in range(SAMPLES)]
+    assert all(name == "threads" and timed is not fn for name, timed in calls)
     learning = submits._learned[learned_as(fn)]
-    for _ in range(SAMPLES):
-        submits._enter(learning)
-        before = submits._enter(learning)
-        submits._leave(learning, fn, wall, cpu, before, idle * wall)
-        submits._leave(learning, fn, wall, cpu, 1, idle * wall)  # (its neighbour: alone)
+    clock = {"t": 100.0, "idle": 500.0}
+    real = (submits_module._now, submits_module._idle_s)
+    submits_module._idle_s = lambda: clock["idle"]
+    submits_module._now = lambda: clock["t"]
+    try:
+        for _ in range(SAMPLES):
+            submits._enter(learning)
+        for i in range(SAMPLES):  # 2 at a time: the window is SAMPLES/2 calls long
+            if i % 2 == 0:
+                clock["t"] += wall
+                clock["idle"] += idle * wall
+            submits._leave(learning, fn, wall, cpu)
+    finally:
+        submits_module._now, submits_module._idle_s = real
 
 
 def _gil(n: int) -> int:

@@ -44,7 +44,7 @@ __all__ = [
     "SPARE_CORES",
     "WORTH",
     "Processes",
-    "Sample",
+    "Window",
     "Submits",
     "plain_values",
     "verdict",
@@ -72,61 +72,59 @@ WORTH = 20.0
 
 
 @dataclass(frozen=True)
-class Sample:
-    """One timed call on threads.
+class Window:
+    """What the timed calls of one function showed, from the start of the first to
+    the end of the last (the window).
 
     Attributes
     ----------
-    wall_s, cpu_s : float
-        The call's wall time and its thread's CPU time.
-    together : int
-        Calls of the same function running during the whole of it, itself
-        included (the fewest seen at its start and its end).
-    idle_cores : float
-        The machine's CPUs' idle time during the call over its wall time: how
-        many cores sat idle.
+    calls : int
+        Calls timed.
+    wall_s : float
+        The window's length.
+    cpu_s : float
+        The CPU time of the calls' threads, summed: over ``wall_s``, how many cores
+        they kept busy between them.
+    idle_s : float
+        The machine's CPUs' idle time during the window (summed over CPUs): over
+        ``wall_s``, how many cores sat idle.
+    all_calls, all_cpu_s : int, float
+        Calls timed and their CPU time, this window and the ones before (a window
+        ends when no call of the function runs).
     """
 
+    calls: int
     wall_s: float
     cpu_s: float
-    together: int
-    idle_cores: float
+    idle_s: float
+    all_calls: int = 0
+    all_cpu_s: float = 0.0
 
 
-def verdict(
-    samples: list[Sample], process_task_s: float | None, processes_workers: int
-) -> str | None:
+def verdict(window: Window, process_task_s: float | None, processes_workers: int) -> str | None:
     """Where a function's later calls go: ``"processes"``, ``"threads"``;
     ``"measure"`` when it holds the GIL but the machine's round trip to a
-    process (``process_task_s``) is not measured yet; None while the samples
-    cannot tell."""
+    process (``process_task_s``) is not measured yet; None while the calls
+    cannot tell (too few, not side by side, or on a busy machine)."""
+    w = window
     if processes_workers < 2:
         return "threads"
+    seen = max(w.all_calls, w.calls)
     if (
         process_task_s is not None
-        and len(samples) >= SAMPLES
-        and _median([s.cpu_s for s in samples]) < WORTH * process_task_s
+        and seen >= SAMPLES
+        and max(w.all_cpu_s, w.cpu_s) / seen < WORTH * process_task_s
     ):
         return "threads"  # too short for a process, whatever the GIL does
-    side = [s for s in samples if s.together >= 2 and s.wall_s > 0]
-    # (the machine's idle time is counted in clock ticks, 10 ms on Linux: summed over
-    # the calls, not judged call by call)
-    wall = sum(s.wall_s for s in side)
-    idle = sum(s.idle_cores * s.wall_s for s in side)
-    if len(side) < SAMPLES or idle < SPARE_CORES * wall:
-        # calls never side by side, or only on a busy machine: nothing to learn
-        return "threads" if len(samples) >= PATIENCE else None
-    cores = _median([s.cpu_s / s.wall_s * s.together for s in side])
+    if w.calls < SAMPLES or w.wall_s <= 0 or w.idle_s < SPARE_CORES * w.wall_s:
+        # too few calls side by side, or a busy machine: nothing to learn of the GIL
+        return "threads" if seen >= PATIENCE else None
+    cores = w.cpu_s / w.wall_s
     if not BUSY_CORES <= cores <= GIL_CORES:
         return "threads"  # it releases the GIL, or waits
     if process_task_s is None:
         return "measure"
-    cpu_s = _median([s.cpu_s for s in side])
-    return "processes" if cpu_s >= WORTH * process_task_s else "threads"
-
-
-def _median(values: list[float]) -> float:
-    return sorted(values)[len(values) // 2]
+    return "processes"
 
 
 _VALUES = (type(None), bool, int, float, complex, str, bytes, range, np.generic)
@@ -167,14 +165,30 @@ class Processes(Protocol):
 
 
 class _Learning:
-    """What the calls of one function have shown (never the function itself: a bound
-    method would keep its object alive)."""
+    """What the timed calls of one function have shown so far (never the function
+    itself: a bound method would keep its object alive)."""
 
-    __slots__ = ("running", "samples", "where")
+    __slots__ = (
+        "all_calls",
+        "all_cpu_s",
+        "calls",
+        "cpu_s",
+        "idle0",
+        "pending",
+        "t0",
+        "where",
+    )
 
     def __init__(self) -> None:
-        self.samples: list[Sample] = []
-        self.running = 0
+        self.all_calls = 0
+        self.all_cpu_s = 0.0
+        self.calls = 0
+        self.cpu_s = 0.0
+        #: timed calls submitted and not finished (waiting for a thread, or running)
+        self.pending = 0
+        #: when the window began, and the machine's idle seconds then
+        self.t0: float | None = None
+        self.idle0 = 0.0
         self.where: str | None = None
 
 
@@ -210,32 +224,40 @@ class Submits:
             return "threads", fn
         if where == "threads":
             return "threads", fn
+        with self._lock:
+            learning.pending += 1
         return "threads", _Timed(fn, learning, self)
 
-    def _enter(self, learning: _Learning) -> int:
+    def _enter(self, learning: _Learning) -> None:
         with self._lock:
-            learning.running += 1
-            return learning.running
+            if learning.t0 is None:  # a window begins
+                learning.idle0, learning.t0 = _idle_s(), _now()
 
-    def _leave(
-        self,
-        learning: _Learning,
-        fn: Callable[..., Any],
-        wall: float,
-        cpu: float,
-        before: int,
-        idle: float,
-    ) -> None:
-        """A timed call ended: record it, and give the verdict once the samples can."""
+    def _leave(self, learning: _Learning, fn: Callable[..., Any], wall: float, cpu: float) -> None:
+        """A timed call ended: add it to the window, and give the verdict once the
+        window can."""
         with self._lock:
-            together = min(before, learning.running)
-            learning.running -= 1
-            if learning.where is not None:
+            learning.pending -= 1
+            if learning.where is not None or learning.t0 is None:
                 return
-            learning.samples.append(Sample(wall, cpu, together, idle / wall if wall > 0 else 0))
-            samples = list(learning.samples)
+            learning.calls += 1
+            learning.cpu_s += cpu
+            learning.all_calls += 1
+            learning.all_cpu_s += cpu
+            window = Window(
+                learning.calls,
+                _now() - learning.t0,
+                learning.cpu_s,
+                _idle_s() - learning.idle0,
+                learning.all_calls,
+                learning.all_cpu_s,
+            )
+            if learning.pending <= 0:  # none outstanding: the next call starts anew
+                learning.t0 = None
+                learning.calls = 0
+                learning.cpu_s = 0.0
         p = self._processes
-        where = verdict(samples, p.round_trip(), p.workers())
+        where = verdict(window, p.round_trip(), p.workers())
         if where == "measure":
             p.measure(fn)
             return
@@ -244,7 +266,6 @@ class Submits:
         if where is not None:
             with self._lock:
                 learning.where = where
-                learning.samples.clear()
             if where == "processes":
                 p.ready()  # start them now, while its calls still go to threads
 
@@ -260,13 +281,13 @@ class _Timed:
         self.submits = submits
 
     def __call__(self, /, *args: Any, **kwargs: Any) -> Any:  # (fn may take self=)
-        before = self.submits._enter(self.learning)
-        i0, t0, c0 = _idle_s(), time.perf_counter(), time.thread_time()
+        self.submits._enter(self.learning)
+        t0, c0 = time.perf_counter(), time.thread_time()  # (wall: the call's own)
         try:
             return self.fn(*args, **kwargs)
         finally:
             wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
-            self.submits._leave(self.learning, self.fn, wall, cpu, before, _idle_s() - i0)
+            self.submits._leave(self.learning, self.fn, wall, cpu)
 
 
 #: functions learned at most; more, and what was learned is forgotten
@@ -293,6 +314,10 @@ def learned_as(fn: Any) -> Hashable:
         return func_key(fn)
     call: Hashable | None = getattr(type(fn).__call__, "__code__", None)
     return call if call is not None else cast(Hashable, type(fn))
+
+
+#: the clock of the windows (the tests set it)
+_now = time.perf_counter
 
 
 def _idle_s() -> float:
