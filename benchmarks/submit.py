@@ -54,12 +54,16 @@ if __name__ == "__main__":
     times = []
     if make is None:
         for _ in range(rounds):
-            t = time.perf_counter(); got = [fn(a) for a in args]; times.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            got = [fn(a) for a in args]
+            times.append(time.perf_counter() - t)
             assert got == want
     else:
         with make() as ex:
             for _ in range(rounds):
-                t = time.perf_counter(); got = list(ex.map(fn, args)); times.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                got = list(ex.map(fn, args))
+                times.append(time.perf_counter() - t)
                 assert got == want, (got, want)
     print(json.dumps(times))
 """
