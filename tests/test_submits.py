@@ -145,7 +145,7 @@ def _teach(
             if i % 2 == 0:
                 clock["t"] += wall
                 clock["idle"] += idle * wall
-            submits._leave(learning, fn, wall, cpu)
+            submits._leave(learning, fn, cpu)
     finally:
         submits_module._now, submits_module._idle_s = real
 

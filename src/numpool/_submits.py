@@ -233,7 +233,7 @@ class Submits:
             if learning.t0 is None:  # a window begins
                 learning.idle0, learning.t0 = _idle_s(), _now()
 
-    def _leave(self, learning: _Learning, fn: Callable[..., Any], wall: float, cpu: float) -> None:
+    def _leave(self, learning: _Learning, fn: Callable[..., Any], cpu: float) -> None:
         """A timed call ended: add it to the window, and give the verdict once the
         window can."""
         with self._lock:
@@ -282,12 +282,11 @@ class _Timed:
 
     def __call__(self, /, *args: Any, **kwargs: Any) -> Any:  # (fn may take self=)
         self.submits._enter(self.learning)
-        t0, c0 = time.perf_counter(), time.thread_time()  # (wall: the call's own)
+        c0 = time.thread_time()
         try:
             return self.fn(*args, **kwargs)
         finally:
-            wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
-            self.submits._leave(self.learning, self.fn, wall, cpu)
+            self.submits._leave(self.learning, self.fn, time.thread_time() - c0)
 
 
 #: functions learned at most; more, and what was learned is forgotten

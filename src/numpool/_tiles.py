@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -82,9 +82,9 @@ class Tiled:
         name = getattr(self.func, "__qualname__", None) or type(self.func).__name__
         return f"{name} in tiles along axis {self.axis}"
 
-    def _key(self) -> Hashable:
+    def _rest(self) -> tuple[Any, ...]:
+        """What a Tiled is made of besides func (its constructor's other arguments)."""
         return (
-            func_key(self.func),
             self.axis,
             self.count,
             self.overlap,
@@ -95,26 +95,17 @@ class Tiled:
         )
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is Tiled and self._key() == other._key()
+        return type(other) is Tiled and (func_key(self.func), *self._rest()) == (
+            func_key(other.func),
+            *other._rest(),
+        )
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        return hash((func_key(self.func), *self._rest()))
 
     def __reduce__(self) -> Any:
         # func travels as numpool ships any function (by value from __main__)
-        return (
-            Tiled,
-            (
-                ship(self.func),
-                self.axis,
-                self.count,
-                self.overlap,
-                self.boundary,
-                self.cval,
-                self.split,
-                self.info,
-            ),
-        )
+        return (Tiled, (ship(self.func), *self._rest()))
 
     def _cut(self, args: tuple[Any, ...]) -> tuple[Inputs, list[int]]:
         """The block's arguments as a call along the tiles' axis, and the tiles' edges."""

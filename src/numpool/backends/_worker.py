@@ -255,18 +255,20 @@ class _Packer(ForkingPickler):
 
     def reducer_override(self, obj: Any) -> Any:
         # (called for what is not an int, a str, a plain tuple... and once per object)
-        if _set_aside(obj, self.also):
-            self.aside.append(obj)
-            return _aside, (len(self.aside) - 1,)
-        return NotImplemented
+        return _set_aside(self, obj) or NotImplemented
 
 
-def _set_aside(obj: Any, also: tuple[type, ...]) -> bool:
-    return (
+def _set_aside(packer: Any, obj: Any) -> tuple[Any, tuple[int]] | None:
+    """A packer's reduction of ``obj`` when it travels beside the bytes (an array of
+    numbers, an object of a class in ``packer.also``), else None."""
+    if (
         isinstance(obj, np.ndarray)
         and not obj.dtype.hasobject
         and type(obj).__module__.startswith(("numpy", "numpool"))
-    ) or (bool(also) and isinstance(obj, also))
+    ) or (bool(packer.also) and isinstance(obj, packer.also)):
+        packer.aside.append(obj)
+        return _aside, (len(packer.aside) - 1,)
+    return None
 
 
 @functools.lru_cache(maxsize=1)
@@ -282,10 +284,7 @@ def _cloud_packer() -> type:
             self.also = also
 
         def reducer_override(self, obj: Any) -> Any:
-            if _set_aside(obj, self.also):
-                self.aside.append(obj)
-                return _aside, (len(self.aside) - 1,)
-            return super().reducer_override(obj)
+            return _set_aside(self, obj) or super().reducer_override(obj)
 
     return CloudPacker
 
