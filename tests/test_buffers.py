@@ -53,7 +53,8 @@ def test_idle_buffers_released_when_last_threads_pool_closes() -> None:
         if not p.backend.startswith("dask"):  # (auto pools hold a threads backend too)
             p.shutdown()
     with numpool.Pool("threads", workers=2) as pool:
-        pool.apply(np.exp, np.ones(1_000_000))
+        # (in blocks: a call worth one block runs func(x) whole, into NumPy's output)
+        pool.apply(np.exp, np.ones(1_000_000), chunks=2)
         gc.collect()
         assert _buffers.arena().idle_bytes > 0
     assert _buffers.arena().idle_bytes == 0

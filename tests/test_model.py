@@ -458,6 +458,38 @@ def test_certain_means_no_backend_could_win_even_scaling_perfectly(
         assert not d.certain
 
 
+@given(
+    items=st.integers(1, 10**8),
+    item_s=st.floats(1e-10, 1e-3),
+    wake_s=st.floats(1e-6, 1e-3),
+    trip_s=st.one_of(st.none(), st.floats(1e-5, 1e-2)),
+    workers=st.integers(2, 64),
+)
+def test_certain_below_is_the_bound_serial_certain_draws(
+    items: int, item_s: float, wake_s: float, trip_s: float | None, workers: int
+) -> None:
+    """The bound a first call is compared with (the runner keeps it per machine
+    profile) says what serial_certain says, across the same dial of machines and
+    funcs: certain below it, not above it (ties aside, within rounding)."""
+    profile = _machine(wake_s, trip_s)
+    candidates = (
+        SERIAL,
+        dataclasses.replace(THREADS, workers=workers),
+        dataclasses.replace(PROCESSES, workers=workers),
+    )
+    bound = model.certain_below(profile, candidates)
+    serial_s = items * item_s
+    if not math.isclose(serial_s, bound, rel_tol=1e-9):
+        certain = model.serial_certain(apply(items, item_s), profile, candidates)
+        assert certain == (serial_s < bound)
+
+
+def test_certain_below_without_parallel_backends_is_unbounded() -> None:
+    """One worker: nothing could beat serial, at any size."""
+    assert model.certain_below(VM, (SERIAL,)) == math.inf
+    assert model.certain_below(VM, (SERIAL, dataclasses.replace(THREADS, workers=1))) == math.inf
+
+
 @given(items=st.integers(2, 10**6), item_s=st.floats(1e-10, 1e-6), calls=st.integers(0, 20))
 def test_certain_serial_ignores_what_other_backends_were_seen_doing(
     items: int, item_s: float, calls: int
@@ -607,3 +639,65 @@ def test_warm_wall_scales_with_the_machine(speed: float) -> None:
     share of the call is taken off."""
     base = measure.warm_wall(2e-3, 2.4e6, 1.5e9)
     assert measure.warm_wall(2e-3 / speed, 2.4e6, 1.5e9 * speed) == pytest.approx(base / speed)
+
+
+@pytest.mark.parametrize(
+    ("wall", "faults", "rate", "want"),
+    [
+        (1.0e-3, 0, 1.5e9, 1.0e-3),  # no fresh page: as measured
+        (1.0e-3, 100, 1.5e9, 1.0e-3 - 100 * 4096 / 1.5e9),  # a few temporaries' pages
+        (2.0e-3, 1000, 1.5e9, 0.4e-3),  # mostly faults: never below WARM_FLOOR
+        (1.0e-3, 100, 0.0, 1.0e-3),  # no rate (a big call): as measured
+    ],
+)
+def test_a_head_block_is_counted_without_its_faults(
+    wall: float, faults: int, rate: float, want: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pages a head block faulted in (its temporaries, new memory in a fresh
+    process) are taken off its time at the machine's rate, down to WARM_FLOOR."""
+    monkeypatch.setattr(measure, "PAGE_BYTES", 4096)
+    assert measure.without_faults(wall, faults, rate) == pytest.approx(want)
+
+
+@pytest.mark.parametrize("speed", [0.2, 1.0, 5.0])
+def test_without_faults_scales_with_the_machine(speed: float) -> None:
+    """A machine `speed` times faster at everything: the same share is taken off."""
+    base = measure.without_faults(1e-3, 150, 1.5e9)
+    assert measure.without_faults(1e-3 / speed, 150, 1.5e9 * speed) == pytest.approx(base / speed)
+
+
+class _FaultingWalker:
+    """A walker whose rows cost ``row_s`` each, plus ``fault_s`` per fresh page the
+    first time a row's memory is touched (``pages_per_row`` of them)."""
+
+    def __init__(self, n: int, row_s: float, pages_per_row: int, fault_s: float) -> None:
+        self.n, self.done = n, 0
+        self.row_s, self.pages, self.fault_s = row_s, pages_per_row, fault_s
+        self.faults = 0
+
+    def serial(self, a: int, b: int) -> tuple[float, float]:
+        self.faults += (b - a) * self.pages
+        self.done = b
+        wall = (b - a) * (self.row_s + self.pages * self.fault_s)
+        return wall, wall
+
+    def remote(self, backend: object, a: int, b: int) -> tuple[float, float]:
+        raise AssertionError("the head runs in the caller here")
+
+
+@pytest.mark.parametrize("speed", [0.2, 1.0, 5.0])
+def test_the_head_reads_the_warm_cost_per_row(
+    speed: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh process's first call faults its temporaries in: the head's seconds per
+    row leave those faults out when given the machine's rate (0.5 ns a row, with 2 ns
+    of faults: read 0.5 ns, not 2.5), on machines of every speed; without a rate, as
+    measured."""
+    row_s, fault_s = 0.5e-9 / speed, 2e-9 / speed
+    rate = 4096 / fault_s  # bytes per second: one page per fault_s
+    for told, want in ((rate, row_s), (0.0, row_s + fault_s)):
+        walker = _FaultingWalker(10_000_000, row_s, 1, fault_s)
+        monkeypatch.setattr(measure, "PAGE_BYTES", 4096)
+        monkeypatch.setattr(measure, "thread_faults", lambda w=walker: w.faults)
+        h = measure.head(walker, fault_bytes_per_s=told)
+        assert h.item_s == pytest.approx(want)

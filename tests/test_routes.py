@@ -7,6 +7,7 @@ No timing is asserted. Where a decision matters, the machine profile is passed i
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -296,3 +297,151 @@ def test_one_block_on_processes_writes_into_shared_memory() -> None:
             stats = pool.last_stats
             assert stats.backend == "processes" and stats.tasks == 2, stats
             assert stats.bytes_moved == 0
+
+
+class _Backend:
+    """What ``_worker_item_s`` reads of a backend."""
+
+    def __init__(self, in_process: bool, workers: int = 2) -> None:
+        self.in_process, self.workers = in_process, workers
+
+
+@pytest.mark.parametrize(
+    ("item_s", "native", "speedup", "block_row_s", "in_process", "want"),
+    [
+        (1e-9, 1.0, 0.25, None, True, 1e-9),  # a poor threads sample: rows no slower
+        (2e-9, 2.0, None, None, True, 4e-9),  # BLAS used 2 cores serially: 1 in a worker
+        (14e-9, 1.0, None, 1e-9, True, 1e-9),  # a cold first call: blocks' time caps it
+        (1e-9, 1.0, None, 3e-9, True, 1e-9),  # blocks slower than serial: serial stands
+        (14e-9, 1.0, None, 1e-9, False, 14e-9),  # processes: in-process blocks say nothing
+    ],
+)
+def test_block_sizes_go_by_the_work_per_row(
+    item_s: float,
+    native: float,
+    speedup: float | None,
+    block_row_s: float | None,
+    in_process: bool,
+    want: float,
+) -> None:
+    """A worker's seconds per row, for block sizes, from a table: serial seconds times
+    the cores serial used, never raised by a poor threads sample (its slowness is the
+    hand-offs, which more blocks would multiply), and capped by what in-process
+    blocks were seen to take once they ran (a first call's figure may be cold)."""
+    from numpool._runner import _worker_item_s
+
+    ev = evidence.Evidence("apply", item_s, native=native)
+    ev.threads_speedup = speedup
+    if block_row_s is not None:
+        ev.observe_blocks(block_row_s)
+    assert _worker_item_s(_Backend(in_process), ev) == pytest.approx(want)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("speed", [0.2, 1.0, 5.0])
+def test_a_cold_first_figure_does_not_keep_a_threads_route_in_many_blocks(
+    speed: float,
+) -> None:
+    """A threads pool whose first call read its rows 20x too slow (cold memory) settles
+    its route in the most blocks; once blocks have shown what a row takes, the route
+    goes back to the planner and takes the blocks that work is worth. The machine's
+    costs and the rows' cost are the test's, on machines of every speed (blocks can
+    only show rows cheaper still: fewer blocks again)."""
+    from numpool.planner.profile import store
+
+    row_s = 1e-9 / speed
+    real = store.get()
+    store.override(
+        dataclasses.replace(real, thread_wake_s=40e-6 / speed, thread_task_s=8e-6 / speed)
+    )
+    try:
+        n = 1_000_000
+        x = np.linspace(0, 1, n)
+        with numpool.Pool("threads", workers=2) as pool:
+            pool.apply(np.exp, x)  # the first call
+            (ev,) = evidence.cache._items.values()  # type: ignore[attr-defined]
+            ev.item_s, ev.native = 20 * row_s, 1.0  # as a cold first call reads it
+            pool.apply(np.exp, x)  # settles the route
+            (route,) = pool._runner.routes.entries.values()
+            assert route.blocks == model.blocks(n, 20 * row_s, 2, 40e-6 / speed, pulled=True)
+            ev.observe_blocks(row_s)  # what its blocks showed
+            for _ in range(3):
+                assert np.array_equal(pool.apply(np.exp, x), np.exp(x))
+            (route,) = pool._runner.routes.entries.values()
+            assert route.blocks <= model.blocks(n, row_s, 2, 40e-6 / speed, pulled=True) < 8
+    finally:
+        store.override(real)
+
+
+def test_a_small_first_call_settles_without_a_decision(
+    handoffs_cost: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first call of work too small for any backend (the machine's hand-offs are
+    the test's) runs func(x) and settles its route: no decision built, no plan
+    worded, until the plan is asked for; then it says why, and later calls' plans
+    say they are cached."""
+    import gc
+    import weakref
+
+    from numpool._stats import Stats
+
+    x = np.linspace(0, 1, 10_000)
+    asked: list[int] = []
+    real_choose = model.choose
+
+    def choose(*args: object, **kwargs: object) -> model.Decision:
+        asked.append(1)
+        return real_choose(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(model, "choose", choose)
+    with numpool.Pool("auto", workers=2) as pool:
+        assert np.array_equal(pool.apply(np.exp, x), np.exp(x))
+        assert not asked  # (nothing worded yet)
+        first = pool.last_stats
+        assert isinstance(first, Stats) and first.backend == "serial" and first.tasks == 1
+        assert first.plan is not None and not first.plan.cached and asked == [1]
+        assert "too-small" in first.plan.codes and first.plan.backend == "serial"
+        monkeypatch.setattr(Runner, "_later_apply", _no_planner)
+        assert np.array_equal(pool.apply(np.exp, x), np.exp(x))
+        later = pool.last_stats
+        assert later.plan is not None and later.plan.cached and asked == [1]
+        assert later.plan.what == first.plan.what
+        # the route and its unworded plan keep nothing of x alive
+        y = np.linspace(0, 2, 5_000)
+        ref = weakref.ref(y)
+        pool.apply(np.sin, y)
+        del y
+        gc.collect()
+        assert ref() is None
+
+
+def test_a_first_call_that_is_not_certain_is_learnt_from_as_before(
+    handoffs_free: Profile,
+) -> None:
+    """Where hand-offs cost next to nothing, no real work is certain: the first call
+    runs whole (the serial cost itself), then the planner learns from it at once and
+    nothing is settled for good."""
+    x = np.linspace(0, 1, 10_000)
+    with numpool.Pool("auto", workers=2) as pool:
+        assert np.array_equal(pool.apply(np.exp, x), np.exp(x))
+        stats = pool.last_stats
+        assert stats.backend == "serial" and stats.plan is not None
+        assert "too-small" not in stats.plan.codes and stats.busy_s
+        assert not any(r.certain for r in pool._runner.routes.entries.values())
+
+
+@pytest.mark.parametrize("backend", ["auto", "serial", "threads"])
+def test_a_first_call_raises_as_every_call_does(backend: str, handoffs_cost: Profile) -> None:
+    """A func that fails, or returns what apply cannot use, on the first call of its
+    work: the same error and note on the fast gate's first call as on any other."""
+    x = np.linspace(0, 1, 1_000)
+
+    def boom(b: np.ndarray) -> np.ndarray:
+        raise ZeroDivisionError("boom")
+
+    with numpool.Pool(backend, workers=2) as pool:
+        for _ in range(2):
+            with pytest.raises(ZeroDivisionError, match="boom") as info:
+                pool.apply(boom, x)
+            assert "[numpool: raised by func on " in str(info.value)
+            with pytest.raises(ValueError, match="shape"):
+                pool.apply(lambda b: b[:-1], x)

@@ -34,6 +34,7 @@ from .planner import evidence
 from .planner.evidence import func_key
 
 if TYPE_CHECKING:
+    from ._stats import Later
     from .planner.evidence import Evidence
     from .planner.plan import Plan
 
@@ -84,7 +85,7 @@ class Route:
         serial: bool,
         certain: bool,
         check: bool,
-        plan: Plan | None,
+        plan: Plan | Later | None,
         ev: Evidence | None,
     ) -> None:
         #: the backend's name, and the blocks a call is split into (1: whole)
@@ -96,7 +97,8 @@ class Route:
         self.certain = certain
         #: the result must be checked (func is not a one-in-one-out ufunc)
         self.check = check
-        #: the plan that settled it (auto), for ``last_stats``
+        #: the plan that settled it (auto), for ``last_stats``; a callable: worded when
+        #: asked for (see ``numpool._stats.Later``)
         self.plan = plan
         #: the evidence each call on the route adds to (None: serial routes add none)
         self.ev = ev

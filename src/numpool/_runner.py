@@ -50,7 +50,7 @@ from ._inputs import Cut, Inputs, along, frozen, tail_of, told
 from ._inputs import make as make_inputs
 from ._progress import advance, current
 from ._routes import Route, Routes, call_key, one_in_one_out, plain_key
-from ._stats import Last, Stats, worker_name
+from ._stats import Last, Stats, resolved, worker_name
 from .backends import BACKENDS, Backend, BackendSet, auto_choices
 from .backends._transport import MapIO
 from .backends._worker import apply_block, check_block, in_worker, run_tasks
@@ -452,6 +452,8 @@ class Runner:
         self.routes = Routes()
         self._lock = threading.Lock()
         self._measuring: threading.Thread | None = None
+        #: (the machine profile, model.certain_below for this pool's backends on it)
+        self._bound: tuple[Any, float] | None = None
 
     # --- the fast path ------------------------------------------------------------
 
@@ -487,7 +489,7 @@ class Runner:
         else:
             route = self.routes.find(func, x)
         if route is None:
-            return None
+            return self._first_small(func, x) if self.auto else None
         if not route.serial:
             if in_worker():  # a call made inside a worker runs whole (the slow path says)
                 return None
@@ -619,8 +621,16 @@ class Runner:
         wall = perf_counter() - t0
         if route.ev is not None:
             cold = _buffers.made() != made
-            self._observe(route.ev, route.backend, None, wall / inputs.n, True, cold)
-        stats.plan = route.plan
+            n = inputs.n
+            self._observe(route.ev, route.backend, None, wall / n, True, cold, stats, n)
+            backend = self.backends.get(route.backend)
+            if (
+                route.blocks > 1
+                and backend.in_process
+                and self._apply_blocks(backend, n, route.ev, inputs.row_bytes) != route.blocks
+            ):
+                route.left = 1  # its blocks' times call for another count: ask the planner
+        stats.plan = resolved(route.plan)
         stats.wall_s = wall
         return result, stats
 
@@ -786,18 +796,129 @@ class Runner:
         the serial cost itself (output allocation included), at the price of no
         parallelism on this one call; then the decision for the next ones, settled at
         once when the work is too small for any backend to win."""
+        result, wall, cpu, t0 = _timed_whole(func, inputs)
+        self._learn_whole(key, func, inputs, stats, result, wall, cpu, t0)
+        return result
+
+    def _first_small(
+        self, func: Callable[..., Any], x: np.ndarray
+    ) -> tuple[np.ndarray, Last] | None:
+        """The first call of ``apply(func, x)`` on a small plain array, from the fast
+        path's gate (auto): ``func(x)`` whole in the caller, timed, as the planner's
+        path runs it (:meth:`_first_whole`). When that took too little for any backend
+        to win (:func:`model.certain_below`), the call settles its route at once, and
+        its plan is worded only when asked for: the call costs about what ``func(x)``
+        does. Otherwise the planner learns from it as usual. None: not such a call
+        (the planner's path takes it)."""
+        n = x.shape[0] if x.ndim else 0
+        if n <= 1 or x.nbytes > FIRST_WHOLE_BYTES or not callable(func) or in_worker():
+            return None
+        inputs = Inputs.one(x)
+        key = _apply_key(func, inputs, None, None, self.key)
+        if evidence.cache.get(key) is not None:
+            return None  # (seen before: a route due for a recheck, or not settled)
+        result, wall, cpu, t0 = _timed_whole(func, inputs)
+        profile = store.get()
+        warm = measure.warm_wall(wall, result.nbytes, profile.fault_bytes_per_s)
+        if warm > self._certain_below(profile):
+            stats = Stats("apply", "")
+            self._learn_whole(key, func, inputs, stats, result, wall, cpu, t0)
+            stats.wall_s = perf_counter() - t0
+            return result, stats
+        ev = _whole_evidence(inputs, result, warm, wall, cpu)
+        with evidence.cache.lock:  # (what _observe_first records)
+            ev.calls += 1
+            ev.current = "serial"
+        evidence.cache.put(key, ev)
+        first, later = self._plans_later(func, x, ev, profile, wall)
+        check = not one_in_one_out(func)
+        route = Route("serial", 1, serial=True, certain=True, check=check, plan=later, ev=None)
+        self._settle(func, inputs, route)
+        return result, (first, wall)
+
+    def _certain_below(self, profile: Any) -> float:
+        """:func:`model.certain_below` for this pool's backends on ``profile``, kept."""
+        bound = self._bound
+        if bound is not None and bound[0] is profile:
+            return bound[1]
+        candidates = tuple(
+            _candidate(self.backends.get(cls.name), None, check=False)
+            for cls in auto_choices()
+            if self.backends.workers >= 2 or cls.inline
+        )
+        value = model.certain_below(profile, candidates)
+        self._bound = (profile, value)
+        return value
+
+    def _plans_later(
+        self, func: Callable[..., Any], x: np.ndarray, ev: Evidence, profile: Any, wall: float
+    ) -> tuple[Callable[[], Plan], Callable[[], Plan]]:
+        """The plan of a first call settled by :meth:`_first_small`, and of the calls
+        on its route (``cached``), worded once when either is first asked for, from
+        what the first call showed (nothing here keeps ``x`` alive)."""
+        n, dtype, nbytes = x.shape[0], x.dtype, x.nbytes
+        shared = ", shared" if shm.shared_ref(x) is not None else ""
+        item_s, native = ev.item_s, ev.native
+        bytes_per_item, out_bytes = ev.bytes_per_item, ev.out_bytes_per_item
+        made: list[Plan] = []
+
+        def first() -> Plan:
+            if not made:
+                snap = Evidence("apply", item_s, False, native)
+                snap.bytes_per_item, snap.out_bytes_per_item = bytes_per_item, out_bytes
+                snap.observe("serial", item_s)
+                candidates = self._candidates(func, None, check=False)
+                work = model.Work(candidates, explore=False)
+                decision = model.choose(snap.measurements(n), profile, work)
+                what = (
+                    f"apply({func_name(func)}) over {n:,} rows of {dtype} "
+                    f"({nbytes / 1e6:.1f} MB{shared})"
+                )
+                made.append(
+                    self._plan(
+                        "apply",
+                        func,
+                        None,
+                        snap,
+                        decision,
+                        "serial",
+                        cached=False,
+                        probe_s=wall,
+                        measured=n,
+                        items=n,
+                        sizes=1,
+                        calls=0,
+                        what=what,
+                    )
+                )
+            return made[0]
+
+        def later() -> Plan:
+            if len(made) < 2:
+                made.append(dataclasses.replace(first(), cached=True))
+            return made[1]
+
+        return first, later
+
+    def _learn_whole(
+        self,
+        key: Hashable,
+        func: Callable[..., Any],
+        inputs: Inputs,
+        stats: Stats,
+        result: np.ndarray,
+        wall: float,
+        cpu: float,
+        t0: float,
+    ) -> None:
+        """What a first whole call (:meth:`_first_whole`) showed: the evidence, the
+        decision for the next calls and its plan; a route when it is settled."""
         n = inputs.n
-        cpu0, t0 = time.process_time(), perf_counter()
-        result = whole(func, inputs, None)
-        wall, cpu = perf_counter() - t0, time.process_time() - cpu0
         stats.backend = "serial"
         stats.busy(worker_name(), t0, t0 + wall)
         # (its output was fresh memory, which later calls get back warm)
         warm = measure.warm_wall(wall, result.nbytes, store.get().fault_bytes_per_s)
-        ev = Evidence("apply", warm / n, False, measure.native(cpu, wall))
-        ev.bytes_per_item = _apply_bytes_per_row(inputs, None, result)
-        ev.out_bytes_per_item = result.nbytes / n
-        ev.observe("serial", warm / n)
+        ev = _whole_evidence(inputs, result, warm, wall, cpu)
         candidates = self._candidates(func, inputs, check=False)
         m = ev.measurements(n)
         decision = model.choose(m, store.get(), model.Work(candidates, explore=False))
@@ -830,7 +951,6 @@ class Runner:
                 ev=None,
             )
             self._settle(func, inputs, route)
-        return result
 
     def _first_apply_on(
         self,
@@ -844,7 +964,13 @@ class Runner:
         stats: Stats,
         t_start: float,
     ) -> np.ndarray:
-        h = measure.head(walker, grow=self.auto or chunks is None, on=self._head_on())
+        on = self._head_on()
+        h = measure.head(
+            walker,
+            grow=self.auto or chunks is None,
+            on=on,
+            fault_bytes_per_s=_head_fault_rate(inputs) if on is None else 0.0,
+        )
         ev = Evidence("apply", h.item_s, h.bound, h.native)
         ev.bytes_per_item = _apply_bytes_per_row(inputs, out, walker.out)
         if walker.out is not None and walker.n:
@@ -899,9 +1025,10 @@ class Runner:
         t0 = perf_counter()
         route = self._route(ev, decision, name, func, inputs, chunks)
         result = self._run(route, func, inputs, out, stats)
-        stats.plan = route.plan
+        stats.plan = resolved(route.plan)
         cold = _buffers.made() != made  # (its output was fresh memory: not a figure)
-        self._observe(ev, name, decision, (perf_counter() - t0) / n, cold=cold)
+        wall = perf_counter() - t0
+        self._observe(ev, name, decision, wall / n, cold=cold, stats=stats, rows=n)
         if out is None and chunks is None:
             settled = decision is None or (_settled(decision) and (seen or decision.certain))
             self._settle(func, inputs, route if settled else None)
@@ -1320,12 +1447,23 @@ class Runner:
         item_s: float,
         settled: bool = False,
         cold: bool = False,
+        stats: Stats | None = None,
+        rows: int = 0,
     ) -> None:
         """A later call's wall seconds per item, on ``name``; ``settled``: on a route;
-        ``cold``: it wrote into fresh memory, so its time is not kept as a figure."""
+        ``cold``: it wrote into fresh memory, so its time is not kept as a figure;
+        ``stats``: its blocks' busy time over its ``rows``, kept when they ran on
+        in-process workers."""
         with evidence.cache.lock:
             if not cold:
                 ev.observe(name, item_s)
+                if (
+                    stats is not None
+                    and stats.tasks > 1
+                    and rows > 0
+                    and self.backends.get(name).in_process
+                ):
+                    ev.observe_blocks(stats.compute_s / rows)
             ev.calls += 1
             if settled or (decision is not None and not decision.explore):
                 ev.current = name
@@ -1409,11 +1547,14 @@ class Runner:
         items: int | None = None,
         sizes: int | None = None,
         calls: int | None = None,
+        what: str | None = None,
     ) -> Plan:
         n = inputs.n if inputs is not None else (items or 0)
         backend = self.backends.get(name)
         m = ev.measurements(n)
-        if inputs is not None:
+        if what is not None:
+            pass
+        elif inputs is not None:
             x = inputs.x
             nbytes = sum(a.nbytes for a in inputs.arrays())
             extra = inputs.describe()
@@ -1479,10 +1620,13 @@ def _without(work: model.Work, name: str, why: str) -> model.Work:
     )
 
 
-def _candidate(backend: Backend, func: Callable[..., Any], check: bool = True) -> model.Candidate:
+def _candidate(
+    backend: Backend, func: Callable[..., Any] | None, check: bool = True
+) -> model.Candidate:
     """A backend as the planner's model sees it, for a call of ``func``: the facts it
-    declares (the backends import nothing of the planner). ``check=False``: only
-    whether it can run anything here is asked, not whether ``func`` reaches it."""
+    declares (the backends import nothing of the planner). ``check=False`` (or no
+    ``func``): only whether it can run anything here is asked, not whether ``func``
+    reaches it."""
     return model.Candidate(
         name=backend.name,
         workers=backend.workers,
@@ -1491,8 +1635,10 @@ def _candidate(backend: Backend, func: Callable[..., Any], check: bool = True) -
         task_cost=backend.task_cost,
         start_cost=backend.start_cost,
         started=backend.started,
-        unavailable=backend.unavailable(func) if check else backend.unavailable_here(),
-        checked=check,
+        unavailable=(
+            backend.unavailable(func) if check and func is not None else backend.unavailable_here()
+        ),
+        checked=check and func is not None,
     )
 
 
@@ -1524,14 +1670,52 @@ def _combine_name(combine: Any) -> str:
     return func_name(combine)
 
 
+def _timed_whole(
+    func: Callable[..., Any], inputs: Inputs
+) -> tuple[np.ndarray, float, float, float]:
+    """``whole(func, inputs)`` timed: (result, wall seconds, CPU seconds, start)."""
+    cpu0, t0 = time.process_time(), perf_counter()
+    result = whole(func, inputs, None)
+    return result, perf_counter() - t0, time.process_time() - cpu0, t0
+
+
+def _whole_evidence(
+    inputs: Inputs, result: np.ndarray, warm: float, wall: float, cpu: float
+) -> Evidence:
+    """The evidence of a first call run whole: ``warm`` seconds (its fresh output's
+    faults taken off ``wall``), the cores it kept busy, its bytes per row."""
+    n = inputs.n
+    ev = Evidence("apply", warm / n, False, measure.native(cpu, wall))
+    ev.bytes_per_item = _apply_bytes_per_row(inputs, None, result)
+    ev.out_bytes_per_item = result.nbytes / n
+    ev.observe("serial", warm / n)
+    return ev
+
+
+def _head_fault_rate(inputs: Inputs) -> float:
+    """The rate at which a first call's head has its fresh pages taken off its time:
+    the machine's, for arrays under glibc's mmap ceiling (whose temporaries later
+    calls get back from malloc's heap, warm), else 0: a bigger call's temporaries
+    are mapped anew, and fault in, every call."""
+    if max((a.nbytes for a in inputs.split_arrays()), default=0) >= FRESH_ALLOC_BYTES:
+        return 0.0
+    return store.get().fault_bytes_per_s
+
+
 def _worker_item_s(backend: Backend, ev: Evidence) -> float:
-    """A worker's seconds per item on ``backend``: serial seconds, times the cores the
-    serial call used (a worker runs under a BLAS budget), or over the threads'
-    measured efficiency."""
-    w = backend.workers
-    if backend.in_process and ev.threads_speedup is not None and w > 1:
-        return ev.item_s * w / max(1e-3, min(ev.threads_speedup, float(w)))
-    return ev.item_s * max(1.0, ev.native)
+    """A worker's seconds per item on ``backend``, for block sizes: serial seconds,
+    times the cores the serial call used (a worker runs under a BLAS budget).
+
+    Not over the threads' measured efficiency: what makes threads slower than
+    serial is mostly the blocks' hand-offs, and counting it as slower rows made
+    more blocks, hence more hand-offs (``a * b + c`` over 300k: 8 blocks, 1 ms
+    a call, against 0.15 ms serial). Once in-process blocks were timed, their
+    least busy seconds per row (``Evidence.block_row_s``) cap the figure: the first
+    call's serial figure may include its temporaries' page faults (7x at 1M rows)."""
+    row_s = ev.item_s * max(1.0, ev.native)
+    if backend.in_process and ev.block_row_s is not None:
+        return min(row_s, ev.block_row_s)
+    return row_s
 
 
 def _local_parallel(candidates: tuple[model.Candidate, ...]) -> str:

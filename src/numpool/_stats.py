@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
 if TYPE_CHECKING:
     from ._plan import Plan
 
-__all__ = ["Last", "Stats", "last", "tiny", "worker_name"]
+__all__ = ["Last", "Later", "Stats", "last", "resolved", "tiny", "worker_name"]
 
 
 def worker_name() -> tuple[int, str]:
@@ -156,14 +157,24 @@ def _size(n: int) -> str:
     return f"{x:.1f} GB"
 
 
-def tiny(plan: Plan, wall_s: float) -> Stats:
-    """The Stats of a call that ran ``func(x)`` once, on a cached serial plan."""
-    return Stats("apply", "serial", tasks=1, wall_s=wall_s, plan=plan)
+#: a plan worded only when asked for: a first call too small for any backend to win
+#: settles without one (wording it costs tens of microseconds, several np.exp over 10k)
+Later = Callable[[], "Plan"]
+
+
+def resolved(plan: Plan | Later | None) -> Plan | None:
+    """A plan, worded now if it was left for later."""
+    return plan() if callable(plan) else plan
+
+
+def tiny(plan: Plan | Later, wall_s: float) -> Stats:
+    """The Stats of a call that ran ``func(x)`` once, on a serial plan."""
+    return Stats("apply", "serial", tasks=1, wall_s=wall_s, plan=resolved(plan))
 
 
 #: what a Pool or thread keeps as its last call: Stats, or (plan, wall_s) of a tiny
 #: call, turned into Stats only when asked for (it costs ~1 us, 15% of np.exp on 10k)
-Last = Union[Stats, tuple["Plan", float], None]  # noqa: UP007 (a runtime alias on 3.10)
+Last = Union[Stats, tuple[Union["Plan", Later], float], None]  # noqa: UP007 (3.10)
 
 
 def last(value: Last) -> Stats | None:

@@ -61,6 +61,7 @@ class Evidence:
     """What calls of one kind of work have shown (see the module docstring)."""
 
     __slots__ = (
+        "block_row_s",
         "bytes_per_item",
         "calls",
         "current",
@@ -86,6 +87,10 @@ class Evidence:
         self.threads_trusted = False
         self.gil_free: bool | None = None
         self.bytes_per_item = 0.0
+        #: the least seconds per row that calls' blocks kept a worker busy (in-process
+        #: workers, BLAS under budget): what block sizes go by once known, since the
+        #: first call's serial figure may include its temporaries' page faults
+        self.block_row_s: float | None = None
         #: output bytes per item (apply: a row of func's result)
         self.out_bytes_per_item = 0.0
         self.recent: dict[str, list[float]] = {}
@@ -103,6 +108,11 @@ class Evidence:
             window.append(item_s)
             del window[:-WINDOW]
             self.seen[backend] = self.calls
+
+    def observe_blocks(self, row_s: float) -> None:
+        """A call's blocks kept workers busy ``row_s`` seconds per row."""
+        if row_s > 0 and (self.block_row_s is None or row_s < self.block_row_s):
+            self.block_row_s = row_s
 
     def _fresh(self, backend: str) -> bool:
         """Whether ``backend`` ran a whole call within the last STALE_CALLS calls."""

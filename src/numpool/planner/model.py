@@ -54,6 +54,7 @@ __all__ = [
     "Step",
     "Work",
     "blocks",
+    "certain_below",
     "choose",
     "chunksize",
     "floor",
@@ -366,13 +367,30 @@ def floor(m: Measurements, profile: Profile, c: Candidate) -> float:
     serial_s = m.items * m.observed.get("serial", m.item_s)
     if not c.parallel:
         return serial_s
+    best = _fixed(profile, c) + serial_s / c.workers
+    seen = m.observed.get(c.name)
+    return best if seen is None else min(best, seen * m.items)
+
+
+def _fixed(profile: Profile, c: Candidate) -> float:
+    """What handing a call's work to ``c`` costs once, at least (see :func:`floor`)."""
     known = [getattr(profile, n) for n in ("thread_wake_s", "process_task_s")]
     least = min((v for v in known if v), default=0.0)
     names = [c.call_cost] + ([] if c.in_process else [c.task_cost])
-    fixed = max(_or(_cost(profile, n), least) for n in names)
-    best = fixed + serial_s / c.workers
-    seen = m.observed.get(c.name)
-    return best if seen is None else min(best, seen * m.items)
+    return max(_or(_cost(profile, n), least) for n in names)
+
+
+def certain_below(profile: Profile, candidates: tuple[Candidate, ...]) -> float:
+    """The serial seconds of a call up to which :func:`serial_certain` holds while only
+    serial has been seen (a first call): no parallel candidate's floor, its fixed cost
+    plus the work spread over its workers, gets below the serial call. Pure; the
+    runner asks it once per machine profile, so that a first call that small settles
+    without building a decision (numpool's fast path from the first call on)."""
+    bound = math.inf
+    for c in candidates:
+        if c.parallel:
+            bound = min(bound, _fixed(profile, c) * c.workers / (c.workers - 1))
+    return bound
 
 
 def _or(value: float | None, default: float) -> float:
