@@ -633,6 +633,25 @@ def test_a_first_call_is_counted_warm(
     assert measure.warm_wall(wall, out_bytes, rate) == pytest.approx(want)
 
 
+@pytest.mark.parametrize(
+    ("wall", "out_bytes", "faults", "want"),
+    [
+        (9e-6, 80e3, 0, 9e-6),  # its output came warm from malloc's heap: as measured
+        (2.0e-3, 2.4e6, 300, 2.0e-3 - 300 * 4096 / 1.5e9),  # the pages it did fault in
+        (5.0e-3, 2.4e6, 1200, 5.0e-3 - 1200 * 4096 / 1.5e9),  # temporaries' pages too
+        (1.0e-3, 8e6, 10_000, 0.2e-3),  # never below WARM_FLOOR of the call
+        (50e-3, 80e6, 20_000, 50e-3),  # mapped anew every call: it costs every call
+    ],
+)
+def test_a_first_call_counts_the_pages_it_faulted_in(
+    wall: float, out_bytes: float, faults: int, want: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the thread's page faults can be read, they, not the output's size, are
+    what is taken off a first whole call's time."""
+    monkeypatch.setattr(measure, "PAGE_BYTES", 4096)
+    assert measure.warm_wall(wall, out_bytes, 1.5e9, faults) == pytest.approx(want)
+
+
 @pytest.mark.parametrize("speed", [0.2, 1.0, 5.0])
 def test_warm_wall_scales_with_the_machine(speed: float) -> None:
     """A machine `speed` times faster at faulting memory in and at computing: the same
@@ -698,6 +717,6 @@ def test_the_head_reads_the_warm_cost_per_row(
     for told, want in ((rate, row_s), (0.0, row_s + fault_s)):
         walker = _FaultingWalker(10_000_000, row_s, 1, fault_s)
         monkeypatch.setattr(measure, "PAGE_BYTES", 4096)
-        monkeypatch.setattr(measure, "thread_faults", lambda w=walker: w.faults)
+        monkeypatch.setattr(measure, "thread_faults", lambda w=walker: w.faults)  # type: ignore[misc]
         h = measure.head(walker, fault_bytes_per_s=told)
         assert h.item_s == pytest.approx(want)

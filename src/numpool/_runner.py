@@ -551,7 +551,11 @@ class Runner:
         key = call_key(func, (x, *arrays), axis, overlap, options)
         route = self.routes.find_key(key) if key is not None else None
         if route is None:
-            return None
+            if not self.auto or options or key is None or x.ndim == 0:
+                return None  # (options: the planner's path checks func against them)
+            return self._first_small(
+                func, x, lambda: make_inputs(x, arrays, axis, overlap, "apply")
+            )
         if not route.serial:
             if in_worker():
                 return None
@@ -796,12 +800,15 @@ class Runner:
         the serial cost itself (output allocation included), at the price of no
         parallelism on this one call; then the decision for the next ones, settled at
         once when the work is too small for any backend to win."""
-        result, wall, cpu, t0 = _timed_whole(func, inputs)
-        self._learn_whole(key, func, inputs, stats, result, wall, cpu, t0)
+        result, timed = _timed_whole(func, inputs)
+        self._learn_whole(key, func, inputs, stats, result, timed)
         return result
 
     def _first_small(
-        self, func: Callable[..., Any], x: np.ndarray
+        self,
+        func: Callable[..., Any],
+        x: np.ndarray,
+        make: Callable[[], Inputs] | None = None,
     ) -> tuple[np.ndarray, Last] | None:
         """The first call of ``apply(func, x)`` on a small plain array, from the fast
         path's gate (auto): ``func(x)`` whole in the caller, timed, as the planner's
@@ -809,32 +816,41 @@ class Runner:
         to win (:func:`model.certain_below`), the call settles its route at once, and
         its plan is worded only when asked for: the call costs about what ``func(x)``
         does. Otherwise the planner learns from it as usual. None: not such a call
-        (the planner's path takes it)."""
-        n = x.shape[0] if x.ndim else 0
-        if n <= 1 or x.nbytes > FIRST_WHOLE_BYTES or not callable(func) or in_worker():
+        (the planner's path takes it). ``make``: the call's checked inputs, when it
+        has more than ``x`` (several arrays, another axis, a halo)."""
+        if not callable(func) or in_worker():
             return None
-        inputs = Inputs.one(x)
+        if make is None:
+            if x.ndim == 0 or x.nbytes > FIRST_WHOLE_BYTES:
+                return None
+            inputs = Inputs.one(x)
+        else:
+            inputs = make()  # (bad arguments raise what the planner's path raises)
+            if not _small(inputs):
+                return None
+        if inputs.n <= 1:
+            return None
         key = _apply_key(func, inputs, None, None, self.key)
         if evidence.cache.get(key) is not None:
             return None  # (seen before: a route due for a recheck, or not settled)
-        result, wall, cpu, t0 = _timed_whole(func, inputs)
+        result, timed = _timed_whole(func, inputs)
         profile = store.get()
-        warm = measure.warm_wall(wall, result.nbytes, profile.fault_bytes_per_s)
+        warm = timed.warm(result.nbytes, profile.fault_bytes_per_s)
         if warm > self._certain_below(profile):
             stats = Stats("apply", "")
-            self._learn_whole(key, func, inputs, stats, result, wall, cpu, t0)
-            stats.wall_s = perf_counter() - t0
+            self._learn_whole(key, func, inputs, stats, result, timed)
+            stats.wall_s = perf_counter() - timed.t0
             return result, stats
-        ev = _whole_evidence(inputs, result, warm, wall, cpu)
+        ev = _whole_evidence(inputs, result, warm, timed)
         with evidence.cache.lock:  # (what _observe_first records)
             ev.calls += 1
             ev.current = "serial"
         evidence.cache.put(key, ev)
-        first, later = self._plans_later(func, x, ev, profile, wall)
+        first, later = self._plans_later(func, inputs, ev, profile, timed.wall)
         check = not one_in_one_out(func)
         route = Route("serial", 1, serial=True, certain=True, check=check, plan=later, ev=None)
         self._settle(func, inputs, route)
-        return result, (first, wall)
+        return result, (first, timed.wall)
 
     def _certain_below(self, profile: Any) -> float:
         """:func:`model.certain_below` for this pool's backends on ``profile``, kept."""
@@ -851,13 +867,18 @@ class Runner:
         return value
 
     def _plans_later(
-        self, func: Callable[..., Any], x: np.ndarray, ev: Evidence, profile: Any, wall: float
+        self, func: Callable[..., Any], inputs: Inputs, ev: Evidence, profile: Any, wall: float
     ) -> tuple[Callable[[], Plan], Callable[[], Plan]]:
         """The plan of a first call settled by :meth:`_first_small`, and of the calls
         on its route (``cached``), worded once when either is first asked for, from
-        what the first call showed (nothing here keeps ``x`` alive)."""
-        n, dtype, nbytes = x.shape[0], x.dtype, x.nbytes
+        what the first call showed (nothing here keeps the inputs alive)."""
+        x = inputs.x
+        n, dtype = inputs.n, x.dtype
+        nbytes = x.nbytes if inputs.plain else sum(a.nbytes for a in inputs.arrays())
         shared = ", shared" if shm.shared_ref(x) is not None else ""
+        extra = "" if inputs.plain else inputs.describe()
+        if extra:
+            shared += "; " + extra
         item_s, native = ev.item_s, ev.native
         bytes_per_item, out_bytes = ev.bytes_per_item, ev.out_bytes_per_item
         made: list[Plan] = []
@@ -907,18 +928,16 @@ class Runner:
         inputs: Inputs,
         stats: Stats,
         result: np.ndarray,
-        wall: float,
-        cpu: float,
-        t0: float,
+        timed: _Timed,
     ) -> None:
         """What a first whole call (:meth:`_first_whole`) showed: the evidence, the
         decision for the next calls and its plan; a route when it is settled."""
-        n = inputs.n
+        n, wall = inputs.n, timed.wall
         stats.backend = "serial"
-        stats.busy(worker_name(), t0, t0 + wall)
-        # (its output was fresh memory, which later calls get back warm)
-        warm = measure.warm_wall(wall, result.nbytes, store.get().fault_bytes_per_s)
-        ev = _whole_evidence(inputs, result, warm, wall, cpu)
+        stats.busy(worker_name(), timed.t0, timed.t0 + wall)
+        # (its fresh pages, which later calls get back warm, are not counted)
+        warm = timed.warm(result.nbytes, store.get().fault_bytes_per_s)
+        ev = _whole_evidence(inputs, result, warm, timed)
         candidates = self._candidates(func, inputs, check=False)
         m = ev.measurements(n)
         decision = model.choose(m, store.get(), model.Work(candidates, explore=False))
@@ -1670,22 +1689,36 @@ def _combine_name(combine: Any) -> str:
     return func_name(combine)
 
 
-def _timed_whole(
-    func: Callable[..., Any], inputs: Inputs
-) -> tuple[np.ndarray, float, float, float]:
-    """``whole(func, inputs)`` timed: (result, wall seconds, CPU seconds, start)."""
+class _Timed:
+    """A whole call's figures (:func:`_timed_whole`)."""
+
+    __slots__ = ("cpu", "faults", "t0", "wall")
+
+    def __init__(self, t0: float, wall: float, cpu: float, faults: int | None) -> None:
+        self.t0, self.wall, self.cpu, self.faults = t0, wall, cpu, faults
+
+    def warm(self, out_bytes: float, fault_bytes_per_s: float) -> float:
+        """Its wall seconds without the fresh pages it faulted in (measure.warm_wall)."""
+        return measure.warm_wall(self.wall, out_bytes, fault_bytes_per_s, self.faults)
+
+
+def _timed_whole(func: Callable[..., Any], inputs: Inputs) -> tuple[np.ndarray, _Timed]:
+    """``whole(func, inputs)``, timed: its wall and CPU seconds, and the pages its
+    thread faulted in (None: not known here)."""
+    f0 = measure.thread_faults()
     cpu0, t0 = time.process_time(), perf_counter()
     result = whole(func, inputs, None)
-    return result, perf_counter() - t0, time.process_time() - cpu0, t0
+    wall, cpu = perf_counter() - t0, time.process_time() - cpu0
+    f1 = measure.thread_faults()
+    faults = None if f0 is None or f1 is None else f1 - f0
+    return result, _Timed(t0, wall, cpu, faults)
 
 
-def _whole_evidence(
-    inputs: Inputs, result: np.ndarray, warm: float, wall: float, cpu: float
-) -> Evidence:
-    """The evidence of a first call run whole: ``warm`` seconds (its fresh output's
-    faults taken off ``wall``), the cores it kept busy, its bytes per row."""
+def _whole_evidence(inputs: Inputs, result: np.ndarray, warm: float, timed: _Timed) -> Evidence:
+    """The evidence of a first call run whole: ``warm`` seconds (its fresh pages'
+    faults taken off), the cores it kept busy, its bytes per row."""
     n = inputs.n
-    ev = Evidence("apply", warm / n, False, measure.native(cpu, wall))
+    ev = Evidence("apply", warm / n, False, measure.native(timed.cpu, timed.wall))
     ev.bytes_per_item = _apply_bytes_per_row(inputs, None, result)
     ev.out_bytes_per_item = result.nbytes / n
     ev.observe("serial", warm / n)

@@ -164,7 +164,9 @@ def head(
         if on is None:
             f0 = thread_faults()
             wall, cpu = walker.serial(a, a + k)
-            wall = without_faults(wall, thread_faults() - f0, fault_bytes_per_s)
+            f1 = thread_faults()
+            if f0 is not None and f1 is not None:
+                wall = without_faults(wall, f1 - f0, fault_bytes_per_s)
         else:
             wall, cpu = walker.remote(on, a, a + k)
         if not grow or (wall >= PROBE_S and a > first) or walker.done >= limit:
@@ -183,31 +185,38 @@ FRESH_ALLOC_BYTES = 32 << 20
 WARM_FLOOR = 0.2
 
 
-def warm_wall(wall: float, out_bytes: float, fault_bytes_per_s: float) -> float:
-    """What a first whole call that took ``wall`` would take warm: its output of
-    ``out_bytes`` was fresh memory, faulted in at the machine's measured rate, where
-    later calls get it back from malloc's heap (when under FRESH_ALLOC_BYTES; a bigger
-    one is mapped anew every call, so it costs every call as much). Never below
-    WARM_FLOOR of ``wall``: the rest of a cold call (caches, a first run of its code)
-    is not modelled, only the part that can be named.
+def warm_wall(
+    wall: float, out_bytes: float, fault_bytes_per_s: float, faults: int | None = None
+) -> float:
+    """What a first whole call that took ``wall`` would take warm: the fresh memory it
+    wrote, faulted in at the machine's measured rate, where later calls get it back
+    from malloc's heap (when its output is under FRESH_ALLOC_BYTES; a bigger one is
+    mapped anew every call, so it costs every call as much). ``faults``: the pages the
+    call's thread was seen to fault in (:func:`thread_faults`), its temporaries'
+    included; None where that cannot be read: then its whole output of
+    ``out_bytes`` counts as fresh. Never below WARM_FLOOR of ``wall``: the rest of a
+    cold call (caches, a first run of its code) is not modelled, only the part that
+    can be named.
 
     Without it the first call of ``a * b + c`` over 300k float64 (2.1 ms: 2.4 MB of
     output faulted in at 1.5 GB/s) made serial look 7x its warm 0.15 ms, and auto
-    kept threads at 0.7-1.4 ms for good."""
+    kept threads at 0.7-1.4 ms for good. Counting the output alone, a 10k call whose
+    output came warm from the heap read 2 us for 9."""
     if out_bytes <= 0 or out_bytes >= FRESH_ALLOC_BYTES or fault_bytes_per_s <= 0:
         return wall
-    return max(WARM_FLOOR * wall, wall - out_bytes / fault_bytes_per_s)
+    fresh = out_bytes if faults is None else faults * PAGE_BYTES
+    return max(WARM_FLOOR * wall, wall - fresh / fault_bytes_per_s)
 
 
-def thread_faults() -> int:
-    """Minor page faults of the calling thread so far (0 where the system cannot say:
-    then nothing is taken off)."""
+def thread_faults() -> int | None:
+    """Minor page faults of the calling thread so far; None where the system cannot
+    say (no RUSAGE_THREAD: not Linux)."""
     if _RUSAGE_THREAD is None:
-        return 0
+        return None
     try:
         return int(resource.getrusage(_RUSAGE_THREAD).ru_minflt)
     except (OSError, ValueError):
-        return 0
+        return None
 
 
 def without_faults(wall: float, faults: int, fault_bytes_per_s: float) -> float:
