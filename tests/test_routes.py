@@ -445,3 +445,37 @@ def test_a_first_call_raises_as_every_call_does(backend: str, handoffs_cost: Pro
             assert "[numpool: raised by func on " in str(info.value)
             with pytest.raises(ValueError, match="shape"):
                 pool.apply(lambda b: b[:-1], x)
+
+
+@pytest.mark.parametrize(
+    ("rows", "row_s", "whole"),
+    [
+        (100_000, 0.5e-9, True),  # 50 us of work: one block, run whole in the caller
+        (3_000_000, 1e-9, False),  # 3 ms: several blocks
+        (1_000, 1e-3, False),  # a second of Python: several blocks
+    ],
+)
+def test_threads_that_would_run_one_block_are_no_choice_of_their_own(
+    rows: int, row_s: float, whole: bool
+) -> None:
+    """Where the block rule gives a call one block, an in-process pool would run it
+    whole in the caller, as serial does: auto's later calls do not see it as a
+    backend of its own (a tie between equals, timed under two names, kept auto off
+    serial's route). The machine's costs are the test's."""
+    from numpool._runner import ONE_BLOCK
+    from numpool.planner.profile import store
+
+    real = store.get()
+    store.override(dataclasses.replace(real, thread_wake_s=40e-6, thread_task_s=8e-6))
+    try:
+        with numpool.Pool("auto", workers=2) as pool:
+            runner = pool._runner
+            x = np.zeros(rows)
+            ev = evidence.Evidence("apply", row_s)
+            inputs = runner._inputs(x, (), 0, 0, None)
+            (threads,) = [c for c in runner._candidates(np.exp, inputs) if c.name == "threads"]
+            got = runner._not_whole(threads, ev, inputs)
+            assert (got.unavailable == ONE_BLOCK) is whole
+            assert got.unavailable is None or got.unavailable == ONE_BLOCK
+    finally:
+        store.override(real)

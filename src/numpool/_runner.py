@@ -1342,16 +1342,31 @@ class Runner:
         alloc = items * ev.out_bytes_per_item if inputs is not None and out is None else 0.0
         if alloc < FRESH_ALLOC_BYTES:
             alloc = 0.0  # malloc hands smaller outputs out again from its heap: warm
+        candidates = self._candidates(func, inputs, check=False)
+        if inputs is not None:
+            candidates = tuple(self._not_whole(c, ev, inputs) for c in candidates)
         return self._choose(
             ev,
             items,
             func,
-            self._candidates(func, inputs, check=False),
+            candidates,
             explore=True,
             fresh=fresh,
             alloc=alloc,
             inputs=inputs,
         )
+
+    def _not_whole(self, c: model.Candidate, ev: Evidence, inputs: Inputs) -> model.Candidate:
+        """``c``, or ``c`` unavailable when it runs in this process and the block rule
+        gives this call one block: then it runs ``func`` whole in the caller, as serial
+        does, and is no choice of its own (its calls would be serial's, timed under
+        another name: a coin toss between equals that kept auto off serial's route)."""
+        if not (c.in_process and c.parallel and c.unavailable is None):
+            return c
+        backend = self.backends.get(c.name)
+        if self._apply_blocks(backend, inputs.n, ev, inputs.row_bytes) > 1:
+            return c
+        return dataclasses.replace(c, unavailable=ONE_BLOCK)
 
     def _choose(
         self,
@@ -1848,6 +1863,8 @@ _SERIAL_ROUTE = Route("serial", 1, serial=True, certain=True, check=True, plan=N
 
 #: why a backend cannot run this call: its workers are starting in the background
 STARTING = "its workers are starting in the background"
+#: why an in-process pool is no choice for this call: see Runner._not_whole
+ONE_BLOCK = "the work is worth one block, which it would run whole in your thread, as serial"
 
 
 def _settled(decision: model.Decision) -> bool:
