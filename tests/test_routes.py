@@ -479,3 +479,25 @@ def test_threads_that_would_run_one_block_are_no_choice_of_their_own(
             assert got.unavailable is None or got.unavailable == ONE_BLOCK
     finally:
         store.override(real)
+
+
+def test_a_first_calls_plan_is_worded_once_even_after_shutdown(handoffs_cost: Profile) -> None:
+    """The plan a small first call left for later can be read after its pool was shut
+    down (nothing is asked of the pool then), and threads reading it at once all get
+    the one plan."""
+    x = np.linspace(0, 1, 10_000)
+    with numpool.Pool("auto", workers=2) as pool:
+        pool.apply(np.exp, x)
+    got: list[object] = []
+
+    def read() -> None:
+        got.append(pool.last_stats.plan)
+
+    readers = [threading.Thread(target=read) for _ in range(8)]
+    for t in readers:
+        t.start()
+    for t in readers:
+        t.join()
+    plan = got[0]
+    assert all(p is plan for p in got)
+    assert plan.backend == "serial" and "too-small" in plan.codes and not plan.cached

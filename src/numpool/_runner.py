@@ -452,8 +452,9 @@ class Runner:
         self.routes = Routes()
         self._lock = threading.Lock()
         self._measuring: threading.Thread | None = None
-        #: (the machine profile, model.certain_below for this pool's backends on it)
-        self._bound: tuple[Any, float] | None = None
+        #: (the machine profile, model.certain_below for this pool's backends on it,
+        #: those backends as candidates, unchecked against any func)
+        self._bound: tuple[Any, float, tuple[model.Candidate, ...]] | None = None
 
     # --- the fast path ------------------------------------------------------------
 
@@ -836,7 +837,8 @@ class Runner:
         result, timed = _timed_whole(func, inputs)
         profile = store.get()
         warm = timed.warm(result.nbytes, profile.fault_bytes_per_s)
-        if warm > self._certain_below(profile):
+        bound, candidates = self._certain_below(profile)
+        if warm > bound:
             stats = Stats("apply", "")
             self._learn_whole(key, func, inputs, stats, result, timed)
             stats.wall_s = perf_counter() - timed.t0
@@ -846,32 +848,42 @@ class Runner:
             ev.calls += 1
             ev.current = "serial"
         evidence.cache.put(key, ev)
-        first, later = self._plans_later(func, inputs, ev, profile, timed.wall)
+        first, later = self._plans_later(func, inputs, ev, profile, candidates, timed.wall)
         check = not one_in_one_out(func)
         route = Route("serial", 1, serial=True, certain=True, check=check, plan=later, ev=None)
         self._settle(func, inputs, route)
         return result, (first, timed.wall)
 
-    def _certain_below(self, profile: Any) -> float:
-        """:func:`model.certain_below` for this pool's backends on ``profile``, kept."""
+    def _certain_below(self, profile: Any) -> tuple[float, tuple[model.Candidate, ...]]:
+        """:func:`model.certain_below` for this pool's backends on ``profile``, and
+        those backends as candidates (not checked against a func), kept."""
         bound = self._bound
         if bound is not None and bound[0] is profile:
-            return bound[1]
+            return bound[1], bound[2]
         candidates = tuple(
             _candidate(self.backends.get(cls.name), None, check=False)
             for cls in auto_choices()
             if self.backends.workers >= 2 or cls.inline
         )
         value = model.certain_below(profile, candidates)
-        self._bound = (profile, value)
-        return value
+        self._bound = (profile, value, candidates)
+        return value, candidates
 
     def _plans_later(
-        self, func: Callable[..., Any], inputs: Inputs, ev: Evidence, profile: Any, wall: float
+        self,
+        func: Callable[..., Any],
+        inputs: Inputs,
+        ev: Evidence,
+        profile: Any,
+        candidates: tuple[model.Candidate, ...],
+        wall: float,
     ) -> tuple[Callable[[], Plan], Callable[[], Plan]]:
         """The plan of a first call settled by :meth:`_first_small`, and of the calls
         on its route (``cached``), worded once when either is first asked for, from
-        what the first call showed (nothing here keeps the inputs alive)."""
+        what the first call showed and the machine as it was then. Nothing here keeps
+        the inputs alive, nor asks the pool for anything (it may be shut down by
+        then); two threads asking at once get the same plan."""
+        serial = self.backends.get("serial")
         x = inputs.x
         n, dtype = inputs.n, x.dtype
         nbytes = x.nbytes if inputs.plain else sum(a.nbytes for a in inputs.arrays())
@@ -881,21 +893,22 @@ class Runner:
             shared += "; " + extra
         item_s, native = ev.item_s, ev.native
         bytes_per_item, out_bytes = ev.bytes_per_item, ev.out_bytes_per_item
-        made: list[Plan] = []
+        made: dict[str, Plan] = {}
 
         def first() -> Plan:
-            if not made:
+            plan = made.get("first")
+            if plan is None:
                 snap = Evidence("apply", item_s, False, native)
                 snap.bytes_per_item, snap.out_bytes_per_item = bytes_per_item, out_bytes
                 snap.observe("serial", item_s)
-                candidates = self._candidates(func, None, check=False)
                 work = model.Work(candidates, explore=False)
                 decision = model.choose(snap.measurements(n), profile, work)
                 what = (
                     f"apply({func_name(func)}) over {n:,} rows of {dtype} "
                     f"({nbytes / 1e6:.1f} MB{shared})"
                 )
-                made.append(
+                plan = made.setdefault(
+                    "first",
                     self._plan(
                         "apply",
                         func,
@@ -910,14 +923,16 @@ class Runner:
                         sizes=1,
                         calls=0,
                         what=what,
-                    )
+                        backend=serial,
+                    ),
                 )
-            return made[0]
+            return plan
 
         def later() -> Plan:
-            if len(made) < 2:
-                made.append(dataclasses.replace(first(), cached=True))
-            return made[1]
+            plan = made.get("later")
+            if plan is None:
+                plan = made.setdefault("later", dataclasses.replace(first(), cached=True))
+            return plan
 
         return first, later
 
@@ -1582,9 +1597,11 @@ class Runner:
         sizes: int | None = None,
         calls: int | None = None,
         what: str | None = None,
+        backend: Backend | None = None,
     ) -> Plan:
         n = inputs.n if inputs is not None else (items or 0)
-        backend = self.backends.get(name)
+        if backend is None:
+            backend = self.backends.get(name)
         m = ev.measurements(n)
         if what is not None:
             pass
