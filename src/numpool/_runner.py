@@ -5,10 +5,12 @@
     Pool.apply / Pool.map_arrays / numpool.apply / numpool.map
         │
         ▼
-    Runner.tiny ── known to be too small to split? ── func(x) at once, checked
-        │
+    Runner.fast_path ── a settled route? ── run it (func(x) at once, when serial)
+        │                 a small first call (auto)? ── func(x) whole, timed; too
+        │                 small for any backend: the route settles at once
         ▼
-    first call of this work (evidence.py has no key for it)
+    first call of this work (evidence.py has no key for it): Runner._first_call,
+    one sequence for apply, map and reduce
         head: the first items in the caller, growing blocks ─▶ seconds per item,
               the output's dtype and shape (the output is allocated here)
         auto: threads stage on the next items ─▶ choose() ─▶ backend
@@ -999,27 +1001,69 @@ class Runner:
         t_start: float,
     ) -> np.ndarray:
         on = self._head_on()
-        h = measure.head(
-            walker,
+        head = _Head(
             grow=self.auto or chunks is None,
             on=on,
-            fault_bytes_per_s=_head_fault_rate(inputs) if on is None else 0.0,
+            fault=_head_fault_rate(inputs) if on is None else 0.0,
         )
-        ev = Evidence("apply", h.item_s, h.bound, h.native)
-        ev.bytes_per_item = _apply_bytes_per_row(inputs, out, walker.out)
-        if walker.out is not None and walker.n:
-            ev.out_bytes_per_item = walker.out.nbytes / walker.n
+
+        def bytes_per_item(ev: Evidence) -> None:
+            ev.bytes_per_item = _apply_bytes_per_row(inputs, out, walker.out)
+            if walker.out is not None and walker.n:
+                ev.out_bytes_per_item = walker.out.nbytes / walker.n
+
+        self._first_call(
+            "apply",
+            key,
+            walker,
+            candidates,
+            func,
+            stats,
+            t_start,
+            head,
+            bytes_per_item,
+            lambda name, ev: self._apply_rest(walker, name, chunks, ev, stats),
+            inputs=inputs,
+        )
+        assert walker.out is not None
+        return walker.out
+
+    def _first_call(
+        self,
+        kind: str,
+        key: Hashable,
+        walker: _ApplyWalker | _MapWalker,
+        candidates: tuple[model.Candidate, ...],
+        func: Callable[..., Any],
+        stats: Stats,
+        t_start: float,
+        head: _Head,
+        describe: Callable[[Evidence], None],
+        rest: Callable[[str, Evidence], None],
+        inputs: Inputs | None = None,
+    ) -> None:
+        """The first call of a kind of work, for apply, map and reduce alike: the one
+        sequence, top-down. Every row or task it runs is part of the result.
+
+        1. measure: the first items in the caller (``head``), growing blocks;
+        2. describe: the bytes a row or task moves (``describe`` fills them in);
+        3. decide (auto): the threads stage when threads could win, then the model;
+        4. run the rest on the backend decided (``rest``);
+        5. learn: the evidence is kept for later calls, with the plan it led to.
+        """
+        h = measure.head(walker, grow=head.grow, on=head.on, fault_bytes_per_s=head.fault)
+        ev = Evidence(kind, h.item_s, h.bound, h.native)
+        describe(ev)
         name, decision = self.name, None
         if self.auto:
             name, decision = self._decide_first(ev, walker, candidates, func)
-        probe_s = perf_counter() - t_start
-        measured = walker.done
-        self._apply_rest(walker, name, chunks, ev, stats)
+        probe_s, measured = perf_counter() - t_start, walker.done
+        rest(name, ev)
         self._observe_first(ev, decision)
         ev = evidence.cache.put(key, ev)
         if decision is not None:
             stats.plan = self._plan(
-                "apply",
+                kind,
                 func,
                 inputs,
                 ev,
@@ -1028,12 +1072,11 @@ class Runner:
                 cached=False,
                 probe_s=probe_s,
                 measured=measured,
-                sizes=stats.tasks,
+                items=walker.n,
+                sizes=stats.tasks if inputs is not None else None,
                 calls=0,
             )
             ev.plan = stats.plan
-        assert walker.out is not None
-        return walker.out
 
     def _later_apply(
         self,
@@ -1229,38 +1272,24 @@ class Runner:
         if ev is None:
             t_start = perf_counter()
             candidates = self._candidates(func) if self.auto else ()
-            h = measure.head(walker, grow=True, on=self._head_on())
-            ev = Evidence(kind, h.item_s, h.bound, h.native)
-            ev.bytes_per_item = walker.bytes_per_item()
-            name, decision = self.name, None
-            if self.auto:
-                name, decision = self._decide_first(ev, walker, candidates, func)
-            probe_s, measured = perf_counter() - t_start, walker.done
-            rest = n - walker.done
-            if rest:
-                backend = self.backends.get(name)
-                size = chunksize or self._chunksize(backend, rest, ev)
-                if backend.inline or (size >= rest and backend.in_process):
-                    walker.serial(walker.done, n)
-                else:
-                    walker.parallel(backend, walker.done, n, math.ceil(rest / size))
-            self._observe_first(ev, decision)
-            ev = evidence.cache.put(key, ev)
-            if decision is not None:
-                stats.plan = self._plan(
-                    "map",
-                    func,
-                    None,
-                    ev,
-                    decision,
-                    name,
-                    cached=False,
-                    probe_s=probe_s,
-                    measured=measured,
-                    items=n,
-                    calls=0,
-                )
-                ev.plan = stats.plan
+
+            def describe(ev: Evidence) -> None:
+                ev.bytes_per_item = walker.bytes_per_item()
+
+            def rest(name: str, ev: Evidence) -> None:
+                left = n - walker.done
+                if left:
+                    backend = self.backends.get(name)
+                    size = chunksize or self._chunksize(backend, left, ev)
+                    if backend.inline or (size >= left and backend.in_process):
+                        walker.serial(walker.done, n)
+                    else:
+                        walker.parallel(backend, walker.done, n, math.ceil(left / size))
+
+            head = _Head(grow=True, on=self._head_on())
+            self._first_call(
+                kind, key, walker, candidates, func, stats, t_start, head, describe, rest
+            )
         else:
             decision = None
             name = self.name
@@ -1719,6 +1748,17 @@ def _combine_name(combine: Any) -> str:
     if isinstance(combine, tuple):
         return "(" + ", ".join(func_name(f) for f in combine) + ")"
     return func_name(combine)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Head:
+    """How a first call's head runs (see measure.head): growing blocks or one, in
+    the caller (``on`` None) or on a backend's workers, and the rate at which the
+    pages it faults in are taken off its time (0: none)."""
+
+    grow: bool
+    on: Backend | None
+    fault: float = 0.0
 
 
 class _Timed:
