@@ -14,7 +14,7 @@
         head: the first items in the caller, growing blocks ─▶ seconds per item,
               the output's dtype and shape (the output is allocated here)
         auto: threads stage on the next items ─▶ choose() ─▶ backend
-    later calls
+    later calls: Runner._later_call, the same for all three (decide, run, learn)
         auto: choose() from the evidence ─▶ backend (or one exploring call)
         head: one row in the caller (the output's layout, from this call's own rows)
         │
@@ -1087,29 +1087,52 @@ class Runner:
         chunks: int | None,
         stats: Stats,
     ) -> np.ndarray:
-        """A call of work seen before: decide (auto), run, learn; and settle a route
-        when the decision has nothing left to explore."""
-        n = inputs.n
-        decision = None
-        name = self.name
-        if self.auto:
-            decision = self._decide(ev, n, func, inputs, out)
-            name = decision.backend
+        """A call of work seen before (:meth:`_later_call`); then settle a route when
+        the decision has nothing left to explore."""
+        ran: list[Any] = []
+
+        def run(name: str, decision: model.Decision | None) -> None:
+            route = self._route(ev, decision, name, func, inputs, chunks)
+            ran[:] = [route, self._run(route, func, inputs, out, stats)]
+            stats.plan = resolved(route.plan)
+
         # settled only on what calls showed: a backend chosen on a prediction alone
         # runs once more through the planner, which then has its whole call to judge
-        seen = bool(ev.recent.get(name))
-        made = _buffers.made()
-        t0 = perf_counter()
-        route = self._route(ev, decision, name, func, inputs, chunks)
-        result = self._run(route, func, inputs, out, stats)
-        stats.plan = resolved(route.plan)
-        cold = _buffers.made() != made  # (its output was fresh memory: not a figure)
-        wall = perf_counter() - t0
-        self._observe(ev, name, decision, wall / n, cold=cold, stats=stats, rows=n)
+        decision, seen = self._later_call(ev, func, inputs.n, inputs, out, stats, run)
+        route, result = ran
         if out is None and chunks is None:
             settled = decision is None or (_settled(decision) and (seen or decision.certain))
             self._settle(func, inputs, route if settled else None)
         return result
+
+    def _later_call(
+        self,
+        ev: Evidence,
+        func: Callable[..., Any],
+        items: int,
+        inputs: Inputs | None,
+        out: np.ndarray | None,
+        stats: Stats,
+        run: Callable[[str, model.Decision | None], None],
+    ) -> tuple[model.Decision | None, bool]:
+        """A later call of a kind of work, for apply, map and reduce alike: decide
+        (auto: from the evidence, or one exploring call), ``run`` on that backend,
+        learn (its wall seconds per item, unless it wrote into fresh memory, and its
+        blocks' busy time). Returns the decision and whether its backend had whole
+        calls on record before this one."""
+        decision = None
+        name = self.name
+        if self.auto:
+            decision = self._decide(ev, items, func, inputs, out)
+            name = decision.backend
+        seen = bool(ev.recent.get(name))
+        made = _buffers.made()
+        t0 = perf_counter()
+        run(name, decision)
+        cold = _buffers.made() != made  # (its output was fresh memory: not a figure)
+        wall = perf_counter() - t0
+        self._observe(ev, name, decision, wall / items, cold=cold, stats=stats, rows=items)
+        return decision, seen
 
     def _route(
         self,
@@ -1291,24 +1314,21 @@ class Runner:
                 kind, key, walker, candidates, func, stats, t_start, head, describe, rest
             )
         else:
-            decision = None
-            name = self.name
-            if self.auto:
-                decision = self._decide(ev, n, func, None, None)
-                name = decision.backend
-            t1 = perf_counter()
-            backend = self.backends.get(name)
-            size = chunksize or self._chunksize(backend, n, ev)
-            if backend.inline or (size >= n and backend.in_process):
-                stats.backend = name
-                walker.serial(0, n)
-            else:
-                walker.parallel(backend, 0, n, math.ceil(n / size))
-            if decision is not None:
-                stats.plan = self._plan(
-                    "map", func, None, ev, decision, name, cached=True, items=n, sizes=size
-                )
-            self._observe(ev, name, decision, (perf_counter() - t1) / n)
+
+            def run(name: str, decision: model.Decision | None) -> None:
+                backend = self.backends.get(name)
+                size = chunksize or self._chunksize(backend, n, ev)
+                if backend.inline or (size >= n and backend.in_process):
+                    stats.backend = name
+                    walker.serial(0, n)
+                else:
+                    walker.parallel(backend, 0, n, math.ceil(n / size))
+                if decision is not None:
+                    stats.plan = self._plan(
+                        "map", func, None, ev, decision, name, cached=True, items=n, sizes=size
+                    )
+
+            self._later_call(ev, func, n, None, None, stats, run)
 
     def _chunksize(self, backend: Backend, tasks: int, ev: Evidence) -> int:
         if backend.inline:
