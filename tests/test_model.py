@@ -438,7 +438,9 @@ def test_certain_means_no_backend_could_win_even_scaling_perfectly(
 ) -> None:
     """Across a dial of machines (hand-offs from 1 us to 10 ms) and funcs (0.1 ns to
     1 ms per row): serial is certain exactly when every parallel backend's best case
-    (its fixed cost, plus the work spread perfectly) is no faster than serial."""
+    (its fixed cost, plus the work spread perfectly) is no faster than serial. The
+    bound a first call is compared with (certain_below, kept per machine profile)
+    says the same: certain below it, not above it (ties aside, within rounding)."""
     profile = _machine(wake_s, trip_s)
     threads = dataclasses.replace(THREADS, workers=workers)
     procs = dataclasses.replace(PROCESSES, workers=workers)
@@ -450,38 +452,15 @@ def test_certain_means_no_backend_could_win_even_scaling_perfectly(
     )
     certain = model.serial_certain(m, profile, (SERIAL, threads, procs))
     assert certain == (best_case >= serial_s)
+    bound = model.certain_below(profile, (SERIAL, threads, procs))
+    if not math.isclose(serial_s, bound, rel_tol=1e-9):
+        assert certain == (serial_s < bound)
     d = choose(m, profile, Work((SERIAL, threads, procs)))
     if certain:
         assert d.backend == "serial" and d.certain and not d.explore
         assert d.measure_first is None
     else:
         assert not d.certain
-
-
-@given(
-    items=st.integers(1, 10**8),
-    item_s=st.floats(1e-10, 1e-3),
-    wake_s=st.floats(1e-6, 1e-3),
-    trip_s=st.one_of(st.none(), st.floats(1e-5, 1e-2)),
-    workers=st.integers(2, 64),
-)
-def test_certain_below_is_the_bound_serial_certain_draws(
-    items: int, item_s: float, wake_s: float, trip_s: float | None, workers: int
-) -> None:
-    """The bound a first call is compared with (the runner keeps it per machine
-    profile) says what serial_certain says, across the same dial of machines and
-    funcs: certain below it, not above it (ties aside, within rounding)."""
-    profile = _machine(wake_s, trip_s)
-    candidates = (
-        SERIAL,
-        dataclasses.replace(THREADS, workers=workers),
-        dataclasses.replace(PROCESSES, workers=workers),
-    )
-    bound = model.certain_below(profile, candidates)
-    serial_s = items * item_s
-    if not math.isclose(serial_s, bound, rel_tol=1e-9):
-        certain = model.serial_certain(apply(items, item_s), profile, candidates)
-        assert certain == (serial_s < bound)
 
 
 def test_certain_below_without_parallel_backends_is_unbounded() -> None:

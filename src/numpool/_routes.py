@@ -74,6 +74,7 @@ class Route:
         "every",
         "left",
         "plan",
+        "row_s",
         "serial",
     )
 
@@ -102,6 +103,9 @@ class Route:
         self.plan = plan
         #: the evidence each call on the route adds to (None: serial routes add none)
         self.ev = ev
+        #: the blocks' seconds per row its block count was worked out from
+        #: (``Evidence.block_row_s``): when they show another, the count is asked again
+        self.row_s = None if ev is None else ev.block_row_s
         #: calls between two that go back to the planner, and those left until the next
         self.every = RECHECK
         self.left = RECHECK

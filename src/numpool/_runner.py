@@ -630,13 +630,11 @@ class Runner:
             cold = _buffers.made() != made
             n = inputs.n
             self._observe(route.ev, route.backend, None, wall / n, True, cold, stats, n)
-            backend = self.backends.get(route.backend)
-            if (
-                route.blocks > 1
-                and backend.in_process
-                and self._apply_blocks(backend, n, route.ev, inputs.row_bytes) != route.blocks
-            ):
-                route.left = 1  # its blocks' times call for another count: ask the planner
+            if route.ev.block_row_s != route.row_s:  # (only in-process blocks move it)
+                route.row_s = route.ev.block_row_s
+                backend = self.backends.get(route.backend)
+                if self._apply_blocks(backend, n, route.ev, inputs.row_bytes) != route.blocks:
+                    route.left = 1  # its blocks' times call for another count: replan
         stats.plan = resolved(route.plan)
         stats.wall_s = wall
         return result, stats
@@ -804,7 +802,9 @@ class Runner:
         parallelism on this one call; then the decision for the next ones, settled at
         once when the work is too small for any backend to win."""
         result, timed = _timed_whole(func, inputs)
-        self._learn_whole(key, func, inputs, stats, result, timed)
+        # (its fresh pages, which later calls get back warm, are not counted)
+        warm = timed.warm(result.nbytes, store.get().fault_bytes_per_s)
+        self._learn_whole(key, func, inputs, stats, result, timed, warm)
         return result
 
     def _first_small(
@@ -842,13 +842,11 @@ class Runner:
         bound, candidates = self._certain_below(profile)
         if warm > bound:
             stats = Stats("apply", "")
-            self._learn_whole(key, func, inputs, stats, result, timed)
+            self._learn_whole(key, func, inputs, stats, result, timed, warm)
             stats.wall_s = perf_counter() - timed.t0
             return result, stats
         ev = _whole_evidence(inputs, result, warm, timed)
-        with evidence.cache.lock:  # (what _observe_first records)
-            ev.calls += 1
-            ev.current = "serial"
+        ev.calls, ev.current = 1, "serial"  # (what _observe_first records; not shared yet)
         evidence.cache.put(key, ev)
         first, later = self._plans_later(func, inputs, ev, profile, candidates, timed.wall)
         check = not one_in_one_out(func)
@@ -889,10 +887,8 @@ class Runner:
         x = inputs.x
         n, dtype = inputs.n, x.dtype
         nbytes = x.nbytes if inputs.plain else sum(a.nbytes for a in inputs.arrays())
-        shared = ", shared" if shm.shared_ref(x) is not None else ""
+        shared = shm.shared_ref(x) is not None
         extra = "" if inputs.plain else inputs.describe()
-        if extra:
-            shared += "; " + extra
         item_s, native = ev.item_s, ev.native
         bytes_per_item, out_bytes = ev.bytes_per_item, ev.out_bytes_per_item
         made: dict[str, Plan] = {}
@@ -905,10 +901,7 @@ class Runner:
                 snap.observe("serial", item_s)
                 work = model.Work(candidates, explore=False)
                 decision = model.choose(snap.measurements(n), profile, work)
-                what = (
-                    f"apply({func_name(func)}) over {n:,} rows of {dtype} "
-                    f"({nbytes / 1e6:.1f} MB{shared})"
-                )
+                what = _apply_what(func, n, dtype, nbytes, shared, extra)
                 plan = made.setdefault(
                     "first",
                     self._plan(
@@ -946,14 +939,14 @@ class Runner:
         stats: Stats,
         result: np.ndarray,
         timed: _Timed,
+        warm: float,
     ) -> None:
-        """What a first whole call (:meth:`_first_whole`) showed: the evidence, the
-        decision for the next calls and its plan; a route when it is settled."""
+        """What a first whole call (:meth:`_first_whole`) showed, ``warm`` its time
+        without its fresh pages: the evidence, the decision for the next calls and its
+        plan; a route when it is settled."""
         n, wall = inputs.n, timed.wall
         stats.backend = "serial"
         stats.busy(worker_name(), timed.t0, timed.t0 + wall)
-        # (its fresh pages, which later calls get back warm, are not counted)
-        warm = timed.warm(result.nbytes, store.get().fault_bytes_per_s)
         ev = _whole_evidence(inputs, result, warm, timed)
         candidates = self._candidates(func, inputs, check=False)
         m = ev.measurements(n)
@@ -1657,12 +1650,8 @@ class Runner:
         elif inputs is not None:
             x = inputs.x
             nbytes = sum(a.nbytes for a in inputs.arrays())
-            extra = inputs.describe()
-            what = (
-                f"apply({func_name(func)}) over {n:,} rows of {x.dtype} ({nbytes / 1e6:.1f} MB"
-                f"{', shared' if shm.shared_ref(x) is not None else ''}"
-                f"{'; ' + extra if extra else ''})"
-            )
+            shared = shm.shared_ref(x) is not None
+            what = _apply_what(func, n, x.dtype, nbytes, shared, inputs.describe())
         else:
             what = f"map({func_name(func)}) over {n:,} tasks"
         if sizes is None:
@@ -1792,6 +1781,14 @@ class _Timed:
     def warm(self, out_bytes: float, fault_bytes_per_s: float) -> float:
         """Its wall seconds without the fresh pages it faulted in (measure.warm_wall)."""
         return measure.warm_wall(self.wall, out_bytes, fault_bytes_per_s, self.faults)
+
+
+def _apply_what(func: Any, n: int, dtype: np.dtype, nbytes: int, shared: bool, extra: str) -> str:
+    """What a plan says an apply call is: func, rows, dtype, bytes, and its inputs."""
+    return (
+        f"apply({func_name(func)}) over {n:,} rows of {dtype} ({nbytes / 1e6:.1f} MB"
+        f"{', shared' if shared else ''}{'; ' + extra if extra else ''})"
+    )
 
 
 def _timed_whole(func: Callable[..., Any], inputs: Inputs) -> tuple[np.ndarray, _Timed]:
