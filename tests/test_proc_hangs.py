@@ -126,6 +126,34 @@ def test_exit_without_shutdown_after_an_idle_worker_was_killed_does_not_hang() -
         assert _lines(r) == ["exiting"], r.stderr
 
 
+def test_exit_where_no_thread_starts_after_an_idle_worker_was_killed_does_not_hang() -> None:
+    """The same exit where no thread can start once it has begun, as on Python
+    3.12.0-3.12.2 (CPython gh-113964; numpool's watcher ran in a thread, so the exit
+    hung 8 runs in 8 there): the watch runs in the exiting thread. Simulated on every
+    version by an exit hook that runs before numpool's (the last registered runs
+    first) and makes starting a thread fail as 3.12.1 does."""
+    code = """
+        import os, signal, threading, numpy as np, numpool
+        def no_threads(self):
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+        def exiting():
+            threading.Thread.start = no_threads
+        if __name__ == "__main__":
+            x = np.linspace(0, 1, 1000)
+            pools = [numpool.Pool("processes", workers=2) for _ in range(2)]
+            for pool in pools:
+                assert np.array_equal(pool.apply(np.exp, x, chunks=2), np.exp(x))
+            pids = [sorted(p._backends.get("processes")._executor._processes) for p in pools]
+            threading._register_atexit(exiting)
+            os.kill(pids[0][0], signal.SIGKILL)
+            os.kill(pids[1][1], signal.SIGKILL)
+            print("exiting", flush=True)
+    """
+    for _ in range(3):
+        r = _run(code)
+        assert _lines(r) == ["exiting"], r.stderr
+
+
 # --- an executor left open by func in a worker ---------------------------------------------
 
 #: func starts a ProcessPoolExecutor in its worker and leaves it open, as code does that

@@ -40,6 +40,7 @@ import atexit
 import concurrent.futures.process as cf_process
 import contextlib
 import errno
+import functools
 import multiprocessing as mp
 import multiprocessing.connection as mp_connection
 import multiprocessing.util as mp_util
@@ -329,9 +330,12 @@ class ProcessesBackend(Backend):
             ex, self._executor = self._executor, None
             closed, self._closed = self._closed, True
         if ex is not None:
-            _unstick(ex)
+            watch = _unstick(ex)
             if cancel_futures:
                 _cancel_then_kill(ex, wait)
+            if watch is not None and wait:  # (no thread for it: it runs here)
+                ex.shutdown(wait=False, cancel_futures=cancel_futures)
+                watch()
             ex.shutdown(wait=wait, cancel_futures=cancel_futures)
             if not wait:
                 _retire(ex)
@@ -409,11 +413,21 @@ def _kill_broken_survivors() -> None:
     (and the exit) waiting for good (see :func:`_kill_survivors`); a live one's
     shutdown may wait for good on a worker that a dead one left stuck (see
     :func:`_unstick`)."""
+    here = []
     for ex in list(_made):
         if _cpython.executor_is_broken(ex):
             _kill_survivors(ex)
         else:
-            _unstick(ex)
+            watch = _unstick(ex)
+            if watch is not None:
+                here.append((ex, watch))
+    # no thread started for these (3.12.0-3.12.2 start none once the exit has begun:
+    # CPython gh-113964): what concurrent.futures' exit does next, waking their
+    # manager threads, is done here, and the watch runs in this thread
+    for ex, _ in here:
+        ex.shutdown(wait=False)
+    for _, watch in here:
+        watch()
 
 
 _cpython.register_before_executors_exit(_kill_broken_survivors)
@@ -426,7 +440,7 @@ EXIT_GRACE_S = 2.0
 WATCH_S = 0.5
 
 
-def _unstick(ex: ProcessPoolExecutor) -> None:
+def _unstick(ex: ProcessPoolExecutor) -> Callable[[], None] | None:
     """Make sure the shutdown of ``ex``, about to begin, ends: a worker killed while
     idle (the OOM killer) may die holding its call queue's read lock, and a surviving
     worker then waits for that lock for good, never reading the None that tells it to
@@ -435,23 +449,25 @@ def _unstick(ex: ProcessPoolExecutor) -> None:
     (workers end only when told to, at shutdown): the others are killed now. One that
     dies during the shutdown is caught by a watcher thread: once a worker has ended,
     every task is done (workers are told to end only then) or the pool broke, so the
-    others have EXIT_GRACE_S to end before they are killed."""
+    others have EXIT_GRACE_S to end before they are killed.
+
+    Returns that watch, to run once the shutdown has begun, when no thread could
+    start for it (at the limit on processes; during the exit on 3.12.0-3.12.2),
+    else None."""
     procs = _cpython.worker_processes(ex)  # (shutdown forgets them)
     manager = _cpython.manager_thread(ex)
     if not procs or manager is None or not manager.is_alive():
-        return
+        return None
     if _ended(procs):
         _kill_unended(procs)
         _unblock_feeder(ex)
         _settle(ex)
-    # (at the limit on processes no thread starts: the check above is all there is)
-    with contextlib.suppress(RuntimeError):
-        threading.Thread(
-            target=_watch,
-            args=(ex, manager, procs, _settling(ex)),
-            name="numpool-watch",
-            daemon=True,
-        ).start()
+    watch = functools.partial(_watch, ex, manager, procs, _settling(ex))
+    try:
+        threading.Thread(target=watch, name="numpool-watch", daemon=True).start()
+    except RuntimeError:
+        return watch
+    return None
 
 
 def _watch(
