@@ -20,6 +20,7 @@ when the last threads pool shuts down.
 from __future__ import annotations
 
 import atexit
+import math
 import mmap
 import weakref
 
@@ -80,7 +81,7 @@ def made() -> int:
 
 def empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """Like ``np.empty``, in warm recycled memory when the arena has some."""
-    nbytes = int(np.prod(shape)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize  # (np.prod: 3 us more)
     if nbytes < (1 << 20):  # small: malloc is as fast and keeps nothing idle
         return np.empty(shape, dtype)
     buf = _arena.take(nbytes)
