@@ -11,7 +11,8 @@ Run:  python benchmarks/overhead.py [--runs 5]
 - tiny: ``numpool.apply(np.exp, x)`` over 10k elements with progress off,
   against plain ``np.exp(x)`` (median of batches); then numpool's own cost per
   call on a settled serial route (the fast path) for each form of apply: one
-  array, three arrays, a halo, a ``Pool("serial")``.
+  array, three arrays, a halo, one and three arrays with ``out=``, a
+  ``Pool("serial")``.
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ def main() -> None:
     # cost per call over plain func(...), by form of the call
     a, b, c = (np.random.default_rng(i).random(1000) for i in range(3))
     img = np.random.default_rng(3).random((8, 64))
+    o = np.empty_like(a)
 
     def fma(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
         return a * b + c
@@ -142,6 +144,14 @@ def main() -> None:
         "apply(blur, img, overlap=1) 8x64": (
             lambda: blur(img),
             lambda: numpool.apply(blur, img, overlap=1),
+        ),
+        "apply(np.exp, x, out=o) 1e3": (
+            lambda: np.exp(a, out=o),
+            lambda: numpool.apply(np.exp, a, out=o),
+        ),
+        "apply(fma, a, b, c, out=o) 1e3": (
+            lambda: np.copyto(o, fma(a, b, c)),
+            lambda: numpool.apply(fma, a, b, c, out=o),
         ),
         "Pool('serial').apply(np.exp, x) 1e3": (
             lambda: np.exp(a),

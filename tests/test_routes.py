@@ -501,3 +501,122 @@ def test_a_first_calls_plan_is_worded_once_even_after_shutdown(handoffs_cost: Pr
     plan = got[0]
     assert all(p is plan for p in got)
     assert plan.backend == "serial" and "too-small" in plan.codes and not plan.cached
+
+
+# --- out= on the fast path ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("backend", "machine"),
+    [("auto", "handoffs_cost"), ("serial", "handoffs_cost"), ("threads", "handoffs_free")],
+)
+def test_calls_with_out_settle_a_route_of_their_own(
+    backend: str, machine: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """apply(f, x, out=out) settles a route as apply(f, x) does: it went through the
+    planner on every call, 120-180 us for 2-10 us of work. Later calls skip the
+    planner, write into out (whole, or in blocks on threads) and return it, bit for
+    bit func(x), in place too; a call without out= keeps its own route."""
+    request.getfixturevalue(machine)
+    x = np.linspace(0, 1, 10_000)
+    out = np.empty_like(x)
+    with numpool.Pool(backend, workers=2) as pool:
+        for _ in range(3):
+            assert pool.apply(np.exp, x, out=out) is out
+        monkeypatch.setattr(Runner, "_later_apply", _no_planner)
+        monkeypatch.setattr(Runner, "_first_apply", _no_planner)
+        for _ in range(5):
+            out[...] = 0
+            assert pool.apply(np.exp, x, out=out) is out
+            assert np.array_equal(out, np.exp(x))
+        stats = pool.last_stats
+        assert (stats.tasks > 1) == (backend == "threads"), stats  # (threads: blocks)
+        y = x.copy()
+        for _ in range(3):  # in place: y = exp(y), three times over
+            assert pool.apply(np.exp, y, out=y) is y
+        assert np.array_equal(y, np.exp(np.exp(np.exp(x))))
+        if backend != "serial":
+            with pytest.raises(AssertionError, match="the planner was asked"):
+                pool.apply(np.sin, x, out=out)  # (another func: its own first call)
+
+
+def test_the_module_level_apply_takes_the_route_with_out_too(
+    handoffs_cost: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x = np.linspace(0, 1, 5_000)
+    out = np.empty_like(x)
+    for _ in range(3):
+        numpool.apply(np.sin, x, out=out)
+    monkeypatch.setattr(Runner, "_later_apply", _no_planner)
+    for _ in range(3):
+        out[...] = 0
+        assert numpool.apply(np.sin, x, out=out) is out
+        assert np.array_equal(out, np.sin(x))
+
+
+@pytest.mark.parametrize("backend", ["auto", "serial", "threads"])
+def test_a_bad_out_gets_the_same_error_on_a_settled_route(
+    backend: str, handoffs_cost: Profile
+) -> None:
+    """An out= of the wrong dtype or shape, read-only, or overlapping x without being
+    x: on a settled route, the error the planner's path gives."""
+    x = np.linspace(0, 1, 2_000)
+    bad = {
+        "dtype": np.empty(2_000, np.float32),
+        "shape": np.empty(1_999),
+        "read-only": np.empty(2_000),
+        "overlap": np.empty(2_001),
+    }
+    bad["read-only"].flags.writeable = False
+
+    def errors(pool: numpool.Pool) -> list[str]:
+        got = []
+        for name, out in bad.items():
+            y = np.concatenate([x, [0.0]]) if name == "overlap" else x
+            o = y[1:] if name == "overlap" else out
+            xx = y[:-1] if name == "overlap" else x
+            with pytest.raises((TypeError, ValueError)) as e:
+                pool.apply(np.exp, xx, out=o)
+            got.append(f"{type(e.value).__name__}: {e.value}")
+        return got
+
+    with numpool.Pool(backend, workers=2) as pool:
+        before = errors(pool)  # (no route yet: the planner's path)
+        good = np.empty_like(x)
+        for _ in range(3):
+            pool.apply(np.exp, x, out=good)
+        assert pool._runner.routes.entries or backend == "serial"
+        assert errors(pool) == before
+    assert [m.split(":")[0] for m in before] == [
+        "TypeError",
+        "ValueError",
+        "ValueError",
+        "ValueError",
+    ]
+
+
+def test_several_arrays_and_a_halo_with_out_have_routes_too(
+    handoffs_cost: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """apply(f, a, b, c, out=out) and apply(blur, img, overlap=1, out=out) settle too,
+    apart from the same calls without out=; in place with a halo is still refused."""
+    rng = np.random.default_rng(2)
+    a, b, c = (rng.random(2000) for _ in range(3))
+    img = rng.random((40, 30))
+    out1, out2 = np.empty(2000), np.empty((40, 30))
+    with numpool.Pool("auto", workers=2) as pool:
+        for _ in range(3):
+            pool.apply(funcs.fma, a, b, c, out=out1)
+            pool.apply(funcs.box_blur, img, overlap=1, out=out2)
+        monkeypatch.setattr(Runner, "_later_apply", _no_planner)
+        for _ in range(3):
+            out1[...] = out2[...] = 0
+            assert pool.apply(funcs.fma, a, b, c, out=out1) is out1
+            assert pool.apply(funcs.box_blur, img, overlap=1, out=out2) is out2
+            assert np.array_equal(out1, funcs.fma(a, b, c))
+            assert np.array_equal(out2, funcs.box_blur(img))
+        with pytest.raises(ValueError, match="out is an input array with overlap=1"):
+            pool.apply(funcs.box_blur, out2, overlap=1, out=out2)
+        kept = len(pool._runner.routes.entries)
+        pool.apply(funcs.fma, a, b, c)  # (without out=: a kind of its own, settled now)
+        assert len(pool._runner.routes.entries) == kept + 1

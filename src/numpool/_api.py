@@ -276,13 +276,18 @@ def apply(
         pool = _pool(backend, workers, blas_threads, retries)
     # (a shut-down pool is not _fast_ok)
     fast = pool._fast_ok and timeout is None and check_overlap is False and rows == "same"
-    if fast and type(x) is np.ndarray and out is None and chunks is None:
+    if (
+        fast
+        and type(x) is np.ndarray
+        and (out is None or type(out) is np.ndarray)
+        and chunks is None
+    ):
         stencil = (
             None
             if boundary is None and cval is None and block_info is False
             else (boundary, cval, block_info)
         )
-        hit = pool._runner.fast_path(func, x, arrays, progress, overlap, axis, stencil)
+        hit = pool._runner.fast_path(func, x, arrays, progress, overlap, axis, stencil, out)
         if hit is not None:  # its settled route
             result, _local.stats = hit
             return result

@@ -367,7 +367,7 @@ class Pool(Executor):
         if (
             self._fast_ok
             and type(x) is np.ndarray
-            and out is None
+            and (out is None or type(out) is np.ndarray)
             and chunks is None
             and timeout is None
             and check_overlap is False
@@ -378,7 +378,7 @@ class Pool(Executor):
                 if boundary is None and cval is None and block_info is False
                 else (boundary, cval, block_info)
             )
-            hit = self._runner.fast_path(func, x, arrays, progress, overlap, axis, stencil)
+            hit = self._runner.fast_path(func, x, arrays, progress, overlap, axis, stencil, out)
             if hit is not None:  # its settled route
                 result, self._last = hit
                 return result

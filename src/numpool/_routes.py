@@ -45,6 +45,7 @@ __all__ = [
     "Routes",
     "call_key",
     "one_in_one_out",
+    "out_key",
     "plain_key",
 ]
 
@@ -186,6 +187,13 @@ def _due(route: Route) -> Route | None:
 def plain_key(func: Any, x: np.ndarray) -> Hashable:
     """What the route of ``apply(func, x)`` (x alone, along axis 0) is kept under."""
     return (func_key(func), x.dtype, x.shape)
+
+
+def out_key(key: Hashable) -> Hashable:
+    """What the route of a call with ``out=`` is kept under, ``key`` being that of the
+    same call without (:func:`plain_key`, :func:`call_key`): apart, as its cost
+    differs (no output to make)."""
+    return ("out", key)
 
 
 def call_key(

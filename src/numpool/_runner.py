@@ -46,12 +46,12 @@ from typing import Any
 import numpy as np
 
 from . import _buffers, _engine, _reduce, shm
-from ._checks import AUTO
+from ._checks import AUTO, check_out
 from ._errors import BackendUnavailableError, annotate
 from ._inputs import Cut, Inputs, along, frozen, tail_of, told
 from ._inputs import make as make_inputs
 from ._progress import advance, current
-from ._routes import Route, Routes, call_key, one_in_one_out, plain_key
+from ._routes import Route, Routes, call_key, one_in_one_out, out_key, plain_key
 from ._stats import Last, Stats, resolved, worker_name
 from .backends import BACKENDS, Backend, BackendSet, auto_choices
 from .backends._transport import MapIO
@@ -96,8 +96,6 @@ def check_whole(inputs: Inputs, res: Any) -> None:
 
 def whole(func: Callable[..., Any], inputs: Inputs, out: np.ndarray | None) -> np.ndarray:
     """``func(*inputs)`` in one call in the caller's thread, checked; copied into ``out``."""
-    from ._checks import check_out
-
     try:
         res = inputs.whole(func)
     except Exception as e:
@@ -155,8 +153,6 @@ class _ApplyWalker:
 
     def _take_first(self, a: int, b: int, res: Any) -> None:
         """The first block's result: it gives the output's layout; the output is made."""
-        from ._checks import check_out
-
         axis = self.axis
         if not isinstance(res, np.ndarray) or res.ndim <= axis:
             check_whole(self.inputs.window(a, b), res)  # raises the usual TypeError
@@ -469,30 +465,38 @@ class Runner:
         overlap: Any,
         axis: Any,
         stencil: tuple[Any, Any, Any] | None = None,
+        out: np.ndarray | None = None,
     ) -> tuple[np.ndarray, Last] | None:
         """The one gate of every apply (``Pool.apply``, ``numpool.apply``): its settled
         route when it has one, else None (take the planner's path). ``x`` is a plain
-        ndarray and neither ``out`` nor ``chunks`` was given; ``stencil`` is
+        ndarray, ``out`` None or one, and ``chunks`` was not given; ``stencil`` is
         (boundary, cval, block_info) when either of those was given."""
         if progress or current() is not None:  # (inside another call's bar: track() hides it)
             return None
         if not (arrays or overlap or axis or stencil):
-            return self.fast(func, x)
+            return self.fast(func, x, out)
         if type(overlap) is not int or type(axis) is not int:
             return None  # (True == 1: an argument the checks must see)
-        return self.fast_many(func, x, arrays, axis, overlap, stencil)
+        return self.fast_many(func, x, arrays, axis, overlap, stencil, out)
 
-    def fast(self, func: Callable[..., Any], x: np.ndarray) -> tuple[np.ndarray, Last] | None:
-        """Run ``apply(func, x)`` on its settled route (see ``numpool._routes``); None
-        when it has none (the caller takes the planner's path). ``x`` is a plain
-        ndarray split along axis 0, with no other option given."""
+    def fast(
+        self, func: Callable[..., Any], x: np.ndarray, out: np.ndarray | None = None
+    ) -> tuple[np.ndarray, Last] | None:
+        """Run ``apply(func, x)`` (or ``apply(func, x, out=out)``) on its settled route
+        (see ``numpool._routes``); None when it has none (the caller takes the
+        planner's path). ``x`` is a plain ndarray split along axis 0, with no other
+        option given; ``out`` a plain ndarray or None."""
         route: Route | None
         if self.name == "serial":
             route = _SERIAL_ROUTE if callable(func) else None  # (else: the usual error)
-        else:
+        elif out is None:
             route = self.routes.find(func, x)
+        else:
+            route = self.routes.find_key(out_key(plain_key(func, x)))
         if route is None:
-            return self._first_small(func, x) if self.auto else None
+            return self._first_small(func, x) if self.auto and out is None else None
+        if out is not None:
+            return self._fast_out(route, func, Inputs.one(x), out)
         if not route.serial:
             if in_worker():  # a call made inside a worker runs whole (the slow path says)
                 return None
@@ -513,6 +517,21 @@ class Runner:
             res = res.copy()  # (func returned its read-only input, or a view of it)
         return self._ran_whole(route, res, perf_counter() - t0, x.shape[0])
 
+    def _fast_out(
+        self, route: Route, func: Callable[..., Any], inputs: Inputs, out: np.ndarray
+    ) -> tuple[np.ndarray, Last] | None:
+        """:meth:`fast` with ``out=`` (and :meth:`fast_many`), checked and written as the
+        planner's path does (:func:`whole`, or blocks into ``out``), on the route
+        settled for such calls."""
+        self._check_retry_safe(inputs, out)
+        if not route.serial:
+            if in_worker():
+                return None
+            return self._run_route(route, func, inputs, out)
+        t0 = perf_counter()
+        res = whole(func, inputs, out)
+        return self._ran_whole(route, res, perf_counter() - t0, inputs.n)
+
     def _ran_whole(
         self, route: Route, res: np.ndarray, wall: float, n: int
     ) -> tuple[np.ndarray, Last]:
@@ -532,9 +551,10 @@ class Runner:
         axis: int,
         overlap: int,
         stencil: tuple[Any, Any, Any] | None = None,
+        out: np.ndarray | None = None,
     ) -> tuple[np.ndarray, Last] | None:
         """:meth:`fast` for ``apply(func, x, *arrays, axis=, overlap=, boundary=, cval=,
-        block_info=)`` (ints given as such): its settled route, or None."""
+        block_info=, out=)`` (ints given as such): its settled route, or None."""
         if not -x.ndim <= axis < x.ndim or overlap < 0:
             return None  # (the planner's path says what is wrong)
         axis %= x.ndim
@@ -552,12 +572,18 @@ class Runner:
             if options == ("stencil", None, None, False):
                 options = ()
         key = call_key(func, (x, *arrays), axis, overlap, options)
+        if key is not None and out is not None:
+            key = out_key(key)
         route = self.routes.find_key(key) if key is not None else None
         if route is None:
-            if not self.auto or options or key is None or x.ndim == 0:
+            if not self.auto or options or key is None or x.ndim == 0 or out is not None:
                 return None  # (options: the planner's path checks func against them)
             return self._first_small(
                 func, x, lambda: make_inputs(x, arrays, axis, overlap, "apply")
+            )
+        if out is not None:
+            return self._fast_out(
+                route, func, self._inputs(x, arrays, axis, overlap, stencil), out
             )
         if not route.serial:
             if in_worker():
@@ -599,8 +625,15 @@ class Runner:
             return make_inputs(x, arrays, axis, overlap, "apply")
         return make_inputs(x, arrays, axis, overlap, "apply", *stencil)
 
-    def _settle(self, func: Callable[..., Any], inputs: Inputs, route: Route | None) -> None:
-        """Keep ``route`` for calls like this one (None: forget this kind's route)."""
+    def _settle(
+        self,
+        func: Callable[..., Any],
+        inputs: Inputs,
+        route: Route | None,
+        out: np.ndarray | None = None,
+    ) -> None:
+        """Keep ``route`` for calls like this one (None: forget this kind's route);
+        ``out``: the call's own (routes of calls with one are kept apart)."""
         x = inputs.x
         key: Hashable | None
         if inputs.plain and type(x) is np.ndarray:
@@ -611,6 +644,8 @@ class Runner:
             key = call_key(func, inputs.args, inputs.axis, inputs.overlap, inputs.options)
         if key is None:
             return
+        if out is not None:
+            key = out_key(key)
         if route is None:
             self.routes.forget(key)
         else:
@@ -1093,9 +1128,9 @@ class Runner:
         # runs once more through the planner, which then has its whole call to judge
         decision, seen = self._later_call(ev, func, inputs.n, inputs, out, stats, run)
         route, result = ran
-        if out is None and chunks is None:
+        if chunks is None and (out is None or type(out) is np.ndarray):
             settled = decision is None or (_settled(decision) and (seen or decision.certain))
-            self._settle(func, inputs, route if settled else None)
+            self._settle(func, inputs, route if settled else None, out)
         return result
 
     def _later_call(
