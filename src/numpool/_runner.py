@@ -494,7 +494,7 @@ class Runner:
         else:
             route = self.routes.find_key(out_key(plain_key(func, x)))
         if route is None:
-            return self._first_small(func, x) if self.auto and out is None else None
+            return self._first_small(func, x, out=out) if self.auto else None
         if out is not None:
             return self._fast_out(route, func, Inputs.one(x), out)
         if not route.serial:
@@ -576,10 +576,10 @@ class Runner:
             key = out_key(key)
         route = self.routes.find_key(key) if key is not None else None
         if route is None:
-            if not self.auto or options or key is None or x.ndim == 0 or out is not None:
+            if not self.auto or options or key is None or x.ndim == 0:
                 return None  # (options: the planner's path checks func against them)
             return self._first_small(
-                func, x, lambda: make_inputs(x, arrays, axis, overlap, "apply")
+                func, x, lambda: make_inputs(x, arrays, axis, overlap, "apply"), out
             )
         if out is not None:
             return self._fast_out(
@@ -801,8 +801,8 @@ class Runner:
         stats: Stats,
     ) -> np.ndarray:
         t_start = perf_counter()
-        if self.auto and out is None and chunks is None and _small(inputs):
-            return self._first_whole(key, func, inputs, stats)
+        if self.auto and chunks is None and _small(inputs):
+            return self._first_whole(key, func, inputs, stats, out)
         if self.auto:
             candidates = self._candidates(func, inputs)
             # worker processes write into shared memory in place: allocate it there
@@ -830,16 +830,21 @@ class Runner:
             raise
 
     def _first_whole(
-        self, key: Hashable, func: Callable[..., Any], inputs: Inputs, stats: Stats
+        self,
+        key: Hashable,
+        func: Callable[..., Any],
+        inputs: Inputs,
+        stats: Stats,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
-        """A first call on a small input: ``func(x)`` whole in the caller, timed. That is
-        the serial cost itself (output allocation included), at the price of no
-        parallelism on this one call; then the decision for the next ones, settled at
-        once when the work is too small for any backend to win."""
-        result, timed = _timed_whole(func, inputs)
+        """A first call on a small input: ``func(x)`` whole in the caller (into ``out``),
+        timed. That is the serial cost itself (output allocation included), at the
+        price of no parallelism on this one call; then the decision for the next ones,
+        settled at once when the work is too small for any backend to win."""
+        result, timed = _timed_whole(func, inputs, out)
         # (its fresh pages, which later calls get back warm, are not counted)
         warm = timed.warm(result.nbytes, store.get().fault_bytes_per_s)
-        self._learn_whole(key, func, inputs, stats, result, timed, warm)
+        self._learn_whole(key, func, inputs, stats, result, timed, warm, out)
         return result
 
     def _first_small(
@@ -847,6 +852,7 @@ class Runner:
         func: Callable[..., Any],
         x: np.ndarray,
         make: Callable[[], Inputs] | None = None,
+        out: np.ndarray | None = None,
     ) -> tuple[np.ndarray, Last] | None:
         """The first call of ``apply(func, x)`` on a small plain array, from the fast
         path's gate (auto): ``func(x)`` whole in the caller, timed, as the planner's
@@ -855,7 +861,8 @@ class Runner:
         its plan is worded only when asked for: the call costs about what ``func(x)``
         does. Otherwise the planner learns from it as usual. None: not such a call
         (the planner's path takes it). ``make``: the call's checked inputs, when it
-        has more than ``x`` (several arrays, another axis, a halo)."""
+        has more than ``x`` (several arrays, another axis, a halo); ``out``: the
+        call's own (checked and written as :func:`whole` does)."""
         if not callable(func) or in_worker():
             return None
         if make is None:
@@ -868,16 +875,18 @@ class Runner:
                 return None
         if inputs.n <= 1:
             return None
-        key = _apply_key(func, inputs, None, None, self.key)
+        key = _apply_key(func, inputs, out, None, self.key)
         if evidence.cache.get(key) is not None:
             return None  # (seen before: a route due for a recheck, or not settled)
-        result, timed = _timed_whole(func, inputs)
+        if out is not None:
+            self._check_retry_safe(inputs, out)
+        result, timed = _timed_whole(func, inputs, out)
         profile = store.get()
         warm = timed.warm(result.nbytes, profile.fault_bytes_per_s)
         bound, candidates = self._certain_below(profile)
         if warm > bound:
             stats = Stats("apply", "")
-            self._learn_whole(key, func, inputs, stats, result, timed, warm)
+            self._learn_whole(key, func, inputs, stats, result, timed, warm, out)
             stats.wall_s = perf_counter() - timed.t0
             return result, stats
         ev = _whole_evidence(inputs, result, warm, timed)
@@ -886,7 +895,7 @@ class Runner:
         first, later = self._plans_later(func, inputs, ev, profile, candidates, timed.wall)
         check = not one_in_one_out(func)
         route = Route("serial", 1, serial=True, certain=True, check=check, plan=later, ev=None)
-        self._settle(func, inputs, route)
+        self._settle(func, inputs, route, out)
         return result, (first, timed.wall)
 
     def _certain_below(self, profile: Any) -> tuple[float, tuple[model.Candidate, ...]]:
@@ -975,10 +984,11 @@ class Runner:
         result: np.ndarray,
         timed: _Timed,
         warm: float,
+        out: np.ndarray | None = None,
     ) -> None:
         """What a first whole call (:meth:`_first_whole`) showed, ``warm`` its time
         without its fresh pages: the evidence, the decision for the next calls and its
-        plan; a route when it is settled."""
+        plan; a route when it is settled (``out``: the call's, if it had one)."""
         n, wall = inputs.n, timed.wall
         stats.backend = "serial"
         stats.busy(worker_name(), timed.t0, timed.t0 + wall)
@@ -1014,7 +1024,7 @@ class Runner:
                 plan=dataclasses.replace(stats.plan, cached=True),
                 ev=None,
             )
-            self._settle(func, inputs, route)
+            self._settle(func, inputs, route, out)
 
     def _first_apply_on(
         self,
@@ -1826,12 +1836,14 @@ def _apply_what(func: Any, n: int, dtype: np.dtype, nbytes: int, shared: bool, e
     )
 
 
-def _timed_whole(func: Callable[..., Any], inputs: Inputs) -> tuple[np.ndarray, _Timed]:
-    """``whole(func, inputs)``, timed: its wall and CPU seconds, and the pages its
+def _timed_whole(
+    func: Callable[..., Any], inputs: Inputs, out: np.ndarray | None = None
+) -> tuple[np.ndarray, _Timed]:
+    """``whole(func, inputs, out)``, timed: its wall and CPU seconds, and the pages its
     thread faulted in (None: not known here)."""
     f0 = measure.thread_faults()
     cpu0, t0 = time.process_time(), perf_counter()
-    result = whole(func, inputs, None)
+    result = whole(func, inputs, out)
     wall, cpu = perf_counter() - t0, time.process_time() - cpu0
     f1 = measure.thread_faults()
     faults = None if f0 is None or f1 is None else f1 - f0
