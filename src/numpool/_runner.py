@@ -26,15 +26,15 @@
     observe: the call's wall seconds per item go into the evidence
 
 Every row and every task runs exactly once: what the head and the stage run
-is part of the result. A fixed backend (``Pool("threads")``) takes the same
-path without choosing; its calls teach the evidence too.
+is part of the result (the walkers of ``numpool._walkers`` keep it). A fixed
+backend (``Pool("threads")``) takes the same path without choosing; its calls
+teach the evidence too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import logging
 import math
 import threading
@@ -45,17 +45,17 @@ from typing import Any
 
 import numpy as np
 
-from . import _buffers, _engine, _reduce, shm
-from ._checks import AUTO, check_out
+from . import _buffers, _reduce, shm
+from ._checks import AUTO
 from ._errors import BackendUnavailableError, annotate
-from ._inputs import Cut, Inputs, along, frozen, tail_of, told
+from ._inputs import Inputs, frozen, told
 from ._inputs import make as make_inputs
 from ._progress import advance, current
 from ._routes import Route, Routes, call_key, one_in_one_out, out_key, plain_key
 from ._stats import Last, Stats, resolved, worker_name
+from ._walkers import ApplyWalker, MapWalker, check_whole, whole
 from .backends import BACKENDS, Backend, BackendSet, auto_choices
-from .backends._transport import MapIO
-from .backends._worker import apply_block, check_block, in_worker, run_tasks
+from .backends._worker import in_worker
 from .planner import evidence, measure, model
 from .planner.evidence import Evidence, func_key
 from .planner.explain import sentences
@@ -75,329 +75,6 @@ def func_name(func: Any) -> str:
         return f"np.{func.__name__}"
     name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
     return str(name) if name else type(func).__name__
-
-
-# --- whole calls in the caller ---------------------------------------------------------
-
-
-def check_whole(inputs: Inputs, res: Any) -> None:
-    """Raise the usual TypeError/ValueError unless ``res`` is a valid ``func(x)``."""
-    axis = inputs.axis
-    if not isinstance(res, np.ndarray) or res.ndim <= axis:
-        got = f"a 0-d {type(res).__name__}" if isinstance(res, np.ndarray) else type(res).__name__
-        if isinstance(res, np.ndarray) and res.ndim:
-            got = f"an array of shape {res.shape}"
-        raise TypeError(
-            f"apply: func returned {got}; apply needs a function that returns an array "
-            f"with one row per input row along axis {axis}, like np.exp or lambda b: 2*b + 1"
-        )
-    check_block(res, inputs.n, tail_of(res.shape, axis), res.dtype, "the whole input", axis)
-
-
-def whole(func: Callable[..., Any], inputs: Inputs, out: np.ndarray | None) -> np.ndarray:
-    """``func(*inputs)`` in one call in the caller's thread, checked; copied into ``out``."""
-    try:
-        res = inputs.whole(func)
-    except Exception as e:
-        raise annotate(e, told(e, f"the whole input (rows 0:{inputs.n}, run serially)")) from None
-    check_whole(inputs, res)
-    advance(inputs.n)
-    if out is None:
-        # a new array, as from every backend (func may return its read-only input)
-        return res if res.flags.writeable else res.copy()
-    check_out(inputs, out, res.shape, res.dtype)
-    np.copyto(out, res, casting="no")
-    return out
-
-
-# --- walking a call's items ---------------------------------------------------------
-
-
-def _where(a: int, b: int) -> str:
-    return f"block of rows {a}:{b}"
-
-
-class _ApplyWalker:
-    """An apply call's rows, run in order (see planner.measure.Walker)."""
-
-    def __init__(
-        self,
-        func: Callable[..., Any],
-        inputs: Inputs,
-        out: np.ndarray | None,
-        new_out: Callable[[tuple[int, ...], np.dtype], np.ndarray],
-        stats: Stats,
-    ) -> None:
-        self.func = func
-        self.inputs = inputs
-        self.x = inputs.x
-        self.axis = inputs.axis
-        self.n = inputs.n
-        self.out = out
-        self.given = out
-        self.new_out = new_out
-        self.stats = stats
-        self.done = 0
-        self.layout: tuple[tuple[int, ...], np.dtype] | None = None
-        #: CPU seconds of each block run ``together`` (the threads stage)
-        self.cpu: list[float] = []
-
-    def warm(self, a: int, b: int) -> None:
-        """Fault in the output's rows a:b before they are timed, when this call made
-        the output: fresh pages (in /dev/shm above all) cost more to write than
-        func, and page faults serialise threads in the kernel, so a stage on them
-        would read a GIL-free func as GIL-bound. Later calls write recycled,
-        warm memory; the profile prices fresh pages on its own."""
-        if self.out is not None and self.out is not self.given:
-            along(self.out, a, b, self.axis)[...] = 0
-
-    def _take_first(self, a: int, b: int, res: Any) -> None:
-        """The first block's result: it gives the output's layout; the output is made."""
-        axis = self.axis
-        if not isinstance(res, np.ndarray) or res.ndim <= axis:
-            check_whole(self.inputs.window(a, b), res)  # raises the usual TypeError
-        tail = tail_of(res.shape, axis)
-        check_block(res, b - a, tail, res.dtype, _where(a, b), axis)
-        self.layout = tail, res.dtype
-        shape = self.inputs.out_shape(tail)
-        if self.out is None:
-            self.out = self.new_out(shape, res.dtype)
-        else:
-            check_out(self.inputs, self.out, shape, res.dtype)
-        along(self.out, a, b, axis)[...] = res
-
-    def _first(self, a: int, b: int) -> float:
-        """The first block, in the caller: the seconds ``func`` took."""
-        t0 = perf_counter()
-        try:
-            res = self.inputs.call(self.func, a, b)
-        except Exception as e:
-            raise annotate(e, told(e, _where(a, b))) from None
-        took = perf_counter() - t0
-        self._take_first(a, b, res)
-        return took
-
-    def remote(self, backend: Backend, a: int, b: int) -> tuple[float, float]:
-        """Run rows a:b as one block on ``backend``'s workers: (seconds, seconds) as the
-        worker saw them (the first block also gives the output's layout)."""
-        if self.layout is None:
-            backend.check_callable(self.func)
-            res, who, start, end = _engine.run_one(
-                backend,
-                apply_block,
-                self.func,
-                _laid_out(self.inputs.block(a, b)),
-                None,
-                _where(a, b),
-                None,
-                None,
-                stats=self.stats,
-            )
-            self._take_first(a, b, res)
-            self.stats.busy(who, start, end)
-            self.stats.ran_on(backend.name)
-            self.done = b
-            advance(b - a)
-        else:
-            ((start, end),) = self.parallel(backend, a, b, 1)
-        return end - start, end - start
-
-    def serial(self, a: int, b: int) -> tuple[float, float]:
-        cpu0, t0 = time.process_time(), perf_counter()
-        if self.layout is None:
-            took = self._first(a, b)
-        else:
-            assert self.out is not None
-            tail, dtype = self.layout
-            dst = along(self.out, a, b, self.axis)
-            apply_block(self.func, self.inputs.block(a, b), dst, _where(a, b), tail, dtype)
-            took = perf_counter() - t0
-        t1 = perf_counter()
-        self.stats.busy(worker_name(), t0, t1)
-        self.stats.ran_on("serial")
-        self.done = b
-        advance(b - a)
-        return took, time.process_time() - cpu0
-
-    def release(self, given: np.ndarray | None) -> None:
-        """After a failure: give back an output this call made (not the user's)."""
-        if self.out is not None and self.out is not given:
-            if isinstance(self.out, shm.SharedArray):
-                self.out.close()
-            self.out = None
-
-    def parallel(
-        self,
-        backend: Backend,
-        a: int,
-        b: int,
-        pieces: int,
-        together: bool = False,
-    ) -> list[tuple[float, float]]:
-        assert self.out is not None and self.layout is not None
-        sub = Stats("apply", backend.name, intervals=[])
-        if together:
-            tail, dtype = self.layout
-            edges = _engine.bounds(b - a, pieces)
-            jobs = [
-                (
-                    apply_block,
-                    self.func,
-                    self.inputs.block(a + i, a + j),
-                    along(self.out, a + i, a + j, self.axis),
-                    _where(a + i, a + j),
-                    tail,
-                    dtype,
-                )
-                for i, j in itertools.pairwise(edges)
-            ]
-            _together(backend, jobs, sub, self.cpu)
-            advance(b - a)
-        else:
-            _engine.apply(
-                backend,
-                self.func,
-                self.inputs.window(a, b),
-                along(self.out, a, b, self.axis),
-                pieces,
-                self.layout,
-                sub,
-                row0=a,
-            )
-        self.stats.absorb(sub)
-        self.done = b
-        return sub.intervals or []
-
-
-class _MapWalker:
-    """A map call's tasks, run in order (see planner.measure.Walker)."""
-
-    def __init__(
-        self,
-        func: Callable[..., Any],
-        columns: Sequence[Sequence[Any]],
-        stats: Stats,
-        timeout: float | None = None,
-    ) -> None:
-        self.func = func
-        self.columns = columns
-        self.n = len(columns[0])
-        self.results: list[Any] = [None] * self.n
-        self.stats = stats
-        self.timeout = timeout
-        self.done = 0
-        self.cpu: list[float] = []
-        #: each backend's transport state for this call's parts (head, rest)
-        self.io: dict[str, MapIO] = {}
-
-    def warm(self, a: int, b: int) -> None:
-        """Nothing to fault in: a task's results are its own (see _ApplyWalker.warm)."""
-
-    def serial(self, a: int, b: int) -> tuple[float, float]:
-        func, columns, results = self.func, self.columns, self.results
-        cpu0, t0 = time.process_time(), perf_counter()
-        for i in range(a, b):
-            _engine.check_deadline()  # (timeout=: a task run here cannot be stopped)
-            try:
-                results[i] = func(*[frozen(c[i]) for c in columns])
-            except Exception as e:
-                raise annotate(e, told(e, f"task {i} of {self.n}")) from None
-        t1 = perf_counter()
-        self.stats.busy(worker_name(), t0, t1)
-        self.stats.tasks += b - a - 1
-        self.stats.ran_on("serial")
-        self.done = b
-        advance(b - a)
-        return t1 - t0, time.process_time() - cpu0
-
-    def parallel(
-        self, backend: Backend, a: int, b: int, pieces: int, together: bool = False
-    ) -> list[tuple[float, float]]:
-        sub = Stats("map", backend.name, intervals=[])
-        size = max(1, math.ceil((b - a) / max(1, pieces)))
-        if together:
-            batches = [
-                [(i, tuple(c[i] for c in self.columns)) for i in range(j, min(j + size, b))]
-                for j in range(a, b, size)
-            ]
-            jobs = [(run_tasks, self.func, batch, None, self.n) for batch in batches]
-            res = [r for out in _together(backend, jobs, sub, self.cpu) for r in out]
-            advance(b - a)
-        else:
-            cols = [c[a:b] for c in self.columns]
-            if backend.name not in self.io:  # one per call: what was sent stays sent
-                self.io[backend.name] = backend.transport.map_io()
-            res = _engine.map_tasks(
-                backend,
-                self.func,
-                cols,
-                size,
-                sub,
-                self.timeout,
-                start=a,
-                total=self.n,
-                io=self.io[backend.name],
-            )
-        self.results[a:b] = res
-        self.stats.absorb(sub)
-        self.done = b
-        return sub.intervals or []
-
-    def remote(self, backend: Backend, a: int, b: int) -> tuple[float, float]:
-        """Run tasks a:b as one batch on ``backend``'s workers: (seconds, seconds) as
-        the worker saw them."""
-        ((start, end),) = self.parallel(backend, a, b, 1)
-        return end - start, end - start
-
-    def bytes_per_item(self, sample: int = 256) -> float:
-        """Array bytes per task a worker process would need copied: distinct
-        unshared arguments, and results (from a sample of the first tasks)."""
-        k = max(1, min(self.n, sample, max(self.done, 1)))
-        seen: set[int] = set()
-        total = 0
-        for c in self.columns:
-            for a in c[:k]:
-                if isinstance(a, np.ndarray) and id(a) not in seen and shm.shared_ref(a) is None:
-                    seen.add(id(a))
-                    total += a.nbytes
-        done = self.results[: min(k, self.done)]
-        total += sum(r.nbytes for r in done if isinstance(r, np.ndarray))
-        return total / k
-
-
-def _start_together(
-    barrier: threading.Barrier, fn: Callable[..., Any], *args: Any
-) -> tuple[Any, float]:
-    """Wait until every block of the round is on a thread, then run ``fn``: its result,
-    and the CPU seconds this thread spent on it (a thread waiting for the GIL sleeps)."""
-    # a thread that did not come in time: run anyway, the round reads slow
-    with contextlib.suppress(threading.BrokenBarrierError):
-        barrier.wait(timeout=TOGETHER_WAIT_S)
-    cpu0 = time.thread_time()
-    res = fn(*args)
-    return res, time.thread_time() - cpu0
-
-
-#: how long a block waits at the barrier for the others before running anyway
-TOGETHER_WAIT_S = 1.0
-
-
-def _together(
-    backend: Backend, jobs: list[tuple[Any, ...]], stats: Stats, cpu: list[float]
-) -> list[Any]:
-    """Run ``jobs`` (apply_block or run_tasks calls) on ``backend``'s threads, all
-    starting at once; their results, in order, and each one's CPU seconds into
-    ``cpu``. One job per worker at most."""
-    barrier = threading.Barrier(len(jobs))
-    with backend.scope():
-        futures = [backend.submit(_start_together, barrier, *job) for job in jobs]
-        done = [f.result() for f in futures]
-    out = []
-    for (res, who, start, end), used in done:
-        stats.busy(who, start, end)
-        cpu.append(used)
-        out.append(res)
-    return out
 
 
 # --- keys --------------------------------------------------------------------------
@@ -691,7 +368,7 @@ class Runner:
             return result
         n, pieces = inputs.n, route.blocks
         backend = self.backends.get(route.backend)
-        walker = _ApplyWalker(func, inputs, out, backend.transport.new_out, stats)
+        walker = ApplyWalker(func, inputs, out, backend.transport.new_out, stats)
         try:
             # the output's layout, from this call's own first rows, where func runs
             head = min(measure.FIRST_ROWS, n)
@@ -820,7 +497,7 @@ class Runner:
                 if why is not None:
                     raise TypeError(why)
             new_out = backend.transport.new_out
-        walker = _ApplyWalker(func, inputs, out, new_out, stats)
+        walker = ApplyWalker(func, inputs, out, new_out, stats)
         try:
             return self._first_apply_on(
                 key, walker, candidates, func, inputs, out, chunks, stats, t_start
@@ -1029,7 +706,7 @@ class Runner:
     def _first_apply_on(
         self,
         key: Hashable,
-        walker: _ApplyWalker,
+        walker: ApplyWalker,
         candidates: tuple[model.Candidate, ...],
         func: Callable[..., Any],
         inputs: Inputs,
@@ -1070,7 +747,7 @@ class Runner:
         self,
         kind: str,
         key: Hashable,
-        walker: _ApplyWalker | _MapWalker,
+        walker: ApplyWalker | MapWalker,
         candidates: tuple[model.Candidate, ...],
         func: Callable[..., Any],
         stats: Stats,
@@ -1210,7 +887,7 @@ class Runner:
         )
 
     def _apply_rest(
-        self, walker: _ApplyWalker, name: str, chunks: int | None, ev: Evidence, stats: Stats
+        self, walker: ApplyWalker, name: str, chunks: int | None, ev: Evidence, stats: Stats
     ) -> None:
         a, n = walker.done, walker.n
         if a >= n:
@@ -1297,7 +974,7 @@ class Runner:
         t0 = perf_counter()
         stats = Stats(kind, "")
         n = len(columns[0])
-        walker = _MapWalker(func, columns, stats, timeout)
+        walker = MapWalker(func, columns, stats, timeout)
         nested = in_worker()
         if self.name == "serial" or n <= 1 or nested:
             stats.backend = "serial"
@@ -1323,7 +1000,7 @@ class Runner:
         func: Callable[..., Any],
         columns: list[list[Any]],
         chunksize: int | None,
-        walker: _MapWalker,
+        walker: MapWalker,
         stats: Stats,
         kind: str = "map",
     ) -> None:
@@ -1407,7 +1084,7 @@ class Runner:
     def _decide_first(
         self,
         ev: Evidence,
-        walker: _ApplyWalker | _MapWalker,
+        walker: ApplyWalker | MapWalker,
         candidates: tuple[model.Candidate, ...],
         func: Callable[..., Any],
     ) -> tuple[str, model.Decision]:
@@ -1426,7 +1103,7 @@ class Runner:
                     ev.threads_trusted = stage.trusted
                     ev.item_s = min(ev.item_s, stage.serial_item_s)
                     ev.gil_free = stage.gil_free
-        fresh = _fresh_bytes(walker.inputs, False) if isinstance(walker, _ApplyWalker) else 0.0
+        fresh = _fresh_bytes(walker.inputs, False) if isinstance(walker, ApplyWalker) else 0.0
         decision = self._choose(
             ev, walker.n - walker.done, func, candidates, explore=False, fresh=fresh
         )
@@ -1639,19 +1316,19 @@ class Runner:
         stats = Stats(kind, "")
         t0 = perf_counter()
         candidates = self._candidates(func, inputs)
-        walker: _ApplyWalker | _MapWalker
+        walker: ApplyWalker | MapWalker
         if kind == "apply":
             assert inputs is not None
             local = self._new_out_for(_local_parallel(candidates))
-            walker = _ApplyWalker(func, inputs, None, local, stats)
+            walker = ApplyWalker(func, inputs, None, local, stats)
         else:
             assert columns is not None
-            walker = _MapWalker(func, columns, stats)
+            walker = MapWalker(func, columns, stats)
         h = measure.head(walker, grow=True)
         ev = Evidence(kind, h.item_s, h.bound, h.native)
         ev.bytes_per_item = (
             _apply_bytes_per_row(walker.inputs, None, None)
-            if isinstance(walker, _ApplyWalker)
+            if isinstance(walker, ApplyWalker)
             else walker.bytes_per_item()
         )
         name, decision = self._decide_first(ev, walker, candidates, func)
@@ -1922,24 +1599,6 @@ def _fits_shared(nbytes: int) -> bool:
         return False
     limit = shm.shm_limit()
     return nbytes <= free // 2 and (limit is None or nbytes <= limit // 2)
-
-
-def _laid_out(block: Any) -> Any:
-    """A first block as it travels pickled to a worker: its arrays dense, each in its
-    own memory order (pickle sends a view that is neither C- nor F-contiguous as a C
-    copy, and an F-ordered block summed in C order gives other bits)."""
-    if isinstance(block, np.ndarray):
-        return block if block.flags.c_contiguous else block.copy(order="K")
-    if isinstance(block, Cut):
-        return block._replace(
-            args=tuple(
-                a.copy(order="K")
-                if isinstance(a, np.ndarray) and a.ndim and not a.flags.c_contiguous
-                else a
-                for a in block.args
-            )
-        )
-    return block
 
 
 def _travels(a: np.ndarray) -> bool:

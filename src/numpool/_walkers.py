@@ -1,0 +1,381 @@
+"""Walking a call's items: rows (apply) or tasks (map) run in order, part by part,
+on whichever backend the runner names (see ``planner.measure.Walker``), and a whole
+call in the caller (:func:`whole`).
+
+The runner (``numpool._runner``) decides what runs where and learns from it; a
+walker only runs what it is told and keeps the call's output and figures:
+
+- :class:`ApplyWalker`: an apply call's rows. Its first part (in the caller, or on
+  one worker of a backend outside this process) gives the output's layout (dtype,
+  trailing shape), and the output is made then; later parts run serially, on one
+  worker, or in blocks through the engine.
+- :class:`MapWalker`: a map call's tasks, their results in order.
+- ``together=True``: parts started at the same moment on a pool's threads, each
+  one's CPU time taken (the threads stage of a first call).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from time import perf_counter
+from typing import Any
+
+import numpy as np
+
+from . import _engine, shm
+from ._checks import check_out
+from ._errors import annotate
+from ._inputs import Cut, Inputs, along, frozen, tail_of, told
+from ._progress import advance
+from ._stats import Stats, worker_name
+from .backends import Backend
+from .backends._transport import MapIO
+from .backends._worker import apply_block, check_block, run_tasks
+
+__all__ = ["ApplyWalker", "MapWalker", "check_whole", "whole"]
+
+
+# --- whole calls in the caller ---------------------------------------------------------
+
+
+def check_whole(inputs: Inputs, res: Any) -> None:
+    """Raise the usual TypeError/ValueError unless ``res`` is a valid ``func(x)``."""
+    axis = inputs.axis
+    if not isinstance(res, np.ndarray) or res.ndim <= axis:
+        got = f"a 0-d {type(res).__name__}" if isinstance(res, np.ndarray) else type(res).__name__
+        if isinstance(res, np.ndarray) and res.ndim:
+            got = f"an array of shape {res.shape}"
+        raise TypeError(
+            f"apply: func returned {got}; apply needs a function that returns an array "
+            f"with one row per input row along axis {axis}, like np.exp or lambda b: 2*b + 1"
+        )
+    check_block(res, inputs.n, tail_of(res.shape, axis), res.dtype, "the whole input", axis)
+
+
+def whole(func: Callable[..., Any], inputs: Inputs, out: np.ndarray | None) -> np.ndarray:
+    """``func(*inputs)`` in one call in the caller's thread, checked; copied into ``out``."""
+    try:
+        res = inputs.whole(func)
+    except Exception as e:
+        raise annotate(e, told(e, f"the whole input (rows 0:{inputs.n}, run serially)")) from None
+    check_whole(inputs, res)
+    advance(inputs.n)
+    if out is None:
+        # a new array, as from every backend (func may return its read-only input)
+        return res if res.flags.writeable else res.copy()
+    check_out(inputs, out, res.shape, res.dtype)
+    np.copyto(out, res, casting="no")
+    return out
+
+
+# --- walking a call's items ---------------------------------------------------------
+
+
+def _where(a: int, b: int) -> str:
+    return f"block of rows {a}:{b}"
+
+
+class ApplyWalker:
+    """An apply call's rows, run in order (see planner.measure.Walker)."""
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        inputs: Inputs,
+        out: np.ndarray | None,
+        new_out: Callable[[tuple[int, ...], np.dtype], np.ndarray],
+        stats: Stats,
+    ) -> None:
+        self.func = func
+        self.inputs = inputs
+        self.x = inputs.x
+        self.axis = inputs.axis
+        self.n = inputs.n
+        self.out = out
+        self.given = out
+        self.new_out = new_out
+        self.stats = stats
+        self.done = 0
+        self.layout: tuple[tuple[int, ...], np.dtype] | None = None
+        #: CPU seconds of each block run ``together`` (the threads stage)
+        self.cpu: list[float] = []
+
+    def warm(self, a: int, b: int) -> None:
+        """Fault in the output's rows a:b before they are timed, when this call made
+        the output: fresh pages (in /dev/shm above all) cost more to write than
+        func, and page faults serialise threads in the kernel, so a stage on them
+        would read a GIL-free func as GIL-bound. Later calls write recycled,
+        warm memory; the profile prices fresh pages on its own."""
+        if self.out is not None and self.out is not self.given:
+            along(self.out, a, b, self.axis)[...] = 0
+
+    def _take_first(self, a: int, b: int, res: Any) -> None:
+        """The first block's result: it gives the output's layout; the output is made."""
+        axis = self.axis
+        if not isinstance(res, np.ndarray) or res.ndim <= axis:
+            check_whole(self.inputs.window(a, b), res)  # raises the usual TypeError
+        tail = tail_of(res.shape, axis)
+        check_block(res, b - a, tail, res.dtype, _where(a, b), axis)
+        self.layout = tail, res.dtype
+        shape = self.inputs.out_shape(tail)
+        if self.out is None:
+            self.out = self.new_out(shape, res.dtype)
+        else:
+            check_out(self.inputs, self.out, shape, res.dtype)
+        along(self.out, a, b, axis)[...] = res
+
+    def _first(self, a: int, b: int) -> float:
+        """The first block, in the caller: the seconds ``func`` took."""
+        t0 = perf_counter()
+        try:
+            res = self.inputs.call(self.func, a, b)
+        except Exception as e:
+            raise annotate(e, told(e, _where(a, b))) from None
+        took = perf_counter() - t0
+        self._take_first(a, b, res)
+        return took
+
+    def remote(self, backend: Backend, a: int, b: int) -> tuple[float, float]:
+        """Run rows a:b as one block on ``backend``'s workers: (seconds, seconds) as the
+        worker saw them (the first block also gives the output's layout)."""
+        if self.layout is None:
+            backend.check_callable(self.func)
+            res, who, start, end = _engine.run_one(
+                backend,
+                apply_block,
+                self.func,
+                _laid_out(self.inputs.block(a, b)),
+                None,
+                _where(a, b),
+                None,
+                None,
+                stats=self.stats,
+            )
+            self._take_first(a, b, res)
+            self.stats.busy(who, start, end)
+            self.stats.ran_on(backend.name)
+            self.done = b
+            advance(b - a)
+        else:
+            ((start, end),) = self.parallel(backend, a, b, 1)
+        return end - start, end - start
+
+    def serial(self, a: int, b: int) -> tuple[float, float]:
+        cpu0, t0 = time.process_time(), perf_counter()
+        if self.layout is None:
+            took = self._first(a, b)
+        else:
+            assert self.out is not None
+            tail, dtype = self.layout
+            dst = along(self.out, a, b, self.axis)
+            apply_block(self.func, self.inputs.block(a, b), dst, _where(a, b), tail, dtype)
+            took = perf_counter() - t0
+        t1 = perf_counter()
+        self.stats.busy(worker_name(), t0, t1)
+        self.stats.ran_on("serial")
+        self.done = b
+        advance(b - a)
+        return took, time.process_time() - cpu0
+
+    def release(self, given: np.ndarray | None) -> None:
+        """After a failure: give back an output this call made (not the user's)."""
+        if self.out is not None and self.out is not given:
+            if isinstance(self.out, shm.SharedArray):
+                self.out.close()
+            self.out = None
+
+    def parallel(
+        self,
+        backend: Backend,
+        a: int,
+        b: int,
+        pieces: int,
+        together: bool = False,
+    ) -> list[tuple[float, float]]:
+        assert self.out is not None and self.layout is not None
+        sub = Stats("apply", backend.name, intervals=[])
+        if together:
+            tail, dtype = self.layout
+            edges = _engine.bounds(b - a, pieces)
+            jobs = [
+                (
+                    apply_block,
+                    self.func,
+                    self.inputs.block(a + i, a + j),
+                    along(self.out, a + i, a + j, self.axis),
+                    _where(a + i, a + j),
+                    tail,
+                    dtype,
+                )
+                for i, j in itertools.pairwise(edges)
+            ]
+            _together(backend, jobs, sub, self.cpu)
+            advance(b - a)
+        else:
+            _engine.apply(
+                backend,
+                self.func,
+                self.inputs.window(a, b),
+                along(self.out, a, b, self.axis),
+                pieces,
+                self.layout,
+                sub,
+                row0=a,
+            )
+        self.stats.absorb(sub)
+        self.done = b
+        return sub.intervals or []
+
+
+class MapWalker:
+    """A map call's tasks, run in order (see planner.measure.Walker)."""
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        columns: Sequence[Sequence[Any]],
+        stats: Stats,
+        timeout: float | None = None,
+    ) -> None:
+        self.func = func
+        self.columns = columns
+        self.n = len(columns[0])
+        self.results: list[Any] = [None] * self.n
+        self.stats = stats
+        self.timeout = timeout
+        self.done = 0
+        self.cpu: list[float] = []
+        #: each backend's transport state for this call's parts (head, rest)
+        self.io: dict[str, MapIO] = {}
+
+    def warm(self, a: int, b: int) -> None:
+        """Nothing to fault in: a task's results are its own (see ApplyWalker.warm)."""
+
+    def serial(self, a: int, b: int) -> tuple[float, float]:
+        func, columns, results = self.func, self.columns, self.results
+        cpu0, t0 = time.process_time(), perf_counter()
+        for i in range(a, b):
+            _engine.check_deadline()  # (timeout=: a task run here cannot be stopped)
+            try:
+                results[i] = func(*[frozen(c[i]) for c in columns])
+            except Exception as e:
+                raise annotate(e, told(e, f"task {i} of {self.n}")) from None
+        t1 = perf_counter()
+        self.stats.busy(worker_name(), t0, t1)
+        self.stats.tasks += b - a - 1
+        self.stats.ran_on("serial")
+        self.done = b
+        advance(b - a)
+        return t1 - t0, time.process_time() - cpu0
+
+    def parallel(
+        self, backend: Backend, a: int, b: int, pieces: int, together: bool = False
+    ) -> list[tuple[float, float]]:
+        sub = Stats("map", backend.name, intervals=[])
+        size = max(1, math.ceil((b - a) / max(1, pieces)))
+        if together:
+            batches = [
+                [(i, tuple(c[i] for c in self.columns)) for i in range(j, min(j + size, b))]
+                for j in range(a, b, size)
+            ]
+            jobs = [(run_tasks, self.func, batch, None, self.n) for batch in batches]
+            res = [r for out in _together(backend, jobs, sub, self.cpu) for r in out]
+            advance(b - a)
+        else:
+            cols = [c[a:b] for c in self.columns]
+            if backend.name not in self.io:  # one per call: what was sent stays sent
+                self.io[backend.name] = backend.transport.map_io()
+            res = _engine.map_tasks(
+                backend,
+                self.func,
+                cols,
+                size,
+                sub,
+                self.timeout,
+                start=a,
+                total=self.n,
+                io=self.io[backend.name],
+            )
+        self.results[a:b] = res
+        self.stats.absorb(sub)
+        self.done = b
+        return sub.intervals or []
+
+    def remote(self, backend: Backend, a: int, b: int) -> tuple[float, float]:
+        """Run tasks a:b as one batch on ``backend``'s workers: (seconds, seconds) as
+        the worker saw them."""
+        ((start, end),) = self.parallel(backend, a, b, 1)
+        return end - start, end - start
+
+    def bytes_per_item(self, sample: int = 256) -> float:
+        """Array bytes per task a worker process would need copied: distinct
+        unshared arguments, and results (from a sample of the first tasks)."""
+        k = max(1, min(self.n, sample, max(self.done, 1)))
+        seen: set[int] = set()
+        total = 0
+        for c in self.columns:
+            for a in c[:k]:
+                if isinstance(a, np.ndarray) and id(a) not in seen and shm.shared_ref(a) is None:
+                    seen.add(id(a))
+                    total += a.nbytes
+        done = self.results[: min(k, self.done)]
+        total += sum(r.nbytes for r in done if isinstance(r, np.ndarray))
+        return total / k
+
+
+def _start_together(
+    barrier: threading.Barrier, fn: Callable[..., Any], *args: Any
+) -> tuple[Any, float]:
+    """Wait until every block of the round is on a thread, then run ``fn``: its result,
+    and the CPU seconds this thread spent on it (a thread waiting for the GIL sleeps)."""
+    # a thread that did not come in time: run anyway, the round reads slow
+    with contextlib.suppress(threading.BrokenBarrierError):
+        barrier.wait(timeout=TOGETHER_WAIT_S)
+    cpu0 = time.thread_time()
+    res = fn(*args)
+    return res, time.thread_time() - cpu0
+
+
+#: how long a block waits at the barrier for the others before running anyway
+TOGETHER_WAIT_S = 1.0
+
+
+def _together(
+    backend: Backend, jobs: list[tuple[Any, ...]], stats: Stats, cpu: list[float]
+) -> list[Any]:
+    """Run ``jobs`` (apply_block or run_tasks calls) on ``backend``'s threads, all
+    starting at once; their results, in order, and each one's CPU seconds into
+    ``cpu``. One job per worker at most."""
+    barrier = threading.Barrier(len(jobs))
+    with backend.scope():
+        futures = [backend.submit(_start_together, barrier, *job) for job in jobs]
+        done = [f.result() for f in futures]
+    out = []
+    for (res, who, start, end), used in done:
+        stats.busy(who, start, end)
+        cpu.append(used)
+        out.append(res)
+    return out
+
+
+def _laid_out(block: Any) -> Any:
+    """A first block as it travels pickled to a worker: its arrays dense, each in its
+    own memory order (pickle sends a view that is neither C- nor F-contiguous as a C
+    copy, and an F-ordered block summed in C order gives other bits)."""
+    if isinstance(block, np.ndarray):
+        return block if block.flags.c_contiguous else block.copy(order="K")
+    if isinstance(block, Cut):
+        return block._replace(
+            args=tuple(
+                a.copy(order="K")
+                if isinstance(a, np.ndarray) and a.ndim and not a.flags.c_contiguous
+                else a
+                for a in block.args
+            )
+        )
+    return block
