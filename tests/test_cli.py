@@ -6,10 +6,10 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from numpool import shm
 from numpool.cli import main
 from numpool.lab.demo import summary
 
@@ -138,7 +138,11 @@ def test_doctor_advises_on_a_global_omp_num_threads() -> None:
         assert "OMP_NUM_THREADS=1 is set globally" in proc.stdout
 
 
-def test_doctor_finds_and_cleans_segments_of_dead_processes() -> None:
+def test_doctor_finds_and_cleans_segments_of_dead_processes(tmp_path: Path) -> None:
+    """In a segment directory of the test's own: any numpool process of the machine
+    (another test run's) may sweep a dead process's segments out of /dev/shm between
+    the two doctor runs."""
+    env = {"NUMPOOL_SHM_DIR": str(tmp_path)}
     killed = subprocess.run(
         [
             sys.executable,
@@ -150,15 +154,17 @@ def test_doctor_finds_and_cleans_segments_of_dead_processes() -> None:
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, **env},
     )
     name = killed.stdout.strip()
     assert name.startswith("numpool-")
-    facts = json.loads(_numpool("doctor", "--json").stdout)
+    assert os.path.exists(tmp_path / name)
+    facts = json.loads(_numpool("doctor", "--json", env=env).stdout)
     assert name in {os.path.basename(o["path"]) for o in facts["segments"]["orphans"]}
     assert any("doctor --clean" in t for t in facts["recommendations"])
-    proc = _numpool("doctor", "--clean")
+    proc = _numpool("doctor", "--clean", env=env)
     assert proc.returncode == 0 and "removed" in proc.stdout, proc.stdout
-    assert not os.path.exists(os.path.join(shm.shm_dir(), name))
+    assert not os.path.exists(tmp_path / name)
 
 
 def test_doctor_help() -> None:
