@@ -1,0 +1,101 @@
+"""numpool._walkers: a whole call in the caller (``whole``), with and without ``out=``.
+
+A unary ufunc writes straight into a fitting ``out`` (no temporary, no copy); it
+must give, bit for bit, what ``func(x)`` copied into ``out`` gives, and the same
+errors, for every dtype, in place too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from numpool._inputs import Inputs
+from numpool._walkers import whole
+
+UFUNCS = [np.exp, np.sqrt, np.negative, np.isnan, np.floor, np.sin, np.abs, np.invert]
+DTYPES = ["float64", "float32", "int64", "int8", "uint16", "bool", "complex128"]
+
+
+def _outcome(func: Any, x: np.ndarray, out: np.ndarray) -> tuple[str, Any]:
+    """What whole() gives: ("ok", out's bytes) or ("error", its type and message)."""
+    try:
+        with np.errstate(all="ignore"):
+            got = whole(func, Inputs.one(x), out)
+    except Exception as e:  # (the comparison is of errors too)
+        return "error", (type(e).__name__, str(e).replace(repr(func), "f"))
+    assert got is out
+    return "ok", out.tobytes()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    func=st.sampled_from(UFUNCS),
+    dtype=st.sampled_from(DTYPES),
+    out_dtype=st.sampled_from([None, *DTYPES]),  # None: the dtype func(x) has
+    rows=st.integers(1, 40),
+    in_place=st.booleans(),
+    read_only=st.booleans(),
+)
+def test_a_ufunc_writing_into_out_gives_what_a_copy_into_out_gives(
+    func: np.ufunc,
+    dtype: str,
+    out_dtype: str | None,
+    rows: int,
+    in_place: bool,
+    read_only: bool,
+) -> None:
+    x = (np.arange(rows) % 7 - 2).astype(dtype)
+    try:
+        with np.errstate(all="ignore"):
+            native = func(x).dtype
+    except TypeError:
+        native = np.dtype("float64")  # (no loop: both ways must raise the same)
+    want_dtype = np.dtype(out_dtype or native)
+
+    def fresh_out() -> tuple[np.ndarray, np.ndarray]:
+        xx = x.copy()
+        o = xx if in_place and want_dtype == xx.dtype else np.zeros(rows, want_dtype)
+        o.flags.writeable = not read_only
+        return xx, o
+
+    def usual(b: np.ndarray) -> Any:  # (not a ufunc: the copy into out)
+        return func(b)
+
+    x1, o1 = fresh_out()
+    x2, o2 = fresh_out()
+    assert _outcome(func, x1, o1) == _outcome(usual, x2, o2)
+    assert np.array_equal(x1, x2) or (o1 is x1 and o2 is x2)
+
+
+@pytest.mark.parametrize("shift", [1, -1])
+def test_an_out_overlapping_x_without_being_x_is_refused_as_before(shift: int) -> None:
+    buf = np.linspace(0, 1, 101)
+    x, out = (buf[1:], buf[:-1]) if shift == 1 else (buf[:-1], buf[1:])
+    with pytest.raises(ValueError, match="overlaps an input array"):
+        whole(np.exp, Inputs.one(x), out)
+
+
+def test_which_calls_write_straight_into_out() -> None:
+    """The straight way is taken for a fitting out (in place too), and only then."""
+    from numpool._inputs import make
+    from numpool._walkers import _writes_into
+
+    x = np.linspace(0, 1, 50)
+    ro = np.empty(50)
+    ro.flags.writeable = False
+    one = Inputs.one(x)
+    assert _writes_into(np.exp, one, np.empty(50))
+    assert _writes_into(np.exp, one, x)  # in place
+    assert _writes_into(np.isnan, one, np.empty(50, bool))
+    assert not _writes_into(np.exp, one, np.empty(50, np.float32))  # (casting: refused)
+    assert not _writes_into(np.exp, one, ro)
+    assert not _writes_into(np.exp, one, np.empty(49))
+    assert not _writes_into(np.exp, one, [0.0] * 50)  # type: ignore[arg-type]
+    assert not _writes_into(lambda b: np.exp(b), one, np.empty(50))  # (not a ufunc)
+    assert not _writes_into(np.add, make(x, (x,), 0, 0, "apply"), np.empty(50))
+    assert not _writes_into(np.exp, Inputs.one(x.astype(object)), np.empty(50, object))
