@@ -106,23 +106,32 @@ def test_shutdown_after_a_refused_call_and_a_killed_worker_does_not_hang() -> No
     assert _lines(r) == ["done"], r.stderr
 
 
+#: two pools left open, one idle worker of each killed, then the interpreter's exit;
+#: ``{hook}`` runs before the kills
+_EXIT_AFTER_KILL = """
+    import os, signal, threading, numpy as np, numpool
+    def no_threads(self):
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+    def exiting():
+        threading.Thread.start = no_threads
+    if __name__ == "__main__":
+        x = np.linspace(0, 1, 1000)
+        pools = [numpool.Pool("processes", workers=2) for _ in range(2)]
+        for pool in pools:
+            assert np.array_equal(pool.apply(np.exp, x, chunks=2), np.exp(x))
+        pids = [sorted(p._backends.get("processes")._executor._processes) for p in pools]
+        {hook}
+        os.kill(pids[0][0], signal.SIGKILL)
+        os.kill(pids[1][1], signal.SIGKILL)
+        print("exiting", flush=True)
+"""
+
+
 def test_exit_without_shutdown_after_an_idle_worker_was_killed_does_not_hang() -> None:
     """The interpreter's exit shuts the pools down too (concurrent.futures joins their
     manager threads), with the same stuck survivor to deal with; six runs."""
-    code = """
-        import os, signal, numpy as np, numpool
-        if __name__ == "__main__":
-            x = np.linspace(0, 1, 1000)
-            pools = [numpool.Pool("processes", workers=2) for _ in range(2)]
-            for pool in pools:
-                assert np.array_equal(pool.apply(np.exp, x, chunks=2), np.exp(x))
-            pids = [sorted(p._backends.get("processes")._executor._processes) for p in pools]
-            os.kill(pids[0][0], signal.SIGKILL)
-            os.kill(pids[1][1], signal.SIGKILL)
-            print("exiting", flush=True)
-    """
     for _ in range(6):
-        r = _run(code)
+        r = _run(_EXIT_AFTER_KILL.format(hook="pass"))
         assert _lines(r) == ["exiting"], r.stderr
 
 
@@ -132,25 +141,8 @@ def test_exit_where_no_thread_starts_after_an_idle_worker_was_killed_does_not_ha
     hung 8 runs in 8 there): the watch runs in the exiting thread. Simulated on every
     version by an exit hook that runs before numpool's (the last registered runs
     first) and makes starting a thread fail as 3.12.1 does."""
-    code = """
-        import os, signal, threading, numpy as np, numpool
-        def no_threads(self):
-            raise RuntimeError("can't create new thread at interpreter shutdown")
-        def exiting():
-            threading.Thread.start = no_threads
-        if __name__ == "__main__":
-            x = np.linspace(0, 1, 1000)
-            pools = [numpool.Pool("processes", workers=2) for _ in range(2)]
-            for pool in pools:
-                assert np.array_equal(pool.apply(np.exp, x, chunks=2), np.exp(x))
-            pids = [sorted(p._backends.get("processes")._executor._processes) for p in pools]
-            threading._register_atexit(exiting)
-            os.kill(pids[0][0], signal.SIGKILL)
-            os.kill(pids[1][1], signal.SIGKILL)
-            print("exiting", flush=True)
-    """
     for _ in range(3):
-        r = _run(code)
+        r = _run(_EXIT_AFTER_KILL.format(hook="threading._register_atexit(exiting)"))
         assert _lines(r) == ["exiting"], r.stderr
 
 

@@ -555,8 +555,7 @@ class Runner:
         key = _apply_key(func, inputs, out, None, self.key)
         if evidence.cache.get(key) is not None:
             return None  # (seen before: a route due for a recheck, or not settled)
-        if out is not None:
-            self._check_retry_safe(inputs, out)
+        self._check_retry_safe(inputs, out)
         result, timed = _timed_whole(func, inputs, out)
         profile = store.get()
         warm = timed.warm(result.nbytes, profile.fault_bytes_per_s)
