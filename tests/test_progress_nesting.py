@@ -190,10 +190,10 @@ def free_handoffs(fresh_evidence: None) -> Iterator[None]:
 
 #: the runner's fast path skips calls made under another call's bar (the lead's half
 #: of issue 22: until it lands, a settled route still reports into the outer bar)
-FAST_PATH_HIDES = "current(" in inspect.getsource(Runner.fast_path)
+FAST_PATH_HIDES = "current(" in inspect.getsource(Runner.routed)
 
 
-@pytest.mark.skipif(not FAST_PATH_HIDES, reason="needs Runner.fast_path to check current()")
+@pytest.mark.skipif(not FAST_PATH_HIDES, reason="needs Runner.routed to check current()")
 @pytest.mark.parametrize("backend", ["serial", "threads"])
 def test_a_func_calling_numpool_on_a_settled_route(
     every_draw: None, free_handoffs: None, backend: str

@@ -274,23 +274,13 @@ def apply(
         or retries != 0
     ):
         pool = _pool(backend, workers, blas_threads, retries)
-    # (a shut-down pool is not _fast_ok)
-    fast = pool._fast_ok and timeout is None and check_overlap is False and rows == "same"
-    if (
-        fast
-        and type(x) is np.ndarray
-        and (out is None or type(out) is np.ndarray)
-        and chunks is None
-    ):
-        stencil = (
-            None
-            if boundary is None and cval is None and block_info is False
-            else (boundary, cval, block_info)
-        )
-        hit = pool._runner.fast_path(func, x, arrays, progress, overlap, axis, stencil, out)
-        if hit is not None:  # its settled route
-            result, _local.stats = hit
-            return result
+    hit = pool._routed(
+        func, x, arrays, out, chunks, progress, timeout, boundary, cval, block_info,
+        check_overlap, rows, overlap, axis,
+    )  # fmt: skip
+    if hit is not None:  # its settled route
+        result, _local.stats = hit
+        return result
     pool = _pool(backend, workers, blas_threads, retries)  # (a fresh one if it was shut down)
     result, _local.stats = pool.apply_with_stats(
         func,

@@ -187,8 +187,9 @@ class Pool(Executor):
         #: rows themselves (the workers run it as they start: see the backends)
         self._init = init
         self._init_ran = threading.local()
-        #: apply may look for a settled route first (one flag, checked in ~20 ns)
-        self._fast_ok = True
+        #: the one gate of every apply: the call run on its settled route, or None
+        #: (``Runner.routed``; ``_unrouted`` once shut down)
+        self._routed: Callable[..., tuple[np.ndarray, Last] | None] = self._runner.routed
         self._last: Last = None
         if name != AUTO:
             self._backends.get(name)  # a missing extra or a bad address fails here
@@ -335,7 +336,7 @@ class Pool(Executor):
 
         A pool dropped without it (garbage) is shut down with ``wait=False``.
         """
-        self._fast_ok = False
+        self._routed = _unrouted
         self._backends.shutdown(wait=wait, cancel_futures=cancel_futures)
 
     # --- arrays -------------------------------------------------------------------
@@ -364,24 +365,13 @@ class Pool(Executor):
         """
         if self._init is not None:
             self._init_caller()
-        if (
-            self._fast_ok
-            and type(x) is np.ndarray
-            and (out is None or type(out) is np.ndarray)
-            and chunks is None
-            and timeout is None
-            and check_overlap is False
-            and rows == "same"
-        ):
-            stencil = (
-                None
-                if boundary is None and cval is None and block_info is False
-                else (boundary, cval, block_info)
-            )
-            hit = self._runner.fast_path(func, x, arrays, progress, overlap, axis, stencil, out)
-            if hit is not None:  # its settled route
-                result, self._last = hit
-                return result
+        hit = self._routed(
+            func, x, arrays, out, chunks, progress, timeout, boundary, cval, block_info,
+            check_overlap, rows, overlap, axis,
+        )  # fmt: skip
+        if hit is not None:  # its settled route
+            result, self._last = hit
+            return result
         result, self._last = self.apply_with_stats(
             func,
             x,
@@ -604,6 +594,11 @@ class Pool(Executor):
             f"<numpool.Pool backend={self.backend!r} workers={self.workers} "
             f"blas_threads={self.blas_threads}{state}>"
         )
+
+
+def _unrouted(*args: Any) -> None:
+    """A shut-down pool's gate: every apply takes the planner's path (which says so)."""
+    return None
 
 
 def _max_workers_alias(workers: int | None, max_workers: int | None) -> int | None:

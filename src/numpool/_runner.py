@@ -5,7 +5,7 @@
     Pool.apply / Pool.map_arrays / numpool.apply / numpool.map
         │
         ▼
-    Runner.fast_path ── a settled route? ── run it (func(x) at once, when serial)
+    Runner.routed ── a settled route? ── run it (func(x) at once, when serial)
         │                 a small first call (auto)? ── func(x) whole, timed; too
         │                 small for any backend: the route settles at once
         ▼
@@ -133,25 +133,44 @@ class Runner:
 
     # --- the fast path ------------------------------------------------------------
 
-    def fast_path(
+    def routed(
         self,
         func: Callable[..., Any],
-        x: np.ndarray,
+        x: Any,
         arrays: tuple[Any, ...],
+        out: Any,
+        chunks: Any,
         progress: Any,
+        timeout: Any,
+        boundary: Any,
+        cval: Any,
+        block_info: Any,
+        check_overlap: Any,
+        rows: Any,
         overlap: Any,
         axis: Any,
-        stencil: tuple[Any, Any, Any] | None = None,
-        out: np.ndarray | None = None,
     ) -> tuple[np.ndarray, Last] | None:
-        """The one gate of every apply (``Pool.apply``, ``numpool.apply``): its settled
-        route when it has one, else None (take the planner's path). ``x`` is a plain
-        ndarray, ``out`` None or one, and ``chunks`` was not given; ``stencil`` is
-        (boundary, cval, block_info) when either of those was given."""
-        if progress or current() is not None:  # (inside another call's bar: track() hides it)
+        """The one gate of every apply (``Pool.apply``, ``numpool.apply``, with their
+        arguments as given): the call run on its settled route, or None (take the
+        planner's path, which checks the arguments). Only plain ndarrays and the
+        options a route can hold pass; anything else goes to the planner."""
+        if (
+            type(x) is not np.ndarray
+            or (out is not None and type(out) is not np.ndarray)
+            or chunks is not None
+            or timeout is not None
+            or check_overlap is not False
+            or rows != "same"
+            or progress
+            or current() is not None  # (inside another call's bar: track() hides it)
+        ):
             return None
-        if not (arrays or overlap or axis or stencil):
-            return self.fast(func, x, out)
+        if boundary is None and cval is None and block_info is False:
+            if not (arrays or overlap or axis):
+                return self.fast(func, x, out)
+            stencil = None
+        else:
+            stencil = (boundary, cval, block_info)
         if type(overlap) is not int or type(axis) is not int:
             return None  # (True == 1: an argument the checks must see)
         return self.fast_many(func, x, arrays, axis, overlap, stencil, out)
