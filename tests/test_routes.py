@@ -623,3 +623,51 @@ def test_several_arrays_and_a_halo_with_out_have_routes_too(
         kept = len(pool._runner.routes.entries)
         pool.apply(funcs.fma, a, b, c)  # (without out=: a kind of its own, settled now)
         assert len(pool._runner.routes.entries) == kept + 1
+
+
+@pytest.mark.parametrize(
+    ("backend", "machine"), [("auto", "handoffs_cost"), ("threads", "handoffs_free")]
+)
+@pytest.mark.parametrize(
+    "shapes",
+    [
+        [(4000,), (4000,), (4000,)],
+        [(4000, 3), (3,), ()],  # passed whole: fewer dimensions, 0-d
+        [(4000, 3), (4000, 1), (1, 3)],  # length 1 along the split axis: whole
+        [(5, 4000), (4000,), "scalar"],  # split along axis 1 (below)
+    ],
+)
+def test_a_routed_call_builds_the_inputs_the_checks_built(
+    backend: str,
+    machine: str,
+    shapes: list[object],
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A call on a route of several arguments builds its inputs from the route's
+    layout, without checking them again: the layout must be the one the checks gave
+    (which array is split along which axis, and which is passed whole), and the result
+    the same bits, with out= and on blocks too (threads)."""
+    from numpool import _inputs
+
+    request.getfixturevalue(machine)
+    rng = np.random.default_rng(3)
+    args = [2.5 if s == "scalar" else rng.random(s) for s in shapes]  # type: ignore[arg-type]
+    axis = 1 if shapes[0] == (5, 4000) else 0
+    expected = funcs.fma(args[0], args[1], args[2] if len(args) > 2 else 0.0)
+    out = np.empty_like(expected)
+    with numpool.Pool(backend, workers=2) as pool:
+        for _ in range(3):
+            pool.apply(funcs.fma, *args, axis=axis, out=out)
+            pool.apply(funcs.fma, *args, axis=axis)
+        checked = _inputs.make(args[0], tuple(args[1:]), axis, 0, "apply")
+        layouts = {r.layout for r in pool._runner.routes.entries.values() if r.layout is not None}
+        assert layouts == {(checked.axes, checked.axis, checked.n, checked.overlap)}
+        monkeypatch.setattr(Runner, "_later_apply", _no_planner)
+        monkeypatch.setattr(_inputs, "_make", _no_planner)
+        for _ in range(3):
+            out[...] = 0
+            assert pool.apply(funcs.fma, *args, axis=axis, out=out) is out
+            assert out.tobytes() == expected.tobytes()
+            assert (pool.last_stats.tasks > 1) == (backend == "threads")
+            assert pool.apply(funcs.fma, *args, axis=axis).tobytes() == expected.tobytes()

@@ -73,6 +73,7 @@ class Route:
         "check",
         "ev",
         "every",
+        "layout",
         "left",
         "plan",
         "row_s",
@@ -110,6 +111,10 @@ class Route:
         #: calls between two that go back to the planner, and those left until the next
         self.every = RECHECK
         self.left = RECHECK
+        #: a call's ``Inputs`` layout (axes, axis, rows, halo) for calls of several
+        #: arguments without options: the key fixes it, so a call on the route builds
+        #: its inputs from it without checking them again (None: build and check)
+        self.layout: tuple[Any, ...] | None = None
 
     def same(self, other: Route) -> bool:
         """Whether ``other`` runs calls as this route does (backend, blocks, whole)."""

@@ -277,16 +277,17 @@ class Runner:
             return self._first_small(
                 func, x, lambda: make_inputs(x, arrays, axis, overlap, "apply"), out
             )
-        if out is not None:
-            return self._fast_out(
-                route, func, self._inputs(x, arrays, axis, overlap, stencil), out
-            )
-        if not route.serial:
+        if out is not None or not route.serial:
+            layout = route.layout
+            if layout is None:
+                given = self._inputs(x, arrays, axis, overlap, stencil)
+            else:  # (fixed by the key: checked when the route was settled)
+                given = Inputs((x, *arrays), *layout)
+            if out is not None:
+                return self._fast_out(route, func, given, out)
             if in_worker():
                 return None
-            return self._run_route(
-                route, func, self._inputs(x, arrays, axis, overlap, stencil), None
-            )
+            return self._run_route(route, func, given, None)
         t0 = perf_counter()
         n = x.shape[axis]
         inputs = None
@@ -338,6 +339,8 @@ class Runner:
             return  # (a part of a bigger call)
         else:
             key = call_key(func, inputs.args, inputs.axis, inputs.overlap, inputs.options)
+            if route is not None and not inputs.options:
+                route.layout = (inputs.axes, inputs.axis, inputs.n, inputs.overlap)
         if key is None:
             return
         if out is not None:
