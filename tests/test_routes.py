@@ -671,3 +671,113 @@ def test_a_routed_call_builds_the_inputs_the_checks_built(
             assert out.tobytes() == expected.tobytes()
             assert (pool.last_stats.tasks > 1) == (backend == "threads")
             assert pool.apply(funcs.fma, *args, axis=axis).tobytes() == expected.tobytes()
+
+
+# --- chunks= on the fast path ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("backend", "machine"),
+    [
+        ("auto", "handoffs_cost"),
+        ("serial", "handoffs_cost"),
+        ("threads", "handoffs_free"),
+        ("threads", "handoffs_cost"),
+    ],
+)
+@pytest.mark.parametrize("form", ["x", "x, out", "a, b, axis", "halo"])
+def test_calls_with_chunks_settle_a_route_of_their_own(
+    backend: str,
+    machine: str,
+    form: str,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """apply(f, x, chunks=k) settles a route, apart from the same call without chunks=
+    and with another count: it went through the planner on every call (150-180 us of
+    numpool's own). A routed call splits the rows into the very blocks a call through
+    the planner does (the first rows, then k blocks), whatever the backend decided,
+    and gives func(x) bit for bit."""
+    request.getfixturevalue(machine)
+    rng = np.random.default_rng(4)
+    x, y = rng.random((64, 3)), rng.random(3)
+    seen: list[tuple[int, float]] = []
+    lock = threading.Lock()
+
+    def f(b: np.ndarray, *rest: np.ndarray) -> np.ndarray:
+        with lock:
+            seen.append((b.shape[0], round(float(b[0, 0]), 12)))
+        return b * 2 + (rest[0] if rest else 0)
+
+    args: tuple[object, ...] = (x,)
+    kw: dict[str, object] = {"chunks": 4}
+    expected = x * 2
+    if form == "x, out":
+        kw["out"] = np.empty_like(x)
+    elif form == "a, b, axis":
+        args, kw["axis"] = (x, y), -2
+        expected = x * 2 + y
+    elif form == "halo":
+        kw["overlap"] = 1
+    with numpool.Pool(backend, workers=2) as pool:
+        blocks = []
+        for _ in range(3):
+            seen.clear()
+            assert pool.apply(f, *args, **kw).tobytes() == expected.tobytes()
+            blocks.append(sorted(seen))
+        monkeypatch.setattr(Runner, "_later_apply", _no_planner)
+        monkeypatch.setattr(Runner, "_first_apply", _no_planner)
+        for _ in range(3):
+            seen.clear()
+            if "out" in kw:
+                kw["out"][...] = 0  # type: ignore[index]
+            result = pool.apply(f, *args, **kw)
+            assert result.tobytes() == expected.tobytes()
+            assert sorted(seen) == blocks[-1]  # the planner's blocks
+            assert len(seen) == pool.last_stats.tasks > 1
+        (key,) = pool._runner.routes.entries
+        assert key[:2] == ("chunks", 4)  # (apart from calls without chunks=)
+        with pytest.raises(AssertionError, match="the planner was asked"):
+            pool.apply(f, *args, **{**kw, "chunks": 3})  # another count: its own
+
+
+def test_a_chunks_route_keeps_its_count_when_block_times_move(
+    handoffs_free: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A route's block count given with chunks= is the caller's: the blocks' times,
+    which make a route sized by the model ask the planner again, leave it be."""
+    x = np.random.default_rng(5).random((4000, 4))
+    with numpool.Pool("threads", workers=2) as pool:
+        for _ in range(3):
+            pool.apply(funcs.affine, x, chunks=3)
+        (route,) = pool._runner.routes.entries.values()
+        assert route.given and route.blocks == 3
+        monkeypatch.setattr(Runner, "_later_apply", _no_planner)
+        for i in range(5):
+            route.row_s = -1.0  # (the blocks' seconds per row moved)
+            assert np.array_equal(pool.apply(funcs.affine, x, chunks=3), funcs.affine(x))
+            assert route.left > 1, i
+
+
+@pytest.mark.parametrize("bad", [True, 2.0, 0, -1, np.int64(2)])
+def test_a_chunks_that_is_not_a_plain_int_goes_to_the_checks(bad: object) -> None:
+    """chunks=True (== 1), 2.0 or np.int64(2) never find the route of chunks=1 or 2:
+    the checks see them, and refuse those they refuse, as on every call."""
+    x = np.arange(64.0)
+    with numpool.Pool("threads", workers=2) as pool:
+        for _ in range(3):
+            pool.apply(np.exp, x, chunks=1)
+            pool.apply(np.exp, x, chunks=2)
+        try:
+            expected: object = pool.apply_with_stats(np.exp, x, chunks=bad)[0]
+        except (TypeError, ValueError) as e:
+            expected = (type(e), str(e))
+        try:
+            got: object = pool.apply(np.exp, x, chunks=bad)
+        except (TypeError, ValueError) as e:
+            got = (type(e), str(e))
+        if isinstance(expected, np.ndarray):
+            assert isinstance(got, np.ndarray) and got.tobytes() == expected.tobytes()
+        else:
+            assert got == expected
+            assert isinstance(bad, (bool, float)) or bad <= 0  # type: ignore[operator]

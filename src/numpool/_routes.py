@@ -44,6 +44,7 @@ __all__ = [
     "Route",
     "Routes",
     "call_key",
+    "chunks_key",
     "one_in_one_out",
     "out_key",
     "plain_key",
@@ -73,6 +74,7 @@ class Route:
         "check",
         "ev",
         "every",
+        "given",
         "layout",
         "left",
         "plan",
@@ -90,6 +92,7 @@ class Route:
         check: bool,
         plan: Plan | Later | None,
         ev: Evidence | None,
+        given: bool = False,
     ) -> None:
         #: the backend's name, and the blocks a call is split into (1: whole)
         self.backend = backend
@@ -100,6 +103,8 @@ class Route:
         self.certain = certain
         #: the result must be checked (func is not a one-in-one-out ufunc)
         self.check = check
+        #: its block count is the caller's (``chunks=``), not the model's: kept as is
+        self.given = given
         #: the plan that settled it (auto), for ``last_stats``; a callable: worded when
         #: asked for (see ``numpool._stats.Later``)
         self.plan = plan
@@ -199,6 +204,13 @@ def out_key(key: Hashable) -> Hashable:
     same call without (:func:`plain_key`, :func:`call_key`): apart, as its cost
     differs (no output to make)."""
     return ("out", key)
+
+
+def chunks_key(key: Hashable, chunks: int) -> Hashable:
+    """What the route of a call with ``chunks=`` is kept under, ``key`` being that of
+    the same call without: apart, with the count (the blocks it runs are the caller's,
+    not the model's)."""
+    return ("chunks", chunks, key)
 
 
 def call_key(

@@ -51,7 +51,7 @@ from ._errors import BackendUnavailableError, annotate
 from ._inputs import Inputs, frozen, told
 from ._inputs import make as make_inputs
 from ._progress import advance, current
-from ._routes import Route, Routes, call_key, one_in_one_out, out_key, plain_key
+from ._routes import Route, Routes, call_key, chunks_key, one_in_one_out, out_key, plain_key
 from ._stats import Last, Stats, resolved, worker_name
 from ._walkers import ApplyWalker, MapWalker, check_whole, whole
 from .backends import BACKENDS, Backend, BackendSet, auto_choices
@@ -94,6 +94,14 @@ def _apply_key(func: Any, inputs: Inputs, out: Any, chunks: Any, options: Hashab
         options,
     )
     return key if inputs.plain else (*key, inputs.key())
+
+
+def _key(key: Hashable, out: np.ndarray | None, chunks: int | None) -> Hashable:
+    """A route's key (``routes.plain_key``, ``routes.call_key``) for a call with or
+    without ``out=`` and ``chunks=``: the routes of each kept apart."""
+    if out is not None:
+        key = out_key(key)
+    return key if chunks is None else chunks_key(key, chunks)
 
 
 def _arg_class(a: Any) -> Hashable:
@@ -157,7 +165,7 @@ class Runner:
         if (
             type(x) is not np.ndarray
             or (out is not None and type(out) is not np.ndarray)
-            or chunks is not None
+            or (chunks is not None and type(chunks) is not int)
             or timeout is not None
             or check_overlap is not False
             or rows != "same"
@@ -167,23 +175,31 @@ class Runner:
             return None
         if boundary is None and cval is None and block_info is False:
             if not (arrays or overlap or axis):
-                return self.fast(func, x, out)
+                return self.fast(func, x, out, chunks)
             stencil = None
         else:
             stencil = (boundary, cval, block_info)
         if type(overlap) is not int or type(axis) is not int:
             return None  # (True == 1: an argument the checks must see)
-        return self.fast_many(func, x, arrays, axis, overlap, stencil, out)
+        return self.fast_many(func, x, arrays, axis, overlap, stencil, out, chunks)
 
     def fast(
-        self, func: Callable[..., Any], x: np.ndarray, out: np.ndarray | None = None
+        self,
+        func: Callable[..., Any],
+        x: np.ndarray,
+        out: np.ndarray | None = None,
+        chunks: int | None = None,
     ) -> tuple[np.ndarray, Last] | None:
-        """Run ``apply(func, x)`` (or ``apply(func, x, out=out)``) on its settled route
+        """Run ``apply(func, x)`` (or with ``out=``, ``chunks=``) on its settled route
         (see ``numpool._routes``); None when it has none (the caller takes the
         planner's path). ``x`` is a plain ndarray split along axis 0, with no other
-        option given; ``out`` a plain ndarray or None."""
+        option given; ``out`` a plain ndarray or None, ``chunks`` an int or None."""
         route: Route | None
-        if self.name == "serial":
+        if chunks is not None:  # (its own first call goes through the planner)
+            route = self.routes.find_key(_key(plain_key(func, x), out, chunks))
+            if route is None:
+                return None
+        elif self.name == "serial":
             route = _SERIAL_ROUTE if callable(func) else None  # (else: the usual error)
         elif out is None:
             route = self.routes.find(func, x)
@@ -248,9 +264,10 @@ class Runner:
         overlap: int,
         stencil: tuple[Any, Any, Any] | None = None,
         out: np.ndarray | None = None,
+        chunks: int | None = None,
     ) -> tuple[np.ndarray, Last] | None:
         """:meth:`fast` for ``apply(func, x, *arrays, axis=, overlap=, boundary=, cval=,
-        block_info=, out=)`` (ints given as such): its settled route, or None."""
+        block_info=, out=, chunks=)`` (ints given as such): its settled route, or None."""
         if not -x.ndim <= axis < x.ndim or overlap < 0:
             return None  # (the planner's path says what is wrong)
         axis %= x.ndim
@@ -268,11 +285,9 @@ class Runner:
             if options == ("stencil", None, None, False):
                 options = ()
         key = call_key(func, (x, *arrays), axis, overlap, options)
-        if key is not None and out is not None:
-            key = out_key(key)
-        route = self.routes.find_key(key) if key is not None else None
+        route = self.routes.find_key(_key(key, out, chunks)) if key is not None else None
         if route is None:
-            if not self.auto or options or key is None or x.ndim == 0:
+            if not self.auto or options or key is None or x.ndim == 0 or chunks is not None:
                 return None  # (options: the planner's path checks func against them)
             return self._first_small(
                 func, x, lambda: make_inputs(x, arrays, axis, overlap, "apply"), out
@@ -328,9 +343,11 @@ class Runner:
         inputs: Inputs,
         route: Route | None,
         out: np.ndarray | None = None,
+        chunks: int | None = None,
     ) -> None:
         """Keep ``route`` for calls like this one (None: forget this kind's route);
-        ``out``: the call's own (routes of calls with one are kept apart)."""
+        ``out``, ``chunks``: the call's own (routes of calls with either are kept
+        apart)."""
         x = inputs.x
         key: Hashable | None
         if inputs.plain and type(x) is np.ndarray:
@@ -343,8 +360,7 @@ class Runner:
                 route.layout = (inputs.axes, inputs.axis, inputs.n, inputs.overlap)
         if key is None:
             return
-        if out is not None:
-            key = out_key(key)
+        key = _key(key, out, chunks)
         if route is None:
             self.routes.forget(key)
         else:
@@ -364,7 +380,8 @@ class Runner:
             cold = _buffers.made() != made
             n = inputs.n
             self._observe(route.ev, route.backend, None, wall / n, True, cold, stats, n)
-            if route.ev.block_row_s != route.row_s:  # (only in-process blocks move it)
+            if route.ev.block_row_s != route.row_s and not route.given:
+                # (only in-process blocks move it; a count given with chunks= stays)
                 route.row_s = route.ev.block_row_s
                 backend = self.backends.get(route.backend)
                 if self._apply_blocks(backend, n, route.ev, inputs.row_bytes) != route.blocks:
@@ -836,9 +853,9 @@ class Runner:
         # runs once more through the planner, which then has its whole call to judge
         decision, seen = self._later_call(ev, func, inputs.n, inputs, out, stats, run)
         route, result = ran
-        if chunks is None and (out is None or type(out) is np.ndarray):
+        if out is None or type(out) is np.ndarray:
             settled = decision is None or (_settled(decision) and (seen or decision.certain))
-            self._settle(func, inputs, route if settled else None, out)
+            self._settle(func, inputs, route if settled else None, out, chunks)
         return result
 
     def _later_call(
@@ -905,6 +922,7 @@ class Runner:
             check=not one_in_one_out(func),
             plan=plan,
             ev=None if certain else ev,
+            given=bool(chunks),
         )
 
     def _apply_rest(
