@@ -38,7 +38,14 @@ __all__ = ["Progress", "advance", "check_progress", "current", "track"]
 #: rich bar costs about a millisecond)
 REDRAW_S = 0.2
 
-_local = threading.local()
+class _Local(threading.local):
+    #: the bar of the call running in this thread (a class default: reading it in a
+    #: thread that never set it costs no AttributeError, 0.05 us instead of 0.5 us,
+    #: and every apply reads it)
+    bar: Progress | None = None
+
+
+_local = _Local()
 
 
 def check_progress(value: Any) -> Any:
@@ -120,7 +127,7 @@ class Progress:
         if self._callback is not None:
             # (a numpool call made by the callback must not advance this bar: it
             # would draw again, from inside the callback, without end)
-            outer = getattr(_local, "bar", None)
+            outer = _local.bar
             _local.bar = None
             try:
                 self._callback(self.done, self.total)
@@ -156,7 +163,7 @@ def track(progress: Any, total: int, what: str) -> Iterator[Progress | None]:
     """Make this call's bar current for this thread while it runs: a new one, or
     none when ``progress`` is False or None (then an outer call's bar is hidden
     too: a call nested in another reports into its own bar only)."""
-    outer = getattr(_local, "bar", None)
+    outer = _local.bar
     bar = Progress(total, what, progress) if progress else None
     _local.bar = bar
     try:
@@ -169,11 +176,11 @@ def track(progress: Any, total: int, what: str) -> Iterator[Progress | None]:
 
 def current() -> Progress | None:
     """The bar of the call running in this thread, if it has one."""
-    return getattr(_local, "bar", None)
+    return _local.bar
 
 
 def advance(n: int) -> None:
     """``n`` more rows or tasks of the current call are done (see :func:`track`)."""
-    bar = getattr(_local, "bar", None)
+    bar = _local.bar
     if bar is not None:
         bar.advance(n)
