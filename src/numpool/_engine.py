@@ -60,8 +60,15 @@ __all__ = [
 
 Job = tuple[int, Callable[..., Any], tuple[Any, ...]]
 
-#: this thread's call deadline (Pool.apply/reduce/map_arrays(timeout=)), if any
-_limits = threading.local()
+class _Limits(threading.local):
+    """This thread's call deadline (Pool.apply/reduce/map_arrays(timeout=)), if any:
+    class defaults, read without an AttributeError in threads that never set them."""
+
+    at: float | None = None
+    timeout: float | None = None
+
+
+_limits = _Limits()
 
 
 @contextlib.contextmanager
@@ -74,7 +81,7 @@ def deadline(timeout: float | None) -> Iterator[None]:
         return
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise TypeError(f"timeout must be seconds or None, got {timeout!r}")
-    outer = getattr(_limits, "at", None)
+    outer = _limits.at
     at = time.monotonic() + timeout
     _limits.at = at if outer is None else min(at, outer)
     _limits.timeout = timeout
@@ -86,7 +93,7 @@ def deadline(timeout: float | None) -> Iterator[None]:
 
 def _deadline_left() -> float | None:
     """Seconds left before this thread's call deadline (None: it has none)."""
-    at = getattr(_limits, "at", None)
+    at = _limits.at
     return None if at is None else at - time.monotonic()
 
 
