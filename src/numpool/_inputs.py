@@ -60,9 +60,11 @@ def frozen(a: Any) -> Any:
     in it. Read-only everywhere gives one meaning: a func that writes into
     its input fails the same way on every backend (``b = b.copy()`` first).
     """
-    if isinstance(a, np.ndarray) and a.flags.writeable:
+    if isinstance(a, np.ndarray):
+        # (a view even of a read-only array: reading a.flags to tell costs more than
+        # the view, and setflags is cheaper than the flags object; runs on every call)
         v = a.view()
-        v.flags.writeable = False
+        v.setflags(write=False)
         return v
     return a
 
