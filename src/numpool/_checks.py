@@ -237,9 +237,10 @@ def check_out(inputs: Inputs, out: Any, shape: tuple[int, ...], dtype: np.dtype)
         )
     if not out.flags.writeable:
         raise ValueError("apply: out is read-only")
-    for x, ax in zip(inputs.args, inputs.axes, strict=True):
+    for i, x in enumerate(inputs.args):  # (every apply with out= runs this: kept lean)
         if not isinstance(x, np.ndarray) or not np.may_share_memory(out, x):
             continue
+        ax = inputs.axes[i]
         same = (
             out.ctypes.data == x.ctypes.data and out.strides == x.strides and out.shape == x.shape
         )

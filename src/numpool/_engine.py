@@ -60,6 +60,7 @@ __all__ = [
 
 Job = tuple[int, Callable[..., Any], tuple[Any, ...]]
 
+
 class _Limits(threading.local):
     """This thread's call deadline (Pool.apply/reduce/map_arrays(timeout=)), if any:
     class defaults, read without an AttributeError in threads that never set them."""

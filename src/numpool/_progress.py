@@ -38,6 +38,7 @@ __all__ = ["Progress", "advance", "check_progress", "current", "track"]
 #: rich bar costs about a millisecond)
 REDRAW_S = 0.2
 
+
 class _Local(threading.local):
     #: the bar of the call running in this thread (a class default: reading it in a
     #: thread that never set it costs no AttributeError, 0.05 us instead of 0.5 us,
