@@ -11,7 +11,8 @@ Run:  python benchmarks/overhead.py [--runs 5]
 - tiny: ``numpool.apply(np.exp, x)`` over 10k elements with progress off,
   against plain ``np.exp(x)`` (median of batches); then numpool's own cost per
   call on a settled serial route (the fast path) for each form of apply: one
-  array, three arrays, a halo, one and three arrays with ``out=``, a
+  array, three arrays, a halo, one and three arrays with ``out=``, ``chunks=2``
+  over 10k (blocks in the caller: the engine's cost per block counts), a
   ``Pool("serial")``.
 """
 
@@ -152,6 +153,10 @@ def main() -> None:
         "apply(fma, a, b, c, out=o) 1e3": (
             lambda: np.copyto(o, fma(a, b, c)),
             lambda: numpool.apply(fma, a, b, c, out=o),
+        ),
+        "apply(np.exp, x, chunks=2) 1e4": (
+            lambda: np.exp(x),
+            lambda: numpool.apply(np.exp, x, chunks=2),
         ),
         "Pool('serial').apply(np.exp, x) 1e3": (
             lambda: np.exp(a),

@@ -120,8 +120,28 @@ def _drive(
     blocks and map tasks are idempotent: the same rows, the same slots);
     else :class:`WorkerCrashedError`. Ctrl-C stops the backend's running
     tasks (processes: the workers are killed) before it propagates."""
-    with _sigint_deferred(not backend.inline) as interrupted:
+    if backend.inline:
+        _drive_inline(jobs, on_done, timeout)
+        return
+    with _sigint_deferred() as interrupted:
         _drive_until_done(backend, jobs, on_done, describe, timeout, stats, interrupted)
+
+
+def _drive_inline(
+    jobs: Iterable[Job], on_done: Callable[[int, Any], None], timeout: float | None
+) -> None:
+    """:func:`_drive` on an inline backend (serial): each job run here, in order, as
+    the backend's submit would run it, without a future per job (~25 us a block).
+    Its error is raised as it comes, with its own traceback; the deadline is checked
+    before each job, and Ctrl-C interrupts func at once, as usual."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    left = _deadline_left()
+    if left is not None and (deadline is None or time.monotonic() + left < deadline):
+        deadline, timeout = time.monotonic() + left, _limits.timeout
+    for i, fn, args in jobs:
+        if deadline is not None and time.monotonic() >= deadline:
+            raise FuturesTimeout(f"numpool: work not finished within timeout={timeout} s")
+        on_done(i, fn(*args))
 
 
 #: how often the caller looks for a deferred Ctrl-C while it waits (seconds)
@@ -129,18 +149,18 @@ POLL_S = 0.05
 
 
 @contextlib.contextmanager
-def _sigint_deferred(defer: bool) -> Iterator[list[int]]:
+def _sigint_deferred() -> Iterator[list[int]]:
     """Ctrl-C while the caller is inside concurrent.futures (submit, callbacks, locks)
     can leave an executor's lock held, and then the pool's threads and shutdown()
     hang for good (seen: Semaphore and Future locks of ThreadPoolExecutor). So in the
     main thread SIGINT is only noted here, and ``_drive`` raises KeyboardInterrupt
     at its next safe point, within POLL_S. Left alone: other threads (SIGINT never
-    reaches them), a handler of the user's own, and inline (serial) work, where
-    Ctrl-C interrupts func at once as usual."""
+    reaches them), a handler of the user's own, and inline (serial) work, which
+    never gets here (:func:`_drive_inline`), where Ctrl-C interrupts func at once
+    as usual."""
     hits: list[int] = []
     if (
-        not defer
-        or threading.current_thread() is not threading.main_thread()
+        threading.current_thread() is not threading.main_thread()
         or _cpython.sigint_handler() is not signal.default_int_handler
     ):
         yield hits
@@ -502,7 +522,7 @@ class Helpers:
         self.futures: list[Future[Any]] = []
         if count > 0:
             try:
-                with _sigint_deferred(True):  # (a submit interrupted may leave a lock held)
+                with _sigint_deferred():  # (a submit interrupted may leave a lock held)
                     for _ in range(count):
                         self.futures.append(backend.submit(self._help))
             except BaseException:
