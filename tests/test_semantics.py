@@ -32,15 +32,18 @@ def test_writing_is_refused_on_the_settled_serial_route() -> None:
     assert (x == 1).all()
 
 
+@pytest.mark.parametrize("backend", ["auto", "serial"])
 @pytest.mark.parametrize("ufunc", [np.exp, np.positive, np.conjugate, np.sqrt, np.isnan])
-def test_a_ufunc_on_the_settled_serial_route_gets_x_itself_and_leaves_it(ufunc) -> None:
+def test_a_ufunc_on_the_settled_serial_route_gets_x_itself_and_leaves_it(
+    ufunc, backend: str
+) -> None:
     """A ufunc of one input and one output gets x itself on the settled route (no
     read-only view: it cannot write into its input); x is left as it was, and the
     result is a new writable array, bit for bit ufunc(x)."""
     x = np.linspace(0.0, 4.0, 1000)
     before = x.copy()
     for _ in range(4):  # first call, then the settled route
-        r = numpool.apply(ufunc, x)
+        r = numpool.apply(ufunc, x, backend=backend)
         assert r is not x and not np.shares_memory(r, x) and r.flags.writeable
         assert r.tobytes() == ufunc(before).tobytes()
     assert x.tobytes() == before.tobytes() and x.flags.writeable

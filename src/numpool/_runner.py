@@ -200,7 +200,10 @@ class Runner:
             if route is None:
                 return None
         elif self.name == "serial":
-            route = _SERIAL_ROUTE if callable(func) else None  # (else: the usual error)
+            if one_in_one_out(func):
+                route = _SERIAL_UFUNC_ROUTE
+            else:
+                route = _SERIAL_ROUTE if callable(func) else None  # (else: the usual error)
         elif out is None:
             route = self.routes.find(func, x)
         else:
@@ -1680,6 +1683,10 @@ _NESTED = "a call made inside a numpool worker"
 
 #: Pool("serial")'s one route: func(x), checked, always
 _SERIAL_ROUTE = Route("serial", 1, serial=True, certain=True, check=True, plan=None, ev=None)
+#: ... and for a ufunc of one input and one output (nothing to check, no view of x)
+_SERIAL_UFUNC_ROUTE = Route(
+    "serial", 1, serial=True, certain=True, check=False, plan=None, ev=None
+)
 
 #: why a backend cannot run this call: its workers are starting in the background
 STARTING = "its workers are starting in the background"
