@@ -2,7 +2,10 @@
 
 A route is the decision for a function on inputs of one dtype and exact
 shape, once nothing is left to measure or explore: run ``func(x)`` whole in
-the caller (serial), or on a backend in a fixed number of blocks. Every
+the caller (serial), or on a backend in a fixed number of blocks. Calls with
+``out=`` and calls with ``chunks=`` keep routes of their own (:func:`out_key`,
+:func:`chunks_key`): their cost differs, and a count given with ``chunks=``
+is kept as given. Every
 apply call looks for its route first (:meth:`Routes.find`: a last-hit memo
 compared by identity, then a dict); a serial route then costs that lookup,
 ``func(x)`` and two clock reads, nothing else::
