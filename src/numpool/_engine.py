@@ -98,11 +98,26 @@ def _deadline_left() -> float | None:
     return None if at is None else at - time.monotonic()
 
 
+def _timed_out(timeout: float | None) -> FuturesTimeout:
+    """The error of a call past its ``timeout`` (seconds, as the caller gave it)."""
+    return FuturesTimeout(f"numpool: work not finished within timeout={timeout} s")
+
+
+def _drive_deadline(timeout: float | None) -> tuple[float | None, float | None]:
+    """(monotonic deadline, the timeout it comes from) of a drive given ``timeout``:
+    the sooner of it and this thread's call deadline; (None, None) when neither."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    left = _deadline_left()
+    if left is not None and (deadline is None or time.monotonic() + left < deadline):
+        deadline, timeout = time.monotonic() + left, _limits.timeout
+    return deadline, timeout
+
+
 def check_deadline() -> None:
     """Raise TimeoutError once this thread's call deadline has passed."""
     left = _deadline_left()
     if left is not None and left <= 0:
-        raise FuturesTimeout(f"numpool: work not finished within timeout={_limits.timeout} s")
+        raise _timed_out(_limits.timeout)
 
 
 def _drive(
@@ -134,13 +149,10 @@ def _drive_inline(
     the backend's submit would run it, without a future per job (~25 us a block).
     Its error is raised as it comes, with its own traceback; the deadline is checked
     before each job, and Ctrl-C interrupts func at once, as usual."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    left = _deadline_left()
-    if left is not None and (deadline is None or time.monotonic() + left < deadline):
-        deadline, timeout = time.monotonic() + left, _limits.timeout
+    deadline, timeout = _drive_deadline(timeout)
     for i, fn, args in jobs:
         if deadline is not None and time.monotonic() >= deadline:
-            raise FuturesTimeout(f"numpool: work not finished within timeout={timeout} s")
+            raise _timed_out(timeout)
         on_done(i, fn(*args))
 
 
@@ -184,10 +196,7 @@ def _drive_until_done(
     interrupted: list[int],
 ) -> None:
     limit = backend.max_in_flight()
-    deadline = None if timeout is None else time.monotonic() + timeout
-    left = _deadline_left()
-    if left is not None and (deadline is None or time.monotonic() + left < deadline):
-        deadline, timeout = time.monotonic() + left, _limits.timeout
+    deadline, timeout = _drive_deadline(timeout)
     pending: dict[Future[Any], Job] = {}
     retries = backend.retries
     # Finished futures arrive through a C SimpleQueue, not concurrent.futures.wait():
@@ -214,7 +223,7 @@ def _drive_until_done(
             interrupted.clear()
             raise KeyboardInterrupt
         if deadline is not None and time.monotonic() >= deadline:  # (inline work too)
-            raise FuturesTimeout(f"numpool: work not finished within timeout={timeout} s")
+            raise _timed_out(timeout)
 
     def harvest() -> None:
         nonlocal retries
@@ -228,9 +237,7 @@ def _drive_until_done(
                 break
             except queue.Empty:
                 if remaining is not None and remaining <= POLL_S:
-                    raise FuturesTimeout(
-                        f"numpool: work not finished within timeout={timeout} s"
-                    ) from None
+                    raise _timed_out(timeout) from None
         while True:
             try:
                 done.append(finished.get_nowait())
