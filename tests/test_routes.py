@@ -267,6 +267,59 @@ def test_several_arrays_a_halo_and_an_axis_have_routes_too(
             pool.apply(funcs.scale, img, 2.0, axis=3)
 
 
+def test_the_serial_pool_routes_several_arrays_a_halo_and_an_axis(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pool("serial") settles a route for calls with several arguments, a halo, another
+    axis or out= after their first (checked) call: later ones run func on the whole
+    inputs without the checks or the runner, with the same bits, stats and errors."""
+    from numpool import _inputs
+
+    rng = np.random.default_rng(4)
+    a, b, c = (rng.random(300) for _ in range(3))
+    img = rng.random((3, 40, 30))
+    out1, out2 = np.empty(300), np.empty((40, 30))
+    calls = [
+        (funcs.fma, (a, b, c), {}),
+        (funcs.box_blur, (img[0],), {"overlap": 1}),
+        (funcs.scale, (img, 2.0), {"axis": 1}),
+        (funcs.fma, (a, b, c), {"out": out1}),
+        (funcs.box_blur, (img[0],), {"overlap": 1, "out": out2}),
+    ]
+    seen: list[int] = []
+
+    def writes_later(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        seen.append(1)
+        if len(seen) > 1:
+            u += v  # (on its route: x must still be read-only)
+        return u + v
+
+    with numpool.Pool("serial") as pool:
+        for f, args, kw in [*calls, (writes_later, (a, b), {})]:
+            pool.apply(f, *args, **kw)
+        assert len(pool._runner.routes.entries) == len(calls) + 1
+        monkeypatch.setattr(Runner, "apply", _no_planner)
+        monkeypatch.setattr(_inputs, "_make", _no_planner)
+        for _ in range(3):
+            out1[...] = out2[...] = 0
+            for f, args, kw in calls:
+                got = pool.apply(f, *args, **kw)
+                assert got.tobytes() == f(*args).tobytes()
+                assert got is kw.get("out", got)
+                stats = pool.last_stats
+                assert (stats.backend, stats.tasks, stats.plan) == ("serial", 1, None)
+        with pytest.raises(ValueError, match="read-only"):
+            pool.apply(writes_later, a, b)
+        monkeypatch.undo()
+        # what func returns is checked as on the runner's path
+        assert pool.apply(funcs.keep_first, a, b) is not a
+        routed = pool.apply(funcs.keep_first, a, b)
+        assert routed is not a and routed.flags.writeable and np.array_equal(routed, a)
+        for _ in range(2):  # (a call that fails settles no route)
+            with pytest.raises(ValueError, match="expected"):
+                pool.apply(funcs.drop_a_row, a, overlap=1)
+
+
 def test_a_call_that_wrote_into_fresh_memory_leaves_no_figure() -> None:
     """Fresh output pages cost page faults later calls do not pay: a call whose
     output buffer was newly made counts as a call but leaves no figure; a call on

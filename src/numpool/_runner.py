@@ -457,6 +457,12 @@ class Runner:
             stats.backend = "serial"
             result = whole(func, inputs, out)
             stats.tasks = 1
+            if (
+                self.name == "serial"
+                and not (nested or chunks or inputs.plain)
+                and (out is None or type(out) is np.ndarray)
+            ):  # (x alone has its route always: see fast; this call was checked)
+                self._settle(func, inputs, _serial_route(func), out)
             if self.auto or nested:
                 what = _NESTED if nested else f"{n} row{'s' * (n != 1)}"
                 stats.plan = _trivial_plan("apply", what)
@@ -1687,6 +1693,14 @@ _SERIAL_ROUTE = Route("serial", 1, serial=True, certain=True, check=True, plan=N
 _SERIAL_UFUNC_ROUTE = Route(
     "serial", 1, serial=True, certain=True, check=False, plan=None, ev=None
 )
+
+
+def _serial_route(func: Any) -> Route:
+    """Pool("serial")'s route for a call of several arguments, another axis or a halo,
+    settled after its first call (checked): func on the whole inputs, always. A new
+    one each time: settling keeps the call's layout on it."""
+    check = not one_in_one_out(func)
+    return Route("serial", 1, serial=True, certain=True, check=check, plan=None, ev=None)
 
 #: why a backend cannot run this call: its workers are starting in the background
 STARTING = "its workers are starting in the background"
