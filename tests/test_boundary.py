@@ -79,6 +79,38 @@ def test_any_shape_overlap_and_blocks(
     assert_same(got, f(img))
 
 
+@given(
+    rows=st.integers(1, 12),
+    k=st.integers(1, 15),
+    mode=st.sampled_from(MODES),
+    axis=st.integers(0, 2),
+    dtype=st.sampled_from([np.float64, np.float32, np.int16, np.complex128]),
+)
+def test_the_made_up_rows_are_np_pads(
+    rows: int, k: int, mode: str, axis: int, dtype: type
+) -> None:
+    """The k rows made up before and after an array (``_inputs.pads``: the end rows
+    flipped or repeated where they suffice) are np.pad's, bits and dtype, for any
+    length, any k (beyond the array too) and any axis; new arrays, never writing into
+    the caller's, except "wrap"'s views of it."""
+    from numpool._inputs import MODES as NP_MODES
+    from numpool._inputs import along, pads
+
+    shape = [2, 3, 2]
+    shape[axis] = rows
+    a = (np.arange(np.prod(shape)) * 7 % 11 - 3).reshape(shape).astype(dtype)
+    before, after = pads(a, axis, k, mode, 4)
+    width = [(0, 0)] * 3
+    width[axis] = (k, k)
+    extra = {"constant_values": 4} if mode == "constant" else {}
+    want = np.pad(a, width, mode=NP_MODES[mode], **extra)  # type: ignore[call-overload]
+    for got, start in ((before, 0), (after, rows + k)):
+        expected = along(want, start, start + k, axis)
+        assert got.dtype == a.dtype and got.tobytes() == expected.tobytes()
+        assert got.shape == expected.shape
+        assert mode == "wrap" or not np.shares_memory(got, a)
+
+
 FILTERS = {
     "convolve": (lambda b, m: ndimage.convolve(b, WEIGHTS, mode=m), 2),
     "gaussian": (lambda b, m: ndimage.gaussian_filter(b, 1.3, mode=m), halo(sigma=1.3)),

@@ -1702,6 +1702,7 @@ def _serial_route(func: Any) -> Route:
     check = not one_in_one_out(func)
     return Route("serial", 1, serial=True, certain=True, check=check, plan=None, ev=None)
 
+
 #: why a backend cannot run this call: its workers are starting in the background
 STARTING = "its workers are starting in the background"
 #: why an in-process pool is no choice for this call: see Runner._not_whole
