@@ -298,6 +298,27 @@ def test_timeout_raises_and_the_pool_goes_on(name: str, how: str, gate: str) -> 
         close(pool)
 
 
+@pytest.mark.parametrize("name", [*BACKENDS, "auto"])
+def test_calls_with_a_timeout_run_every_block_every_time(name: str) -> None:
+    """Calls with timeout= that finish in time give every row, on the first call and
+    on later ones (a threads call with a deadline once cancelled its helpers before
+    they started: its later calls ran the first rows alone and returned the rest
+    unset)."""
+    x = np.arange(4000.0)
+    want = np.sqrt(x)
+    pool = make_pool(name)
+    try:
+        for _ in range(4):
+            got = pool.apply(np.sqrt, x, chunks=4, timeout=PATIENCE)
+            assert got.tobytes() == want.tobytes()
+            assert pool.reduce(np.sum, x, chunks=4, timeout=PATIENCE) == pytest.approx(x.sum())
+            out = np.full_like(x, np.nan)
+            assert pool.apply(np.sqrt, x, chunks=3, out=out, timeout=PATIENCE) is out
+            assert out.tobytes() == want.tobytes()
+    finally:
+        close(pool)
+
+
 def test_module_functions_take_timeout(gate: str) -> None:
     """numpool.apply/reduce/map(timeout=) raise TimeoutError as the Pool methods do."""
     timer = _open_later(gate, "threads")

@@ -482,9 +482,10 @@ def pull(
         if _deadline_left() is None:
             helpers = Helpers(backend, min(backend.workers, n) - 1, work)
             work(True)
+            helpers.wait()
         else:  # timeout=: the caller only waits, as a block it ran could not be stopped
             helpers = Helpers(backend, min(backend.workers, n), work)
-        helpers.wait()
+            helpers.wait(cancel=False)
         advance(helped.take())
     except BaseException as e:
         failed.append((-1, e))  # the helpers take no more blocks
@@ -544,9 +545,11 @@ class Helpers:
         finally:
             self.done.put(None)
 
-    def wait(self) -> None:
-        """Cancel the helpers that never started; wait for the others to finish."""
-        waiting = sum(1 for f in self.futures if not f.cancel())
+    def wait(self, cancel: bool = True) -> None:
+        """Wait for the helpers to finish. ``cancel``: the caller took blocks until none
+        was left, so a helper that never started has nothing to do: cancel it (without
+        it, every helper must run: the caller took no block)."""
+        waiting = sum(1 for f in self.futures if not (cancel and f.cancel()))
         for _ in range(waiting):
             while True:
                 left = _deadline_left()
