@@ -320,6 +320,47 @@ def test_the_serial_pool_routes_several_arrays_a_halo_and_an_axis(
                 pool.apply(funcs.drop_a_row, a, overlap=1)
 
 
+@pytest.mark.parametrize("backend", ["auto", "serial", "threads"])
+def test_calls_with_timeout_take_their_route_and_still_time_out(
+    backend: str, handoffs_cost: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """timeout= does not keep a call off its route: later calls skip the checks and
+    the runner, a routed call in blocks still raises TimeoutError at the deadline,
+    and a timeout that is not a number gets the checks' error."""
+    import concurrent.futures as cf
+
+    n = 4000
+    x, rows = np.zeros(n), np.arange(n)
+    release = threading.Event()
+
+    def stall(b: np.ndarray, r: np.ndarray, row: int) -> np.ndarray:
+        if r.size and r[0] >= row:  # (every block from that row on)
+            release.wait(30)
+        return b + 1
+
+    with numpool.Pool(backend, workers=2) as pool:
+        for _ in range(3):  # (settled by then: auto's explored what it could)
+            pool.apply(stall, x, rows, n, chunks=4, timeout=30)
+            pool.apply(np.exp, x, timeout=30)
+            pool.apply(funcs.fma, x, x, x, timeout=30.0)
+        monkeypatch.setattr(Runner, "apply", _no_planner)
+        assert np.array_equal(pool.apply(np.exp, x, timeout=30), np.exp(x))
+        assert np.array_equal(pool.apply(funcs.fma, x, x, x, timeout=30.0), x)
+        # (the blocks already running end then; the rest never start)
+        timer = threading.Timer(1.0, release.set)
+        timer.start()
+        try:
+            with pytest.raises(cf.TimeoutError, match=r"timeout=0\.2"):
+                pool.apply(stall, x, rows, 2, chunks=4, timeout=0.2)
+        finally:
+            timer.join()
+        assert np.array_equal(pool.apply(stall, x, rows, n, chunks=4, timeout=30), x + 1)
+        monkeypatch.undo()
+        for bad in ("1", True):
+            with pytest.raises(TypeError, match="timeout must be seconds"):
+                pool.apply(np.exp, x, timeout=bad)
+
+
 def test_a_call_that_wrote_into_fresh_memory_leaves_no_figure() -> None:
     """Fresh output pages cost page faults later calls do not pay: a call whose
     output buffer was newly made counts as a call but leaves no figure; a call on

@@ -47,6 +47,7 @@ import numpy as np
 
 from . import _buffers, _reduce, shm
 from ._checks import AUTO
+from ._engine import deadline
 from ._errors import BackendUnavailableError, annotate
 from ._inputs import Inputs, frozen, told
 from ._inputs import make as make_inputs
@@ -166,13 +167,20 @@ class Runner:
             type(x) is not np.ndarray
             or (out is not None and type(out) is not np.ndarray)
             or (chunks is not None and type(chunks) is not int)
-            or timeout is not None
             or check_overlap is not False
             or rows != "same"
             or progress
             or current() is not None  # (inside another call's bar: track() hides it)
         ):
             return None
+        if timeout is not None:  # (its blocks stop at the deadline, as the planner's do)
+            if type(timeout) is not float and type(timeout) is not int:
+                return None  # (the planner's path says what is wrong)
+            with deadline(timeout):
+                return self.routed(
+                    func, x, arrays, out, chunks, progress, None, boundary, cval,
+                    block_info, check_overlap, rows, overlap, axis,
+                )  # fmt: skip
         if boundary is None and cval is None and block_info is False:
             if not (arrays or overlap or axis):
                 return self.fast(func, x, out, chunks)
