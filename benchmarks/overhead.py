@@ -162,6 +162,18 @@ def main() -> None:
             lambda: np.exp(a),
             lambda: serial.apply(np.exp, a),
         ),
+        "Pool('serial').apply(fma, a, b, c) 1e3": (
+            lambda: fma(a, b, c),
+            lambda: serial.apply(fma, a, b, c),
+        ),
+        "apply(np.exp, x, timeout=60) 1e3": (
+            lambda: np.exp(a),
+            lambda: numpool.apply(np.exp, a, timeout=60),
+        ),
+        "apply(blur, img, overlap=1, boundary='reflect') 8x64": (
+            lambda: blur(np.concatenate([img[:1], img, img[-1:]]))[1:-1],
+            lambda: numpool.apply(blur, img, overlap=1, boundary="reflect"),
+        ),
     }
     with numpool.Pool("serial") as serial:
         for name, (p_fn, n_fn) in forms.items():
