@@ -508,6 +508,45 @@ def test_a_small_first_call_settles_without_a_decision(
         assert ref() is None
 
 
+def test_a_first_call_the_model_settles_words_its_plan_when_asked(
+    handoffs_cost: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first call over the quick bound (here: patched to settle nothing) that the
+    model then finds too small settles its route and leaves its plan unworded until
+    it is asked for: then it says what the planner's path says for the same call."""
+    x = np.linspace(0, 1, 10_000)
+    worded: list[int] = []
+    real_plan = Runner._plan
+
+    def plan(self: Runner, *args: object, **kwargs: object) -> object:
+        worded.append(1)
+        return real_plan(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Runner, "_certain_below", lambda self, profile: (-1.0, ()))
+    monkeypatch.setattr(Runner, "_plan", plan)
+    with numpool.Pool("auto", workers=2) as pool:
+        assert np.array_equal(pool.apply(funcs.fma, x, x, x), funcs.fma(x, x, x))
+        assert not worded
+        assert [r.certain for r in pool._runner.routes.entries.values()] == [True]
+        first = pool.last_stats
+        assert worded == [1] and first.backend == "serial" and first.tasks == 1
+        assert first.plan is not None and not first.plan.cached
+        monkeypatch.setattr(Runner, "_later_apply", _no_planner)
+        assert np.array_equal(pool.apply(funcs.fma, x, x, x), funcs.fma(x, x, x))
+        assert pool.last_stats.plan.cached and worded == [1]
+    evidence.cache.clear()
+    with numpool.Pool("auto", workers=2) as pool:  # (progress=: the planner's path)
+        pool.apply(funcs.fma, x, x, x, progress=lambda done, total: None)
+        eager = pool.last_stats.plan
+    assert eager is not None and len(worded) == 2
+    assert (first.plan.backend, first.plan.codes, first.plan.what) == (
+        eager.backend,
+        eager.codes,
+        eager.what,
+    )
+    assert "too-small" in eager.codes
+
+
 def test_a_first_call_that_is_not_certain_is_learnt_from_as_before(
     handoffs_free: Profile,
 ) -> None:

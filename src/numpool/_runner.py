@@ -617,19 +617,14 @@ class Runner:
         profile = store.get()
         warm = timed.warm(result.nbytes, profile.fault_bytes_per_s)
         bound, candidates = self._certain_below(profile)
-        if warm > bound:
-            stats = Stats("apply", "")
-            self._learn_whole(key, func, inputs, stats, result, timed, warm, out)
-            stats.wall_s = perf_counter() - timed.t0
-            return result, stats
+        if warm > bound:  # (the model decides, from the evidence)
+            return result, self._learn_whole(key, func, inputs, None, result, timed, warm, out)
         ev = _whole_evidence(inputs, result, warm, timed)
         ev.calls, ev.current = 1, "serial"  # (what _observe_first records; not shared yet)
         evidence.cache.put(key, ev)
         first, later = self._plans_later(func, inputs, ev, profile, candidates, timed.wall)
-        check = not one_in_one_out(func)
-        route = Route("serial", 1, serial=True, certain=True, check=check, plan=later, ev=None)
-        self._settle(func, inputs, route, out)
-        return result, (first, timed.wall)
+        self._settle(func, inputs, _certain_route(func, later), out)
+        return result, (first, timed.wall, worker_name())
 
     def _certain_below(self, profile: Any) -> tuple[float, tuple[model.Candidate, ...]]:
         """:func:`model.certain_below` for this pool's backends on ``profile``, and
@@ -654,13 +649,16 @@ class Runner:
         profile: Any,
         candidates: tuple[model.Candidate, ...],
         wall: float,
+        decision: model.Decision | None = None,
     ) -> tuple[Callable[[], Plan], Callable[[], Plan]]:
-        """The plan of a first call settled by :meth:`_first_small`, and of the calls
+        """The plan of a first call run whole by :meth:`_first_small`, and of the calls
         on its route (``cached``), worded once when either is first asked for, from
-        what the first call showed and the machine as it was then. Nothing here keeps
+        what the first call showed, the machine as it was then and the ``decision``
+        made for the next calls (None: made then, when asked for). Nothing here keeps
         the inputs alive, nor asks the pool for anything (it may be shut down by
         then); two threads asking at once get the same plan."""
-        serial = self.backends.get("serial")
+        name = "serial" if decision is None else decision.backend
+        chosen = self.backends.get(name)
         x = inputs.x
         n, dtype = inputs.n, x.dtype
         nbytes = x.nbytes if inputs.plain else sum(a.nbytes for a in inputs.arrays())
@@ -677,7 +675,7 @@ class Runner:
                 snap.bytes_per_item, snap.out_bytes_per_item = bytes_per_item, out_bytes
                 snap.observe("serial", item_s)
                 work = model.Work(candidates, explore=False)
-                decision = model.choose(snap.measurements(n), profile, work)
+                decided = decision or model.choose(snap.measurements(n), profile, work)
                 what = _apply_what(func, n, dtype, nbytes, shared, extra)
                 plan = made.setdefault(
                     "first",
@@ -686,8 +684,8 @@ class Runner:
                         func,
                         None,
                         snap,
-                        decision,
-                        "serial",
+                        decided,
+                        name,
                         cached=False,
                         probe_s=wall,
                         measured=n,
@@ -695,7 +693,7 @@ class Runner:
                         sizes=1,
                         calls=0,
                         what=what,
-                        backend=serial,
+                        backend=chosen,
                     ),
                 )
             return plan
@@ -713,28 +711,37 @@ class Runner:
         key: Hashable,
         func: Callable[..., Any],
         inputs: Inputs,
-        stats: Stats,
+        stats: Stats | None,
         result: np.ndarray,
         timed: _Timed,
         warm: float,
         out: np.ndarray | None = None,
-    ) -> None:
+    ) -> Last:
         """What a first whole call (:meth:`_first_whole`) showed, ``warm`` its time
         without its fresh pages: the evidence, the decision for the next calls and its
-        plan; a route when it is settled (``out``: the call's, if it had one)."""
+        plan, in ``stats``; a route when it is settled (``out``: the call's, if it had
+        one). ``stats`` None (the fast path's first calls): the plan is worded only
+        when asked for (:meth:`_plans_later`), and the call's Last is (plan, wall,
+        who ran it); wording it costs about as much as ``a * b + c`` over 1e5."""
         n, wall = inputs.n, timed.wall
-        stats.backend = "serial"
-        stats.busy(worker_name(), timed.t0, timed.t0 + wall)
         ev = _whole_evidence(inputs, result, warm, timed)
         candidates = self._candidates(func, inputs, check=False)
         m = ev.measurements(n)
-        decision = model.choose(m, store.get(), model.Work(candidates, explore=False))
+        profile = store.get()
+        decision = model.choose(m, profile, model.Work(candidates, explore=False))
         if not next(c for c in candidates if c.name == decision.backend).in_process:
             candidates = self._candidates(func, inputs)  # can func reach it? (see _choose)
-            decision = model.choose(m, store.get(), model.Work(candidates, explore=False))
+            decision = model.choose(m, profile, model.Work(candidates, explore=False))
         self._observe_first(ev, decision)
         ev = evidence.cache.put(key, ev)
-        stats.plan = ev.plan = self._plan(
+        if stats is None:
+            first, later = self._plans_later(func, inputs, ev, profile, candidates, wall, decision)
+            if decision.certain:
+                self._settle(func, inputs, _certain_route(func, later), out)
+            return first, wall, worker_name()
+        stats.backend = "serial"
+        stats.busy(worker_name(), timed.t0, timed.t0 + wall)
+        stats.plan = self._plan(
             "apply",
             func,
             inputs,
@@ -748,16 +755,9 @@ class Runner:
             calls=0,
         )
         if decision.certain:
-            route = Route(
-                "serial",
-                1,
-                serial=True,
-                certain=True,
-                check=not one_in_one_out(func),
-                plan=dataclasses.replace(stats.plan, cached=True),
-                ev=None,
-            )
-            self._settle(func, inputs, route, out)
+            plan = dataclasses.replace(stats.plan, cached=True)
+            self._settle(func, inputs, _certain_route(func, plan), out)
+        return stats
 
     def _first_apply_on(
         self,
@@ -1701,6 +1701,13 @@ _SERIAL_ROUTE = Route("serial", 1, serial=True, certain=True, check=True, plan=N
 _SERIAL_UFUNC_ROUTE = Route(
     "serial", 1, serial=True, certain=True, check=False, plan=None, ev=None
 )
+
+
+def _certain_route(func: Any, plan: Plan | Callable[[], Plan]) -> Route:
+    """The route of a first call run whole whose decision is settled: func on the whole
+    inputs, in the caller, never revisited; ``plan`` for ``last_stats``."""
+    check = not one_in_one_out(func)
+    return Route("serial", 1, serial=True, certain=True, check=check, plan=plan, ev=None)
 
 
 def _serial_route(func: Any) -> Route:

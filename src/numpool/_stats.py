@@ -167,14 +167,25 @@ def resolved(plan: Plan | Later | None) -> Plan | None:
     return plan() if callable(plan) else plan
 
 
-def tiny(plan: Plan | Later, wall_s: float) -> Stats:
-    """The Stats of a call that ran ``func(x)`` once, on a serial plan."""
-    return Stats("apply", "serial", tasks=1, wall_s=wall_s, plan=resolved(plan))
+def tiny(plan: Plan | Later, wall_s: float, who: tuple[int, str] | None = None) -> Stats:
+    """The Stats of a call that ran ``func(x)`` once, on a serial plan; ``who`` ran it
+    (:func:`worker_name`), when known: its busy time."""
+    if who is None:
+        return Stats("apply", "serial", tasks=1, wall_s=wall_s, plan=resolved(plan))
+    stats = Stats("apply", "serial", wall_s=wall_s, plan=resolved(plan))
+    stats.busy(who, 0.0, wall_s)
+    return stats
 
 
 #: what a Pool or thread keeps as its last call: Stats, or (plan, wall_s) of a tiny
-#: call, turned into Stats only when asked for (it costs ~1 us, 15% of np.exp on 10k)
-Last = Union[Stats, tuple[Union["Plan", Later], float], None]  # noqa: UP007 (3.10)
+#: call, turned into Stats only when asked for (it costs ~1 us, 15% of np.exp on 10k);
+#: a first call adds who ran it (plan, wall_s, who)
+Last = Union[  # noqa: UP007 (3.10)
+    Stats,
+    tuple[Union["Plan", Later], float],
+    tuple[Union["Plan", Later], float, tuple[int, str]],
+    None,
+]
 
 
 def last(value: Last) -> Stats | None:
