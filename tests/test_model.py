@@ -699,3 +699,111 @@ def test_the_head_reads_the_warm_cost_per_row(
         monkeypatch.setattr(measure, "thread_faults", lambda w=walker: w.faults)  # type: ignore[misc]
         h = measure.head(walker, fault_bytes_per_s=told)
         assert h.item_s == pytest.approx(want)
+
+
+# --- func's own cost per call (measure.per_row_and_call, blocks(call_s=)) ----------------
+
+
+class _CallWalker:
+    """A walker whose blocks cost ``call_s`` each besides ``row_s`` per row: a func
+    that builds something per call (a table, a factorisation) or loops NumPy calls."""
+
+    def __init__(self, n: int, row_s: float, call_s: float) -> None:
+        self.n, self.done = n, 0
+        self.row_s, self.call_s = row_s, call_s
+        self.blocks: list[int] = []
+
+    def serial(self, a: int, b: int) -> tuple[float, float]:
+        self.blocks.append(b - a)
+        self.done = b
+        wall = self.call_s + (b - a) * self.row_s
+        return wall, wall
+
+    def remote(self, backend: object, a: int, b: int) -> tuple[float, float]:
+        raise AssertionError("the head runs in the caller here")
+
+
+@pytest.mark.parametrize("speed", [0.2, 1.0, 5.0])
+@pytest.mark.parametrize(
+    ("row_s", "call_s", "n", "fitted"),
+    [
+        (1e-6, 6.5e-3, 100_000, True),  # envelope's dial: 1 us a row, 6.5 ms a call
+        (1e-7, 2e-3, 1_000_000, True),  # a table built per call
+        (1e-8, 0.0, 10_000_000, False),  # np.exp: rows alone
+        (1e-8, 2e-6, 10_000_000, False),  # a NumPy call's own cost: lost in the rows
+        (1e-3, 0.0, 2_000, False),  # heavy rows: a few more in the head at most
+        (1e-6, 6.5e-3, 2_000, True),  # few rows: grown while a block is a small share
+        (1e-6, 6.5e-3, 200, False),  # too few rows to grow the head: as before
+    ],
+)
+def test_the_head_tells_a_funcs_cost_per_call_from_its_rows(
+    speed: float, row_s: float, call_s: float, n: int, fitted: bool
+) -> None:
+    """A func that costs much per call besides its rows: the head grows on while a
+    block GROWTH times bigger takes little longer (and the next block is a small share
+    of what is left), then reads the cost per row and per call from its last two
+    blocks; a func of rows alone reads as before, on machines of every speed."""
+    row_s, call_s = row_s / speed, call_s / speed
+    walker = _CallWalker(n, row_s, call_s)
+    h = measure.head(walker)
+    k = walker.blocks[-1]
+    if fitted:
+        assert h.item_s == pytest.approx(row_s) and h.call_s == pytest.approx(call_s)
+    else:
+        assert h.call_s == 0.0 and h.item_s == pytest.approx(row_s + call_s / k)
+    assert sum(walker.blocks) <= math.ceil(n * measure.PROBE_FRACTION)
+    assert walker.blocks[-1] <= max(
+        measure.GROWTH * walker.blocks[-2] if len(walker.blocks) > 1 else measure.FIRST_ROWS,
+        1,
+    )
+
+
+@pytest.mark.parametrize(
+    ("prev", "k", "wall", "want"),
+    [
+        (None, 8, 8e-3, (1e-3, 0.0)),  # one block: its time per row
+        ((8, 6.5e-3), 32, 6.524e-3, (1e-6, 6.492e-3)),  # the call is most of it
+        ((2048, 8.548e-3), 8192, 14.692e-3, (1e-6, 6.5e-3)),  # the dial
+        ((2048, 2.2e-3), 8192, 8.4e-3, (8.4e-3 / 8192, 0.0)),  # ~linear: noise, not a call
+        ((2048, 9e-3), 8192, 4e-3, (4e-3 / 8192, 0.0)),  # faster on more rows: noise
+        ((2048, 4e-3), 8192, 4e-3, (4e-3 / 8192, 0.0)),  # no slower: told as noise too
+    ],
+)
+def test_the_cost_per_call_is_the_line_through_the_last_two_blocks(
+    prev: tuple[int, float] | None, k: int, wall: float, want: tuple[float, float]
+) -> None:
+    got = measure.per_row_and_call(prev, k, wall)
+    assert got == pytest.approx(want, rel=1e-3)
+
+
+@given(
+    items=st.integers(1, 10**7),
+    item_s=st.floats(1e-10, 1e-3),
+    workers=st.integers(1, 64),
+    task_s=st.floats(0, 1e-2),
+    call_s=st.floats(0, 1.0),
+    pulled=st.booleans(),
+)
+def test_a_cost_per_call_never_makes_more_blocks(
+    items: int, item_s: float, workers: int, task_s: float, call_s: float, pulled: bool
+) -> None:
+    """Blocks are never more for a func that costs more per call; one block per worker
+    is kept where each worker's share of the rows saves more than the call and a
+    hand-off (and the hand-off alone would split that far)."""
+    without = blocks(items, item_s, workers, task_s, pulled)
+    got = blocks(items, item_s, workers, task_s, pulled, call_s=call_s)
+    assert 1 <= got <= without
+    work = items * item_s
+    if without >= workers and work * (1 - 1 / workers) > call_s + task_s:
+        assert got >= workers
+
+
+@pytest.mark.parametrize("speed", [0.2, 1.0, 5.0])
+def test_the_dial_runs_one_block_per_worker(speed: float) -> None:
+    """The envelope's dial over 1e5 rows (1 us a row, 6.5 ms a call, 100 ms in all) ran
+    9 blocks on 2 threads, paying its call 9 times (0.6x plain): now one block per
+    worker, on machines of every speed; without the call's cost, as before."""
+    row_s, call_s, task_s = 1e-6 / speed, 6.5e-3 / speed, VM.thread_task_s / speed
+    assert blocks(100_000, row_s, 2, task_s, pulled=True, call_s=call_s) == 2
+    assert blocks(100_000, row_s, 2, task_s, pulled=True) == 8
+    assert blocks(10_000, row_s, 2, task_s, pulled=True, call_s=call_s) == 1  # 10 ms: no

@@ -824,6 +824,7 @@ class Runner:
         """
         h = measure.head(walker, grow=head.grow, on=head.on, fault_bytes_per_s=head.fault)
         ev = Evidence(kind, h.item_s, h.bound, h.native)
+        ev.call_s = h.call_s
         describe(ev)
         name, decision = self.name, None
         if self.auto:
@@ -975,6 +976,7 @@ class Runner:
             backend.workers,
             backend.task_seconds(profile),
             pulled=backend.in_process,
+            call_s=ev.call_s,
         )
         if backend.max_block_bytes:
             pieces = max(pieces, math.ceil(rows * row_bytes / backend.max_block_bytes))
@@ -1383,6 +1385,7 @@ class Runner:
             walker = MapWalker(func, columns, stats)
         h = measure.head(walker, grow=True)
         ev = Evidence(kind, h.item_s, h.bound, h.native)
+        ev.call_s = h.call_s
         ev.bytes_per_item = (
             _apply_bytes_per_row(walker.inputs, None, None)
             if isinstance(walker, ApplyWalker)

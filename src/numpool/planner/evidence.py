@@ -63,6 +63,7 @@ class Evidence:
     __slots__ = (
         "block_row_s",
         "bytes_per_item",
+        "call_s",
         "calls",
         "current",
         "gil_free",
@@ -87,6 +88,9 @@ class Evidence:
         self.threads_trusted = False
         self.gil_free: bool | None = None
         self.bytes_per_item = 0.0
+        #: func's own seconds per call besides its rows' (apply), from the first call's
+        #: head (measure.per_row_and_call); 0.0: too little to tell, or not measured
+        self.call_s = 0.0
         #: the least seconds per row that calls' blocks kept a worker busy (in-process
         #: workers, BLAS under budget): what block sizes go by once known, since the
         #: first call's serial figure may include its temporaries' page faults
@@ -141,6 +145,7 @@ class Evidence:
             observations={b: len(v) for b, v in self.recent.items() if self._fresh(b)},
             calls=self.calls,
             current=self.current,
+            call_s=self.call_s,
         )
 
 

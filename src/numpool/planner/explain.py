@@ -120,6 +120,12 @@ def sentences(name: str, m: Measurements, decision: Decision, items_total: int) 
             f"Serially, {name} took {duration(m.item_s)} per {unit} "
             f"(~{duration(serial_all)} for all {items_total:,})."
         ]
+    if m.call_s > 0:
+        out.append(
+            f"Each call of {name} also cost ~{duration(m.call_s)} however few its {unit}s "
+            "(read from the first call's growing blocks): blocks are kept large enough "
+            "to pay it seldom."
+        )
     if m.native > 1.3:
         out.append(
             f"The serial call kept {m.native:.1f} cores busy by itself (BLAS or OpenMP threads)."

@@ -54,6 +54,7 @@ __all__ = [
     "gil_free",
     "head",
     "native",
+    "per_row_and_call",
     "threads_stage",
     "warm_wall",
 ]
@@ -72,6 +73,15 @@ FIRST_ROWS = 2
 PROBE_FRACTION = 1 / 2
 #: each head block this many times the last
 GROWTH = 4
+#: a head block GROWTH times the rows of the one before that took less than this share
+#: of GROWTH times as long: func's own cost per call (a setup, a table built, a loop of
+#: NumPy calls per block) still outweighs its rows', and the head goes on growing ...
+LINEAR_SHARE = 0.5
+#: ... while its next block holds at most this share of the rows left
+HEAD_SHARE = 0.1
+#: func's cost per call, fitted on the head's last two blocks, counts only above this
+#: share of the last block's time (below, it is the noise of two timings)
+CALL_SHARE = 0.25
 #: least work per thread in a stage round (the scheduler's slices are milliseconds)
 STAGE_BLOCK_S = 2e-3
 #: rounds at most, and at most this fraction of what remains
@@ -126,6 +136,8 @@ class Head:
     bound: bool
     native: float
     seconds: float
+    #: func's own seconds per call, besides its rows' (0.0: too little to tell)
+    call_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -147,6 +159,15 @@ def head(
     warm-up and numpool's own cost per block. ``on``: run the blocks on that
     backend's workers instead, timed as they saw them.
 
+    A func may cost much per call besides its rows (a factorisation, a table or a
+    tree built from a fixed argument, a Python loop of NumPy calls): then a block
+    GROWTH times longer takes little more time. While so (:data:`LINEAR_SHARE`), and
+    while the next block holds at most HEAD_SHARE of the rows left, the head goes on
+    growing; a line through its last two blocks (the first left out) then gives the
+    seconds per row and per call (``call_s``, counted above CALL_SHARE of the last
+    block): block sizes must not pay that call again and again. A func of 1 us per
+    row and 6.5 ms per call read 0.8 ms per row on its second block.
+
     ``fault_bytes_per_s`` (the machine's measured rate; 0: leave the time as it is):
     the pages the caller's thread faulted in during the last block are taken off
     its time (:func:`without_faults`). In a fresh process each block's temporaries
@@ -158,6 +179,7 @@ def head(
     first = walker.done
     wall = cpu = 0.0
     k = 1
+    prev: tuple[int, float] | None = None  # the block before, the first left out
     while True:
         a = walker.done
         k = max(1, min(size if grow else FIRST_ROWS, limit - a))
@@ -169,12 +191,37 @@ def head(
                 wall = without_faults(wall, f1 - f0, fault_bytes_per_s)
         else:
             wall, cpu = walker.remote(on, a, a + k)
-        if not grow or (wall >= PROBE_S and a > first) or walker.done >= limit:
-            break  # (never on the first block: it carries the call's warm-up)
+        if not grow or walker.done >= limit:
+            break
+        if wall >= PROBE_S and a > first:  # (never the first block: it carries warm-up)
+            rows_tell = prev is not None and wall >= LINEAR_SHARE * GROWTH * prev[1]
+            if rows_tell or k * GROWTH > HEAD_SHARE * (walker.n - walker.done):
+                break
+        if a > first:
+            prev = (k, wall)
         size *= GROWTH
-    item_s = wall / max(1, k)
+    # (a line through blocks of microseconds would read numpool's and NumPy's own
+    # costs per call, and the timer's noise)
+    item_s, call_s = per_row_and_call(prev if wall >= PROBE_S else None, k, wall)
     bound = grow and wall < PROBE_S / 10
-    return Head(item_s, bound, native(cpu, wall), time.perf_counter() - t_start)
+    return Head(item_s, bound, native(cpu, wall), time.perf_counter() - t_start, call_s)
+
+
+def per_row_and_call(prev: tuple[int, float] | None, k: int, wall: float) -> tuple[float, float]:
+    """(seconds per row, seconds per call) of a func whose last head block took
+    ``wall`` for ``k`` rows, and the block before it ``prev`` (rows, seconds; None
+    when there was none after the first): the line through the two, when the
+    call's share of the last block is at least CALL_SHARE; else (wall / k, 0.0), as
+    when the last block took no longer than the one before (a slow moment)."""
+    k = max(1, k)
+    if prev is None or prev[0] >= k or wall <= prev[1]:
+        return wall / k, 0.0  # (more rows in no more time: a slow moment, not a line)
+    pk, pw = prev
+    call_s = wall - (wall - pw) / (k - pk) * k
+    if call_s < CALL_SHARE * wall:
+        return wall / k, 0.0
+    call_s = min(call_s, wall * (1 - 1e-3))  # (rows that cost nothing still cost)
+    return (wall - call_s) / k, call_s
 
 
 #: glibc's largest mmap threshold (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit): an array at

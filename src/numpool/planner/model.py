@@ -127,6 +127,9 @@ class Measurements:
         Calls of this kind of work before this one.
     current : str or None
         The backend the evidence settled on so far.
+    call_s : float
+        func's own seconds per call besides its rows' (0.0: too little to tell):
+        every block pays it again (:func:`blocks`).
     """
 
     kind: str
@@ -144,6 +147,7 @@ class Measurements:
     observations: Mapping[str, int] = field(default_factory=dict)
     calls: int = 0
     current: str | None = None
+    call_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -255,7 +259,14 @@ def next_step(decision: Decision, work: Work) -> Step | None:
 # --- sizing -------------------------------------------------------------------------
 
 
-def blocks(items: int, item_s: float, workers: int, task_s: float, pulled: bool = False) -> int:
+def blocks(
+    items: int,
+    item_s: float,
+    workers: int,
+    task_s: float,
+    pulled: bool = False,
+    call_s: float = 0.0,
+) -> int:
     """How many blocks to split ``items`` rows into on ``workers`` workers, when one
     worker takes ``item_s`` seconds per row and sending a block costs ``task_s``.
 
@@ -264,16 +275,30 @@ def blocks(items: int, item_s: float, workers: int, task_s: float, pulled: bool 
     least as many (9 blocks on 2 workers leave one idle for a ninth of the call),
     unless the blocks are ``pulled`` from one counter by the caller and its
     helpers (threads: see ``numpool._engine.pull``), where a worker that starts
-    late simply takes fewer. 1 means: not worth splitting."""
+    late simply takes fewer. 1 means: not worth splitting.
+
+    ``call_s``: func's own seconds per call besides its rows', paid again by every
+    block. It counts with the hand-off (no block holds less than ``(task_s +
+    call_s) / BLOCK_OVERHEAD``), except that one block per worker is still made
+    when each worker's share of the rows saves more than that call and a hand-off."""
     if workers <= 1 or items <= 1:
         return 1
     work = items * item_s
-    smallest = task_s / BLOCK_OVERHEAD
     cap = min(BLOCKS_PER_WORKER * workers, items)
-    n = cap if smallest <= 0 or work >= cap * smallest else int(work // smallest)
+    n = _count(work, task_s / BLOCK_OVERHEAD, cap)
+    if call_s > 0:
+        fewer = _count(work, (task_s + call_s) / BLOCK_OVERHEAD, cap)
+        if fewer < min(n, workers) and work * (1 - 1 / workers) > call_s + task_s:
+            fewer = min(n, workers)
+        n = min(n, fewer)
     if n >= workers and not pulled:
         n -= n % workers
     return max(1, n)
+
+
+def _count(work: float, smallest: float, cap: int) -> int:
+    """Blocks of at least ``smallest`` seconds in ``work`` seconds, at most ``cap``."""
+    return cap if smallest <= 0 or work >= cap * smallest else int(work // smallest)
 
 
 def chunksize(tasks: int, item_s: float, workers: int, task_s: float) -> int:
