@@ -262,3 +262,29 @@ def test_workers_that_cannot_start_are_left_out_by_auto(monkeypatch) -> None:
     assert why["processes"] == "numpool: the process limit is reached (test)"
     assert why["threads"] is None and why["serial"] is None
     pool.shutdown()
+
+
+def test_a_func_sent_by_value_carries_what_it_uses_at_each_call(pool: numpool.Pool) -> None:
+    """A closure (it travels to worker processes by value) sees, at each call, what it
+    uses then, as on threads: an array changed in place, a default, a helper
+    replaced. Worker processes once kept the first call's copy (silently wrong)."""
+    x = np.arange(1000.0)
+    w = np.array([1.0])
+    helper = [np.negative]
+
+    def scale(b: np.ndarray, k: float = 1.0) -> np.ndarray:
+        return helper[0](b) * w[0] * k
+
+    def total(b: np.ndarray) -> float:
+        return float(b.sum() * w[0])
+
+    for k in (2.0, 3.0, 5.0):
+        w[0] = k
+        scale.__defaults__ = (k,)
+        helper[:] = [np.negative if k < 4 else np.positive]
+        want = helper[0](x) * k * k
+        assert pool.apply(scale, x).tobytes() == want.tobytes()
+        assert pool.reduce(total, x, chunks=4) == x.sum() * k
+        assert pool.submit(scale, x[:3]).result().tobytes() == want[:3].tobytes()
+        assert [float(r[0]) for r in pool.map(scale, [x[1:2], x[2:3]])] == list(want[1:3])
+        assert pool.map_arrays(total, [x[:10]])[0] == x[:10].sum() * k

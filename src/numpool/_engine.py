@@ -42,6 +42,7 @@ from ._inputs import Inputs, along
 from ._progress import advance
 from ._stats import Stats
 from .backends import Backend, _cpython
+from .backends._ship import new_call
 from .backends._transport import MapIO
 from .backends._worker import apply_block, run_tasks
 
@@ -138,6 +139,7 @@ def _drive(
     if backend.inline:
         _drive_inline(jobs, on_done, timeout)
         return
+    new_call()  # (a func sent by value carries the state it has now)
     with _sigint_deferred() as interrupted:
         _drive_until_done(backend, jobs, on_done, describe, timeout, stats, interrupted)
 

@@ -51,6 +51,7 @@ from ._submits import Submits
 from ._tiles import tiles
 from .backends import BackendSet, auto_choices, names, taking
 from .backends._base import init_here
+from .backends._ship import new_call
 from .backends._worker import run_chunk
 from .planner.plan import Plan
 from .planner.profile import store
@@ -250,6 +251,7 @@ class Pool(Executor):
         """
         self._check_open()
         check_func("submit", fn)
+        new_call()
         return self._calls.submit(fn, args, kwargs)
 
     def map(
@@ -281,6 +283,7 @@ class Pool(Executor):
         ahead = check_count("buffersize", buffersize)
         end = None if timeout is None else time.monotonic() + timeout
         self._backends.get(self._executor_backend())  # (a closed pool fails here)
+        new_call()
         calls = zip(*iterables, strict=False)  # Executor.map stops at the shortest
         submits: Iterator[Callable[[], Future[Any]]] = (
             functools.partial(self._calls.submit, fn, work, {}, size > 1)
@@ -320,6 +323,7 @@ class Pool(Executor):
         size = check_count("chunksize", chunksize, allow_none=False)
         end = None if timeout is None else time.monotonic() + timeout
         self._backends.get(self._executor_backend())  # (a closed pool fails here)
+        new_call()
         calls = zip(*iterables, strict=False)
         futures = [
             self._calls.submit(fn, work, {}, size > 1)

@@ -9,7 +9,7 @@ travels as the stdlib pickles it: by reference, and fast (dask's rule).
 
 ::
 
-    caller: ship(func) ──▶ Shipped(cloudpickle bytes, once per function) ──▶ worker: loads
+    caller: ship(func) ──▶ Shipped(cloudpickle bytes, once per call) ──▶ worker: loads
     worker: a result of a __main__ class ──▶ Shipped ──▶ caller: the object
     worker: an exception ──▶ _InTransit(whole, or class + args + attributes) ──▶ caller: it
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 import builtins
 import functools
 import io
+import itertools
 import pickle
 import sys
 import traceback
@@ -165,8 +166,23 @@ def _load(data: bytes) -> Any:
     return cloudpickle.loads(data)
 
 
-_by_function: weakref.WeakKeyDictionary[Any, Shipped] = weakref.WeakKeyDictionary()
+#: a function's pickle, and the call it was made for (see :func:`new_call`)
+_by_function: weakref.WeakKeyDictionary[Any, tuple[int, Shipped]] = weakref.WeakKeyDictionary()
 _warned: set[int] = set()
+_calls = itertools.count(1)
+#: the call now sending work (one counter for all threads: a call begun in another
+#: thread only makes this one's next block pickle func again)
+_call = 0
+
+
+def new_call() -> None:
+    """A call starts sending work to worker processes: a function shipped by value is
+    pickled anew for it, once, with the globals, defaults and captured values it
+    holds now. Kept from an earlier call, it ran with that call's: a script global,
+    an array captured and changed in place, a helper redefined since (threads and
+    serial see them; a worker sees what was pickled)."""
+    global _call
+    _call = next(_calls)
 
 
 def ship(obj: Any) -> Any:
@@ -177,8 +193,8 @@ def ship(obj: Any) -> Any:
         cached = _by_function.get(obj)
     except TypeError:  # not weakly referenceable: an instance
         cached = None
-    if cached is not None:
-        return cached
+    if cached is not None and cached[0] == _call:
+        return cached[1]
     import cloudpickle
 
     if isinstance(obj, (types.FunctionType, type)):
@@ -197,7 +213,7 @@ def ship(obj: Any) -> Any:
             stacklevel=4,
         )
     if isinstance(obj, (types.FunctionType, type)):  # (an instance may change: anew)
-        _by_function[obj] = shipped
+        _by_function[obj] = (_call, shipped)
     return shipped
 
 
