@@ -319,6 +319,39 @@ def test_calls_with_a_timeout_run_every_block_every_time(name: str) -> None:
         close(pool)
 
 
+@pytest.mark.parametrize("name", [*BACKENDS, "auto"])
+def test_a_call_that_ends_past_its_timeout_raises_every_time(name: str) -> None:
+    """Work that ends past the call's timeout raises TimeoutError on every backend and
+    every call, also when it ran whole in the caller, which cannot be stopped (auto
+    once returned the first call's result and raised on later ones; serial never
+    raised)."""
+    import time
+
+    x = np.arange(2000.0)
+
+    def slow(b: np.ndarray) -> np.ndarray:
+        time.sleep(0.05)
+        return b + 1
+
+    def slow_sum(b: np.ndarray) -> float:
+        return float(slow(b).sum())
+
+    pool = make_pool(name)
+    try:
+        for _ in range(3):
+            with pytest.raises(cf.TimeoutError, match=r"timeout=0\.01"):
+                pool.apply(slow, x, timeout=0.01)
+            with pytest.raises(cf.TimeoutError):
+                pool.apply(slow, x, out=np.empty_like(x), timeout=0.01)
+            with pytest.raises(cf.TimeoutError):
+                pool.reduce(slow_sum, x, timeout=0.01)
+            with pytest.raises(cf.TimeoutError):
+                pool.map_arrays(slow, [x[:10]], timeout=0.01)
+        assert pool.apply(slow, x, timeout=PATIENCE).tobytes() == (x + 1).tobytes()
+    finally:
+        close(pool)
+
+
 def test_module_functions_take_timeout(gate: str) -> None:
     """numpool.apply/reduce/map(timeout=) raise TimeoutError as the Pool methods do."""
     timer = _open_later(gate, "threads")

@@ -77,20 +77,23 @@ _limits = _Limits()
 def deadline(timeout: float | None) -> Iterator[None]:
     """A call's ``timeout=`` (seconds from now), for every part of it that this thread
     drives (its probe, its rounds, its blocks): past it, :func:`check_deadline` raises
-    TimeoutError and the engine stops what still runs, as for Pool.map."""
+    TimeoutError and the engine stops what still runs, as for Pool.map. A call whose
+    work ends past it (a block the caller ran cannot be stopped, nor a call run whole
+    in the caller) raises it too, on every backend and every call alike."""
     if timeout is None:
         yield
         return
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise TypeError(f"timeout must be seconds or None, got {timeout!r}")
-    outer = _limits.at
+    outer, outer_timeout = _limits.at, _limits.timeout
     at = time.monotonic() + timeout
     _limits.at = at if outer is None else min(at, outer)
-    _limits.timeout = timeout
+    _limits.timeout = timeout if _limits.at == at else outer_timeout
     try:
         yield
+        check_deadline()
     finally:
-        _limits.at = outer
+        _limits.at, _limits.timeout = outer, outer_timeout
 
 
 def _deadline_left() -> float | None:
