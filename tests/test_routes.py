@@ -914,3 +914,21 @@ def test_a_chunks_that_is_not_a_plain_int_goes_to_the_checks(bad: object) -> Non
         else:
             assert got == expected
             assert isinstance(bad, (bool, float)) or bad <= 0  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("backend", ["auto", "serial", "threads"])
+def test_a_0d_x_gets_the_checks_error_and_func_never_runs(backend: str) -> None:
+    """A 0-d x is refused by the checks, before func runs, on every backend: the gate
+    of Pool("serial") once ran func(x) and then failed with an IndexError."""
+    ran: list[int] = []
+
+    def f(b: np.ndarray) -> np.ndarray:
+        ran.append(1)
+        return b + 1
+
+    with numpool.Pool(backend, workers=2) as pool:
+        for func in (f, np.exp):
+            for _ in range(2):
+                with pytest.raises(ValueError, match="at least one dimension"):
+                    pool.apply(func, np.array(1.0))
+    assert not ran

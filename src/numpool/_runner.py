@@ -165,6 +165,7 @@ class Runner:
         options a route can hold pass; anything else goes to the planner."""
         if (
             type(x) is not np.ndarray
+            or not x.ndim  # (0-d: the checks say so, before func runs)
             or (out is not None and type(out) is not np.ndarray)
             or (chunks is not None and type(chunks) is not int)
             or check_overlap is not False
