@@ -176,7 +176,8 @@ def _start_mod_64(b: np.ndarray) -> np.ndarray:
         lambda a: a[1:, 2:14],  # rows contiguous, not the whole
         lambda a: a[:, 1],  # one item in each row: a strided vector
         lambda a: np.asfortranarray(a)[1:, 1:],
-        lambda a: a[::-1],  # negative strides: C order, still at its address modulo 64
+        lambda a: a[::-1],  # negative strides: still backwards, at its address modulo 64
+        lambda a: a[:, ::-2].T,  # backwards, strided, transposed
         lambda a: a.reshape(7, 3, 17)[:, 1:, 1:],
     ],
 )
@@ -188,8 +189,9 @@ def test_laid_arrays_unpickle_in_the_callers_layout(make: Any) -> None:
     got = pickle.loads(pickle.dumps(backend._Laid(v))).array()
     assert np.array_equal(got, v)
     assert got.ctypes.data % 64 == v.ctypes.data % 64
-    if any(s < 0 for s in v.strides):
-        assert got.flags.c_contiguous
+    if any(s < 0 for s in v.strides):  # (walked backwards too: the same loop, the same bits)
+        assert [s < 0 for s in got.strides] == [s < 0 for s in v.strides]
+        assert np.argsort(np.abs(got.strides)).tolist() == np.argsort(np.abs(v.strides)).tolist()
     else:
         assert got.flags.c_contiguous == v.flags.c_contiguous
         assert got.flags.f_contiguous == v.flags.f_contiguous

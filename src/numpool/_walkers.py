@@ -36,7 +36,7 @@ from ._routes import one_in_one_out
 from ._stats import Stats, worker_name
 from .backends import Backend
 from .backends._transport import MapIO
-from .backends._worker import apply_block, check_block, run_tasks
+from .backends._worker import apply_block, check_block, run_tasks, same_layout
 
 __all__ = ["ApplyWalker", "MapWalker", "check_whole", "whole"]
 
@@ -94,6 +94,8 @@ def _writes_into(func: Any, inputs: Inputs, out: np.ndarray) -> bool:
         return False
     if not isinstance(out, np.ndarray) or x.dtype.hasobject or out.shape != x.shape:
         return False
+    if not same_layout(out, (x,)):
+        return False  # (another loop than into a new array: maybe other bits)
     try:
         dtype = _RESULT_DTYPES[func, x.dtype]
     except KeyError:

@@ -783,27 +783,34 @@ def _placement(
     return {"offset": offset, "strides": strides}
 
 
-def dense_strides(a: np.ndarray) -> tuple[int, ...]:
+def dense_strides(a: np.ndarray, backwards: bool = False) -> tuple[int, ...]:
     """The strides of a dense copy of ``a`` that keeps its memory order (NumPy's
     ``order="K"``): C for C, F for F, and for a transposed or other view the same
     order of axes. A function called on the copy then iterates, and sums, in the same
     order as on ``a`` itself: copied to C order, ``b.sum(axis=1)`` of a Fortran-ordered
-    ``b`` differed from serial NumPy in 3 rows of 4."""
+    ``b`` differed from serial NumPy in 3 rows of 4. ``backwards``: an axis that runs
+    backwards in ``a`` (``x[::-1]``) runs backwards in the copy too, so that a ufunc
+    on it takes the loop it takes on ``a`` (``np.exp`` over a reversed x: 9,100 of
+    200,000 values differed, copied forwards)."""
     order = sorted(range(a.ndim), key=lambda i: abs(a.strides[i]), reverse=True)  # stable
     strides = [0] * a.ndim
     step = a.itemsize
     for axis in reversed(order):
-        strides[axis] = step
+        strides[axis] = -step if backwards and a.strides[axis] < 0 else step
         step *= max(1, a.shape[axis])
     return tuple(strides)
 
 
-def copy_dense(a: np.ndarray, seg: Segment, offset: int = 0) -> ShmRef:
+def copy_dense(a: np.ndarray, seg: Segment, offset: int = 0, backwards: bool = False) -> ShmRef:
     """Copy ``a`` into ``seg`` at ``offset`` in its own memory order (see
-    :func:`dense_strides`); the reference to the copy."""
-    strides = dense_strides(a)
-    np.copyto(seg.ndarray(a.shape, a.dtype, offset, strides), a, casting="no")
-    return ShmRef(seg.name, offset, a.shape, a.dtype, strides)
+    :func:`dense_strides`, ``backwards`` too); the reference to the copy."""
+    strides = dense_strides(a, backwards)
+    # (an axis that runs backwards starts at its far end)
+    start = offset + sum(
+        (n - 1) * -st for n, st in zip(a.shape, strides, strict=True) if st < 0 and n
+    )
+    np.copyto(seg.ndarray(a.shape, a.dtype, start, strides), a, casting="no")
+    return ShmRef(seg.name, start, a.shape, a.dtype, strides)
 
 
 def _new_file(path: str, size: int, directory: str) -> np.ndarray:

@@ -135,12 +135,37 @@ class Transport:
 class _PickledApply(ApplyIO):
     def block(self, a: int, b: int) -> tuple[Any, Any]:
         block = self.inputs.block(a, b)
-        self.count(_array_bytes(block.args) if isinstance(block, Cut) else block.nbytes)
-        return block, None
+        if isinstance(block, Cut):
+            self.count(_array_bytes(block.args))
+            return block._replace(args=tuple(map(_Backwards.wrap, block.args))), None
+        self.count(block.nbytes)
+        return _Backwards.wrap(block), None
 
     def took(self, a: int, b: int, res: Any) -> None:
         self.count(res.nbytes)
         along(self.out, a, b, self.inputs.axis)[...] = res
+
+
+class _Backwards:
+    """An array with an axis that runs backwards (``x[::-1]``), pickled so that it
+    arrives so (pickle sends a copy that runs forwards, on which a ufunc may take
+    another loop than on the array: other bits)."""
+
+    __slots__ = ("a",)
+
+    def __init__(self, a: np.ndarray) -> None:
+        self.a = a
+
+    @classmethod
+    def wrap(cls, a: Any) -> Any:
+        """``a``, or ``a`` wrapped when it is an ndarray with a negative stride."""
+        if isinstance(a, np.ndarray) and any(s < 0 for s in a.strides):
+            return cls(a)
+        return a
+
+    def __reduce__(self) -> Any:
+        back = tuple(k for k, s in enumerate(self.a.strides) if s < 0)
+        return (np.flip, (np.flip(self.a, back), back))
 
 
 def _array_bytes(values: Any) -> int:
@@ -174,7 +199,8 @@ class Pickled(Transport):
 def _stage(arr: np.ndarray, held: list[Segment], io: _Counted) -> Any:
     """A reference for ``arr``: its own segment if shared, its file if memory-mapped
     (np.memmap, when that file is still the one mapped: the worker maps it), else a
-    copy in a warm segment, in ``arr``'s own memory order (see shm.dense_strides).
+    copy in a warm segment, in ``arr``'s own memory order and direction (see
+    shm.dense_strides).
     An empty array travels as itself: there is nothing to share."""
     if arr.size == 0:
         return np.empty_like(arr, order="K")
@@ -186,7 +212,7 @@ def _stage(arr: np.ndarray, held: list[Segment], io: _Counted) -> Any:
     t0 = time.perf_counter()
     seg = shm.arena().take(arr.nbytes)
     held.append(seg)
-    ref = shm.copy_dense(arr, seg)
+    ref = shm.copy_dense(arr, seg, backwards=True)
     io.count(arr.nbytes, time.perf_counter() - t0)
     return ref
 

@@ -393,6 +393,11 @@ def _laid_out(a: np.ndarray, mod: int, strides: tuple[int, ...], copy: bool = Fa
     so already."""
     if a.dtype.hasobject or (a.size == 0 and not copy):
         return a.copy() if copy else a
+    back = tuple(k for k, s in enumerate(strides) if s < 0 and a.shape[k] > 1)
+    if back:  # (an axis that runs backwards here runs backwards there: the same loop)
+        low = mod + sum((a.shape[k] - 1) * strides[k] for k in back)  # (its lowest item)
+        forwards = tuple(abs(s) for s in strides)
+        return np.flip(_laid_out(np.flip(a, back), low % ALIGN, forwards, copy=True), back)
     new = _strides_like(a.shape, strides, a.itemsize, a.nbytes)
     if not copy and a.ctypes.data % ALIGN == mod and a.strides == new and a.flags.writeable:
         return a
