@@ -932,29 +932,3 @@ def test_a_0d_x_gets_the_checks_error_and_func_never_runs(backend: str) -> None:
                 with pytest.raises(ValueError, match="at least one dimension"):
                     pool.apply(func, np.array(1.0))
     assert not ran
-
-
-@pytest.mark.parametrize("machine", ["handoffs_cost", "handoffs_free"])
-def test_auto_with_chunks_runs_the_same_blocks_on_every_call(
-    machine: str, request: pytest.FixtureRequest
-) -> None:
-    """chunks= is the caller's: auto's first call runs the blocks its later calls run
-    (the first rows, then that many), not growing blocks to measure func by."""
-    request.getfixturevalue(machine)
-    x = np.arange(40_000.0)
-    seen: list[tuple[int, int]] = []
-    lock = threading.Lock()
-
-    def f(b: np.ndarray, block_info: numpool.BlockInfo) -> np.ndarray:
-        with lock:
-            seen.append((block_info.rows.start, block_info.rows.stop))
-        return b + 1
-
-    calls = []
-    with numpool.Pool("auto", workers=2) as pool:
-        for _ in range(4):
-            seen.clear()
-            assert pool.apply(f, x, chunks=4, block_info=True).tobytes() == (x + 1).tobytes()
-            calls.append(sorted(seen))
-    assert all(c == calls[0] for c in calls), calls
-    assert len(calls[0]) == 5 and calls[0][0] == (0, 2)  # (the first rows, then 4)

@@ -676,7 +676,9 @@ class Runner:
                 snap.bytes_per_item, snap.out_bytes_per_item = bytes_per_item, out_bytes
                 snap.observe("serial", item_s)
                 work = model.Work(candidates, explore=False)
-                decided = decision or model.choose(snap.measurements(n), profile, work)
+                decided = decision
+                if decided is None:
+                    decided = model.choose(snap.measurements(n), profile, work)
                 what = _apply_what(func, n, dtype, nbytes, shared, extra)
                 plan = made.setdefault(
                     "first",
@@ -774,7 +776,7 @@ class Runner:
     ) -> np.ndarray:
         on = self._head_on()
         head = _Head(
-            grow=chunks is None,
+            grow=self.auto or chunks is None,
             on=on,
             fault=_head_fault_rate(inputs) if on is None else 0.0,
         )
@@ -828,8 +830,8 @@ class Runner:
         ev.call_s = h.call_s
         describe(ev)
         name, decision = self.name, None
-        if self.auto:  # (chunks= given: the caller's blocks, no stage of its own)
-            name, decision = self._decide_first(ev, walker, candidates, func, head.grow)
+        if self.auto:
+            name, decision = self._decide_first(ev, walker, candidates, func)
         probe_s, measured = perf_counter() - t_start, walker.done
         rest(name, ev)
         self._observe_first(ev, decision)
@@ -1147,24 +1149,22 @@ class Runner:
         walker: ApplyWalker | MapWalker,
         candidates: tuple[model.Candidate, ...],
         func: Callable[..., Any],
-        stage: bool = True,
     ) -> tuple[str, model.Decision]:
-        """On a first call, after the head: the threads stage if threads could win (and
-        ``stage``: the call's blocks are not the caller's, ``chunks=``), then the
-        decision for the rest."""
+        """On a first call, after the head: the threads stage if threads could win,
+        then the decision for the rest."""
         profile = store.get()
         threads = next((c for c in candidates if c.in_process and c.parallel), None)
-        if stage and threads is not None and walker.done < walker.n:
+        if threads is not None and walker.done < walker.n:
             m = ev.measurements(walker.n - walker.done)
             serial_s = m.items * m.item_s
             if model.predict(m, profile, threads) < serial_s:  # at best, threads could win
                 backend = self.backends.get(threads.name)
-                got = measure.threads_stage(walker, backend, ev.item_s)
-                if got is not None:
-                    ev.threads_speedup = got.speedup
-                    ev.threads_trusted = got.trusted
-                    ev.item_s = min(ev.item_s, got.serial_item_s)
-                    ev.gil_free = got.gil_free
+                stage = measure.threads_stage(walker, backend, ev.item_s)
+                if stage is not None:
+                    ev.threads_speedup = stage.speedup
+                    ev.threads_trusted = stage.trusted
+                    ev.item_s = min(ev.item_s, stage.serial_item_s)
+                    ev.gil_free = stage.gil_free
         fresh = _fresh_bytes(walker.inputs, False) if isinstance(walker, ApplyWalker) else 0.0
         decision = self._choose(
             ev, walker.n - walker.done, func, candidates, explore=False, fresh=fresh
