@@ -163,8 +163,8 @@ def head(
     tree built from a fixed argument, a Python loop of NumPy calls): then a block
     GROWTH times longer takes little more time. While so (:data:`LINEAR_SHARE`), and
     while the next block holds at most HEAD_SHARE of the rows left, the head goes on
-    growing; a line through its last two blocks (the first left out) then gives the
-    seconds per row and per call (``call_s``, counted above CALL_SHARE of the last
+    growing; a line through its smallest block (the first left out) and its last then
+    gives the seconds per row and per call (``call_s``, counted above CALL_SHARE of the last
     block): block sizes must not pay that call again and again. A func of 1 us per
     row and 6.5 ms per call read 0.8 ms per row on its second block.
 
@@ -180,6 +180,7 @@ def head(
     wall = cpu = 0.0
     k = 1
     prev: tuple[int, float] | None = None  # the block before, the first left out
+    early: tuple[int, float] | None = None  # the smallest block but the first
     while True:
         a = walker.done
         k = max(1, min(size if grow else FIRST_ROWS, limit - a))
@@ -199,10 +200,12 @@ def head(
                 break
         if a > first:
             prev = (k, wall)
+            early = early or prev
         size *= GROWTH
-    # (a line through blocks of microseconds would read numpool's and NumPy's own
-    # costs per call, and the timer's noise)
-    item_s, call_s = per_row_and_call(prev if wall >= PROBE_S else None, k, wall)
+    # the line from the smallest block to the last (the widest span: a func's cost per
+    # call is as noisy as its rows', and rows may cost more once out of a cache); none
+    # when the last is microseconds (numpool's and NumPy's own costs, the timer's noise)
+    item_s, call_s = per_row_and_call(early if wall >= PROBE_S else None, k, wall)
     bound = grow and wall < PROBE_S / 10
     return Head(item_s, bound, native(cpu, wall), time.perf_counter() - t_start, call_s)
 
