@@ -932,3 +932,21 @@ def test_a_0d_x_gets_the_checks_error_and_func_never_runs(backend: str) -> None:
                 with pytest.raises(ValueError, match="at least one dimension"):
                     pool.apply(func, np.array(1.0))
     assert not ran
+
+
+@pytest.mark.parametrize("backend", ["auto", "serial", "threads"])
+def test_a_call_without_a_route_gets_the_checks_error_before_its_timeout(
+    backend: str,
+) -> None:
+    """A call given a timeout that has passed at once, with arguments that do not fit:
+    the gate finds no route and leaves it to the checks, whose error comes first, as
+    without the gate; with fitting arguments, TimeoutError."""
+    import concurrent.futures as cf
+
+    a = np.arange(100.0)
+    with numpool.Pool(backend, workers=2) as pool:
+        for _ in range(2):
+            with pytest.raises(ValueError, match="different lengths"):
+                pool.apply(funcs.fma, a, a[:-1], a, timeout=1e-9)
+            with pytest.raises(cf.TimeoutError):
+                pool.apply(funcs.fma, a, a, a, timeout=1e-9)

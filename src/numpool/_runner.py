@@ -177,11 +177,17 @@ class Runner:
         if timeout is not None:  # (its blocks stop at the deadline, as the planner's do)
             if type(timeout) is not float and type(timeout) is not int:
                 return None  # (the planner's path says what is wrong)
-            with deadline(timeout):
-                return self.routed(
-                    func, x, arrays, out, chunks, progress, None, boundary, cval,
-                    block_info, check_overlap, rows, overlap, axis,
-                )  # fmt: skip
+            try:
+                with deadline(timeout):
+                    hit = self.routed(
+                        func, x, arrays, out, chunks, progress, None, boundary, cval,
+                        block_info, check_overlap, rows, overlap, axis,
+                    )  # fmt: skip
+                    if hit is None:
+                        raise _NoRoute  # (no work done: not timed, the planner's checks next)
+            except _NoRoute:
+                return None
+            return hit
         if boundary is None and cval is None and block_info is False:
             if not (arrays or overlap or axis):
                 return self.fast(func, x, out, chunks)
@@ -1714,6 +1720,10 @@ def _certain_route(func: Any, plan: Plan | Callable[[], Plan]) -> Route:
     inputs, in the caller, never revisited; ``plan`` for ``last_stats``."""
     check = not one_in_one_out(func)
     return Route("serial", 1, serial=True, certain=True, check=check, plan=plan, ev=None)
+
+
+class _NoRoute(Exception):
+    """The gate found no route for a call given ``timeout=`` (see Runner.routed)."""
 
 
 def _serial_route(func: Any) -> Route:
