@@ -477,7 +477,7 @@ class Runner:
                 and not (nested or chunks or inputs.plain)
                 and (out is None or type(out) is np.ndarray)
             ):  # (x alone has its route always: see fast; this call was checked)
-                self._settle(func, inputs, _serial_route(func), out)
+                self._settle(func, inputs, _certain_route(func, None), out)
             if self.auto or nested:
                 what = _NESTED if nested else f"{n} row{'s' * (n != 1)}"
                 stats.plan = _trivial_plan("apply", what)
@@ -832,8 +832,7 @@ class Runner:
         5. learn: the evidence is kept for later calls, with the plan it led to.
         """
         h = measure.head(walker, grow=head.grow, on=head.on, fault_bytes_per_s=head.fault)
-        ev = Evidence(kind, h.item_s, h.bound, h.native)
-        ev.call_s = h.call_s
+        ev = _head_evidence(kind, h)
         describe(ev)
         name, decision = self.name, None
         if self.auto:
@@ -857,7 +856,6 @@ class Runner:
                 sizes=stats.tasks if inputs is not None else None,
                 calls=0,
             )
-            ev.plan = stats.plan
 
     def _later_apply(
         self,
@@ -1393,8 +1391,7 @@ class Runner:
             assert columns is not None
             walker = MapWalker(func, columns, stats)
         h = measure.head(walker, grow=True)
-        ev = Evidence(kind, h.item_s, h.bound, h.native)
-        ev.call_s = h.call_s
+        ev = _head_evidence(kind, h)
         ev.bytes_per_item = (
             _apply_bytes_per_row(walker.inputs, None, None)
             if isinstance(walker, ApplyWalker)
@@ -1596,6 +1593,13 @@ def _timed_whole(
     return result, _Timed(t0, wall, cpu, faults)
 
 
+def _head_evidence(kind: str, h: measure.Head) -> Evidence:
+    """The evidence of a first call's head (measure.head)."""
+    ev = Evidence(kind, h.item_s, h.bound, h.native)
+    ev.call_s = h.call_s
+    return ev
+
+
 def _whole_evidence(inputs: Inputs, result: np.ndarray, warm: float, timed: _Timed) -> Evidence:
     """The evidence of a first call run whole: ``warm`` seconds (its fresh pages'
     faults taken off), the cores it kept busy, its bytes per row."""
@@ -1715,23 +1719,17 @@ _SERIAL_UFUNC_ROUTE = Route(
 )
 
 
-def _certain_route(func: Any, plan: Plan | Callable[[], Plan]) -> Route:
-    """The route of a first call run whole whose decision is settled: func on the whole
-    inputs, in the caller, never revisited; ``plan`` for ``last_stats``."""
+def _certain_route(func: Any, plan: Plan | Callable[[], Plan] | None) -> Route:
+    """The route of a call run whole whose decision is settled (a first call too small
+    for any backend; Pool("serial")): func on the whole inputs, in the caller, never
+    revisited; ``plan`` for ``last_stats``. A new one each time: settling keeps the
+    call's layout on it."""
     check = not one_in_one_out(func)
     return Route("serial", 1, serial=True, certain=True, check=check, plan=plan, ev=None)
 
 
 class _NoRoute(Exception):
     """The gate found no route for a call given ``timeout=`` (see Runner.routed)."""
-
-
-def _serial_route(func: Any) -> Route:
-    """Pool("serial")'s route for a call of several arguments, another axis or a halo,
-    settled after its first call (checked): func on the whole inputs, always. A new
-    one each time: settling keeps the call's layout on it."""
-    check = not one_in_one_out(func)
-    return Route("serial", 1, serial=True, certain=True, check=check, plan=None, ev=None)
 
 
 #: why a backend cannot run this call: its workers are starting in the background

@@ -496,13 +496,9 @@ def apply_block(
         axis, rows = src.axis, src.rows
         try:
             into = getattr(type(func), "write_into", None)
-            args = [resolve(a) for a in src.args] if target is not None else []
-            if (
-                target is not None
-                and not (src.lo or src.hi)
-                and _fits_ufunc(func, src)
-                and same_layout(target, args)
-            ):
+            fits = target is not None and not (src.lo or src.hi) and _fits_ufunc(func, src)
+            args = [resolve(a) for a in src.args] if fits else []  # (resolved once)
+            if target is not None and fits and same_layout(target, args):
                 res = func(*[frozen(a) for a in args], out=target)
             elif (  # tiles: straight into the output, no block-sized temporary
                 target is not None

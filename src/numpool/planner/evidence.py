@@ -25,12 +25,9 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Hashable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .model import Measurements
-
-if TYPE_CHECKING:
-    from .plan import Plan
 
 __all__ = ["STALE_CALLS", "WINDOW", "Evidence", "EvidenceCache", "cache", "func_key"]
 
@@ -72,7 +69,6 @@ class Evidence:
         "kind",
         "native",
         "out_bytes_per_item",
-        "plan",
         "recent",
         "seen",
         "threads_speedup",
@@ -102,7 +98,6 @@ class Evidence:
         self.seen: dict[str, int] = {}
         self.calls = 0
         self.current: str | None = None
-        self.plan: Plan | None = None
 
     def observe(self, backend: str, item_s: float) -> None:
         """A whole call (or the bulk of one) ran on ``backend`` at ``item_s`` wall
