@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
 import funcs
 import numpool
-from numpool import blas
+from numpool import _cpus, blas
 from numpool._cpus import cgroup_cpu_limit, default_workers, usable_cpus
 
 
@@ -39,6 +41,36 @@ def test_cgroup_quota_parsing(tmp_path) -> None:
     (tmp_path / "cpu.max").write_text("max 100000\n")
     assert cgroup_cpu_limit(tmp_path) is None
     assert cgroup_cpu_limit(tmp_path / "missing") is None
+
+
+def _topology(root, lists: dict[int, tuple[str, str]]) -> None:
+    for cpu, (leaf, text) in lists.items():
+        (root / f"cpu{cpu}" / "topology").mkdir(parents=True)
+        (root / f"cpu{cpu}" / "topology" / leaf).write_text(text + "\n")
+
+
+def test_physical_cores_are_the_distinct_cores_sysfs_lists(tmp_path) -> None:
+    """Two hyper-threads per core: 4 logical CPUs are 2 cores; the older file name
+    counts too; other entries (cpufreq, online) are not CPUs; nothing to read: 0
+    (psutil's count then)."""
+    new, old = "core_cpus_list", "thread_siblings_list"
+    _topology(tmp_path / "a", {0: (new, "0,2"), 1: (new, "1,3"), 2: (new, "0,2"), 3: (new, "1,3")})
+    (tmp_path / "a" / "cpufreq").mkdir()
+    (tmp_path / "a" / "online").write_text("0-3\n")
+    assert _cpus._sysfs_cores(str(tmp_path / "a")) == 2
+    _topology(tmp_path / "b", {0: (old, "0"), 1: (old, "1"), 2: (old, "2")})
+    assert _cpus._sysfs_cores(str(tmp_path / "b")) == 3
+    (tmp_path / "c" / "cpu0").mkdir(parents=True)
+    assert _cpus._sysfs_cores(str(tmp_path / "c")) == 0
+    assert _cpus._sysfs_cores(str(tmp_path / "missing")) == 0
+
+
+def test_physical_cores_and_memory_agree_with_psutil() -> None:
+    """Read without psutil where the OS answers, they are psutil's figures."""
+    import psutil
+
+    assert _cpus.physical_cores() == (psutil.cpu_count(logical=False) or os.cpu_count())
+    assert _cpus.total_memory() == psutil.virtual_memory().total
 
 
 @needs_blas

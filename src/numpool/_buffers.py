@@ -26,6 +26,7 @@ import weakref
 
 import numpy as np
 
+from ._cpus import total_memory
 from .shm import Arena, env_bytes
 
 __all__ = ["PrivateBuffer", "arena", "empty", "made"]
@@ -58,9 +59,7 @@ def _default_max_idle() -> int:
     configured = env_bytes("NUMPOOL_PRIVATE_ARENA_BYTES")
     if configured is not None:
         return configured
-    import psutil
-
-    return int(min(512 << 20, psutil.virtual_memory().total // 16))
+    return int(min(512 << 20, total_memory() // 16))
 
 
 _arena = Arena(max_idle=_default_max_idle, factory=PrivateBuffer)

@@ -5,7 +5,7 @@ the wrong question in a container limited to 2 CPUs of a 64-core host, or
 under ``taskset``. :func:`usable_cpus` answers "how many can this process
 actually run on": the CPU affinity mask, further capped by a cgroup CPU quota
 (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``). :func:`default_workers` is the
-smaller of that and the physical core count (psutil), since NumPy kernels
+smaller of that and the physical core count (sysfs, or psutil), since NumPy kernels
 gain little from hyper-threads.
 """
 
@@ -16,7 +16,13 @@ import math
 import os
 from pathlib import Path
 
-__all__ = ["cgroup_cpu_limit", "default_workers", "physical_cores", "usable_cpus"]
+__all__ = [
+    "cgroup_cpu_limit",
+    "default_workers",
+    "physical_cores",
+    "total_memory",
+    "usable_cpus",
+]
 
 
 def _read(path: Path) -> str | None:
@@ -54,12 +60,54 @@ def usable_cpus() -> int:
     return max(1, n)
 
 
+#: Linux's CPU topology: one file per logical CPU naming the CPUs of its core
+CPU_SYSFS = "/sys/devices/system/cpu"
+
+
 @functools.lru_cache(maxsize=1)
 def physical_cores() -> int:
-    """Physical cores of the machine (psutil), or the logical count when unknown."""
+    """Physical cores of the machine, or the logical count when unknown.
+
+    On Linux, the distinct ``topology/core_cpus_list`` of the CPUs in sysfs (what
+    psutil reads first, without its import: ~15 ms a process, on its first call);
+    elsewhere, or where sysfs says nothing, psutil's count."""
+    return _sysfs_cores(CPU_SYSFS) or _psutil_cores()
+
+
+def _sysfs_cores(root: str) -> int:
+    """Distinct cores in a sysfs CPU directory; 0 where it has none to read."""
+    try:
+        names = [n for n in os.listdir(root) if n.startswith("cpu") and n[3:].isdigit()]
+    except OSError:
+        return 0
+    cores = set()
+    for name in names:
+        for leaf in ("core_cpus_list", "thread_siblings_list"):  # (newer, then older)
+            text = _read(Path(root, name, "topology", leaf))
+            if text is not None:
+                cores.add(text)
+                break
+    return len(cores)
+
+
+def _psutil_cores() -> int:
     import psutil
 
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def total_memory() -> int:
+    """Bytes of the machine's memory: sysconf where it answers (Linux, macOS: what
+    psutil reads too, without its import), else psutil's."""
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        pages = size = -1
+    if pages > 0 and size > 0:
+        return int(pages * size)
+    import psutil
+
+    return int(psutil.virtual_memory().total)
 
 
 def default_workers() -> int:

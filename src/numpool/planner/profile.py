@@ -58,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from .._cpus import physical_cores, usable_cpus
+from .._cpus import physical_cores, total_memory, usable_cpus
 from .._version import __version__
 
 __all__ = ["BOUNDS", "Profile", "cache_dir", "machine_key", "store"]
@@ -154,13 +154,11 @@ def _cpu_model() -> str:
 
 def machine_key() -> str:
     """A short hash of what makes this machine's figures differ from another's."""
-    import psutil
-
     facts = {
         "cpu": _cpu_model(),
         "usable": usable_cpus(),
         "physical": physical_cores(),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30),
+        "memory_gib": round(total_memory() / 2**30),
         "python": platform.python_version_tuple()[:2],
         "implementation": platform.python_implementation(),
         "numpy": np.__version__,
