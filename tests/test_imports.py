@@ -279,3 +279,32 @@ def test_the_checker_sees_every_kind_of_import(tmp_path: Path) -> None:
     (where,) = [e.where for e in edges if e.src == "pkg.sub.b"]
     assert where.endswith("in K.m()")
     assert circles(modules, edges) == [["pkg.a", "pkg.c", "pkg.sub.b"]]
+
+
+#: what ``import numpool`` leaves for the first use that needs it (each costs a
+#: process 3-9 ms at import: multiprocessing and its executor only when processes
+#: start, psutil on a first call, the rest when the machine is measured)
+NOT_AT_IMPORT = (
+    "concurrent.futures.process",
+    "multiprocessing",
+    "psutil",
+    "secrets",
+    "statistics",
+    "tempfile",
+)
+
+
+def test_import_numpool_leaves_what_a_first_call_does_not_need() -> None:
+    import subprocess
+    import sys
+
+    code = (  # (what NumPy itself imports, on the NumPy installed, is not numpool's)
+        "import sys, numpy\n"
+        "before = set(sys.modules)\n"
+        "import numpool\n"
+        f"print(sorted(m for m in {NOT_AT_IMPORT!r} if m in set(sys.modules) - before))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert r.stdout.strip() == "[]", r.stdout

@@ -63,9 +63,7 @@ import math
 import mmap
 import os
 import re
-import secrets
 import stat
-import tempfile
 import threading
 import time
 import warnings
@@ -118,15 +116,19 @@ def shm_dir() -> str:
         return str(configured)
     if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
         return "/dev/shm"
-    return tempfile.gettempdir()
+    return _temp_dir()
 
 
 def spill_dir() -> str:
     """Where segments go when shm_dir() is too small: $NUMPOOL_SPILL_DIR or the temp dir
     (file-backed memory maps: slower than tmpfs, but no SIGBUS and no failure)."""
-    return str(
-        _config.get("spill") or os.environ.get("NUMPOOL_SPILL_DIR") or tempfile.gettempdir()
-    )
+    return str(_config.get("spill") or os.environ.get("NUMPOOL_SPILL_DIR") or _temp_dir())
+
+
+def _temp_dir() -> str:
+    import tempfile  # (here: imported by ``import numpool``, it costs every process ~3 ms)
+
+    return tempfile.gettempdir()
 
 
 def shm_limit() -> int | None:
@@ -439,7 +441,7 @@ def is_numpool_name(name: str) -> bool:
 
 def new_name(owner: str) -> str:
     """An unguessable segment name carrying its owner (``pid-token``: see :class:`Lock`)."""
-    return f"{PREFIX}{owner}-{secrets.token_hex(8)}"
+    return f"{PREFIX}{owner}-{os.urandom(8).hex()}"
 
 
 def lock_name(pid: int, token: str) -> str:
@@ -471,7 +473,7 @@ class Lock:
         self.pid = os.getpid()
         self.users = 0
         for _ in range(16):
-            self.token = secrets.token_hex(6)
+            self.token = os.urandom(6).hex()
             self.path = os.path.join(directory, lock_name(self.pid, self.token))
             fd = _create_locked(self.path)
             if fd is not None:

@@ -24,11 +24,11 @@ Every live backend is known (:func:`live`) so that a child made by
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import BrokenExecutor, Future
-from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._transport import Transport
@@ -145,7 +145,10 @@ class Backend:
 
     def is_crash(self, exc: BaseException) -> bool:
         """Whether ``exc`` (from a job's future) means a worker died."""
-        return isinstance(exc, BrokenProcessPool)
+        # (only a pool that imported concurrent.futures.process raises its error:
+        # not imported here, it would cost every ``import numpool`` ~9 ms)
+        process = sys.modules.get("concurrent.futures.process")
+        return process is not None and isinstance(exc, process.BrokenProcessPool)
 
     def recover(self) -> None:
         """After a worker died: whatever the next submit needs (process backends)."""

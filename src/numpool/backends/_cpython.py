@@ -33,14 +33,15 @@ this module from it would run ``numpool.backends`` and close a circle.
 
 from __future__ import annotations
 
-import concurrent.futures.process as cf_process
 import concurrent.futures.thread as cf_thread
-import multiprocessing.process as mp_process
 import signal
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # (imported where used: ``import numpool`` does not need multiprocessing)
+    from concurrent.futures import ProcessPoolExecutor
 
 __all__ = [
     "NAMES",
@@ -192,6 +193,8 @@ def forget_manager_wakeup(thread: threading.Thread) -> None:
 
     Reads ``concurrent.futures.process._threads_wakeups`` (3.10-3.13). Missing:
     nothing is done."""
+    import concurrent.futures.process as cf_process
+
     wakeups = getattr(cf_process, "_threads_wakeups", None)
     if wakeups is not None:
         wakeups.pop(thread, None)
@@ -244,6 +247,8 @@ def forget_children(kinds: tuple[type, ...]) -> None:
 
     Reads ``multiprocessing.process._children`` (a set: 3.10-3.13). Missing: nothing
     is done."""
+    import multiprocessing.process as mp_process
+
     children = getattr(mp_process, "_children", None)
     if children is not None:
         for p in [p for p in children if isinstance(p, kinds)]:

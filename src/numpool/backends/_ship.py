@@ -496,8 +496,14 @@ def _reduce_array(a: np.ndarray) -> Any:
     return _rebuild, (bytearray(a.tobytes(order="C")), a.dtype, a.shape)
 
 
-def _keep_byte_order() -> None:
-    """Only where multiprocessing pickles under protocol 4 (Python 3.10-3.13): there
+@functools.lru_cache(maxsize=1)
+def keep_byte_order() -> None:
+    """Register :func:`_reduce_array` with multiprocessing's pickler, once per process:
+    called where multiprocessing is used (``backends.processes`` and ``_context`` at
+    import, :func:`_worker.init_worker` in a worker, the packer of jobs), not at
+    ``import numpool``, which then need not import multiprocessing (~5 ms).
+
+    Only where multiprocessing pickles under protocol 4 (Python 3.10-3.13): there
     NumPy's own reduction of a native array is ``__reduce__()`` anyway, so nothing
     else changes; from 3.14 (protocol 5) NumPy's out-of-band path stays in use."""
     if pickle.DEFAULT_PROTOCOL >= 5:
@@ -505,6 +511,3 @@ def _keep_byte_order() -> None:
     from multiprocessing.reduction import ForkingPickler
 
     ForkingPickler.register(np.ndarray, _reduce_array)
-
-
-_keep_byte_order()

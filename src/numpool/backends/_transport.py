@@ -33,7 +33,6 @@ segment, so it is unlinked rather than recycled.
 from __future__ import annotations
 
 import os
-import secrets
 import time
 import weakref
 from typing import Any, NamedTuple
@@ -446,7 +445,7 @@ class _SharedMap(MapIO):
             tasks = max(1, min(len(batch), _pack_limit() // each))
             slot = shm.arena().take(each * tasks)
         self.slots_of[batch[0][0]] = slot
-        spare = secrets.randbits(64)
+        spare = int.from_bytes(os.urandom(8), "little")
         self.spares[batch[0][0]] = (spare, len(batch))
         reserved = Slot(slot.name, slot.size) if slot is not None else None
         return sent, Returns(self._owner(), reserved, each, INLINE_BYTES, spare, self.marker)

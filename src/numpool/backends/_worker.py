@@ -24,14 +24,12 @@ import os
 import pickle
 import signal
 import sys
-import tempfile
 import threading
 import time
 import traceback
 import types
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from multiprocessing.reduction import ForkingPickler
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -42,7 +40,7 @@ from .._inputs import Cut, frozen, told
 from .._stats import worker_name
 from ..shm import Attachments, FileRef, ShmRef
 from . import _cpython
-from ._ship import portable, ship
+from ._ship import keep_byte_order, portable, ship
 from ._transport import Returns, send_back
 
 _attachments: Attachments | None = None
@@ -57,6 +55,8 @@ INIT_FAILED = 70  # (EX_SOFTWARE)
 
 def init_report(pid: int) -> str:
     """Where worker ``pid`` leaves the error of its Pool(initializer=) for the parent."""
+    import tempfile  # (here: not every process that imports numpool needs it)
+
     return os.path.join(tempfile.gettempdir(), f"numpool-init-{pid}.txt")
 
 
@@ -70,6 +70,7 @@ def init_worker(
     segment cache, Ctrl-C left to the parent; then Pool(initializer=)."""
     global _attachments, _owner, _remote
     _remote = True
+    keep_byte_order()  # (the results this worker sends back)
     # Ctrl-C reaches the whole process group; the parent decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if blas_threads is not None:
@@ -243,19 +244,29 @@ def _arrive(state: CallerState, blob: bytes, digest: bytes | None) -> Any:
     return func
 
 
-class _Packer(ForkingPickler):
-    """multiprocessing's pickler (the reducers registered with it apply, as when the
-    executor pickles a job), with the arrays of numbers set aside (see :func:`pack`),
-    and the objects of the classes in ``also``."""
+@functools.lru_cache(maxsize=1)
+def _packer() -> type:
+    """:class:`_Packer`, made on first use: multiprocessing is imported then, not at
+    ``import numpool``."""
+    from multiprocessing.reduction import ForkingPickler
 
-    def __init__(self, file: io.BytesIO, also: tuple[type, ...] = ()) -> None:
-        super().__init__(file, pickle.DEFAULT_PROTOCOL)
-        self.aside: list[Any] = []
-        self.also = also
+    keep_byte_order()
 
-    def reducer_override(self, obj: Any) -> Any:
-        # (called for what is not an int, a str, a plain tuple... and once per object)
-        return _set_aside(self, obj) or NotImplemented
+    class _Packer(ForkingPickler):
+        """multiprocessing's pickler (the reducers registered with it apply, as when the
+        executor pickles a job), with the arrays of numbers set aside (see :func:`pack`),
+        and the objects of the classes in ``also``."""
+
+        def __init__(self, file: io.BytesIO, also: tuple[type, ...] = ()) -> None:
+            super().__init__(file, pickle.DEFAULT_PROTOCOL)
+            self.aside: list[Any] = []
+            self.also = also
+
+        def reducer_override(self, obj: Any) -> Any:
+            # (called for what is not an int, a str, a plain tuple... and once per object)
+            return _set_aside(self, obj) or NotImplemented
+
+    return _Packer
 
 
 def _set_aside(packer: Any, obj: Any) -> tuple[Any, tuple[int]] | None:
@@ -328,7 +339,7 @@ def pack(
     its arguments: Dask's worker processes); ``also``: more classes set aside (Dask's
     futures, which Dask resolves only where it sees them)."""
     with io.BytesIO() as file:
-        packer = (_cloud_packer() if by_value else _Packer)(file, also)
+        packer = (_cloud_packer() if by_value else _packer())(file, also)
         packer.dump((args, kwargs))
         return file.getvalue(), tuple(packer.aside)
 

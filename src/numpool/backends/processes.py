@@ -66,9 +66,11 @@ from .._errors import BackendUnavailableError
 from . import _context, _cpython
 from ._base import Backend
 from ._context import context
-from ._ship import ship, ship_args
+from ._ship import keep_byte_order, ship, ship_args
 from ._transport import Shared, Transport
 from ._worker import call, caller_state, following, init_report, init_worker, pack, unpack
+
+keep_byte_order()  # (the jobs this process sends its workers)
 
 __all__ = ["ProcessesBackend"]
 

@@ -47,8 +47,6 @@ import mmap
 import os
 import platform
 import stat
-import statistics
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -180,6 +178,8 @@ _COPY_BYTES = 32 << 20
 
 
 def _median(samples: list[float]) -> float:
+    import statistics  # (here: only a process that measures the machine needs it)
+
     return float(statistics.median(samples))
 
 
@@ -309,6 +309,8 @@ class ProfileStore:
             "measured_at": time.time(),
             "profile": profile.as_dict(),
         }
+        import tempfile  # (here: only a process that measures the machine writes)
+
         tmp = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
