@@ -8,6 +8,7 @@ No timing is asserted. Where a decision matters, the machine profile is passed i
 from __future__ import annotations
 
 import dataclasses
+import gc
 import threading
 
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 
 import funcs
 import numpool
-from numpool import _routes
+from numpool import _buffers, _routes
 from numpool._runner import Runner
 from numpool.planner import evidence, model
 from numpool.planner.profile import Profile
@@ -367,6 +368,10 @@ def test_a_call_that_wrote_into_fresh_memory_leaves_no_figure() -> None:
     recycled (warm) memory does."""
     x = np.random.default_rng(2).random(2_000_000)  # 16 MB: a recycled output buffer
     with numpool.Pool("threads", workers=2) as pool:
+        # (an earlier test's 16 MB output, collected and kept idle while some pool
+        # lives, would make the second call's buffer warm)
+        gc.collect()
+        _buffers.arena().clear()
         keep = [pool.apply(np.sqrt, x)]  # the first call: its output stays in use
         (ev,) = [e for k, e in evidence.cache._items.items() if np.sqrt in k]
         before = len(ev.recent.get("threads", []))
