@@ -699,6 +699,8 @@ def test_the_head_reads_the_warm_cost_per_row(
         monkeypatch.setattr(measure, "thread_faults", lambda w=walker: w.faults)  # type: ignore[misc]
         h = measure.head(walker, fault_bytes_per_s=told)
         assert h.item_s == pytest.approx(want)
+        # (its CPU time held the faults too: one core, not wall-with-faults over less)
+        assert h.native == 1.0
 
 
 # --- func's own cost per call (measure.per_row_and_call, blocks(call_s=)) ----------------

@@ -177,7 +177,7 @@ def head(
     limit = walker.n if not grow else max(1, math.ceil(walker.n * PROBE_FRACTION))
     size = FIRST_ROWS
     first = walker.done
-    wall = cpu = 0.0
+    wall = raw = cpu = 0.0
     k = 1
     prev: tuple[int, float] | None = None  # the block before, the first left out
     early: tuple[int, float] | None = None  # the smallest block but the first
@@ -187,11 +187,13 @@ def head(
         if on is None:
             f0 = thread_faults()
             wall, cpu = walker.serial(a, a + k)
+            raw = wall  # (cores from both with the faults: the kernel's CPU time)
             f1 = thread_faults()
             if f0 is not None and f1 is not None:
                 wall = without_faults(wall, f1 - f0, fault_bytes_per_s)
         else:
             wall, cpu = walker.remote(on, a, a + k)
+            raw = wall
         if not grow or walker.done >= limit:
             break
         if wall >= PROBE_S and a > first:  # (never the first block: it carries warm-up)
@@ -207,7 +209,7 @@ def head(
     # when the last is microseconds (numpool's and NumPy's own costs, the timer's noise)
     item_s, call_s = per_row_and_call(early if wall >= PROBE_S else None, k, wall)
     bound = grow and wall < PROBE_S / 10
-    return Head(item_s, bound, native(cpu, wall), time.perf_counter() - t_start, call_s)
+    return Head(item_s, bound, native(cpu, raw), time.perf_counter() - t_start, call_s)
 
 
 def per_row_and_call(prev: tuple[int, float] | None, k: int, wall: float) -> tuple[float, float]:
