@@ -71,6 +71,18 @@ def test_physical_cores_and_memory_agree_with_psutil() -> None:
 
     assert _cpus.physical_cores() == (psutil.cpu_count(logical=False) or os.cpu_count())
     assert _cpus.total_memory() == psutil.virtual_memory().total
+    ours, theirs = _cpus.available_memory(), psutil.virtual_memory().available
+    assert ours is not None and abs(ours - theirs) < 256 << 20  # (read a moment apart)
+
+
+def test_available_memory_reads_meminfo_and_falls_back(tmp_path) -> None:
+    """MemAvailable in KiB; a file without it, or none, gives psutil's figure."""
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24684760 kB\nMemAvailable:    1000 kB\n")
+    assert _cpus.available_memory(str(meminfo)) == 1000 * 1024
+    meminfo.write_text("MemTotal:       24684760 kB\n")
+    assert _cpus.available_memory(str(meminfo)) is not None
+    assert _cpus.available_memory(str(tmp_path / "missing")) is not None
 
 
 @needs_blas

@@ -1,4 +1,5 @@
-"""How many cores numpool may use: affinity, cgroup quota, physical cores.
+"""How many cores numpool may use: affinity, cgroup quota, physical cores (and the
+machine's memory, read as psutil reads it).
 
 ``os.cpu_count()`` answers "how many logical CPUs has the machine", which is
 the wrong question in a container limited to 2 CPUs of a 64-core host, or
@@ -20,6 +21,7 @@ __all__ = [
     "cgroup_cpu_limit",
     "default_workers",
     "physical_cores",
+    "available_memory",
     "total_memory",
     "usable_cpus",
 ]
@@ -113,3 +115,26 @@ def total_memory() -> int:
 def default_workers() -> int:
     """Workers numpool starts when none are asked for: usable cores, capped at physical."""
     return max(1, min(usable_cpus(), physical_cores()))
+
+
+#: Linux's memory figures, in KiB
+MEMINFO = "/proc/meminfo"
+
+
+def available_memory(meminfo: str = MEMINFO) -> int | None:
+    """Bytes the machine can still hand out without swapping: ``MemAvailable`` of
+    /proc/meminfo (what psutil reads on Linux, without its import), else psutil's
+    figure; None when neither can say."""
+    try:
+        with open(meminfo, "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:
+        return None

@@ -74,6 +74,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._cpus import available_memory
 from ._errors import SharedMemoryError, SharedMemoryWarning
 
 __all__ = [
@@ -247,8 +248,8 @@ def memory_problem(nbytes: int, directory: str | None = None) -> str | None:
     under each memory cgroup limit from this process's cgroup up (v2 ``memory.max``
     less ``memory.current``; v1 ``memory.limit_in_bytes`` less
     ``memory.usage_in_bytes``; reclaimable file cache, ``inactive_file``, counts as
-    room), and the machine's available memory (psutil). ``backend="auto"`` can ask
-    it to rule processes out; a segment that does not fit raises
+    room), and the machine's available memory (/proc/meminfo, or psutil).
+    ``backend="auto"`` can ask it to rule processes out; a segment that does not fit raises
     :class:`~numpool.SharedMemoryError` with this text."""
     d = directory or shm_dir()
     if not _in_memory(d):
@@ -280,11 +281,9 @@ def memory_room() -> Room | None:
     for directory, version in _memory_cgroups():
         with contextlib.suppress(OSError, ValueError):
             rooms.extend(_cgroup_rooms(directory, version))
-    with contextlib.suppress(Exception):
-        import psutil
-
-        avail = psutil.virtual_memory().available
-        rooms.append(Room(int(avail), "the machine's available memory"))
+    avail = available_memory()
+    if avail is not None:
+        rooms.append(Room(avail, "the machine's available memory"))
     return min(rooms, default=None)
 
 
