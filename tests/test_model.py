@@ -809,3 +809,71 @@ def test_the_dial_runs_one_block_per_worker(speed: float) -> None:
     assert blocks(100_000, row_s, 2, task_s, pulled=True, call_s=call_s) == 2
     assert blocks(100_000, row_s, 2, task_s, pulled=True) == 8
     assert blocks(10_000, row_s, 2, task_s, pulled=True, call_s=call_s) == 1  # 10 ms: no
+
+
+# --- a cost per call read off a later call's first rows (measure.call_from_probe) ----
+
+
+@pytest.mark.parametrize("speed", [0.2, 1.0, 5.0])
+@pytest.mark.parametrize(
+    ("probe_s", "rows", "row_s", "blocks_", "task_s", "want"),
+    [
+        (3e-3, 100_000, 1e-6, 9, 20e-6, 3e-3 - 2e-6),  # the dial: 3 ms on two rows
+        (4e-3, 300_000, 1e-6, 9, 20e-6, 4e-3 - 2e-6),  # over a 10th of bigger blocks
+        (3e-3, 300_000, 1e-6, 9, 20e-6, 0.0),  # under: the blocks stay as they are
+        (3e-3, 1_000_000, 1e-6, 9, 20e-6, 0.0),  # a 40th of a block: not worth it
+        (2e-6, 1_000_000, 1e-9, 4, 20e-6, 0.0),  # np.exp: NumPy's own microsecond
+        (2e-6, 10_000, 1e-9, 4, 0.0, 0.0),  # ... also where hand-offs cost nothing
+        (30e-3, 10_000, 1e-6, 9, 20e-6, 0.0),  # more than half the call: a slow moment
+        (3e-3, 100_000, 1e-6, 1, 20e-6, 0.0),  # one block: nothing to compare
+        (3e-3, 100_000, 1e-6, 9, 4e-3, 0.0),  # below a hand-off: the rule sizes it
+    ],
+)
+def test_a_later_calls_first_rows_tell_its_cost_per_call(
+    speed: float,
+    probe_s: float,
+    rows: int,
+    row_s: float,
+    blocks_: int,
+    task_s: float,
+    want: float,
+) -> None:
+    """A func whose first call ran whole has no head: the first rows of a later call in
+    blocks, run alone in the caller, tell what a call costs besides its rows, when
+    that is worth a tenth of a block and a hand-off; on machines of every speed (the
+    timer's floor, a tenth of measure.PROBE_S, aside: the machine is 5x slower at
+    most here)."""
+    got = measure.call_from_probe(probe_s / speed, rows, row_s / speed, blocks_, task_s / speed)
+    if want and probe_s / speed < measure.PROBE_S / 10:
+        want = 0.0  # (microseconds: NumPy's and numpool's own, and the timer's noise)
+    assert got == pytest.approx(want / speed)
+
+
+@pytest.mark.parametrize("speed", [0.2, 1.0, 5.0])
+def test_blocks_that_pay_a_call_are_a_multiple_of_the_workers(speed: float) -> None:
+    """Pulled blocks may be any count (a helper that starts late takes fewer); blocks
+    that pay a call each are a multiple of the workers: 3 on 2 workers take two
+    blocks' time and three calls, where 2 take one block's time and two calls."""
+    row_s, task_s = 1e-6 / speed, VM.thread_task_s / speed
+    assert blocks(100_000, row_s, 2, task_s, pulled=True, call_s=2.7e-3 / speed) == 2
+    assert blocks(300_000, row_s, 2, task_s, pulled=True, call_s=3.9e-3 / speed) == 6
+    assert blocks(100_000, row_s, 3, task_s, pulled=True, call_s=2.7e-3 / speed) == 3
+
+
+@pytest.mark.parametrize("speed", [0.2, 1.0, 5.0])
+def test_threads_are_predicted_with_the_calls_their_blocks_pay(speed: float) -> None:
+    """A func of 1 us a row and 4 ms a call, whose whole call paid one: on threads each
+    block and the first rows pay one more. Over 1e4 rows (14 ms whole) that leaves
+    threads nothing to gain, and serial is chosen; over 1e5 (104 ms) threads win;
+    without the call's cost, threads looked twice as fast at 1e4 too."""
+    row_s, call_s = 1e-6 / speed, 4e-3 / speed
+    profile = dataclasses.replace(
+        VM, thread_wake_s=VM.thread_wake_s / speed, thread_task_s=VM.thread_task_s / speed
+    )
+    work = Work((SERIAL, THREADS))
+    for items, want in ((10_000, "serial"), (100_000, "threads")):
+        whole = (call_s + items * row_s) / items
+        m = apply(items, whole, call_s=call_s, observed={"serial": whole}, calls=3)
+        assert choose(m, profile, work).backend == want
+        threads = model.predict(m, profile, THREADS)
+        assert threads > model.predict(dataclasses.replace(m, call_s=0.0), profile, THREADS)

@@ -9,6 +9,7 @@ test_model.py.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import os
@@ -403,3 +404,40 @@ def test_fixed_threads_run_tiny_work_whole_in_the_caller(handoffs_cost: Profile)
             assert np.array_equal(pool.apply(np.exp, x), np.exp(x))
         assert pool.last_stats.tasks == 1
         assert (func_key(np.exp), x.dtype, x.shape) in pool._runner.routes.entries
+
+
+@pytest.mark.parametrize("speed", [0.2, 1.0, 5.0])
+def test_a_cost_per_call_read_off_a_later_call_resizes_its_blocks(speed: float) -> None:
+    """The dial (1 us a row, 3 ms a call) over 1e5 rows, its first call run whole: a
+    later call on threads in 9 blocks took 3 ms on its first two rows alone. That
+    is kept as its cost per call; the blocks for the next call are then 2, and the
+    threads' figure from 9 blocks, which paid 8 calls more, is dropped. A call whose
+    first rows took microseconds (np.exp) leaves both as they were. Measurements
+    passed in, on machines of every speed."""
+    from numpool._stats import Stats
+    from numpool.planner.profile import store
+
+    real = store.get()
+    store.override(
+        dataclasses.replace(real, thread_wake_s=300e-6 / speed, thread_task_s=20e-6 / speed)
+    )
+    try:
+        with numpool.Pool("auto", workers=2) as pool:
+            runner = pool._runner
+            for probe_s, learnt in ((3e-3, True), (2e-6, False)):
+                row_s = 1e-6 / speed
+                ev = evidence.Evidence("apply", row_s)
+                ev.observe("serial", row_s + 3e-3 / speed / 100_000)
+                ev.observe("threads", 2 * row_s)
+                stats = Stats("apply", "threads", tasks=9)
+                stats.probe_s = probe_s / speed
+                runner._learn_call_cost(ev, "threads", stats, 100_000)
+                backend = runner.backends.get("threads")
+                if learnt:
+                    assert ev.call_s == pytest.approx((probe_s - 2e-6) / speed, rel=0.05)
+                    assert "threads" not in ev.recent
+                    assert runner._apply_blocks(backend, 100_000, ev, 0) == 2
+                else:
+                    assert ev.call_s == 0.0 and ev.recent["threads"] == [2 * row_s]
+    finally:
+        store.override(real)

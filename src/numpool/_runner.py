@@ -399,9 +399,10 @@ class Runner:
             cold = _buffers.made() != made
             n = inputs.n
             self._observe(route.ev, route.backend, None, wall / n, True, cold, stats, n)
-            if route.ev.block_row_s != route.row_s and not route.given:
-                # (only in-process blocks move it; a count given with chunks= stays)
-                route.row_s = route.ev.block_row_s
+            ev = route.ev
+            if (ev.block_row_s, ev.call_s) != (route.row_s, route.call_s) and not route.given:
+                # (only in-process blocks move them; a count given with chunks= stays)
+                route.row_s, route.call_s = ev.block_row_s, ev.call_s
                 backend = self.backends.get(route.backend)
                 if self._apply_blocks(backend, n, route.ev, inputs.row_bytes) != route.blocks:
                     route.left = 1  # its blocks' times call for another count: replan
@@ -434,7 +435,7 @@ class Runner:
                 walker.remote(backend, 0, n)
             elif backend.in_process:
                 t1 = perf_counter()
-                walker._first(0, head)  # (untimed: no CPU clock read on every call)
+                stats.probe_s = walker._first(0, head)  # (untimed: no CPU clock read)
                 stats.busy(worker_name(), t1, perf_counter())
                 walker.done = head
                 advance(head)
@@ -1332,7 +1333,8 @@ class Runner:
         """A later call's wall seconds per item, on ``name``; ``settled``: on a route;
         ``cold``: it wrote into fresh memory, so its time is not kept as a figure;
         ``stats``: its blocks' busy time over its ``rows``, kept when they ran on
-        in-process workers."""
+        in-process workers, and their CPU time, which may show func's own cost per
+        call (:func:`measure.call_from_blocks`)."""
         with evidence.cache.lock:
             if not cold:
                 ev.observe(name, item_s)
@@ -1343,9 +1345,28 @@ class Runner:
                     and self.backends.get(name).in_process
                 ):
                     ev.observe_blocks(stats.compute_s / rows)
+                    self._learn_call_cost(ev, name, stats, rows)
             ev.calls += 1
             if settled or (decision is not None and not decision.explore):
                 ev.current = name
+
+    def _learn_call_cost(self, ev: Evidence, name: str, stats: Stats, rows: int) -> None:
+        """func's cost per call read off the call's first rows, run alone before its
+        blocks (:func:`measure.call_from_probe`), when above the one known: kept; and
+        when the block rule then gives fewer blocks than this call had, its time on
+        ``name`` is dropped, as it paid calls the next ones will not (``name`` is then
+        predicted, and may be tried, anew)."""
+        if stats.probe_s is None:
+            return
+        row_s = ev.best("serial") or ev.item_s
+        backend = self.backends.get(name)
+        task_s = backend.task_seconds(store.get())
+        call_s = measure.call_from_probe(stats.probe_s, rows, row_s, stats.tasks, task_s)
+        if call_s <= ev.call_s:
+            return
+        ev.call_s = call_s
+        if self._apply_blocks(backend, rows, ev, 0) < stats.tasks:
+            ev.recent.pop(name, None)
 
     # --- plans --------------------------------------------------------------------
 

@@ -71,6 +71,10 @@ class Stats:
     last_end: float = field(default=float("-inf"), repr=False)
     #: when given a list: (start, end) of every block, as the workers saw them
     intervals: list[tuple[float, float]] | None = field(default=None, repr=False)
+    #: seconds func took on the call's first rows (``measure.FIRST_ROWS``), run alone
+    #: in the caller before its blocks (in-process backends): what one call of func
+    #: costs besides its rows, near enough (None: not run so)
+    probe_s: float | None = field(default=None, repr=False)
 
     @property
     def compute_s(self) -> float:

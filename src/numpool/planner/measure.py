@@ -51,6 +51,7 @@ __all__ = [
     "Head",
     "Stage",
     "Walker",
+    "call_from_probe",
     "gil_free",
     "head",
     "native",
@@ -82,6 +83,10 @@ HEAD_SHARE = 0.1
 #: func's cost per call, fitted on the head's last two blocks, counts only above this
 #: share of the last block's time (below, it is the noise of two timings)
 CALL_SHARE = 0.25
+#: func's cost per call read off a later call's first rows counts from this share of
+#: one of its blocks' rows (a 10th more per block, in every block; the dial's 3 ms
+#: in blocks of 12.5 ms also made its NumPy calls wait for each other's GIL: 2x)
+PROBE_SHARE = 0.1
 #: least work per thread in a stage round (the scheduler's slices are milliseconds)
 STAGE_BLOCK_S = 2e-3
 #: rounds at most, and at most this fraction of what remains
@@ -227,6 +232,33 @@ def per_row_and_call(prev: tuple[int, float] | None, k: int, wall: float) -> tup
         return wall / k, 0.0
     call_s = min(call_s, wall * (1 - 1e-3))  # (rows that cost nothing still cost)
     return (wall - call_s) / k, call_s
+
+
+def call_from_probe(
+    probe_s: float, rows: int, row_s: float, blocks: int, task_s: float = 0.0
+) -> float:
+    """func's own seconds per call, from a call of ``rows`` rows in ``blocks`` blocks
+    whose first FIRST_ROWS rows, run alone in the caller, took ``probe_s`` (a whole
+    call takes ``row_s`` per row): the probe less its rows, when that is at least
+    PROBE_SHARE of a block's rows, what handing a block over costs (``task_s``:
+    below, the block rule's blocks already hold ten such calls' worth) and a tenth
+    of PROBE_S (below, as in :func:`head`, it is NumPy's and numpool's own cost per
+    call and the timer's noise), and at most half the whole call (above, the probe
+    was slowed by something else: a call cost cannot be most of a call that pays it
+    once); else 0.0.
+
+    A func whose small inputs run whole on their first call has no head to tell its
+    cost per call from; a later call's first rows do: the envelope's dial (1 us a
+    row and 3-4 ms a call, 1e5 rows) took 3-4 ms on them, and its 8 blocks of
+    12,500 rows paid 8 calls where a whole call paid one."""
+    if blocks < 2 or rows <= FIRST_ROWS or row_s <= 0:
+        return 0.0
+    call_s = probe_s - FIRST_ROWS * row_s
+    per_block = (rows - FIRST_ROWS) / (blocks - 1) * row_s
+    least = max(PROBE_SHARE * per_block, task_s, PROBE_S / 10)
+    if call_s < least or call_s > 0.5 * rows * row_s:
+        return 0.0
+    return call_s
 
 
 #: glibc's largest mmap threshold (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit): an array at

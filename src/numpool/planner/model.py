@@ -280,7 +280,8 @@ def blocks(
     ``call_s``: func's own seconds per call besides its rows', paid again by every
     block. It counts with the hand-off (no block holds less than ``(task_s +
     call_s) / BLOCK_OVERHEAD``), except that one block per worker is still made
-    when each worker's share of the rows saves more than that call and a hand-off."""
+    when each worker's share of the rows saves more than that call and a hand-off;
+    and the blocks are then a multiple of the workers, pulled or not."""
     if workers <= 1 or items <= 1:
         return 1
     work = items * item_s
@@ -291,7 +292,9 @@ def blocks(
         if fewer < min(n, workers) and work * (1 - 1 / workers) > call_s + task_s:
             fewer = min(n, workers)
         n = min(n, fewer)
-    if n >= workers and not pulled:
+    if n >= workers and (not pulled or call_s > 0):
+        # (pulled blocks even out a helper that starts late; but each block that
+        # pays a call costs one more: 3 blocks on 2 workers take 2 blocks' time)
         n -= n % workers
     return max(1, n)
 
@@ -367,19 +370,27 @@ def predict(m: Measurements, profile: Profile, c: Candidate, amortise: bool = Tr
     task_s = _cost(profile, c.task_cost) or 0.0
     speed, _ = parallelism(m, c)
     per_worker_item = m.item_s * c.workers / speed
+    # func's own cost per call (apply): the whole call paid one, each block pays one
+    # (:func:`blocks` makes fewer for it), and so do the first rows, which run alone
+    # in the caller (or on one worker) to give the output's layout
+    own = m.call_s if m.kind == "apply" and c.parallel else 0.0
     n = (
-        blocks(m.items, per_worker_item, c.workers, task_s, pulled=c.in_process)
+        blocks(m.items, per_worker_item, c.workers, task_s, pulled=c.in_process, call_s=own)
         if m.kind == "apply"
         else (math.ceil(m.items / chunksize(m.items, per_worker_item, c.workers, task_s)))
     )
     fixed = call_s + (n * task_s / c.workers if c.parallel else 0.0)
+    work = m.items * m.item_s
+    if own > 0:
+        work = max(0.0, work - own) + n * own
+        fixed += own
     move = 0.0
     if c.in_process and not c.parallel:  # func(x) whole: its output is fresh memory
         move = m.alloc_bytes / profile.fault_bytes_per_s
     if not c.in_process:
         move = m.items * m.bytes_per_item / profile.copy_bytes_per_s
         move += m.fresh_bytes / profile.fault_bytes_per_s
-    return start + fixed + move + m.items * m.item_s / speed
+    return start + fixed + move + work / speed
 
 
 def floor(m: Measurements, profile: Profile, c: Candidate) -> float:
