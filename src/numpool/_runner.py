@@ -1333,8 +1333,8 @@ class Runner:
         """A later call's wall seconds per item, on ``name``; ``settled``: on a route;
         ``cold``: it wrote into fresh memory, so its time is not kept as a figure;
         ``stats``: its blocks' busy time over its ``rows``, kept when they ran on
-        in-process workers, and their CPU time, which may show func's own cost per
-        call (:func:`measure.call_from_blocks`)."""
+        in-process workers, and what its first rows took alone, which may show
+        func's own cost per call (:meth:`_learn_call_cost`)."""
         with evidence.cache.lock:
             if not cold:
                 ev.observe(name, item_s)
