@@ -877,3 +877,49 @@ def test_threads_are_predicted_with_the_calls_their_blocks_pay(speed: float) -> 
         assert choose(m, profile, work).backend == want
         threads = model.predict(m, profile, THREADS)
         assert threads > model.predict(dataclasses.replace(m, call_s=0.0), profile, THREADS)
+
+
+class _StageWalker:
+    """A walker for the threads stage: blocks of ``call_s`` plus ``row_s`` per row, run
+    serially or ``w`` at once on ideal threads; it records each block's rows."""
+
+    def __init__(self, n: int, row_s: float, call_s: float) -> None:
+        self.n, self.done, self.cpu = n, 0, []
+        self.row_s, self.call_s = row_s, call_s
+        self.blocks: list[int] = []
+
+    def _block(self, rows: int) -> float:
+        self.blocks.append(rows)
+        return self.call_s + rows * self.row_s
+
+    def warm(self, a: int, b: int) -> None:
+        pass
+
+    def serial(self, a: int, b: int) -> tuple[float, float]:
+        self.done = b
+        wall = self._block(b - a)
+        return wall, wall
+
+    def parallel(
+        self, threads: object, a: int, b: int, w: int, together: bool = False
+    ) -> list[tuple[float, float]]:
+        size = (b - a) // w
+        walls = [self._block(size) for _ in range(w)]
+        self.cpu = walls
+        self.done = b
+        return [(0.0, t) for t in walls]
+
+
+@pytest.mark.parametrize("speed", [0.2, 1.0, 5.0])
+def test_the_threads_stage_sizes_its_blocks_past_a_cost_per_call(speed: float) -> None:
+    """A func of 1 us a row and 4 ms a call, over 1e6 rows: the stage's blocks hold
+    rows worth 10x the call (40,000), not 2 ms of rows (2,000, mostly the call);
+    without a call's cost, as before; on machines of every speed."""
+    row_s, call_s = 1e-6 / speed, 4e-3 / speed
+    threads = type("T", (), {"workers": 2})()
+    walker = _StageWalker(1_000_000, row_s, call_s)
+    stage = measure.threads_stage(walker, threads, row_s, call_s)
+    assert stage is not None and min(walker.blocks) >= call_s / measure.PROBE_SHARE / row_s
+    walker = _StageWalker(1_000_000, row_s, 0.0)
+    measure.threads_stage(walker, threads, row_s)
+    assert max(walker.blocks) == math.ceil(measure.STAGE_BLOCK_S / row_s)

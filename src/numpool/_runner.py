@@ -1164,7 +1164,7 @@ class Runner:
             serial_s = m.items * m.item_s
             if model.predict(m, profile, threads) < serial_s:  # at best, threads could win
                 backend = self.backends.get(threads.name)
-                stage = measure.threads_stage(walker, backend, ev.item_s)
+                stage = measure.threads_stage(walker, backend, ev.item_s, ev.call_s)
                 if stage is not None:
                     ev.threads_speedup = stage.speedup
                     ev.threads_trusted = stage.trusted

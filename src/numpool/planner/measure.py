@@ -323,11 +323,18 @@ def native(cpu: float, wall: float) -> float:
     return min(cpu / wall, float(native_threads()))
 
 
-def threads_stage(walker: Walker, threads: Any, item_s: float) -> Stage | None:
+def threads_stage(
+    walker: Walker, threads: Any, item_s: float, call_s: float = 0.0
+) -> Stage | None:
     """Paired rounds on ``threads`` (see the module docstring); None when the input
-    has too few items left for one round."""
+    has too few items left for one round. ``call_s``: func's own cost per call (the
+    head's), which every block of a round pays: its blocks then hold rows worth at
+    least 1 / PROBE_SHARE of it, as the call's blocks will (a round of small blocks
+    that are mostly the call measures the call, not the rows: the dial's loop of
+    NumPy calls on a few rows each read 1.09x and "holds the GIL")."""
     w = threads.workers
-    k = max(1, math.ceil(STAGE_BLOCK_S / max(item_s, 1e-12)))
+    least = max(STAGE_BLOCK_S, call_s / PROBE_SHARE)
+    k = max(1, math.ceil(least / max(item_s, 1e-12)))
     budget = int((walker.n - walker.done) * STAGE_FRACTION)
     serial_best = parallel_best = math.inf
     rounds = 0
