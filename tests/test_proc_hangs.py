@@ -367,6 +367,45 @@ _AS_NOBODY = (
 )
 
 
+def test_a_resource_tracker_that_cannot_start_leaves_no_lock_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At the limit on processes multiprocessing's resource tracker cannot start. The
+    executor's first queue lock, a named semaphore (a file in /dev/shm), was made
+    before its registration with the tracker failed, and so was never unlinked: one
+    file left per refused start. The tracker is now started first: the start is
+    refused, as before, before any lock exists."""
+    import errno
+    import multiprocessing.synchronize as mp_sync
+    from multiprocessing import resource_tracker
+
+    import numpool
+    from numpool.backends import processes
+
+    made: list[object] = []
+    real_init = mp_sync.SemLock.__init__
+
+    def counted(self: object, *args: object, **kwargs: object) -> None:
+        made.append(self)
+        real_init(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    def at_the_limit() -> None:
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(mp_sync.SemLock, "__init__", counted)
+    # (the tracker, and the module's name for its method, which numpool calls)
+    monkeypatch.setattr(resource_tracker._resource_tracker, "ensure_running", at_the_limit)
+    monkeypatch.setattr(resource_tracker, "ensure_running", at_the_limit)
+    monkeypatch.setattr(processes, "_limit_reached", [])  # (auto's memory of it: this test's)
+    backend = processes.ProcessesBackend(2, None)
+    try:
+        with pytest.raises(numpool.BackendUnavailableError, match="ulimit -u"):
+            backend.executor()
+    finally:
+        backend.shutdown()
+    assert made == []
+
+
 @pytest.mark.skipif(
     sys.platform != "linux" or os.geteuid() != 0 or shutil.which("setpriv") is None,
     reason="needs Linux, root and setpriv, to run a process as another user",

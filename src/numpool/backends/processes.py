@@ -47,6 +47,7 @@ import multiprocessing.util as mp_util
 import os
 import pickle
 import select
+from multiprocessing import resource_tracker
 
 try:
     import resource
@@ -104,9 +105,16 @@ class ProcessesBackend(Backend):
 
     def _make_executor(self) -> ProcessPoolExecutor:
         init = self.initializer
+        ctx = _context_for(self._method)
+        if ctx.get_start_method() != "fork":
+            # The executor's queues make named locks (a file each in /dev/shm), which
+            # multiprocessing's resource tracker is to unlink: a tracker that cannot
+            # start (at the limit on processes) left the first lock's file behind for
+            # good. Started first, its failure leaves nothing.
+            resource_tracker.ensure_running()
         ex = ProcessPoolExecutor(
             max_workers=self.workers,
-            mp_context=_context_for(self._method),
+            mp_context=ctx,
             initializer=_init_process_worker,
             initargs=(
                 self.blas_threads,
