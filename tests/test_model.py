@@ -829,6 +829,7 @@ def test_the_dial_runs_one_block_per_worker(speed: float) -> None:
         (3e-3, 100_000, 1e-6, 9, 4e-3, 0.0),  # below a hand-off: the rule sizes it
     ],
 )
+@pytest.mark.parametrize("blocks_busy", [True, False])
 def test_a_later_calls_first_rows_tell_its_cost_per_call(
     speed: float,
     probe_s: float,
@@ -837,13 +838,21 @@ def test_a_later_calls_first_rows_tell_its_cost_per_call(
     blocks_: int,
     task_s: float,
     want: float,
+    blocks_busy: bool,
 ) -> None:
     """A func whose first call ran whole has no head: the first rows of a later call in
     blocks, run alone in the caller, tell what a call costs besides its rows, when
-    that is worth a tenth of a block and a hand-off; on machines of every speed (the
-    timer's floor, a tenth of measure.PROBE_S, aside: the machine is 5x slower at
-    most here)."""
-    got = measure.call_from_probe(probe_s / speed, rows, row_s / speed, blocks_, task_s / speed)
+    that is worth a tenth of a block and a hand-off, and the blocks' busy time shows
+    the calls too (not: a slow moment of the probe alone); on machines of every speed
+    (the timer's floor, a tenth of measure.PROBE_S, aside: the machine is 5x slower
+    at most here)."""
+    rows_s = rows * row_s / speed
+    busy = rows_s + (blocks_ - 1) * probe_s / speed if blocks_busy else rows_s * 1.05
+    got = measure.call_from_probe(
+        probe_s / speed, rows, row_s / speed, blocks_, task_s / speed, busy_s=busy
+    )
+    if not blocks_busy:
+        want = 0.0
     if want and probe_s / speed < measure.PROBE_S / 10:
         want = 0.0  # (microseconds: NumPy's and numpool's own, and the timer's noise)
     assert got == pytest.approx(want / speed)

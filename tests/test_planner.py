@@ -429,8 +429,12 @@ def test_a_cost_per_call_read_off_a_later_call_resizes_its_blocks(speed: float) 
                 ev = evidence.Evidence("apply", row_s)
                 ev.observe("serial", row_s + 3e-3 / speed / 100_000)
                 ev.observe("threads", 2 * row_s)
-                stats = Stats("apply", "threads", tasks=9)
+                stats = Stats("apply", "threads")
                 stats.probe_s = probe_s / speed
+                for _ in range(9):  # (the blocks, busy with their rows and a call each)
+                    stats.busy(
+                        (os.getpid(), "MainThread"), 0.0, (11_111 * row_s + probe_s / speed)
+                    )
                 runner._learn_call_cost(ev, "threads", stats, 100_000)
                 backend = runner.backends.get("threads")
                 if learnt:

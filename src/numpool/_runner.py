@@ -1345,7 +1345,8 @@ class Runner:
                     and self.backends.get(name).in_process
                 ):
                     ev.observe_blocks(stats.compute_s / rows)
-                    self._learn_call_cost(ev, name, stats, rows)
+                    if self.auto and not settled:
+                        self._learn_call_cost(ev, name, stats, rows)
             ev.calls += 1
             if settled or (decision is not None and not decision.explore):
                 ev.current = name
@@ -1355,13 +1356,18 @@ class Runner:
         blocks (:func:`measure.call_from_probe`), when above the one known: kept; and
         when the block rule then gives fewer blocks than this call had, its time on
         ``name`` is dropped, as it paid calls the next ones will not (``name`` is then
-        predicted, and may be tried, anew)."""
+        predicted, and may be tried, anew). Only auto's calls through the planner
+        (a settled route is left as it is), and only there, where a first call may
+        have run whole: a fixed backend's first call reads the cost from its head."""
         if stats.probe_s is None:
             return
-        row_s = ev.best("serial") or ev.item_s
+        seen = [v for v in (ev.best("serial"), ev.item_s, ev.block_row_s) if v]
+        row_s = min(seen, default=0.0)  # (the least: a slow figure makes room for noise)
         backend = self.backends.get(name)
         task_s = backend.task_seconds(store.get())
-        call_s = measure.call_from_probe(stats.probe_s, rows, row_s, stats.tasks, task_s)
+        call_s = measure.call_from_probe(
+            stats.probe_s, rows, row_s, stats.tasks, task_s, busy_s=stats.compute_s
+        )
         if call_s <= ev.call_s:
             return
         ev.call_s = call_s

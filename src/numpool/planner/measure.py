@@ -235,7 +235,12 @@ def per_row_and_call(prev: tuple[int, float] | None, k: int, wall: float) -> tup
 
 
 def call_from_probe(
-    probe_s: float, rows: int, row_s: float, blocks: int, task_s: float = 0.0
+    probe_s: float,
+    rows: int,
+    row_s: float,
+    blocks: int,
+    task_s: float = 0.0,
+    busy_s: float | None = None,
 ) -> float:
     """func's own seconds per call, from a call of ``rows`` rows in ``blocks`` blocks
     whose first FIRST_ROWS rows, run alone in the caller, took ``probe_s`` (a whole
@@ -245,7 +250,9 @@ def call_from_probe(
     of PROBE_S (below, as in :func:`head`, it is NumPy's and numpool's own cost per
     call and the timer's noise), and at most half the whole call (above, the probe
     was slowed by something else: a call cost cannot be most of a call that pays it
-    once); else 0.0.
+    once); and when the blocks, busy ``busy_s`` seconds in all, show at least half
+    of what the other blocks' calls would have added to the rows (a slow moment of
+    the probe alone is not a cost every block pays); else 0.0.
 
     A func whose small inputs run whole on their first call has no head to tell its
     cost per call from; a later call's first rows do: the envelope's dial (1 us a
@@ -257,6 +264,8 @@ def call_from_probe(
     per_block = (rows - FIRST_ROWS) / (blocks - 1) * row_s
     least = max(PROBE_SHARE * per_block, task_s, PROBE_S / 10)
     if call_s < least or call_s > 0.5 * rows * row_s:
+        return 0.0
+    if busy_s is not None and busy_s - rows * row_s < 0.5 * (blocks - 1) * call_s:
         return 0.0
     return call_s
 
