@@ -73,7 +73,6 @@ class Route:
     __slots__ = (
         "backend",
         "blocks",
-        "call_s",
         "certain",
         "check",
         "ev",
@@ -117,8 +116,6 @@ class Route:
         #: the blocks' seconds per row its block count was worked out from
         #: (``Evidence.block_row_s``): when they show another, the count is asked again
         self.row_s = None if ev is None else ev.block_row_s
-        #: and func's own seconds per call (``Evidence.call_s``), which blocks pay each
-        self.call_s = 0.0 if ev is None else ev.call_s
         #: calls between two that go back to the planner, and those left until the next
         self.every = RECHECK
         self.left = RECHECK

@@ -399,10 +399,9 @@ class Runner:
             cold = _buffers.made() != made
             n = inputs.n
             self._observe(route.ev, route.backend, None, wall / n, True, cold, stats, n)
-            ev = route.ev
-            if (ev.block_row_s, ev.call_s) != (route.row_s, route.call_s) and not route.given:
-                # (only in-process blocks move them; a count given with chunks= stays)
-                route.row_s, route.call_s = ev.block_row_s, ev.call_s
+            if route.ev.block_row_s != route.row_s and not route.given:
+                # (only in-process blocks move it; a count given with chunks= stays)
+                route.row_s = route.ev.block_row_s
                 backend = self.backends.get(route.backend)
                 if self._apply_blocks(backend, n, route.ev, inputs.row_bytes) != route.blocks:
                     route.left = 1  # its blocks' times call for another count: replan
