@@ -308,3 +308,38 @@ def test_import_numpool_leaves_what_a_first_call_does_not_need() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert r.stdout.strip() == "[]", r.stdout
+
+
+#: what reading the backends' facts and a first call on threads leave unimported (the
+#: processes backend's module is imported, its machinery only where workers start:
+#: ~20 ms, which auto's first call paid in every process)
+NOT_AT_FIRST_CALL = (
+    "concurrent.futures.process",
+    "multiprocessing",
+    "numpool.backends._context",
+    "psutil",
+    "socket",
+    "subprocess",
+    "uuid",
+)
+
+
+def test_a_first_call_and_the_backends_facts_leave_what_workers_need() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "before = set(sys.modules)\n"
+        "import numpool\n"
+        "from numpool import backends\n"
+        "for cls in backends.auto_choices():\n"
+        "    cls.unavailable(np.exp)\n"
+        "numpool.apply(np.exp, np.ones(100_000), backend='threads')\n"
+        "assert 'numpool.backends.processes' in sys.modules\n"
+        f"print(sorted(m for m in {NOT_AT_FIRST_CALL!r} if m in set(sys.modules) - before))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert r.stdout.strip() == "[]", r.stdout

@@ -499,8 +499,8 @@ def _reduce_array(a: np.ndarray) -> Any:
 @functools.lru_cache(maxsize=1)
 def keep_byte_order() -> None:
     """Register :func:`_reduce_array` with multiprocessing's pickler, once per process:
-    called where multiprocessing pickles arrays (``backends.processes`` at import,
-    :func:`_worker.init_worker` in a worker, the packer of jobs), not at
+    called where multiprocessing pickles arrays (``backends.processes`` as it makes an
+    executor, :func:`_worker.init_worker` in a worker, the packer of jobs), not at
     ``import numpool``, which then need not import multiprocessing (~5 ms).
 
     Only where multiprocessing pickles under protocol 4 (Python 3.10-3.13): there

@@ -46,7 +46,6 @@ import ipaddress
 import logging
 import os
 import time
-import uuid
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
@@ -60,7 +59,6 @@ from .. import blas, shm
 from .._errors import BackendUnavailableError
 from .._inputs import Cut, Inputs, along
 from ..blas import process_budget
-from . import _context
 from ._base import Backend
 from ._transport import ApplyIO, MapIO, Task, Transport
 from ._worker import call, load_packed, pack
@@ -205,6 +203,8 @@ def _keep_main_out(distributed: Any) -> None:
     from ``__main__`` by value (cloudpickle), so workers need nothing from it.
     This applies to every process ``distributed`` starts here from now on."""
     import distributed.process as dp
+
+    from . import _context
 
     original: Any = getattr(dp, "get_mp_context")  # noqa: B009  (not re-exported)
     if getattr(original, "_numpool", False):
@@ -614,7 +614,7 @@ class DaskBackend(Backend):
         """A worker plugin runs it on every worker of the cluster, those that join or
         replace one later too; taken off the cluster with the pool (see shutdown)."""
         super().set_initializer(initializer, initargs)
-        self._plugin = f"numpool-init-{uuid.uuid4().hex}"
+        self._plugin = f"numpool-init-{os.urandom(16).hex()}"
         try:
             self.client.register_plugin(_init_plugin(initializer, initargs), name=self._plugin)
         except Exception as e:

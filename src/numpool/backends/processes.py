@@ -37,17 +37,12 @@ for PROCESS_LIMIT_RECHECK_S.
 from __future__ import annotations
 
 import atexit
-import concurrent.futures.process as cf_process
 import contextlib
 import errno
 import functools
-import multiprocessing as mp
-import multiprocessing.connection as mp_connection
-import multiprocessing.util as mp_util
 import os
 import pickle
 import select
-from multiprocessing import resource_tracker
 
 try:
     import resource
@@ -59,19 +54,24 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from concurrent.futures import Future, InvalidStateError, ProcessPoolExecutor
-from typing import Any, ClassVar
+from concurrent.futures import Future, InvalidStateError
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import shm
 from .._errors import BackendUnavailableError
-from . import _context, _cpython
+from . import _cpython
 from ._base import Backend
-from ._context import context
 from ._ship import keep_byte_order, ship, ship_args
 from ._transport import Shared, Transport
 from ._worker import call, caller_state, following, init_report, init_worker, pack, unpack
 
-keep_byte_order()  # (the jobs this process sends its workers)
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
+
+# multiprocessing, its fork server and the stdlib's process executor (with what they
+# import: subprocess, socket, tempfile; ~20 ms) are imported where workers start or
+# are looked after, not here: backend="auto" imports this module on its first call
+# to read the class's facts, and most processes never start a worker.
 
 __all__ = ["ProcessesBackend"]
 
@@ -104,8 +104,13 @@ class ProcessesBackend(Backend):
         shm.arena().acquire()
 
     def _make_executor(self) -> ProcessPoolExecutor:
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import resource_tracker
+
+        keep_byte_order()  # (the jobs this process sends its workers)
         init = self.initializer
         ctx = _context_for(self._method)
+        _register_exit_hooks()
         if ctx.get_start_method() != "fork":
             # The executor's queues make named locks (a file each in /dev/shm), which
             # multiprocessing's resource tracker is to unlink: a tracker that cannot
@@ -184,9 +189,11 @@ class ProcessesBackend(Backend):
                 _raise_if_refused(e)
             # a worker died while this submit ran: what failed is the broken pool's
             # (its manager thread marks it broken before it closes anything)
-            if not _cpython.executor_is_broken(ex) or isinstance(e, cf_process.BrokenProcessPool):
+            from concurrent.futures.process import BrokenProcessPool
+
+            if not _cpython.executor_is_broken(ex) or isinstance(e, BrokenProcessPool):
                 raise
-            raise cf_process.BrokenProcessPool(_cpython.why_broken(ex)) from e
+            raise BrokenProcessPool(_cpython.why_broken(ex)) from e
         procs = _cpython.worker_processes(ex)  # started by the first submit()
         if procs and len(procs) != len(self._procs):
             self._procs.update(procs)
@@ -389,6 +396,8 @@ def _init_process_worker(*args: Any) -> None:
     """The initializer of numpool's worker processes: an exit in the interpreter's
     order (see :func:`_exit_threads_first`), then numpool's own (``init_worker``)."""
     if sys.version_info < (3, 13):
+        import multiprocessing.util as mp_util
+
         mp_util.Finalize(None, _exit_threads_first, exitpriority=EXIT_THREADS_FIRST)
     init_worker(*args)
 
@@ -440,8 +449,6 @@ def _kill_broken_survivors() -> None:
         watch()
 
 
-_cpython.register_before_executors_exit(_kill_broken_survivors)
-
 #: how long a shutdown lets the other workers end once one has ended, before it kills
 #: them (by then they are idle, or stuck: see :func:`_unstick`)
 EXIT_GRACE_S = 2.0
@@ -488,7 +495,7 @@ def _watch(
     sentinels = _sentinels(procs)
     while manager.is_alive():
         try:
-            if mp_connection.wait(list(sentinels), timeout=WATCH_S):
+            if _wait(list(sentinels), timeout=WATCH_S):
                 break
         except (OSError, ValueError):  # a sentinel closed: its process was joined
             break
@@ -497,6 +504,13 @@ def _watch(
         _kill_unended(procs)
         _unblock_feeder(ex)
         _settle(ex, parts)
+
+
+def _wait(sentinels: list[int], timeout: float | None = None) -> list[Any]:
+    """multiprocessing.connection.wait: the sentinels of ``sentinels`` that are ready."""
+    from multiprocessing.connection import wait
+
+    return wait(sentinels, timeout=timeout)
 
 
 def _sentinels(procs: dict[int, Any]) -> dict[int, int]:
@@ -515,7 +529,7 @@ def _ended(procs: dict[int, Any]) -> set[int]:
     only the process held closes)."""
     sentinels = _sentinels(procs)
     try:
-        ready = mp_connection.wait(list(sentinels), timeout=0)
+        ready = _wait(list(sentinels), timeout=0)
         return {sentinels[fd] for fd in ready if isinstance(fd, int)}
     except (OSError, ValueError):  # a sentinel closed: its process was joined
         return set(procs)
@@ -601,7 +615,9 @@ def _settle(ex: ProcessPoolExecutor, parts: _Settling | None = None) -> None:
             if fd is not None:
                 os.close(fd)
         manager.join()
-        broken = cf_process.BrokenProcessPool(
+        from concurrent.futures.process import BrokenProcessPool
+
+        broken = BrokenProcessPool(
             "a worker process of the pool was killed (the pool's shutdown, or work that "
             "its caller gave up on) while this task was queued or running"
         )
@@ -632,7 +648,7 @@ def _watch_deaths(ex: ProcessPoolExecutor, procs: dict[int, Any]) -> None:
 
     def watch() -> None:
         with contextlib.suppress(OSError, ValueError):  # (a sentinel closed: joined)
-            mp_connection.wait(list(_sentinels(procs)))
+            _wait(list(_sentinels(procs)))
         _settle(ex)
 
     with contextlib.suppress(RuntimeError):  # (at the limit on processes: no watcher)
@@ -671,7 +687,24 @@ def join_retired(timeout: float = 5.0) -> None:
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
-atexit.register(join_retired)
+_hooks_lock = threading.Lock()
+_hooks_registered = False
+
+
+def _register_exit_hooks() -> None:
+    """Once, with the first executor: :func:`_kill_broken_survivors` among threading's
+    exit hooks and :func:`join_retired` among atexit's. Both lists run last in, first
+    out, and these must run before the stdlib's own (concurrent.futures joins its
+    manager threads, multiprocessing its children), which importing
+    concurrent.futures.process and multiprocessing registered: so they come after
+    those imports, which this module leaves until workers start."""
+    global _hooks_registered
+    with _hooks_lock:
+        if not _hooks_registered:
+            _cpython.register_before_executors_exit(_kill_broken_survivors)
+            atexit.register(join_retired)
+            _hooks_registered = True
+
 
 #: in a child made by os.fork(): the parent's executors, kept from the garbage collector
 _disowned: list[ProcessPoolExecutor] = []
@@ -694,8 +727,9 @@ def _disown(ex: ProcessPoolExecutor) -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _retired, _retired_lock
+    global _retired, _retired_lock, _hooks_lock
     retired, _retired, _retired_lock = _retired, [], threading.Lock()
+    _hooks_lock = threading.Lock()
     for ex in retired:
         _disown(ex)
 
@@ -716,7 +750,11 @@ def _retire(ex: ProcessPoolExecutor) -> None:
 def _context_for(method: str | None) -> Any:
     """The context for Pool(mp_context=)'s start method: numpool's own where it is that
     method (it never runs ``__main__`` in a worker), else the stdlib's."""
-    ctx = context()
+    import multiprocessing as mp
+
+    from . import _context
+
+    ctx = _context.context()
     if method is None or ctx.get_start_method() == method:
         return ctx
     if method == "spawn" and os.name == "posix":
@@ -820,8 +858,10 @@ def _raise_if_refused(e: BaseException) -> None:
 def daemonic() -> str | None:
     """Why this process cannot start worker processes (None: it can). multiprocessing
     refuses children to a daemonic process (a ``multiprocessing.Pool`` worker), with an
-    AssertionError from deep inside the executor."""
-    if mp.current_process().daemon:
+    AssertionError from deep inside the executor. (multiprocessing marks a process
+    daemonic as it starts it: one where multiprocessing was never imported is not.)"""
+    process = sys.modules.get("multiprocessing.process")
+    if process is not None and process.current_process().daemon:
         return (
             "this process is daemonic (a multiprocessing.Pool worker, say), and daemonic "
             "processes are not allowed to have children"
