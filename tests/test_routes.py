@@ -83,9 +83,16 @@ def test_an_uncertain_route_goes_back_to_the_planner_every_recheck_calls(
     assert 1 <= len(asked) <= 1 + calls // _routes.RECHECK + 1
 
 
-def _route(backend: str = "threads", blocks: int = 4) -> _routes.Route:
+def _route(backend: str = "threads", blocks: int = 4, revisit: int | None = None) -> _routes.Route:
     return _routes.Route(
-        backend, blocks, serial=False, certain=False, check=True, plan=None, ev=None
+        backend,
+        blocks,
+        serial=False,
+        certain=False,
+        check=True,
+        plan=None,
+        ev=None,
+        revisit=revisit,
     )
 
 
@@ -107,6 +114,19 @@ def test_a_route_the_planner_confirms_is_checked_half_as_often() -> None:
     found = [routes.find_key("k") is not None for _ in range(_routes.RECHECK)]
     assert found.count(False) == 1 and found[-1] is False  # the RECHECK-th goes back
     assert route.left == route.every
+
+
+def test_a_route_goes_back_by_the_call_its_decision_may_change() -> None:
+    """A route whose decision said that a backend not started yet wins in ``revisit``
+    calls (``Decision.revisit``) goes back to the planner by then, however often the
+    planner confirmed it; without one, RECHECK applies."""
+    assert _route().every == _routes.RECHECK
+    routes = _routes.Routes()
+    for _ in range(5):
+        routes.settle("k", _route(revisit=7))
+        assert routes.entries["k"].every == 7
+    found = [routes.find_key("k") is not None for _ in range(7)]
+    assert found == [True] * 6 + [False]  # the 7th call goes to the planner
 
 
 def test_a_route_keeps_the_result_checks(handoffs_cost: Profile) -> None:

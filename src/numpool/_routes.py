@@ -21,7 +21,9 @@ calls, so that the evidence keeps flowing and a decision can still change
 on it (with the model's hysteresis); each time the planner settles on the
 same route again, the next check waits twice as long, up to
 ``RECHECK_MOST`` calls (a planner's call costs a few hundred microseconds:
-once in 64 calls of a 5 us func it was most of numpool's cost). Routes are
+once in 64 calls of a 5 us func it was most of numpool's cost), but never
+past the call from which the planner would start a backend whose start-up
+is by then spread over enough calls (``Decision.revisit``). Routes are
 forgotten with the evidence they came from (``planner.evidence.cache.clear``).
 """
 
@@ -81,6 +83,7 @@ class Route:
         "layout",
         "left",
         "plan",
+        "revisit",
         "row_s",
         "serial",
     )
@@ -96,6 +99,7 @@ class Route:
         plan: Plan | Later | None,
         ev: Evidence | None,
         given: bool = False,
+        revisit: int | None = None,
     ) -> None:
         #: the backend's name, and the blocks a call is split into (1: whole)
         self.backend = backend
@@ -117,8 +121,11 @@ class Route:
         #: (``Evidence.block_row_s``): when they show another, the count is asked again
         self.row_s = None if ev is None else ev.block_row_s
         #: calls between two that go back to the planner, and those left until the next
-        self.every = RECHECK
-        self.left = RECHECK
+        #: (no more than ``revisit``: the calls after which the decision that settled it
+        #: may change as a backend's start-up is spread over them; see
+        #: ``planner.model.revisit_after``)
+        self.revisit = revisit
+        self.every = self.left = RECHECK if revisit is None else min(RECHECK, revisit)
         #: a call's ``Inputs`` layout (axes, axis, rows, halo) for calls of several
         #: arguments without options: the key fixes it, so a call on the route builds
         #: its inputs from it without checking them again (None: build and check)
@@ -172,6 +179,8 @@ class Routes:
             old = self.entries.get(key)
             if old is not None and old.same(route):
                 route.every = route.left = min(2 * old.every, RECHECK_MOST)
+                if route.revisit is not None:
+                    route.every = route.left = min(route.every, route.revisit)
             self.entries[key] = route
         self.last = _MISS
 

@@ -949,6 +949,7 @@ class Runner:
             plan=plan,
             ev=None if certain else ev,
             given=bool(chunks),
+            revisit=None if decision is None else decision.revisit,
         )
 
     def _apply_rest(

@@ -15,6 +15,10 @@ Predicted seconds for one call of ``items`` items on a backend::
     + bytes moved / copy bandwidth     (backends outside the caller's process)
     + items x serial seconds per item / parallelism
 
+Serial seconds per item are the first call's, or the best whole serial
+call's where that is lower (:func:`row_s`): serial and the backends
+predicted beside it are judged on the same work.
+
 Parallelism is 1 serially, the measured speed-up of threads in the caller's
 process (where the GIL is shared), and the worker count in worker processes,
 but no more than threads reached when func releases the GIL (what held
@@ -214,6 +218,9 @@ class Decision:
     measure_first: str | None = None
     #: too small for any backend to win (:func:`serial_certain`): never revisited
     certain: bool = False
+    #: calls of this work after which a backend not started yet would win once its
+    #: start-up is spread over them (:func:`revisit_after`); None: none would
+    revisit: int | None = None
 
     def codes(self) -> tuple[str, ...]:
         return tuple(r.code for r in self.reasons)
@@ -345,6 +352,17 @@ def parallelism(m: Measurements, c: Candidate) -> tuple[float, str]:
     return float(c.workers), "model"
 
 
+def row_s(m: Measurements) -> float:
+    """Serial seconds per item for predicting a backend not yet seen: the first
+    call's figure, or the best whole serial call's where that is lower. A serial
+    figure is only ever slowed by a busy moment (the first calls often run while the
+    machine warms up), and serial is judged by its best recent calls: the backends
+    predicted beside it are predicted from the same work, else a first slow figure
+    made every other backend look slower than serial for good."""
+    seen = m.observed.get("serial")
+    return m.item_s if seen is None else min(m.item_s, seen)
+
+
 def threads_speedup(m: Measurements) -> float | None:
     """Threads over serial: from whole calls when both have run, else the sample."""
     t = m.observed.get("threads")
@@ -369,7 +387,8 @@ def predict(m: Measurements, profile: Profile, c: Candidate, amortise: bool = Tr
     call_s = _cost(profile, c.call_cost) or 0.0
     task_s = _cost(profile, c.task_cost) or 0.0
     speed, _ = parallelism(m, c)
-    per_worker_item = m.item_s * c.workers / speed
+    item_s = row_s(m) if c.parallel else m.item_s
+    per_worker_item = item_s * c.workers / speed
     # func's own cost per call (apply): the whole call paid one, each block pays one
     # (:func:`blocks` makes fewer for it), and so do the first rows, which run alone
     # in the caller (or on one worker) to give the output's layout
@@ -380,7 +399,7 @@ def predict(m: Measurements, profile: Profile, c: Candidate, amortise: bool = Tr
         else (math.ceil(m.items / chunksize(m.items, per_worker_item, c.workers, task_s)))
     )
     fixed = call_s + (n * task_s / c.workers if c.parallel else 0.0)
-    work = m.items * m.item_s
+    work = m.items * item_s
     if own > 0:
         work = max(0.0, work - own) + n * own
         fixed += own
@@ -509,6 +528,7 @@ def choose(m: Measurements, profile: Profile, work: Work) -> Decision:
         reasons.append(Reason("measure-first", {"backend": best}))
         return Decision(best, costs, basis, tuple(reasons), measure_first=best)
     reasons.append(Reason("cheapest", {"backend": best, "seconds": able[best]}))
+    revisit = revisit_after(m, profile, work, best, able[best])
     if work.explore:
         for name in sorted(able, key=able.__getitem__):
             c = by_name[name]
@@ -531,7 +551,35 @@ def choose(m: Measurements, profile: Profile, work: Work) -> Decision:
                     )
                 )
                 return Decision(name, costs, basis, tuple(reasons), explore=True)
-    return Decision(best, costs, basis, tuple(reasons))
+    return Decision(best, costs, basis, tuple(reasons), revisit=revisit)
+
+
+def revisit_after(
+    m: Measurements, profile: Profile, work: Work, best: str, seconds: float
+) -> int | None:
+    """In how many more calls of this work a backend not started yet will be
+    predicted ``SWITCH_MARGIN`` cheaper than ``best`` (``seconds`` a call), as its
+    start-up is spread over more calls (:func:`predict`); None: no backend will, on
+    that count alone. A decision kept for many calls without asking the planner
+    (a route, ``numpool._routes``) is asked again by then: else processes, which
+    lose a loop's first calls to their start-up and win from its tenth, waited for
+    the route's next check, 64 calls or more, to be started. Pure."""
+    soonest: int | None = None
+    for c in work.candidates:
+        if not c.parallel or c.started or c.unavailable is not None or c.name == best:
+            continue
+        start = (_cost(profile, c.start_cost) or 0.0) * c.workers
+        if start <= 0:
+            continue
+        room = seconds / SWITCH_MARGIN - (predict(m, profile, c, amortise=False) - start)
+        if room <= 0:
+            continue  # it does not win even once started
+        # predict spreads ``start`` over calls + 1 (the calls before it): it wins
+        # from the call with floor(start / room) calls before it; this one is the
+        # call with m.calls before it
+        left = max(1, math.floor(start / room) - m.calls)
+        soonest = left if soonest is None else min(soonest, left)
+    return soonest
 
 
 def _describe_threads(m: Measurements, work: Work, reasons: list[Reason]) -> None:
@@ -564,7 +612,7 @@ def _describe_processes(
 ) -> None:
     if c.name == best or c.name not in able or c.name in m.observed:
         return
-    compute = m.items * m.item_s / parallelism(m, c)[0]
+    compute = m.items * row_s(m) / parallelism(m, c)[0]
     move = m.items * m.bytes_per_item / profile.copy_bytes_per_s
     move += m.fresh_bytes / profile.fault_bytes_per_s
     start = 0.0
