@@ -366,3 +366,45 @@ def test_shutdown_during_a_call_in_another_thread_starts_nothing_after(
     assert lines[0].startswith("RuntimeError: cannot schedule new"), r.stderr
     assert lines[1:3] == ["refused", "refused"], r.stderr
     assert lines[3:] == (["no executor True"] if backend == "processes" else []), r.stderr
+
+
+def test_the_daemonic_check_waits_for_an_import_of_multiprocessing_under_way() -> None:
+    """backend='auto' asks whether this process may start workers while a thread that
+    starts them in the background may be importing multiprocessing: the check met a
+    partly run ``multiprocessing.process`` (AttributeError: no current_process). Here
+    that import is held halfway, deterministically, by an import hook: the check
+    waits for it, then answers."""
+    code = r"""
+import importlib.abc, importlib.machinery, sys, threading
+started, go = threading.Event(), threading.Event()
+
+class Held(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path, target=None):
+        if name != "multiprocessing.process":
+            return None
+        sys.meta_path.remove(self)
+        self.real = importlib.machinery.PathFinder.find_spec(name, path)
+        return importlib.machinery.ModuleSpec(name, self, origin=self.real.origin)
+    def create_module(self, spec):
+        return None
+    def exec_module(self, module):
+        started.set()
+        go.wait()  # (in sys.modules, not yet run)
+        module.__spec__ = self.real
+        self.real.loader.exec_module(module)
+
+import numpy, numpool
+from numpool.backends import processes
+if "multiprocessing.process" in sys.modules:
+    sys.exit(print("imported already"))
+sys.meta_path.insert(0, Held())
+threading.Thread(target=lambda: __import__("multiprocessing.process")).start()
+started.wait()
+threading.Timer(0.2, go.set).start()
+print(repr(processes.daemonic()))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    if r.stdout.strip() == "imported already":
+        pytest.skip("numpy or numpool imported multiprocessing at import here")
+    assert r.stdout.strip() == "None", r.stdout

@@ -859,9 +859,15 @@ def daemonic() -> str | None:
     """Why this process cannot start worker processes (None: it can). multiprocessing
     refuses children to a daemonic process (a ``multiprocessing.Pool`` worker), with an
     AssertionError from deep inside the executor. (multiprocessing marks a process
-    daemonic as it starts it: one where multiprocessing was never imported is not.)"""
-    process = sys.modules.get("multiprocessing.process")
-    if process is not None and process.current_process().daemon:
+    daemonic as it starts it: one where multiprocessing was never imported is not.
+    Where it is being imported, by a thread that starts workers in the background,
+    the import statement waits for that import to end: the module in sys.modules is
+    then only partly run.)"""
+    if "multiprocessing.process" not in sys.modules:
+        return None
+    import multiprocessing.process
+
+    if multiprocessing.process.current_process().daemon:
         return (
             "this process is daemonic (a multiprocessing.Pool worker, say), and daemonic "
             "processes are not allowed to have children"
