@@ -294,20 +294,28 @@ NOT_AT_IMPORT = (
 )
 
 
-def test_import_numpool_leaves_what_a_first_call_does_not_need() -> None:
+def _imported_by(steps: str, watched: tuple[str, ...]) -> list[str]:
+    """Which of ``watched`` a fresh interpreter imported while it ran ``steps`` after
+    ``import sys, numpy as np`` (what NumPy itself imports, on the NumPy installed,
+    is not numpool's)."""
     import subprocess
     import sys
 
-    code = (  # (what NumPy itself imports, on the NumPy installed, is not numpool's)
-        "import sys, numpy\n"
+    code = (
+        "import sys, numpy as np\n"
         "before = set(sys.modules)\n"
-        "import numpool\n"
-        f"print(sorted(m for m in {NOT_AT_IMPORT!r} if m in set(sys.modules) - before))"
+        f"{steps}\n"
+        f"print(sorted(m for m in {watched!r} if m in set(sys.modules) - before))"
     )
     r = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
-    assert r.stdout.strip() == "[]", r.stdout
+    got: list[str] = ast.literal_eval(r.stdout.strip())
+    return got
+
+
+def test_import_numpool_leaves_what_a_first_call_does_not_need() -> None:
+    assert _imported_by("import numpool", NOT_AT_IMPORT) == []
 
 
 #: what reading the backends' facts and a first call on threads leave unimported (the
@@ -325,21 +333,12 @@ NOT_AT_FIRST_CALL = (
 
 
 def test_a_first_call_and_the_backends_facts_leave_what_workers_need() -> None:
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, numpy as np\n"
-        "before = set(sys.modules)\n"
+    steps = (
         "import numpool\n"
         "from numpool import backends\n"
         "for cls in backends.auto_choices():\n"
         "    cls.unavailable(np.exp)\n"
         "numpool.apply(np.exp, np.ones(100_000), backend='threads')\n"
-        "assert 'numpool.backends.processes' in sys.modules\n"
-        f"print(sorted(m for m in {NOT_AT_FIRST_CALL!r} if m in set(sys.modules) - before))"
+        "assert 'numpool.backends.processes' in sys.modules"
     )
-    r = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
-    )
-    assert r.stdout.strip() == "[]", r.stdout
+    assert _imported_by(steps, NOT_AT_FIRST_CALL) == []
