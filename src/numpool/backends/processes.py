@@ -687,23 +687,18 @@ def join_retired(timeout: float = 5.0) -> None:
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
-_hooks_lock = threading.Lock()
-_hooks_registered = False
-
-
+@functools.cache
 def _register_exit_hooks() -> None:
     """Once, with the first executor: :func:`_kill_broken_survivors` among threading's
     exit hooks and :func:`join_retired` among atexit's. Both lists run last in, first
     out, and these must run before the stdlib's own (concurrent.futures joins its
     manager threads, multiprocessing its children), which importing
     concurrent.futures.process and multiprocessing registered: so they come after
-    those imports, which this module leaves until workers start."""
-    global _hooks_registered
-    with _hooks_lock:
-        if not _hooks_registered:
-            _cpython.register_before_executors_exit(_kill_broken_survivors)
-            atexit.register(join_retired)
-            _hooks_registered = True
+    those imports, which this module leaves until workers start. (Two threads making
+    their first executors at once may both register them: each hook runs harmlessly
+    twice then, as ``keep_byte_order`` may.)"""
+    _cpython.register_before_executors_exit(_kill_broken_survivors)
+    atexit.register(join_retired)
 
 
 #: in a child made by os.fork(): the parent's executors, kept from the garbage collector
@@ -727,9 +722,8 @@ def _disown(ex: ProcessPoolExecutor) -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _retired, _retired_lock, _hooks_lock
+    global _retired, _retired_lock
     retired, _retired, _retired_lock = _retired, [], threading.Lock()
-    _hooks_lock = threading.Lock()
     for ex in retired:
         _disown(ex)
 

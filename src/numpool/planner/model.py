@@ -528,7 +528,6 @@ def choose(m: Measurements, profile: Profile, work: Work) -> Decision:
         reasons.append(Reason("measure-first", {"backend": best}))
         return Decision(best, costs, basis, tuple(reasons), measure_first=best)
     reasons.append(Reason("cheapest", {"backend": best, "seconds": able[best]}))
-    revisit = revisit_after(m, profile, work, best, able[best])
     if work.explore:
         for name in sorted(able, key=able.__getitem__):
             c = by_name[name]
@@ -551,6 +550,7 @@ def choose(m: Measurements, profile: Profile, work: Work) -> Decision:
                     )
                 )
                 return Decision(name, costs, basis, tuple(reasons), explore=True)
+    revisit = revisit_after(m, profile, work, best, able[best])
     return Decision(best, costs, basis, tuple(reasons), revisit=revisit)
 
 
