@@ -466,6 +466,54 @@ def test_certain_means_no_backend_could_win_even_scaling_perfectly(
         assert not d.certain
 
 
+@given(
+    items=st.integers(2, 10**7),
+    first_s=st.floats(1e-10, 1e-3),
+    serial=st.lists(st.floats(1e-10, 1e-3), max_size=4),
+    other=st.sampled_from([None, "threads", "processes"]),
+    other_s=st.floats(1e-10, 1e-3),
+    later=st.integers(0, 200),
+    wake_s=st.floats(1e-6, 1e-3),
+    trip_s=st.one_of(st.none(), st.floats(1e-5, 1e-2)),
+)
+def test_the_evidences_serial_figure_against_the_bound_is_serial_certain(
+    items: int,
+    first_s: float,
+    serial: list[float],
+    other: str | None,
+    other_s: float,
+    later: int,
+    wake_s: float,
+    trip_s: float | None,
+) -> None:
+    """The shortcut for another length of a class seen (Runner._seen_small): the
+    evidence's serial figure times the rows against certain_below's bound says what
+    serial_certain says on the full measurements; once another backend's recent
+    whole calls beat serial per item, it gives way (None), and serial is not
+    certain. Across a dial of machines, figures, and calls since each backend last
+    ran (stale)."""
+    from numpool.planner.evidence import Evidence
+
+    ev = Evidence("apply", first_s)
+    for s in serial:
+        ev.observe("serial", s)
+    if other is not None:
+        ev.observe(other, other_s)
+    ev.calls = later  # (whole calls on record more than STALE_CALLS calls ago: stale)
+    profile = _machine(wake_s, trip_s)
+    m = ev.measurements(items)
+    row_s = ev.serial_only_s()
+    serial_s = m.observed.get("serial", m.item_s)
+    if row_s is None:  # (a backend's whole calls beat serial per item)
+        assert any(v < serial_s for b, v in m.observed.items() if b != "serial")
+        assert not model.serial_certain(m, profile, ALL.candidates)
+        return
+    assert row_s == serial_s
+    bound = model.certain_below(profile, ALL.candidates)
+    if not math.isclose(items * row_s, bound, rel_tol=1e-9):
+        assert (items * row_s <= bound) == model.serial_certain(m, profile, ALL.candidates)
+
+
 def test_certain_below_without_parallel_backends_is_unbounded() -> None:
     """One worker: nothing could beat serial, at any size."""
     assert model.certain_below(VM, (SERIAL,)) == math.inf

@@ -374,6 +374,31 @@ def test_the_tiny_path_checks_results_except_of_one_in_one_out_ufuncs(
     assert not _one_in_one_out(np.modf) and not _one_in_one_out(f)
 
 
+def test_a_ufunc_given_its_inputs_skips_the_checks_a_list_argument_keeps_them(
+    auto: numpool.Pool, handoffs_cost: Profile
+) -> None:
+    """A settled serial route runs a ufunc of one output given exactly its inputs
+    (plain ndarrays, Python numbers) on the caller's arrays, unchecked: its result's
+    shape follows from the shapes in the route's key. An argument whose shape is not
+    in the key (a list) keeps the check, which catches a result of other rows."""
+    from numpool._routes import ufunc_call
+
+    x, y = np.linspace(0, 1, 1000), np.linspace(1, 2, 1000)
+    col = x.reshape(1000, 1)
+    for _ in range(3):
+        assert np.array_equal(auto.apply(np.add, x, y), x + y)
+        assert np.array_equal(auto.apply(np.multiply, x, 2.5), x * 2.5)
+        assert np.array_equal(auto.apply(np.add, col, [1.0, 2.0]), np.add(col, [1.0, 2.0]))
+    checks = sorted(r.check for r in auto._runner.routes.entries.values())
+    assert checks == [False, False, True]  # (the list's route checks its results)
+    with pytest.raises(ValueError, match="rows"):
+        auto.apply(np.add, col, [[1.0], [2.0]])  # (2, 1000): the same key, other rows
+    assert ufunc_call(np.add, (x, y)) and ufunc_call(np.add, (x, 1)) and ufunc_call(np.exp, (x,))
+    assert not ufunc_call(np.add, (x,)) and not ufunc_call(np.add, (x, [1.0]))
+    assert not ufunc_call(np.divmod, (x, y)) and not ufunc_call(np.add, (x, x.view(np.matrix)))
+    assert not ufunc_call(lambda a, b: a + b, (x, y))
+
+
 def test_the_tiny_path_keeps_functions_shapes_and_pools_apart(handoffs_cost: Profile) -> None:
     a, b = numpool.Pool("auto"), numpool.Pool("auto", workers=1)
     try:

@@ -96,6 +96,43 @@ def _route(backend: str = "threads", blocks: int = 4, revisit: int | None = None
     )
 
 
+def test_fewer_keeps_the_most_rows_per_kind_and_machine() -> None:
+    """routes.Fewer from a table: the most rows noted for a kind on a profile; a call
+    of more rows, of one row, or on another profile finds nothing; dropped, and
+    bounded; the second time a route key comes, it says so."""
+    one, other = object(), object()
+    fewer = _routes.Fewer(size=2)
+    fewer.note("k", one, 100, "plan", None)
+    fewer.note("k", one, 50, "smaller", None)  # (fewer rows than known: kept as is)
+    assert fewer.find("k", 100, one) == (100, "plan", None)
+    assert fewer.find("k", 2, one) is not None
+    assert fewer.find("k", 101, one) is None and fewer.find("k", 1, one) is None
+    assert fewer.find("k", 50, other) is None and fewer.find("j", 50, one) is None
+    fewer.note("k", other, 10, "there", None)  # (another machine: its own figure)
+    assert fewer.find("k", 10, other) == (10, "there", None)
+    assert fewer.find("k", 50, one) is None
+    fewer.drop("k")
+    assert fewer.find("k", 10, other) is None
+    for k in "abc":
+        fewer.note(k, one, 10, "p", None)
+    assert len(fewer.known) <= 2
+    assert not fewer.again(("r", 1)) and fewer.again(("r", 1))
+    fewer.clear()
+    assert not fewer.known and not fewer.again(("r", 1))
+
+
+def test_a_layout_matches_the_same_split_of_other_rows() -> None:
+    """routes.layout_of / in_layout from tables: split arguments may have other rows
+    along their axis (the call's), nothing else may differ."""
+    x, w = np.zeros((3, 10)), np.zeros((3, 1))
+    layout = _routes.layout_of((x, w, 2.0), (1, None, None))
+    assert layout == ((1, None, None), ((3,), (3, 1), None))
+    assert _routes.in_layout((np.zeros((3, 7)), w, 5.0), layout, 7)
+    assert not _routes.in_layout((np.zeros((3, 7)), w, 5.0), layout, 8)
+    assert not _routes.in_layout((np.zeros((4, 7)), w, 5.0), layout, 7)
+    assert not _routes.in_layout((np.zeros((3, 7)), np.zeros((3, 2)), 5.0), layout, 7)
+
+
 def test_a_route_the_planner_confirms_is_checked_half_as_often() -> None:
     """Each time the planner settles on the same route again, the next check waits
     twice as long (up to RECHECK_MOST); another route starts again at RECHECK."""
@@ -402,6 +439,28 @@ def test_a_call_that_wrote_into_fresh_memory_leaves_no_figure() -> None:
         assert len(ev.recent.get("threads", [])) == before + 1
 
 
+def test_a_buffer_another_thread_makes_meanwhile_is_not_this_calls() -> None:
+    """A call on warm memory keeps its figure although another thread made a fresh
+    output buffer while it ran (another call, a background measurement): only the
+    buffers the call's own thread made count."""
+    x = np.random.default_rng(2).random(2_000_000)
+
+    def sqrt_while_another_thread_makes_a_buffer(b: np.ndarray) -> np.ndarray:
+        t = threading.Thread(target=_buffers.PrivateBuffer, args=(1 << 20,))
+        t.start()
+        t.join()
+        return np.sqrt(b)
+
+    f = sqrt_while_another_thread_makes_a_buffer
+    with numpool.Pool("threads", workers=2) as pool:
+        pool.apply(f, x)  # (the first call)
+        (ev,) = [e for k, e in evidence.cache._items.items() if f.__code__ in k]
+        before = len(ev.recent.get("threads", []))
+        for _ in range(2):
+            assert np.array_equal(pool.apply(f, x), np.sqrt(x))
+        assert len(ev.recent.get("threads", [])) >= before + 1
+
+
 def test_one_block_on_processes_writes_into_shared_memory() -> None:
     """A call sized to one block on worker processes runs row 0 there (the output's
     layout), then the block straight into the output: its result never travels back
@@ -531,6 +590,257 @@ def test_a_small_first_call_settles_without_a_decision(
         del y
         gc.collect()
         assert ref() is None
+
+
+def test_other_lengths_of_a_class_seen_run_whole_without_a_decision(
+    handoffs_cost: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calls of ever-changing lengths (per group, per window): each new length is a
+    new route, but its size class has evidence, and by that evidence it is too small
+    for any backend (the planner's own first rule). It runs whole, no decision
+    built, no plan worded until asked for, every row once; with out= it settles a
+    route of its own (without, no more rows than a call known too small need none)."""
+    rng = np.random.default_rng(0)
+    x, y, z = rng.random(3000), rng.random(3000), rng.random(3000)
+    with numpool.Pool("auto", workers=2) as pool:
+        pool.apply(np.exp, x[:1500])
+        pool.apply(funcs.fma, x[:1500], y[:1500], z[:1500])
+        out = np.empty(1500)
+        pool.apply(np.exp, x[:1500], out=out)
+        monkeypatch.setattr(model, "choose", _no_planner)
+        monkeypatch.setattr(Runner, "_later_apply", _no_planner)
+        for n in range(1025, 2048, 97):  # (8 KiB to 16 KiB: the class of 1,500 rows)
+            assert np.array_equal(pool.apply(np.exp, x[:n]), np.exp(x[:n]))
+            got = pool.apply(funcs.fma, x[:n], y[:n], z[:n])
+            assert np.array_equal(got, funcs.fma(x[:n], y[:n], z[:n]))
+            out = np.full(n, np.nan)
+            assert pool.apply(np.exp, x[:n], out=out) is out
+            assert np.array_equal(out, np.exp(x[:n]))
+        # without out= no length takes a route of its own (no more rows than known too
+        # small); with out=, each length settles one
+        assert len(pool._runner.routes.entries) == 3 + 11  # (the first calls too)
+        assert all(r.certain and r.serial for r in pool._runner.routes.entries.values())
+        monkeypatch.undo()
+        for call in (
+            lambda: pool.apply(np.exp, x[:1995], out=out),
+            lambda: pool.apply(np.exp, x[:1995]),
+        ):
+            call()
+            stats = pool.last_stats
+            assert stats.backend == "serial" and stats.tasks == 1
+            plan = stats.plan
+            assert plan is not None and plan.cached and plan.calls >= 1
+            assert plan.backend == "serial" and "too-small" in plan.codes
+            assert "1,995 rows" in plan.what, plan.what
+            assert "Decided from the" in plan.explain()
+        assert "as a call of more rows of this function was" in plan.explain()
+
+
+class _ShrinksLater:
+    """x * 2 until told otherwise, then a row too few: a result check must catch it."""
+
+    shrink = False
+
+    def __call__(self, b: np.ndarray) -> np.ndarray:
+        return b[:-1] * 2 if self.shrink else b * 2
+
+
+def test_fewer_rows_than_a_call_known_too_small_run_whole_and_leave_nothing(
+    handoffs_cost: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After apply(func, x) of 1,500 rows was found too small for any backend, a call
+    of fewer rows (any size class below) or more rows within its class runs whole in
+    the caller: no route (until its length comes again), no evidence, no decision of
+    its own, its result checked as a settled route's is. More rows than its class
+    ends at, or another machine profile, are not taken."""
+    from numpool.planner.profile import store
+
+    x = np.random.default_rng(4).random(5000)
+    doubled = _ShrinksLater()
+    with numpool.Pool("auto", workers=2) as pool:
+        runner = pool._runner
+        pool.apply(np.exp, x[:1500])
+        pool.apply(doubled, x[:1500])
+        entries, kinds = len(runner.routes.entries), len(evidence.cache._items)
+        monkeypatch.setattr(Runner, "_later_apply", _no_planner)
+        monkeypatch.setattr(Runner, "_first_small", _no_planner)
+        lengths = (2, 3, 17, 100, 999, 1024, 1499, 1501, 2047)
+        for n in lengths:
+            assert np.array_equal(pool.apply(np.exp, x[:n]), np.exp(x[:n]))
+            assert np.array_equal(pool.apply(doubled, x[:n]), x[:n] * 2)
+            assert f"over {n:,} rows" in pool.last_stats.plan.what
+        assert (len(runner.routes.entries), len(evidence.cache._items)) == (entries, kinds)
+        for n in lengths:  # (a length seen again settles a route of its own)
+            assert np.array_equal(pool.apply(np.exp, x[:n]), np.exp(x[:n]))
+        assert len(runner.routes.entries) == entries + len(lengths)
+        assert len(evidence.cache._items) == kinds
+        assert np.array_equal(pool.apply(np.exp, x[:999]), np.exp(x[:999]))
+        assert runner.routes.last[2] == (999,)  # (found by the route's one lookup)
+        doubled.shrink = True
+        with pytest.raises(ValueError, match="rows"):
+            pool.apply(doubled, x[:700])
+        monkeypatch.undo()
+        pool.apply(np.exp, x[:2048])  # (16 KiB: the next class, its own first call)
+        assert len(evidence.cache._items) == kinds + 1
+        real = store.get()
+        store.override(dataclasses.replace(real, thread_wake_s=9.0))
+        try:
+            pool.apply(np.exp, x[:900])  # (another machine: found again)
+            assert len(evidence.cache._items) == kinds + 2
+        finally:
+            store.override(real)
+
+
+def test_fewer_rows_of_several_arguments_run_whole_in_the_same_layout(
+    handoffs_cost: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same for apply(func, x, y, w, s) along axis 1 with a halo: x and y split,
+    w (one column) and s (a number) passed whole. Calls of fewer columns in that
+    layout run whole with no route, evidence or decision of their own, and equal
+    func's; a call where y is one column (broadcast, not split) is another layout,
+    and goes the usual way."""
+
+    def f(x: np.ndarray, y: np.ndarray, w: np.ndarray, s: float) -> np.ndarray:
+        return x * y + w * s
+
+    rng = np.random.default_rng(5)
+    x, y, w = rng.random((3, 2000)), rng.random((3, 2000)), rng.random((3, 1))
+    with numpool.Pool("auto", workers=2) as pool:
+        runner = pool._runner
+        pool.apply(f, x[:, :1500], y[:, :1500], w, 2.0, axis=1, overlap=1)
+        entries, kinds = len(runner.routes.entries), len(evidence.cache._items)
+        taken: list[int] = []
+        real = Runner._first_small
+
+        def first_small(self: Runner, *args: object, **kwargs: object) -> object:
+            taken.append(1)
+            return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(Runner, "_later_apply", _no_planner)
+        monkeypatch.setattr(Runner, "_first_small", first_small)
+        for n in (2, 5, 300, 1024, 1499, 1501):
+            got = pool.apply(f, x[:, :n], y[:, :n], w, 2.0, axis=1, overlap=1)
+            assert np.array_equal(got, f(x[:, :n], y[:, :n], w, 2.0))
+            assert f"over {n:,} rows" in pool.last_stats.plan.what
+        assert not taken
+        assert (len(runner.routes.entries), len(evidence.cache._items)) == (entries, kinds)
+        got = pool.apply(f, x[:, :700], y[:, :1], w, 2.0, axis=1, overlap=1)
+        assert np.array_equal(got, f(x[:, :700], y[:, :1], w, 2.0))
+        assert taken == [1]
+
+
+def test_another_length_the_evidence_does_not_settle_goes_to_the_planner(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The evidence decides per call: its serial seconds per row (set here: 1 us) times
+    the call's rows, against the machine's hand-offs (set here: 0.75 ms, so that two
+    workers could win above 1.5 ms of work). 1,100 rows settle at once; 2,000 rows
+    of the same class go to the planner, and so does any length after them (a
+    planner's call drops the rows known too small: its figures may have moved)."""
+    from numpool.planner.profile import store
+
+    real = store.get()
+    handoff = 0.75e-3
+    store.override(
+        dataclasses.replace(
+            real,
+            thread_wake_s=handoff,
+            thread_task_s=handoff,
+            process_start_s=10.0,
+            process_task_s=handoff,
+        )
+    )
+    asked: list[int] = []
+    real_later = Runner._later_apply
+
+    def counting(self: Runner, *args: object, **kwargs: object) -> np.ndarray:
+        asked.append(1)
+        return real_later(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    x = np.random.default_rng(1).random(2048)
+    try:
+        with numpool.Pool("auto", workers=2) as pool:
+            pool.apply(np.exp, x[:1500])  # (~2 us of work: settled for good)
+            [ev] = list(evidence.cache._items.values())
+            ev.item_s = 1e-6
+            ev.recent = {"serial": [1e-6]}
+            pool._runner.routes.fewer.clear()  # (as if the first call had shown that)
+            monkeypatch.setattr(Runner, "_later_apply", counting)
+            assert np.array_equal(pool.apply(np.exp, x[:1100]), np.exp(x[:1100]))
+            assert not asked
+            assert np.array_equal(pool.apply(np.exp, x[:2000]), np.exp(x[:2000]))
+            assert asked == [1]
+            assert not pool._runner.routes.fewer.known
+    finally:
+        store.override(real)
+
+
+def test_other_lengths_run_on_their_size_classs_route(
+    handoffs_free: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call of another length, not certain, runs as its size class's route says
+    (here: threads, settled by hand): its blocks worked out for its own rows, the
+    class's evidence added to, a route of its own settled, no decision built. Its
+    plan says its own rows and whose predictions it shows. Every RECHECK calls the
+    class goes back to the planner; a planner that settles nothing forgets it."""
+    from numpool._inputs import Inputs
+    from numpool._runner import _apply_key
+
+    x = np.random.default_rng(2).random(40_000)
+    asked: list[int] = []
+    real_later = Runner._later_apply
+
+    def counting(self: Runner, *args: object, **kwargs: object) -> np.ndarray:
+        asked.append(1)
+        return real_later(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    with numpool.Pool("auto", workers=2) as pool:
+        runner = pool._runner
+        pool.apply(np.exp, x[:20_000])  # (the class's evidence)
+        key = _apply_key(np.exp, Inputs.one(x[:20_000]), None, None, runner.key)
+        ev = evidence.cache.get(key)
+        assert ev is not None
+        base = numpool.plan(np.exp, x[:20_000])
+        klass = _routes.Route(
+            "threads", 4, serial=False, certain=False, check=False, plan=base, ev=ev
+        )
+        runner.routes.entries.clear()
+        runner.routes.settle(("class", key), klass)
+        monkeypatch.setattr(Runner, "_later_apply", counting)
+        calls = ev.calls
+        lengths = range(17_000, 32_000, 1_000)  # (136 to 256 KB: one class)
+        for n in lengths:
+            assert np.array_equal(pool.apply(np.exp, x[:n]), np.exp(x[:n]))
+            stats = pool.last_stats
+            want = runner._apply_blocks(runner.backends.get("threads"), n, ev, 8)
+            assert stats.backend == "threads" and stats.tasks in (want, want + 1)
+            assert stats.plan is not None and f"over {n:,} rows" in stats.plan.what
+            assert "another call of this size class" in stats.plan.explain()
+        assert not asked and ev.calls == calls + len(lengths)
+        own = [r for k, r in runner.routes.entries.items() if k[0] != "class"]
+        assert len(own) == len(lengths) and all(r.backend == "threads" for r in own)
+        runner.routes.entries = {("class", key): klass}
+        klass.left = 1  # (due: the next call of another length goes to the planner)
+        assert np.array_equal(pool.apply(np.exp, x[:32_500]), np.exp(x[:32_500]))
+        assert asked == [1]
+        runner._settle(np.exp, Inputs.one(x[:20_000]), None)  # (the planner settled none)
+        assert ("class", key) not in runner.routes.entries
+
+
+def test_calls_of_ever_changing_lengths_equal_plain_numpy(handoffs_free: Profile) -> None:
+    """Lengths from 1 to 300,000 rows in random order, one and three arrays, with
+    and without out=: each call equals NumPy's, whichever route (its own, its
+    class's, the planner's) it took."""
+    rng = np.random.default_rng(3)
+    x, y, z = rng.random(300_000), rng.random(300_000), rng.random(300_000)
+    with numpool.Pool("auto", workers=2) as pool:
+        for n in rng.integers(1, 300_000, 60):
+            assert np.array_equal(pool.apply(np.exp, x[:n]), np.exp(x[:n]))
+            got = pool.apply(funcs.fma, x[:n], y[:n], z[:n])
+            assert np.array_equal(got, funcs.fma(x[:n], y[:n], z[:n]))
+            out = np.full(n, np.nan)
+            assert pool.apply(np.sin, x[:n], out=out) is out
+            assert np.array_equal(out, np.sin(x[:n]))
 
 
 def test_a_first_call_the_model_settles_words_its_plan_when_asked(

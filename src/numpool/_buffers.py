@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import math
 import mmap
+import threading
 import weakref
 
 import numpy as np
@@ -31,8 +32,8 @@ from .shm import Arena, env_bytes
 
 __all__ = ["PrivateBuffer", "arena", "empty", "made"]
 
-#: bytes of fresh buffers made so far in this process (see :func:`made`)
-_made = [0]
+#: bytes of fresh buffers made so far by each thread (see :func:`made`)
+_made = threading.local()
 
 
 class PrivateBuffer:
@@ -46,7 +47,7 @@ class PrivateBuffer:
         if hasattr(mmap, "MADV_HUGEPAGE"):
             self.buf.madvise(mmap.MADV_HUGEPAGE)
         self.size = size
-        _made[0] += size
+        _made.bytes = made() + size
         self.name = f"private-{id(self):x}"
         self.unlinked = False
 
@@ -72,10 +73,13 @@ def arena() -> Arena:
 
 
 def made() -> int:
-    """Bytes of fresh output buffers made so far: a call during which it grew wrote
-    into cold memory (page faults, ~4 us a page on a VM), which later calls of the
-    same work will not pay, so its wall time says little of them."""
-    return _made[0]
+    """Bytes of fresh output buffers made so far by this thread (a call makes its
+    output in the caller's thread): a call during which it grew wrote into cold
+    memory (page faults, ~4 us a page on a VM), which later calls of the same work
+    will not pay, so its wall time says little of them. Another thread's buffers,
+    made meanwhile (another call, a background measurement), are not this call's."""
+    made_so_far: int = getattr(_made, "bytes", 0)
+    return made_so_far
 
 
 def empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:

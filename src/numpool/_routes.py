@@ -46,13 +46,17 @@ if TYPE_CHECKING:
 __all__ = [
     "RECHECK",
     "RECHECK_MOST",
+    "Fewer",
     "Route",
     "Routes",
     "call_key",
     "chunks_key",
+    "in_layout",
+    "layout_of",
     "one_in_one_out",
     "out_key",
     "plain_key",
+    "ufunc_call",
 ]
 
 #: calls on a new route that is not certain before one goes back to the planner ...
@@ -67,6 +71,23 @@ def one_in_one_out(func: Any) -> bool:
     """Whether ``func(x)`` is sure to be an ndarray with x's rows: a NumPy ufunc of one
     input and one output (a serial route then skips the check of its result)."""
     return type(func) is np.ufunc and func.nin == 1 and func.nout == 1
+
+
+#: arguments that never change the shape of a ufunc's result (0-d, whatever the value)
+_SCALARS = frozenset({int, float, complex, bool})
+
+
+def ufunc_call(func: Any, args: tuple[Any, ...]) -> bool:
+    """Whether ``func(*args)`` is sure to be a new, writeable ndarray whose shape the
+    arguments' shapes alone decide, and to write into none of them: a NumPy ufunc of
+    one output given exactly its inputs, each a plain ndarray or a Python number. A
+    route is kept under its arguments' dtypes and shapes (:func:`call_key`) and its
+    first call was checked, so its serial calls skip the read-only views of the
+    arguments and the check of the result. (Not a list: its length is not in the
+    key, and it could broadcast the result to other rows.)"""
+    if type(func) is not np.ufunc or func.nout != 1 or func.nin != len(args):
+        return False
+    return all(type(a) is np.ndarray or type(a) in _SCALARS for a in args)
 
 
 class Route:
@@ -149,6 +170,8 @@ class Routes:
         self.entries: dict[Hashable, Route] = {}
         #: (func, dtype, shape, route) of the last hit, compared by identity first
         self.last: tuple[Any, ...] = _MISS
+        #: the most rows of each kind of call known too small for any backend
+        self.fewer = Fewer(size)
         evidence.cache.derived.add(self)  # forgotten with the evidence
 
     def find(self, func: Any, x: np.ndarray) -> Route | None:
@@ -174,7 +197,8 @@ class Routes:
         """Remember ``route`` for the calls kept under ``key``; when it runs calls as the
         route it replaces did, it goes back to the planner half as often."""
         if len(self.entries) >= self.size:
-            self.clear()
+            self.entries = {}  # (what the evidence showed, ``fewer``, is kept)
+            self.fewer.once = set()
         with contextlib.suppress(TypeError):  # an unhashable callable: no route
             old = self.entries.get(key)
             if old is not None and old.same(route):
@@ -193,6 +217,105 @@ class Routes:
     def clear(self) -> None:
         self.entries = {}
         self.last = _MISS
+        self.fewer.clear()
+
+
+class Fewer:
+    """The most rows of each kind of call known too small for any backend to win on a
+    machine profile, and the plan that said so (see ``Runner._small_rows``): a call
+    of the same kind with no more rows is less work still, so too small too, and
+    runs whole without a route, evidence or decision of its own. A kind: x alone,
+    its function, dtype and trailing shape; with several arguments, another axis or
+    a halo, :func:`call_key` with each array's dimensions, and the call's layout
+    (:func:`layout_of`), which a call of other rows must match (:func:`in_layout`).
+    Bounded as the routes are; not locked, as they are not."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        #: kind -> (machine profile, rows, plan, layout or None)
+        self.known: dict[Hashable, tuple[Any, int, Any, Any]] = {}
+        #: the route keys of the calls run so once (the second settles a route)
+        self.once: set[Hashable] = set()
+
+    @staticmethod
+    def kind(func: Any, args: tuple[Any, ...], axis: int, overlap: int) -> Hashable | None:
+        """What a call's rows are kept under (None: an ndarray subclass)."""
+        if len(args) == 1 and axis == 0 and overlap == 0 and type(args[0]) is np.ndarray:
+            return Fewer.plain_kind(func, args[0])
+        return call_key(func, args, axis, overlap, dims=True)
+
+    @staticmethod
+    def plain_kind(func: Any, x: np.ndarray) -> Hashable:
+        """:meth:`kind` of ``apply(func, x)``, x a plain ndarray alone along axis 0."""
+        return (func_key(func), x.dtype, x.shape[1:])
+
+    def note(self, kind: Hashable, profile: Any, rows: int, plan: Any, layout: Any) -> None:
+        """A call of this ``kind`` up to ``rows`` rows is too small on ``profile``."""
+        with contextlib.suppress(TypeError):  # (an unhashable callable)
+            known = self.known.get(kind)
+            if known is None or known[0] is not profile or known[1] < rows:
+                if known is None and len(self.known) >= self.size:
+                    self.known.clear()
+                self.known[kind] = (profile, rows, plan, layout)
+
+    def find(self, kind: Hashable, rows: int, profile: Any) -> tuple[Any, ...] | None:
+        """(rows, plan, layout) kept for ``kind``, when a call of ``rows`` rows (two
+        at least) is within them on ``profile``; else None."""
+        try:
+            known = self.known.get(kind)
+        except TypeError:  # (an unhashable callable)
+            return None
+        if known is None or rows > known[1] or rows <= 1 or known[0] is not profile:
+            return None
+        return known[1:]
+
+    def drop(self, kind: Hashable) -> None:
+        """Forget the rows kept for ``kind`` (the planner ran such a call: its figures
+        may move them; the next call found too small keeps them again)."""
+        with contextlib.suppress(TypeError):
+            self.known.pop(kind, None)
+
+    def again(self, key: Hashable) -> bool:
+        """Whether a call under route key ``key`` ran so before (then it settles a
+        route: its length recurs); notes it otherwise."""
+        if key in self.once:
+            return True
+        self.once.add(key)
+        return False
+
+    def clear(self) -> None:
+        self.known = {}
+        self.once = set()
+
+
+def layout_of(args: tuple[Any, ...], axes: tuple[int | None, ...]) -> tuple[Any, ...]:
+    """A call's layout for :class:`Fewer`: each argument's split axis (None: passed
+    whole) and its shape without that axis (None: not an array)."""
+    return (
+        axes,
+        tuple(
+            (a.shape if ax is None else a.shape[:ax] + a.shape[ax + 1 :])
+            if type(a) is np.ndarray
+            else None
+            for a, ax in zip(args, axes, strict=True)
+        ),
+    )
+
+
+def in_layout(args: tuple[Any, ...], layout: tuple[Any, ...], rows: int) -> bool:
+    """Whether ``args`` lie as ``layout`` says, with ``rows`` rows along each split
+    axis: then they split as that call's did."""
+    axes, shapes = layout
+    for a, ax, shape in zip(args, axes, shapes, strict=True):
+        if shape is None:
+            continue  # (not an array: its type is in the kind)
+        got = a.shape
+        if ax is None:
+            if got != shape:
+                return False
+        elif got[ax] != rows or got[:ax] + got[ax + 1 :] != shape:
+            return False
+    return True
 
 
 def _due(route: Route) -> Route | None:
@@ -226,7 +349,12 @@ def chunks_key(key: Hashable, chunks: int) -> Hashable:
 
 
 def call_key(
-    func: Any, args: tuple[Any, ...], axis: int, overlap: int, options: tuple[Any, ...] = ()
+    func: Any,
+    args: tuple[Any, ...],
+    axis: int,
+    overlap: int,
+    options: tuple[Any, ...] = (),
+    dims: bool = False,
 ) -> Hashable | None:
     """What a route for a call with several arguments, another axis or a halo is kept
     under: the function's code, the axis (counted from 0) and the halo, the options
@@ -234,12 +362,14 @@ def call_key(
     each argument's dtype and shape (an ndarray) or type (anything else, passed whole).
     None when there can be no route: an ndarray subclass among the arguments (the
     planner's checks must see it every time). (An unhashable callable makes an
-    unhashable key: looked up, it finds nothing.)"""
+    unhashable key: looked up, it finds nothing.) ``dims``: each array's number of
+    dimensions in place of its shape (what calls of any length share: the rows
+    known too small for any backend, ``Runner._small_many``)."""
     sig: list[Any] = []
     for a in args:
         kind = type(a)
         if kind is np.ndarray:
-            sig.append((a.dtype, a.shape))
+            sig.append((a.dtype, a.ndim if dims else a.shape))
         elif isinstance(a, np.ndarray):
             return None
         else:

@@ -52,8 +52,20 @@ from ._errors import BackendUnavailableError, annotate
 from ._inputs import Inputs, frozen, told
 from ._inputs import make as make_inputs
 from ._progress import advance, current
-from ._routes import Route, Routes, call_key, chunks_key, one_in_one_out, out_key, plain_key
-from ._stats import Last, Stats, resolved, worker_name
+from ._routes import (
+    Fewer,
+    Route,
+    Routes,
+    call_key,
+    chunks_key,
+    in_layout,
+    layout_of,
+    one_in_one_out,
+    out_key,
+    plain_key,
+    ufunc_call,
+)
+from ._stats import Last, Later, Stats, resolved, worker_name
 from ._walkers import ApplyWalker, MapWalker, check_whole, whole
 from .backends import BACKENDS, Backend, BackendSet, auto_choices
 from .backends._worker import in_worker
@@ -95,6 +107,11 @@ def _apply_key(func: Any, inputs: Inputs, out: Any, chunks: Any, options: Hashab
         options,
     )
     return key if inputs.plain else (*key, inputs.key())
+
+
+def _class_key(func: Any, inputs: Inputs, out: Any, options: Hashable) -> Hashable:
+    """What a size class's route is kept under (see ``Runner._class_route``)."""
+    return ("class", _apply_key(func, inputs, out, None, options))
 
 
 def _key(key: Hashable, out: np.ndarray | None, chunks: int | None) -> Hashable:
@@ -224,29 +241,102 @@ class Runner:
         else:
             route = self.routes.find_key(out_key(plain_key(func, x)))
         if route is None:
-            return self._first_small(func, x, out=out) if self.auto else None
+            if not self.auto:
+                return None
+            if out is None:  # (chunks= has returned above)
+                hit = self._small_rows(func, x)
+                if hit is not None:
+                    return hit
+            return self._first_small(func, x, out=out)
         if out is not None:
             return self._fast_out(route, func, Inputs.one(x), out)
         if not route.serial:
             if in_worker():  # a call made inside a worker runs whole (the slow path says)
                 return None
             return self._run_route(route, func, Inputs.one(x), None)
+        res, wall = _serially(func, x, route.check)
+        return self._ran_whole(route, res, wall, x.shape[0])
+
+    def _small_rows(
+        self, func: Callable[..., Any], x: np.ndarray
+    ) -> tuple[np.ndarray, Last] | None:
+        """``apply(func, x)`` with no route of its own (another length) and no more rows
+        than a call of ``func`` on such rows (dtype, trailing shape) known too small for
+        any backend to win on this machine profile (``_routes.Fewer``, kept by
+        :meth:`_note_small`). It runs whole as a settled serial route does, with no
+        evidence or decision of its own; its plan is the one that call settled with,
+        worded for its rows when asked for. A length seen a second time settles a
+        route of its own (a loop over one shape: one lookup from then on); lengths
+        that change every call leave nothing. None: not such a call."""
+        n = x.shape[0]
+        known = self._fewer(Fewer.plain_kind(func, x), n)
+        if known is None:
+            return None
+        res, wall = _serially(func, x, not one_in_one_out(func))
+        what = (func, n, x.dtype, x.nbytes, shm.shared_ref(x) is not None, "")
+        plan = _reworded(known[1], what, _FEWER_ROWS)
+        if self.routes.fewer.again(plain_key(func, x)):
+            inputs = Inputs.one(x)
+            self._settle(func, inputs, _certain_route(func, inputs, plan))
+        return res, (plan, wall)
+
+    def _small_many(
+        self,
+        func: Callable[..., Any],
+        x: np.ndarray,
+        arrays: tuple[Any, ...],
+        axis: int,
+        overlap: int,
+    ) -> tuple[np.ndarray, Last] | None:
+        """:meth:`_small_rows` for a call with several arguments, another axis or a halo
+        (no options, no ``out=``): of the same kind as a call known too small, no more
+        rows, and in its layout (each argument split along the same axis, or passed
+        whole, with the same other dimensions), so that its inputs are built without
+        being worked out and checked again. It runs whole, checked as every call is.
+        None: not such a call."""
+        args = (x, *arrays)
+        n = x.shape[axis]
+        known = self._fewer(Fewer.kind(func, args, axis, overlap), n)
+        if known is None or not in_layout(args, known[2], n):
+            return None
+        inputs = Inputs(args, known[2][0], axis, n, overlap)
         t0 = perf_counter()
-        try:
-            # (a ufunc of one input and one output cannot write into x: no view needed)
-            res = func(frozen(x)) if route.check else func(x)
-        except Exception as e:
-            where = f"the whole input (rows 0:{x.shape[0]}, run serially)"
-            raise annotate(e, told(e, where)) from None
-        if route.check and (
-            type(res) is not np.ndarray
-            or not res.ndim
-            or res.shape[0] != x.shape[0]
-            or not res.flags.writeable
-        ):
-            check_whole(Inputs.one(x), res)  # raises the usual error
-            res = res.copy()  # (func returned its read-only input, or a view of it)
-        return self._ran_whole(route, res, perf_counter() - t0, x.shape[0])
+        res = whole(func, inputs, None)
+        wall = perf_counter() - t0
+        nbytes = sum(a.nbytes for a in inputs.arrays())
+        what = (func, n, x.dtype, nbytes, shm.shared_ref(x) is not None, inputs.describe())
+        plan = _reworded(known[1], what, _FEWER_ROWS)
+        if self.routes.fewer.again(call_key(func, args, axis, overlap)):
+            self._settle(func, inputs, _certain_route(func, inputs, plan))
+        return res, (plan, wall)
+
+    def _fewer(self, kind: Hashable | None, rows: int) -> tuple[Any, ...] | None:
+        """``Fewer.find`` on this machine profile, outside a worker."""
+        if kind is None or in_worker():
+            return None
+        return self.routes.fewer.find(kind, rows, store.get())
+
+    def _note_small(
+        self, func: Callable[..., Any], inputs: Inputs, row_s: float, bound: float, plan: Later
+    ) -> None:
+        """A call was found too small for any backend to win, its serial seconds per row
+        ``row_s`` against the machine's ``bound``: keep the most rows of its size class
+        that are (its class's end, and the bound over ``row_s``), with its ``plan``
+        (``_routes.Fewer``)."""
+        x = inputs.x
+        n = inputs.n
+        if type(x) is not np.ndarray or n <= 1 or row_s <= 0 or x.nbytes < n:
+            return
+        if inputs.options or inputs.pre or inputs.post:
+            return
+        kind = Fewer.kind(func, inputs.args, inputs.axis, inputs.overlap)
+        if kind is None:
+            return
+        rows = ((1 << x.nbytes.bit_length()) - 1) // (x.nbytes // n)  # (its class's last)
+        if bound < math.inf:
+            rows = min(rows, int(bound / row_s))
+        layout = None if inputs.plain else layout_of(inputs.args, inputs.axes)
+        self.routes.fewer.note(kind, store.get(), rows, plan, layout)
 
     def _fast_out(
         self, route: Route, func: Callable[..., Any], inputs: Inputs, out: np.ndarray
@@ -308,6 +398,10 @@ class Runner:
         if route is None:
             if not self.auto or options or key is None or x.ndim == 0 or chunks is not None:
                 return None  # (options: the planner's path checks func against them)
+            if out is None:
+                hit = self._small_many(func, x, arrays, axis, overlap)
+                if hit is not None:
+                    return hit
             return self._first_small(
                 func, x, lambda: make_inputs(x, arrays, axis, overlap, "apply"), out
             )
@@ -329,8 +423,10 @@ class Runner:
             if options:
                 inputs = self._inputs(x, arrays, axis, overlap, stencil)
                 res = inputs.whole(func)
-            else:
-                res = func(frozen(x), *[frozen(a) for a in arrays])
+            elif route.check:
+                res = func(frozen(x), *map(frozen, arrays))
+            else:  # (a ufunc given its inputs: writes none of them, see ufunc_call)
+                res = func(x, *arrays)
         except Exception as e:
             raise annotate(e, told(e, f"the whole input (rows 0:{n}, run serially)")) from None
         if route.check and (
@@ -363,11 +459,18 @@ class Runner:
         route: Route | None,
         out: np.ndarray | None = None,
         chunks: int | None = None,
+        klass: bool = True,
     ) -> None:
         """Keep ``route`` for calls like this one (None: forget this kind's route);
         ``out``, ``chunks``: the call's own (routes of calls with either are kept
-        apart)."""
+        apart). Auto also keeps a route that is not certain as its size class's
+        (:meth:`_class_route`), and forgets that with None."""
         x = inputs.x
+        if klass and self.auto and chunks is None and not (inputs.pre or inputs.post):
+            if route is None:
+                self.routes.forget(_class_key(func, inputs, out, self.key))
+            elif not route.certain:
+                self.routes.settle(_class_key(func, inputs, out, self.key), route)
         key: Hashable | None
         if inputs.plain and type(x) is np.ndarray:
             key = plain_key(func, x)
@@ -477,7 +580,7 @@ class Runner:
                 and not (nested or chunks or inputs.plain)
                 and (out is None or type(out) is np.ndarray)
             ):  # (x alone has its route always: see fast; this call was checked)
-                self._settle(func, inputs, _certain_route(func, None), out)
+                self._settle(func, inputs, _certain_route(func, inputs, None), out)
             if self.auto or nested:
                 what = _NESTED if nested else f"{n} row{'s' * (n != 1)}"
                 stats.plan = _trivial_plan("apply", what)
@@ -617,8 +720,10 @@ class Runner:
         if inputs.n <= 1:
             return None
         key = _apply_key(func, inputs, out, None, self.key)
-        if evidence.cache.get(key) is not None:
-            return None  # (seen before: a route due for a recheck, or not settled)
+        seen = evidence.cache.get(key)
+        if seen is not None:  # (a new shape of a size class seen, or a route due)
+            hit = self._seen_small(seen, func, inputs, out)
+            return hit if hit is not None else self._class_route(key, func, inputs, out)
         self._check_retry_safe(inputs, out)
         result, timed = _timed_whole(func, inputs, out)
         profile = store.get()
@@ -630,8 +735,74 @@ class Runner:
         ev.calls, ev.current = 1, "serial"  # (what _observe_first records; not shared yet)
         evidence.cache.put(key, ev)
         first, later = self._plans_later(func, inputs, ev, profile, candidates, timed.wall)
-        self._settle(func, inputs, _certain_route(func, later), out)
+        self._settle(func, inputs, _certain_route(func, inputs, later), out)
+        if out is None:
+            self._note_small(func, inputs, warm / inputs.n, bound, later)
         return result, (first, timed.wall, worker_name())
+
+    def _seen_small(
+        self, ev: Evidence, func: Callable[..., Any], inputs: Inputs, out: np.ndarray | None
+    ) -> tuple[np.ndarray, Last] | None:
+        """:meth:`_first_small` for a call with no route whose kind of work (function,
+        dtype, size class, options) has evidence: another shape of the same class, or
+        a route due for a recheck. When the evidence makes it too small for any
+        backend to win (:func:`model.serial_certain`, the planner's own first rule,
+        which would decide "serial, for good"), it runs whole and settles its route,
+        without building a decision; otherwise None (the planner's path). Calls of
+        ever-changing lengths (per group, per window) cost about what ``func`` does.
+        (That rule is :func:`model.certain_below`'s bound, kept per machine profile,
+        against the evidence's serial figure: :meth:`Evidence.serial_only_s`.)"""
+        profile = store.get()
+        bound, candidates = self._certain_below(profile)
+        row_s = ev.serial_only_s()
+        if row_s is None or inputs.n * row_s > bound:
+            return None
+        self._check_retry_safe(inputs, out)
+        t0 = perf_counter()
+        result = whole(func, inputs, out)
+        wall = perf_counter() - t0
+        _, later = self._plans_later(func, inputs, ev, profile, candidates, 0.0, seen=ev.calls)
+        self._settle(func, inputs, _certain_route(func, inputs, later), out)
+        if out is None:
+            self._note_small(func, inputs, row_s, bound, later)
+        return result, (later, wall, worker_name())
+
+    def _class_route(
+        self, key: Hashable, func: Callable[..., Any], inputs: Inputs, out: np.ndarray | None
+    ) -> tuple[np.ndarray, Last] | None:
+        """A call with no route of its own (another length), run as its size class's
+        route says (the last route the planner settled for that class that is not
+        certain: its backend, the blocks worked out for this call's rows), adding to
+        its evidence; it then settles a route of its own. None: the class has none,
+        or it is due to go back to the planner (that call goes there, as a route's
+        every ``every`` calls do), or it was certain (for its own rows only)."""
+        route = self.routes.find_key(("class", key))  # (key: the call's evidence's)
+        if route is None or route.certain or route.ev is None:
+            return None
+        backend = self.backends.get(route.backend)
+        n, x = inputs.n, inputs.x
+        pieces = self._apply_blocks(backend, n, route.ev, inputs.row_bytes)
+        serial = _runs_whole(backend, pieces, given=False)
+        blocks = 1 if serial else pieces
+        nbytes = x.nbytes if inputs.plain else sum(a.nbytes for a in inputs.arrays())
+        extra = "" if inputs.plain else inputs.describe()
+        what = (func, n, x.dtype, nbytes, shm.shared_ref(x) is not None, extra)
+        mine = Route(
+            route.backend,
+            blocks,
+            serial=serial,
+            certain=False,
+            check=route.check,
+            plan=None
+            if route.plan is None
+            else _reworded(route.plan, what, _ANOTHER_LENGTH, blocks),
+            ev=route.ev,
+            revisit=route.revisit,
+        )
+        self._check_retry_safe(inputs, out)
+        result, stats = self._run_route(mine, func, inputs, out)
+        self._settle(func, inputs, mine, out, klass=False)
+        return result, stats
 
     def _certain_below(self, profile: Any) -> tuple[float, tuple[model.Candidate, ...]]:
         """:func:`model.certain_below` for this pool's backends on ``profile``, and
@@ -657,13 +828,15 @@ class Runner:
         candidates: tuple[model.Candidate, ...],
         wall: float,
         decision: model.Decision | None = None,
+        seen: int = 0,
     ) -> tuple[Callable[[], Plan], Callable[[], Plan]]:
         """The plan of a first call run whole by :meth:`_first_small`, and of the calls
         on its route (``cached``), worded once when either is first asked for, from
         what the first call showed, the machine as it was then and the ``decision``
-        made for the next calls (None: made then, when asked for). Nothing here keeps
-        the inputs alive, nor asks the pool for anything (it may be shut down by
-        then); two threads asking at once get the same plan."""
+        made for the next calls (None: made then, when asked for). ``seen``: the calls
+        of the evidence it was decided from instead (:meth:`_seen_small`), none
+        sampled. Nothing here keeps the inputs alive, nor asks the pool for anything
+        (it may be shut down by then); two threads asking at once get the same plan."""
         name = "serial" if decision is None else decision.backend
         chosen = self.backends.get(name)
         x = inputs.x
@@ -710,7 +883,12 @@ class Runner:
         def later() -> Plan:
             plan = made.get("later")
             if plan is None:
-                plan = made.setdefault("later", dataclasses.replace(first(), cached=True))
+                plan = made.setdefault(
+                    "later",
+                    dataclasses.replace(
+                        first(), cached=True, calls=max(1, seen), probe_s=0.0, measured_items=0
+                    ),
+                )
             return plan
 
         return first, later
@@ -746,7 +924,7 @@ class Runner:
         if stats is None:
             first, later = self._plans_later(func, inputs, ev, profile, candidates, wall, decision)
             if decision.certain:
-                self._settle(func, inputs, _certain_route(func, later), out)
+                self._settle(func, inputs, _certain_route(func, inputs, later), out)
             return first, wall, worker_name()
         stats.backend = "serial"
         stats.busy(worker_name(), timed.t0, timed.t0 + wall)
@@ -765,7 +943,7 @@ class Runner:
         )
         if decision.certain:
             plan = dataclasses.replace(stats.plan, cached=True)
-            self._settle(func, inputs, _certain_route(func, plan), out)
+            self._settle(func, inputs, _certain_route(func, inputs, plan), out)
         return stats
 
     def _first_apply_on(
@@ -867,7 +1045,13 @@ class Runner:
         stats: Stats,
     ) -> np.ndarray:
         """A call of work seen before (:meth:`_later_call`); then settle a route when
-        the decision has nothing left to explore."""
+        the decision has nothing left to explore. (The rows of ``func`` known too small
+        for any backend are dropped: this call's figures may move them; the next such
+        call keeps them again, :meth:`_note_small`.)"""
+        if self.routes.fewer.known:
+            kind = Fewer.kind(func, inputs.args, inputs.axis, inputs.overlap)
+            if kind is not None:
+                self.routes.fewer.drop(kind)
         ran: list[Any] = []
 
         def run(name: str, decision: model.Decision | None) -> None:
@@ -926,7 +1110,7 @@ class Runner:
         backend = self.backends.get(name)
         n = inputs.n
         pieces = chunks or self._apply_blocks(backend, n, ev, inputs.row_bytes)
-        serial = (backend.inline and not chunks) or (pieces == 1 and backend.in_process)
+        serial = _runs_whole(backend, pieces, given=bool(chunks))
         plan = None
         if decision is not None:
             plan = self._plan(
@@ -945,7 +1129,7 @@ class Runner:
             1 if serial else pieces,
             serial=serial,
             certain=certain,
-            check=not one_in_one_out(func),
+            check=not ufunc_call(func, inputs.args),
             plan=plan,
             ev=None if certain else ev,
             given=bool(chunks),
@@ -960,7 +1144,7 @@ class Runner:
             return
         backend = self.backends.get(name)
         pieces = chunks or self._apply_blocks(backend, n - a, ev, walker.inputs.row_bytes)
-        if (backend.inline and not chunks) or (pieces == 1 and backend.in_process):
+        if _runs_whole(backend, pieces, given=bool(chunks)):
             walker.serial(a, n)
             return
         try:
@@ -1746,12 +1930,78 @@ _SERIAL_UFUNC_ROUTE = Route(
 )
 
 
-def _certain_route(func: Any, plan: Plan | Callable[[], Plan] | None) -> Route:
+#: what the plan of a call run by ``Runner._small_rows`` adds
+_FEWER_ROWS = (
+    "Too small for any backend to win, as a call of more rows of this function was "
+    "(fewer rows are less work): the predictions above are for that call."
+)
+#: ... and of a call run on its size class's route (``Runner._class_route``)
+_ANOTHER_LENGTH = (
+    "Run as the route settled for another call of this size class (another length): "
+    "the predictions above are for that call."
+)
+
+
+def _reworded(
+    plan: Plan | Later, what: tuple[Any, ...], note: str, chunks: int | None = None
+) -> Later:
+    """``plan``, the plan of another call, worded when asked for as this call's: its
+    ``what`` (the arguments of :func:`_apply_what`), its blocks (``chunks``), and a
+    ``note`` saying whose predictions it shows. Keeps nothing of the inputs alive."""
+    made: list[Plan] = []
+
+    def later() -> Plan:
+        if not made:
+            base = resolved(plan)
+            assert base is not None
+            made.append(
+                dataclasses.replace(
+                    base,
+                    what=_apply_what(*what),
+                    chunks=base.chunks if chunks is None else chunks,
+                    cached=True,
+                    reasons=(*base.reasons, note),
+                )
+            )
+        return made[0]
+
+    return later
+
+
+def _runs_whole(backend: Backend, pieces: int, given: bool) -> bool:
+    """Whether an apply call split into ``pieces`` blocks on ``backend`` runs whole in
+    the caller: on an inline backend (serial) unless the caller gave a count
+    (``chunks=``, run in blocks as asked), or in one block in this process."""
+    return (backend.inline and not given) or (pieces == 1 and backend.in_process)
+
+
+def _serially(func: Callable[..., Any], x: np.ndarray, check: bool) -> tuple[np.ndarray, float]:
+    """``func(x)`` whole in the caller, as a settled serial route runs it, and its wall
+    seconds: read-only and its result checked unless ``check`` is False (a ufunc of
+    one input and one output cannot write into x, and returns x's rows)."""
+    t0 = perf_counter()
+    try:
+        res = func(frozen(x)) if check else func(x)
+    except Exception as e:
+        where = f"the whole input (rows 0:{x.shape[0]}, run serially)"
+        raise annotate(e, told(e, where)) from None
+    if check and (
+        type(res) is not np.ndarray
+        or not res.ndim
+        or res.shape[0] != x.shape[0]
+        or not res.flags.writeable
+    ):
+        check_whole(Inputs.one(x), res)  # raises the usual error
+        res = res.copy()  # (func returned its read-only input, or a view of it)
+    return res, perf_counter() - t0
+
+
+def _certain_route(func: Any, inputs: Inputs, plan: Plan | Callable[[], Plan] | None) -> Route:
     """The route of a call run whole whose decision is settled (a first call too small
     for any backend; Pool("serial")): func on the whole inputs, in the caller, never
     revisited; ``plan`` for ``last_stats``. A new one each time: settling keeps the
     call's layout on it."""
-    check = not one_in_one_out(func)
+    check = not ufunc_call(func, inputs.args)
     return Route("serial", 1, serial=True, certain=True, check=check, plan=plan, ev=None)
 
 

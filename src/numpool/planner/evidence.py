@@ -117,6 +117,20 @@ class Evidence:
         """Whether ``backend`` ran a whole call within the last STALE_CALLS calls."""
         return self.calls - self.seen.get(backend, self.calls) <= STALE_CALLS
 
+    def serial_only_s(self) -> float | None:
+        """The serial seconds per item :meth:`measurements` gives (its best recent
+        whole call, else the first call's figure), while no other backend's recent
+        whole calls ran an item faster; None once one has. A call of ``n`` items is
+        then too small for any backend to win (:func:`model.serial_certain`) exactly
+        when ``n`` times this is within :func:`model.certain_below`'s bound: a
+        backend's whole calls count for it only when they beat serial per item."""
+        mine = self.recent.get("serial")
+        row_s = min(mine) if mine and self._fresh("serial") else self.item_s
+        for backend, window in self.recent.items():
+            if backend != "serial" and window and min(window) < row_s and self._fresh(backend):
+                return None
+        return row_s
+
     def best(self, backend: str) -> float | None:
         window = self.recent.get(backend)
         return min(window) if window else None
