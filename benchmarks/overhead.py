@@ -181,6 +181,46 @@ def main() -> None:
                 n_fn()
             p_s, n_s = per_call(p_fn), per_call(n_fn)
             print(f"fast path: {name}: plain {p_s * 1e6:.2f} us, +{(n_s - p_s) * 1e6:.2f} us")
+    ragged(fma)
+
+
+def ragged(fma: object) -> None:
+    """Calls whose lengths change every call (a per-group loop, ragged batches): each
+    is a new shape of a size class seen. Rounds of ``numpool.apply`` and plain over
+    the same random lengths, new ones each round, interleaved; medians of the rounds'
+    time per call."""
+    import numpy as np
+
+    import numpool
+
+    rng = np.random.default_rng(7)
+    cases = [
+        ("np.exp", 500, 5000, 1000, 1),
+        ("fma(a, b, c)", 500, 5000, 1000, 3),
+        ("np.exp", 200_000, 2_000_000, 60, 1),
+    ]
+    for name, lo, hi, calls, arrays in cases:
+        data = [rng.random(hi + 2) for _ in range(arrays)]
+        func = np.exp if arrays == 1 else fma
+        numpool.apply(func, *(d[:lo] for d in data))  # (the class's first call)
+        mine: list[float] = []
+        plain: list[float] = []
+        for r in range(7):
+            lengths = rng.integers(lo, hi, calls)
+            for who in (0, 1) if r % 2 else (1, 0):
+                t0 = time.perf_counter()
+                for n in lengths:
+                    args = [d[:n] for d in data]
+                    if who:
+                        numpool.apply(func, *args)
+                    else:
+                        func(*args)  # type: ignore[operator]
+                (mine if who else plain).append((time.perf_counter() - t0) / calls)
+        m, p = statistics.median(mine), statistics.median(plain)
+        print(
+            f"ragged: {name} over random lengths {lo:,}-{hi:,}: plain {p * 1e6:.1f} us, "
+            f"numpool.apply {m * 1e6:.1f} us a call -> {m / p:.2f}x"
+        )
 
 
 if __name__ == "__main__":
