@@ -61,10 +61,11 @@ def test_the_module_level_apply_takes_the_same_route(
 
 
 def test_an_uncertain_route_goes_back_to_the_planner_every_recheck_calls(
-    monkeypatch: pytest.MonkeyPatch,
+    handoffs_free: Profile, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A route in blocks (fixed threads here) is revisited once every RECHECK calls,
-    so the evidence keeps flowing; the other calls skip the planner."""
+    so the evidence keeps flowing; the other calls skip the planner (the second
+    call too: a fixed backend settles the route its evidence gives at once)."""
     x = np.random.default_rng(0).random(50_000)
     asked: list[int] = []
     real = Runner._later_apply
@@ -79,8 +80,8 @@ def test_an_uncertain_route_goes_back_to_the_planner_every_recheck_calls(
         calls = 2 * _routes.RECHECK + 1
         for _ in range(calls):
             assert np.array_equal(pool.apply(np.exp, x), np.exp(x))
-    # the first later call settles the route; then one in every RECHECK goes back
-    assert 1 <= len(asked) <= 1 + calls // _routes.RECHECK + 1
+    # the second call settles the route; then one in every RECHECK goes back
+    assert 1 <= len(asked) <= calls // _routes.RECHECK + 1
 
 
 def _route(backend: str = "threads", blocks: int = 4, revisit: int | None = None) -> _routes.Route:
@@ -825,6 +826,59 @@ def test_other_lengths_run_on_their_size_classs_route(
         assert asked == [1]
         runner._settle(np.exp, Inputs.one(x[:20_000]), None)  # (the planner settled none)
         assert ("class", key) not in runner.routes.entries
+
+
+def test_a_fixed_backends_other_lengths_take_the_route_its_evidence_gives(
+    handoffs_free: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pool("threads"): a call of a length with no route of its own, of a size class
+    with evidence, runs on the route the planner's path would give it (whole in the
+    caller when it is one block, else in blocks worked out for its rows), with or
+    without out=, and settles it: no planner's path after each class's first call.
+    A func that raises there raises as it does on the planner's path."""
+    from numpool._inputs import Inputs
+    from numpool._runner import _apply_key
+
+    x = np.random.default_rng(4).random(70_000)
+    asked: list[int] = []
+    real_later = Runner._later_apply
+
+    def counting(self: Runner, *args: object, **kwargs: object) -> np.ndarray:
+        asked.append(1)
+        return real_later(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    with numpool.Pool("threads", workers=2) as pool:
+        runner, threads = pool._runner, pool._runner.backends.get("threads")
+        pool.apply(np.exp, x[:40_000])  # (the 256-512 KB class's evidence)
+        out = np.empty(70_000)
+        pool.apply(np.sin, x[:40_000], out=out[:40_000])
+        pool.apply(_no_nan, x[:40_000])
+        ev = evidence.cache.get(_apply_key(np.exp, Inputs.one(x[:40_000]), None, None, runner.key))
+        assert ev is not None
+        monkeypatch.setattr(Runner, "_later_apply", counting)
+        monkeypatch.setattr(Runner, "_first_apply", _no_planner)
+        lengths = range(33_000, 65_000, 4_000)
+        for n in lengths:
+            assert np.array_equal(pool.apply(np.exp, x[:n]), np.exp(x[:n]))
+            want = runner._apply_blocks(threads, n, ev, 8)
+            stats = pool.last_stats
+            assert stats.backend == "threads" and stats.tasks in (want, want + 1)
+            pool.apply(np.sin, x[:n], out=out[:n])
+            assert np.array_equal(out[:n], np.sin(x[:n]))
+        assert not asked
+        own = [r for r in runner.routes.entries.values() if r.backend == "threads"]
+        assert len(own) == 2 * len(lengths)
+        bad = x.copy()
+        bad[50] = np.nan
+        with pytest.raises(funcs.Boom, match="nan"):
+            pool.apply(_no_nan, bad[:36_500])
+        assert not asked
+
+
+def _no_nan(b: np.ndarray) -> np.ndarray:
+    if np.isnan(b).any():
+        raise funcs.Boom("a nan")
+    return b * 2
 
 
 def test_calls_of_ever_changing_lengths_equal_plain_numpy(handoffs_free: Profile) -> None:

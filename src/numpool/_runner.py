@@ -240,14 +240,16 @@ class Runner:
             route = self.routes.find(func, x)
         else:
             route = self.routes.find_key(out_key(plain_key(func, x)))
-        if route is None:
-            if not self.auto:
-                return None
+        if route is None and self.auto:
             if out is None:  # (chunks= has returned above)
                 hit = self._small_rows(func, x)
                 if hit is not None:
                     return hit
             return self._first_small(func, x, out=out)
+        if route is None:
+            route = self._fixed_length(func, x, out)
+            if route is None:
+                return None
         if out is not None:
             return self._fast_out(route, func, Inputs.one(x), out)
         if not route.serial:
@@ -256,6 +258,33 @@ class Runner:
             return self._run_route(route, func, Inputs.one(x), None)
         res, wall = _serially(func, x, route.check)
         return self._ran_whole(route, res, wall, x.shape[0])
+
+    def _fixed_length(
+        self, func: Callable[..., Any], x: np.ndarray, out: np.ndarray | None
+    ) -> Route | None:
+        """The route of a fixed backend's ``apply(func, x)`` that has none of its own
+        (another length) while its kind of work (function, dtype, size class) has
+        evidence: the route the planner's path would run it on (:meth:`_route` from
+        that evidence: whole in the caller, or its blocks worked out for these rows),
+        settled now. The planner's path would cost ~40 us of its own work a call, and
+        settle nothing until a length came twice: calls of ever-changing lengths (per
+        group, per window) would all pay that. None: no evidence yet (the planner's
+        path learns from that first call; or a route of its own due to go back to the
+        planner, as every route that is not certain does every ``every`` calls)."""
+        if self.name == "serial" or not callable(func) or x.shape[0] <= 1 or in_worker():
+            return None
+        try:
+            if _key(plain_key(func, x), out, None) in self.routes.entries:
+                return None  # (due)
+        except TypeError:  # (an unhashable callable: never routed)
+            return None
+        inputs = Inputs.one(x)
+        ev = evidence.cache.get(_apply_key(func, inputs, out, None, self.key))
+        if ev is None:
+            return None
+        route = self._route(ev, None, self.name, func, inputs, None)
+        self._settle(func, inputs, route, out)
+        return route
 
     def _small_rows(
         self, func: Callable[..., Any], x: np.ndarray
