@@ -194,15 +194,17 @@ def ragged(fma: object) -> None:
     import numpool
 
     rng = np.random.default_rng(7)
+    threads = numpool.Pool("threads")
     cases = [
-        ("np.exp", 500, 5000, 1000, 1),
-        ("fma(a, b, c)", 500, 5000, 1000, 3),
-        ("np.exp", 200_000, 2_000_000, 60, 1),
+        ("np.exp", 500, 5000, 1000, 1, numpool),
+        ("fma(a, b, c)", 500, 5000, 1000, 3, numpool),
+        ("np.exp", 200_000, 2_000_000, 60, 1, numpool),
+        ("np.exp on Pool('threads')", 500, 5000, 1000, 1, threads),
     ]
-    for name, lo, hi, calls, arrays in cases:
+    for name, lo, hi, calls, arrays, on in cases:
         data = [rng.random(hi + 2) for _ in range(arrays)]
         func = np.exp if arrays == 1 else fma
-        numpool.apply(func, *(d[:lo] for d in data))  # (the class's first call)
+        on.apply(func, *(d[:lo] for d in data))  # (the class's first call)
         mine: list[float] = []
         plain: list[float] = []
         for r in range(7):
@@ -212,15 +214,16 @@ def ragged(fma: object) -> None:
                 for n in lengths:
                     args = [d[:n] for d in data]
                     if who:
-                        numpool.apply(func, *args)
+                        on.apply(func, *args)
                     else:
                         func(*args)  # type: ignore[operator]
                 (mine if who else plain).append((time.perf_counter() - t0) / calls)
         m, p = statistics.median(mine), statistics.median(plain)
         print(
             f"ragged: {name} over random lengths {lo:,}-{hi:,}: plain {p * 1e6:.1f} us, "
-            f"numpool.apply {m * 1e6:.1f} us a call -> {m / p:.2f}x"
+            f"numpool {m * 1e6:.1f} us a call -> {m / p:.2f}x"
         )
+    threads.shutdown()
 
 
 if __name__ == "__main__":
