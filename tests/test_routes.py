@@ -834,8 +834,9 @@ def test_a_fixed_backends_other_lengths_take_the_route_its_evidence_gives(
     """Pool("threads"): a call of a length with no route of its own, of a size class
     with evidence, runs on the route the planner's path would give it (whole in the
     caller when it is one block, else in blocks worked out for its rows), with or
-    without out=, and settles it: no planner's path after each class's first call.
-    A func that raises there raises as it does on the planner's path."""
+    without out=, one array or several, and settles it: no planner's path after
+    each class's first call. Bad arguments and a func that raises there raise as
+    they do on the planner's path."""
     from numpool._inputs import Inputs
     from numpool._runner import _apply_key
 
@@ -853,6 +854,7 @@ def test_a_fixed_backends_other_lengths_take_the_route_its_evidence_gives(
         out = np.empty(70_000)
         pool.apply(np.sin, x[:40_000], out=out[:40_000])
         pool.apply(_no_nan, x[:40_000])
+        pool.apply(funcs.fma, x[:40_000], x[:40_000], 2.0)
         ev = evidence.cache.get(_apply_key(np.exp, Inputs.one(x[:40_000]), None, None, runner.key))
         assert ev is not None
         monkeypatch.setattr(Runner, "_later_apply", counting)
@@ -865,9 +867,13 @@ def test_a_fixed_backends_other_lengths_take_the_route_its_evidence_gives(
             assert stats.backend == "threads" and stats.tasks in (want, want + 1)
             pool.apply(np.sin, x[:n], out=out[:n])
             assert np.array_equal(out[:n], np.sin(x[:n]))
+            got = pool.apply(funcs.fma, x[:n], x[:n], 2.0)
+            assert np.array_equal(got, funcs.fma(x[:n], x[:n], 2.0))
         assert not asked
         own = [r for r in runner.routes.entries.values() if r.backend == "threads"]
-        assert len(own) == 2 * len(lengths)
+        assert len(own) == 3 * len(lengths)
+        with pytest.raises(ValueError, match="length"):  # (as the planner's path says)
+            pool.apply(funcs.fma, x[:36_000], x[:35_000], 2.0)
         bad = x.copy()
         bad[50] = np.nan
         with pytest.raises(funcs.Boom, match="nan"):

@@ -247,7 +247,8 @@ class Runner:
                     return hit
             return self._first_small(func, x, out=out)
         if route is None:
-            route = self._fixed_length(func, x, out)
+            key = _key(plain_key(func, x), out, None)
+            route = self._fixed_length(func, key, lambda: Inputs.one(x), out)
             if route is None:
                 return None
         if out is not None:
@@ -260,25 +261,33 @@ class Runner:
         return self._ran_whole(route, res, wall, x.shape[0])
 
     def _fixed_length(
-        self, func: Callable[..., Any], x: np.ndarray, out: np.ndarray | None
+        self,
+        func: Callable[..., Any],
+        key: Hashable,
+        make: Callable[[], Inputs],
+        out: np.ndarray | None,
     ) -> Route | None:
-        """The route of a fixed backend's ``apply(func, x)`` that has none of its own
-        (another length) while its kind of work (function, dtype, size class) has
-        evidence: the route the planner's path would run it on (:meth:`_route` from
-        that evidence: whole in the caller, or its blocks worked out for these rows),
-        settled now. The planner's path would cost ~40 us of its own work a call, and
-        settle nothing until a length came twice: calls of ever-changing lengths (per
-        group, per window) would all pay that. None: no evidence yet (the planner's
-        path learns from that first call; or a route of its own due to go back to the
-        planner, as every route that is not certain does every ``every`` calls)."""
-        if self.name == "serial" or not callable(func) or x.shape[0] <= 1 or in_worker():
+        """The route of a fixed backend's apply call that has none under its route
+        ``key`` (another length) while its kind of work (function, dtypes, size class)
+        has evidence: the route the planner's path would run it on (:meth:`_route`
+        from that evidence: whole in the caller, or its blocks worked out for these
+        rows), settled now. The planner's path would cost ~40 us of its own work a
+        call, and settle nothing until a length came twice: calls of ever-changing
+        lengths (per group, per window) would all pay that. ``make``: the call's
+        checked inputs (bad arguments raise what the planner's path raises). None: no
+        evidence yet (the planner's path learns from that first call), or a route of
+        its own due to go back to the planner, as every route that is not certain
+        goes every ``every`` calls."""
+        if self.name == "serial" or not callable(func) or in_worker():
             return None
         try:
-            if _key(plain_key(func, x), out, None) in self.routes.entries:
+            if key in self.routes.entries:
                 return None  # (due)
         except TypeError:  # (an unhashable callable: never routed)
             return None
-        inputs = Inputs.one(x)
+        inputs = make()
+        if inputs.n <= 1:
+            return None
         ev = evidence.cache.get(_apply_key(func, inputs, out, None, self.key))
         if ev is None:
             return None
@@ -425,15 +434,24 @@ class Runner:
         key = call_key(func, (x, *arrays), axis, overlap, options)
         route = self.routes.find_key(_key(key, out, chunks)) if key is not None else None
         if route is None:
-            if not self.auto or options or key is None or x.ndim == 0 or chunks is not None:
+            if options or key is None or x.ndim == 0 or chunks is not None:
                 return None  # (options: the planner's path checks func against them)
-            if out is None:
-                hit = self._small_many(func, x, arrays, axis, overlap)
-                if hit is not None:
-                    return hit
-            return self._first_small(
-                func, x, lambda: make_inputs(x, arrays, axis, overlap, "apply"), out
+            if self.auto:
+                if out is None:
+                    hit = self._small_many(func, x, arrays, axis, overlap)
+                    if hit is not None:
+                        return hit
+                return self._first_small(
+                    func, x, lambda: make_inputs(x, arrays, axis, overlap, "apply"), out
+                )
+            route = self._fixed_length(
+                func,
+                _key(key, out, None),
+                lambda: make_inputs(x, arrays, axis, overlap, "apply"),
+                out,
             )
+            if route is None:
+                return None
         if out is not None or not route.serial:
             layout = route.layout
             if layout is None:
