@@ -28,6 +28,20 @@ def _no_planner(*args: object, **kwargs: object) -> None:
     raise AssertionError("the planner was asked")
 
 
+def _count_planner(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that gets a 1 for each later call that takes the planner's path
+    (``Runner._later_apply``, which still runs), from now on."""
+    asked: list[int] = []
+    real = Runner._later_apply
+
+    def counting(self: Runner, *args: object, **kwargs: object) -> np.ndarray:
+        asked.append(1)
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Runner, "_later_apply", counting)
+    return asked
+
+
 def test_a_certain_route_never_asks_the_planner_again(
     handoffs_cost: Profile, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -67,16 +81,9 @@ def test_an_uncertain_route_goes_back_to_the_planner_every_recheck_calls(
     so the evidence keeps flowing; the other calls skip the planner (the second
     call too: a fixed backend settles the route its evidence gives at once)."""
     x = np.random.default_rng(0).random(50_000)
-    asked: list[int] = []
-    real = Runner._later_apply
-
-    def counting(self: Runner, *args: object, **kwargs: object) -> np.ndarray:
-        asked.append(1)
-        return real(self, *args, **kwargs)  # type: ignore[arg-type]
-
     with numpool.Pool("threads", workers=2) as pool:
         pool.apply(np.exp, x, chunks=None)
-        monkeypatch.setattr(Runner, "_later_apply", counting)
+        asked = _count_planner(monkeypatch)
         calls = 2 * _routes.RECHECK + 1
         for _ in range(calls):
             assert np.array_equal(pool.apply(np.exp, x), np.exp(x))
@@ -440,10 +447,13 @@ def test_a_call_that_wrote_into_fresh_memory_leaves_no_figure() -> None:
         assert len(ev.recent.get("threads", [])) == before + 1
 
 
-def test_a_buffer_another_thread_makes_meanwhile_is_not_this_calls() -> None:
+def test_a_buffer_another_thread_makes_meanwhile_is_not_this_calls(
+    handoffs_free: Profile,
+) -> None:
     """A call on warm memory keeps its figure although another thread made a fresh
     output buffer while it ran (another call, a background measurement): only the
-    buffers the call's own thread made count."""
+    buffers the call's own thread made count. (Hand-offs cost nothing here, so the
+    calls run in blocks, on a route that keeps adding to the evidence.)"""
     x = np.random.default_rng(2).random(2_000_000)
 
     def sqrt_while_another_thread_makes_a_buffer(b: np.ndarray) -> np.ndarray:
@@ -751,13 +761,6 @@ def test_another_length_the_evidence_does_not_settle_goes_to_the_planner(
             process_task_s=handoff,
         )
     )
-    asked: list[int] = []
-    real_later = Runner._later_apply
-
-    def counting(self: Runner, *args: object, **kwargs: object) -> np.ndarray:
-        asked.append(1)
-        return real_later(self, *args, **kwargs)  # type: ignore[arg-type]
-
     x = np.random.default_rng(1).random(2048)
     try:
         with numpool.Pool("auto", workers=2) as pool:
@@ -766,7 +769,7 @@ def test_another_length_the_evidence_does_not_settle_goes_to_the_planner(
             ev.item_s = 1e-6
             ev.recent = {"serial": [1e-6]}
             pool._runner.routes.fewer.clear()  # (as if the first call had shown that)
-            monkeypatch.setattr(Runner, "_later_apply", counting)
+            asked = _count_planner(monkeypatch)
             assert np.array_equal(pool.apply(np.exp, x[:1100]), np.exp(x[:1100]))
             assert not asked
             assert np.array_equal(pool.apply(np.exp, x[:2000]), np.exp(x[:2000]))
@@ -788,13 +791,6 @@ def test_other_lengths_run_on_their_size_classs_route(
     from numpool._runner import _apply_key
 
     x = np.random.default_rng(2).random(40_000)
-    asked: list[int] = []
-    real_later = Runner._later_apply
-
-    def counting(self: Runner, *args: object, **kwargs: object) -> np.ndarray:
-        asked.append(1)
-        return real_later(self, *args, **kwargs)  # type: ignore[arg-type]
-
     with numpool.Pool("auto", workers=2) as pool:
         runner = pool._runner
         pool.apply(np.exp, x[:20_000])  # (the class's evidence)
@@ -807,7 +803,7 @@ def test_other_lengths_run_on_their_size_classs_route(
         )
         runner.routes.entries.clear()
         runner.routes.settle(("class", key), klass)
-        monkeypatch.setattr(Runner, "_later_apply", counting)
+        asked = _count_planner(monkeypatch)
         calls = ev.calls
         lengths = range(17_000, 32_000, 1_000)  # (136 to 256 KB: one class)
         for n in lengths:
@@ -841,13 +837,6 @@ def test_a_fixed_backends_other_lengths_take_the_route_its_evidence_gives(
     from numpool._runner import _apply_key
 
     x = np.random.default_rng(4).random(70_000)
-    asked: list[int] = []
-    real_later = Runner._later_apply
-
-    def counting(self: Runner, *args: object, **kwargs: object) -> np.ndarray:
-        asked.append(1)
-        return real_later(self, *args, **kwargs)  # type: ignore[arg-type]
-
     with numpool.Pool("threads", workers=2) as pool:
         runner, threads = pool._runner, pool._runner.backends.get("threads")
         pool.apply(np.exp, x[:40_000])  # (the 256-512 KB class's evidence)
@@ -857,7 +846,7 @@ def test_a_fixed_backends_other_lengths_take_the_route_its_evidence_gives(
         pool.apply(funcs.fma, x[:40_000], x[:40_000], 2.0)
         ev = evidence.cache.get(_apply_key(np.exp, Inputs.one(x[:40_000]), None, None, runner.key))
         assert ev is not None
-        monkeypatch.setattr(Runner, "_later_apply", counting)
+        asked = _count_planner(monkeypatch)
         monkeypatch.setattr(Runner, "_first_apply", _no_planner)
         lengths = range(33_000, 65_000, 4_000)
         for n in lengths:
