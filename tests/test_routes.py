@@ -427,10 +427,13 @@ def test_calls_with_timeout_take_their_route_and_still_time_out(
                 pool.apply(np.exp, x, timeout=bad)
 
 
-def test_a_call_that_wrote_into_fresh_memory_leaves_no_figure() -> None:
+def test_a_call_that_wrote_into_fresh_memory_leaves_no_figure(
+    handoffs_free: Profile,
+) -> None:
     """Fresh output pages cost page faults later calls do not pay: a call whose
     output buffer was newly made counts as a call but leaves no figure; a call on
-    recycled (warm) memory does."""
+    recycled (warm) memory does. (Hand-offs cost nothing here: the calls run in
+    blocks, on a route that adds to the evidence, whatever the machine's load.)"""
     x = np.random.default_rng(2).random(2_000_000)  # 16 MB: a recycled output buffer
     with numpool.Pool("threads", workers=2) as pool:
         # (an earlier test's 16 MB output, collected and kept idle while some pool
