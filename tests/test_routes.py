@@ -879,6 +879,27 @@ def _no_nan(b: np.ndarray) -> np.ndarray:
     return b * 2
 
 
+def test_a_due_route_goes_to_the_planner_not_to_its_size_classs(
+    handoffs_free: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loop over one shape on auto, settled on a route that is not certain: when
+    that route is due, the call goes to the planner, although its size class has a
+    route another length could run on (which would confirm the route unasked, and
+    push its next recheck ever further)."""
+    x = np.random.default_rng(5).random(50_000)
+    with numpool.Pool("auto", workers=2) as pool:
+        for _ in range(8):
+            assert np.array_equal(pool.apply(np.exp, x), np.exp(x))
+        entries = pool._runner.routes.entries
+        own = [r for k, r in entries.items() if k[0] != "class"]
+        assert len(own) == 1 and not own[0].certain
+        assert any(k[0] == "class" for k in entries)
+        asked = _count_planner(monkeypatch)
+        own[0].left = 1  # (due on its next lookup)
+        assert np.array_equal(pool.apply(np.exp, x), np.exp(x))
+        assert asked == [1]
+
+
 def test_calls_of_ever_changing_lengths_equal_plain_numpy(handoffs_free: Profile) -> None:
     """Lengths from 1 to 300,000 rows in random order, one and three arrays, with
     and without out=: each call equals NumPy's, whichever route (its own, its

@@ -193,6 +193,15 @@ class Routes:
             return None
         return None if route is None else _due(route)
 
+    def holds(self, key: Hashable) -> bool:
+        """Whether a route is kept under ``key``: when :meth:`find_key` (or :meth:`find`)
+        gave None for it, that route is due, and the call goes back to the planner,
+        not to any other way of running a call with no route."""
+        try:
+            return key in self.entries
+        except TypeError:  # (an unhashable callable: never routed)
+            return False
+
     def settle(self, key: Hashable, route: Route) -> None:
         """Remember ``route`` for the calls kept under ``key``; when it runs calls as the
         route it replaces did, it goes back to the planner half as often."""

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import math
 import threading
@@ -240,15 +241,16 @@ class Runner:
             route = self.routes.find(func, x)
         else:
             route = self.routes.find_key(out_key(plain_key(func, x)))
-        if route is None and self.auto:
-            if out is None:  # (chunks= has returned above)
-                hit = self._small_rows(func, x)
-                if hit is not None:
-                    return hit
-            return self._first_small(func, x, out=out)
         if route is None:
-            key = _key(plain_key(func, x), out, None)
-            route = self._fixed_length(func, key, lambda: Inputs.one(x), out)
+            if self.routes.holds(_key(plain_key(func, x), out, None)):
+                return None  # (due: the planner's path revisits it)
+            if self.auto:
+                if out is None:  # (chunks= has returned above)
+                    hit = self._small_rows(func, x)
+                    if hit is not None:
+                        return hit
+                return self._first_small(func, x, out=out)
+            route = self._fixed_length(func, lambda: Inputs.one(x), out)
             if route is None:
                 return None
         if out is not None:
@@ -261,29 +263,18 @@ class Runner:
         return self._ran_whole(route, res, wall, x.shape[0])
 
     def _fixed_length(
-        self,
-        func: Callable[..., Any],
-        key: Hashable,
-        make: Callable[[], Inputs],
-        out: np.ndarray | None,
+        self, func: Callable[..., Any], make: Callable[[], Inputs], out: np.ndarray | None
     ) -> Route | None:
-        """The route of a fixed backend's apply call that has none under its route
-        ``key`` (another length) while its kind of work (function, dtypes, size class)
+        """The route of a fixed backend's apply call that has none of its own (another
+        length) while its kind of work (function, dtypes, size class)
         has evidence: the route the planner's path would run it on (:meth:`_route`
         from that evidence: whole in the caller, or its blocks worked out for these
         rows), settled now. The planner's path would cost ~40 us of its own work a
         call, and settle nothing until a length came twice: calls of ever-changing
         lengths (per group, per window) would all pay that. ``make``: the call's
         checked inputs (bad arguments raise what the planner's path raises). None: no
-        evidence yet (the planner's path learns from that first call), or a route of
-        its own due to go back to the planner, as every route that is not certain
-        goes every ``every`` calls."""
+        evidence yet (the planner's path learns from that first call)."""
         if self.name == "serial" or not callable(func) or in_worker():
-            return None
-        try:
-            if key in self.routes.entries:
-                return None  # (due)
-        except TypeError:  # (an unhashable callable: never routed)
             return None
         inputs = make()
         if inputs.n <= 1:
@@ -436,20 +427,16 @@ class Runner:
         if route is None:
             if options or key is None or x.ndim == 0 or chunks is not None:
                 return None  # (options: the planner's path checks func against them)
+            if self.routes.holds(_key(key, out, None)):
+                return None  # (due: the planner's path revisits it)
+            make = functools.partial(make_inputs, x, arrays, axis, overlap, "apply")
             if self.auto:
                 if out is None:
                     hit = self._small_many(func, x, arrays, axis, overlap)
                     if hit is not None:
                         return hit
-                return self._first_small(
-                    func, x, lambda: make_inputs(x, arrays, axis, overlap, "apply"), out
-                )
-            route = self._fixed_length(
-                func,
-                _key(key, out, None),
-                lambda: make_inputs(x, arrays, axis, overlap, "apply"),
-                out,
-            )
+                return self._first_small(func, x, make, out)
+            route = self._fixed_length(func, make, out)
             if route is None:
                 return None
         if out is not None or not route.serial:
@@ -768,7 +755,8 @@ class Runner:
             return None
         key = _apply_key(func, inputs, out, None, self.key)
         seen = evidence.cache.get(key)
-        if seen is not None:  # (a new shape of a size class seen, or a route due)
+        if seen is not None:  # (a new shape of a size class seen; a route due never
+            # comes here, see Routes.holds: the planner's path revisits it)
             hit = self._seen_small(seen, func, inputs, out)
             return hit if hit is not None else self._class_route(key, func, inputs, out)
         self._check_retry_safe(inputs, out)
@@ -792,7 +780,7 @@ class Runner:
     ) -> tuple[np.ndarray, Last] | None:
         """:meth:`_first_small` for a call with no route whose kind of work (function,
         dtype, size class, options) has evidence: another shape of the same class, or
-        a route due for a recheck. When the evidence makes it too small for any
+        one whose route the planner dropped. When the evidence makes it too small for any
         backend to win (:func:`model.serial_certain`, the planner's own first rule,
         which would decide "serial, for good"), it runs whole and settles its route,
         without building a decision; otherwise None (the planner's path). Calls of
