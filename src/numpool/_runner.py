@@ -332,9 +332,7 @@ class Runner:
         t0 = perf_counter()
         res = whole(func, inputs, None)
         wall = perf_counter() - t0
-        nbytes = sum(a.nbytes for a in inputs.arrays())
-        what = (func, n, x.dtype, nbytes, shm.shared_ref(x) is not None, inputs.describe())
-        plan = _reworded(known[1], what, _FEWER_ROWS)
+        plan = _reworded(known[1], _what_of(func, inputs), _FEWER_ROWS)
         if self.routes.fewer.again(call_key(func, args, axis, overlap)):
             self._settle(func, inputs, _certain_route(func, inputs, plan))
         return res, (plan, wall)
@@ -815,13 +813,11 @@ class Runner:
         if route is None or route.certain or route.ev is None:
             return None
         backend = self.backends.get(route.backend)
-        n, x = inputs.n, inputs.x
+        n = inputs.n
         pieces = self._apply_blocks(backend, n, route.ev, inputs.row_bytes)
         serial = _runs_whole(backend, pieces, given=False)
         blocks = 1 if serial else pieces
-        nbytes = x.nbytes if inputs.plain else sum(a.nbytes for a in inputs.arrays())
-        extra = "" if inputs.plain else inputs.describe()
-        what = (func, n, x.dtype, nbytes, shm.shared_ref(x) is not None, extra)
+        what = _what_of(func, inputs)
         mine = Route(
             route.backend,
             blocks,
@@ -874,11 +870,8 @@ class Runner:
         (it may be shut down by then); two threads asking at once get the same plan."""
         name = "serial" if decision is None else decision.backend
         chosen = self.backends.get(name)
-        x = inputs.x
-        n, dtype = inputs.n, x.dtype
-        nbytes = x.nbytes if inputs.plain else sum(a.nbytes for a in inputs.arrays())
-        shared = shm.shared_ref(x) is not None
-        extra = "" if inputs.plain else inputs.describe()
+        n = inputs.n
+        what_of = _what_of(func, inputs)
         item_s, native = ev.item_s, ev.native
         bytes_per_item, out_bytes = ev.bytes_per_item, ev.out_bytes_per_item
         made: dict[str, Plan] = {}
@@ -893,7 +886,7 @@ class Runner:
                 decided = decision
                 if decided is None:
                     decided = model.choose(snap.measurements(n), profile, work)
-                what = _apply_what(func, n, dtype, nbytes, shared, extra)
+                what = _apply_what(*what_of)
                 plan = made.setdefault(
                     "first",
                     self._plan(
@@ -1682,10 +1675,7 @@ class Runner:
         if what is not None:
             pass
         elif inputs is not None:
-            x = inputs.x
-            nbytes = sum(a.nbytes for a in inputs.arrays())
-            shared = shm.shared_ref(x) is not None
-            what = _apply_what(func, n, x.dtype, nbytes, shared, inputs.describe())
+            what = _apply_what(*_what_of(func, inputs))
         else:
             what = f"map({func_name(func)}) over {n:,} tasks"
         if sizes is None:
@@ -1823,6 +1813,17 @@ def _apply_what(func: Any, n: int, dtype: np.dtype, nbytes: int, shared: bool, e
         f"apply({func_name(func)}) over {n:,} rows of {dtype} ({nbytes / 1e6:.1f} MB"
         f"{', shared' if shared else ''}{'; ' + extra if extra else ''})"
     )
+
+
+def _what_of(func: Any, inputs: Inputs) -> tuple[Any, ...]:
+    """The arguments of :func:`_apply_what` for a call on ``inputs``: nothing of the
+    inputs is kept (a plan worded later holds these alone)."""
+    x = inputs.x
+    shared = shm.shared_ref(x) is not None
+    if inputs.plain:
+        return (func, inputs.n, x.dtype, x.nbytes, shared, "")
+    nbytes = sum(a.nbytes for a in inputs.arrays())
+    return (func, inputs.n, x.dtype, nbytes, shared, inputs.describe())
 
 
 def _timed_whole(
