@@ -475,3 +475,40 @@ def test_a_cost_per_call_read_off_a_later_call_resizes_its_blocks(speed: float) 
                     assert ev.call_s == 0.0 and ev.recent["threads"] == [2 * row_s]
     finally:
         store.override(real)
+
+
+@pytest.mark.parametrize("given_out", [False, True])
+def test_a_later_serial_calls_fresh_pages_are_taken_off_its_figure(
+    monkeypatch: pytest.MonkeyPatch, given_out: bool
+) -> None:
+    """A serial call through the planner makes its own output (malloc's): the pages
+    its thread faulted in, which later calls get back warm from the heap, come off its
+    figure, as a first call's do (measure.warm_wall). A call into a given out= makes
+    none: nothing of it counts as fresh. Without this, an exploring serial call right
+    after the first (its output from a heap still growing) read 5 ns a row against
+    0.9 warm, and serial never won back the work it was the fastest for."""
+    from numpool._inputs import Inputs
+    from numpool._stats import Stats
+
+    with numpool.Pool("serial") as pool:
+        runner = pool._runner
+        x = np.ones(1000)
+        out = np.empty_like(x) if given_out else None
+        ev = evidence.Evidence("apply", 1e-9)
+        ev.out_bytes_per_item = 8.0
+        reads = iter([100, 150])  # the thread faulted in 50 pages during the call
+        monkeypatch.setattr(measure, "thread_faults", lambda: next(reads))
+        seen: list[tuple[float, int | None]] = []
+
+        def warm_wall(wall: float, out_bytes: float, rate: float, faults: int | None) -> float:
+            seen.append((out_bytes, faults))
+            return 0.5e-3
+
+        monkeypatch.setattr(measure, "warm_wall", warm_wall)
+        nothing = lambda *a: None  # noqa: E731 (the call's run: nothing to do)
+        runner._later_call(ev, np.exp, 1000, Inputs.one(x), out, Stats("apply", ""), nothing)
+        assert seen == [(0.0 if given_out else 8000.0, 50)]
+        assert ev.recent["serial"] == [0.5e-3 / 1000]
+        # a map (no inputs) and other backends' calls read no faults
+        runner._later_call(ev, abs, 1000, None, None, Stats("map", ""), nothing)
+        assert len(seen) == 1

@@ -1118,10 +1118,18 @@ class Runner:
             name = decision.backend
         seen = bool(ev.recent.get(name))
         made = _buffers.made()
+        # func(x) whole in the caller makes its own output: the pages it faulted in
+        # are what malloc's heap gives later calls back warm (see _first_whole)
+        f0 = measure.thread_faults() if name == "serial" and inputs is not None else None
         t0 = perf_counter()
         run(name, decision)
-        cold = _buffers.made() != made  # (its output was fresh memory: not a figure)
         wall = perf_counter() - t0
+        cold = _buffers.made() != made  # (its output was fresh memory: not a figure)
+        if f0 is not None:
+            f1 = measure.thread_faults()
+            if f1 is not None:
+                out_bytes = 0.0 if out is not None else ev.out_bytes_per_item * items
+                wall = measure.warm_wall(wall, out_bytes, store.get().fault_bytes_per_s, f1 - f0)
         self._observe(ev, name, decision, wall / items, cold=cold, stats=stats, rows=items)
         return decision, seen
 
