@@ -1056,3 +1056,92 @@ def test_a_decision_says_when_a_backend_not_started_will_win(speed: float) -> No
     assert choose(heavy, profile, work).revisit is None
     gone = Work((SERIAL, THREADS, dataclasses.replace(stopped, unavailable="daemonic")))
     assert choose(m, profile, gone).revisit is None
+
+
+@pytest.mark.parametrize("speed", [0.2, 1.0, 5.0])
+def test_a_cold_first_serial_figure_is_capped_by_the_blocks_busy_time(speed: float) -> None:
+    """np.exp over 3e5 float64 on a 2-core VM: the first call, run whole, read 11 ns a
+    row (first run of the code, cold caches), warm serial is 0.9 ns; threads' whole
+    calls read 1.8 ns (0.54 ms), their blocks 1.15 ns of busy time a row between
+    them. From the first figure serial looked 6x slower than threads and never ran
+    again. The blocks' busy time bounds serial's own: serial is predicted the
+    cheapest and runs, and its warm calls decide. Across machines 5x slower or
+    faster, the same."""
+    first, busy, threads = 11e-9 / speed, 1.15e-9 / speed, 1.8e-9 / speed
+    profile = dataclasses.replace(
+        VM,
+        thread_wake_s=VM.thread_wake_s / speed,  # type: ignore[operator]
+        thread_task_s=VM.thread_task_s / speed,  # type: ignore[operator]
+        process_task_s=VM.process_task_s / speed,  # type: ignore[operator]
+    )
+    m = apply(
+        300_000,
+        first,
+        threads_speedup=2.0,
+        gil_free=True,
+        bytes_per_item=16,
+        observed={"serial": first, "threads": threads},
+        observations={"serial": 1, "threads": 3},
+        calls=5,
+        current="threads",
+    )
+    # without the blocks' figure: threads, nothing explored (the old behaviour)
+    d = choose(m, profile, ALL)
+    assert d.backend == "threads" and not d.explore, d
+    assert model.serial_row_s(m) == first
+    capped = dataclasses.replace(m, block_row_s=busy)
+    assert model.serial_row_s(capped) == busy
+    assert model.row_s(capped) == busy
+    d = choose(capped, profile, ALL)
+    assert d.backend == "serial" and not d.explore and "cheapest" in d.codes(), d
+    assert d.costs["serial"] == pytest.approx(300_000 * busy)
+    # its warm calls then decide, whatever the blocks showed: serial, kept
+    warm = dataclasses.replace(
+        capped,
+        observed={"serial": 0.9e-9 / speed, "threads": threads},
+        observations={"serial": 2, "threads": 3},
+        current="serial",
+    )
+    d = choose(warm, profile, ALL)
+    assert d.backend == "serial" and not d.explore, d
+    # ... or threads, when serial's warm calls show them the faster after all
+    slow = dataclasses.replace(warm, observed={"serial": 2.5e-9 / speed, "threads": threads})
+    assert model.serial_row_s(slow) == 2.5e-9 / speed  # (the blocks' figure no longer)
+    assert choose(slow, profile, ALL).backend == "threads"
+
+
+@pytest.mark.parametrize("speed", [0.2, 1.0, 5.0])
+def test_serial_is_never_explored_on_the_blocks_bound_alone(speed: float) -> None:
+    """np.exp over 3e6 float64, early: threads read 1.64 ns a row, their cold blocks
+    1.89 ns of busy time. Serial's bound is within EXPLORE_WITHIN of threads, but an
+    exploring serial call then (its output's fresh huge pages) took 10-30 ms once
+    against threads' 3 ms: only a bound below the best's figure, by the switching
+    margin, runs serial."""
+    first, busy, threads = 4e-9 / speed, 1.89e-9 / speed, 1.64e-9 / speed
+    assert busy < model.EXPLORE_WITHIN * threads
+    m = apply(
+        3_000_000,
+        first,
+        threads_speedup=2.0,
+        gil_free=True,
+        bytes_per_item=16,
+        observed={"serial": first, "threads": threads},
+        observations={"serial": 1, "threads": 1},
+        calls=3,
+        current="threads",
+        block_row_s=busy,
+    )
+    d = choose(m, VM, Work((SERIAL, THREADS)))
+    assert d.backend == "threads" and not d.explore, d
+    # a serial figure of its own (not the bound) within reach is explored, as before
+    seen = dataclasses.replace(m, observed={"serial": busy, "threads": threads})
+    d = choose(seen, VM, Work((SERIAL, THREADS)))
+    assert d.backend == "serial" and d.explore, d
+
+
+def test_the_blocks_busy_time_never_raises_serials_figure() -> None:
+    """A bound only lowers: blocks that slowed each other down read more than serial,
+    and serial's own figure stands."""
+    m = apply(300_000, 1e-9, observed={"serial": 1e-9}, observations={"serial": 1})
+    assert model.serial_row_s(dataclasses.replace(m, block_row_s=3e-9)) == 1e-9
+    assert model.serial_row_s(dataclasses.replace(m, block_row_s=None)) == 1e-9

@@ -155,6 +155,7 @@ class Evidence:
             calls=self.calls,
             current=self.current,
             call_s=self.call_s,
+            block_row_s=self.block_row_s,
         )
 
 

@@ -17,7 +17,10 @@ Predicted seconds for one call of ``items`` items on a backend::
 
 Serial seconds per item are the first call's, or the best whole serial
 call's where that is lower (:func:`row_s`): serial and the backends
-predicted beside it are judged on the same work.
+predicted beside it are judged on the same work. Until serial has run
+whole calls besides the first (which is cold), they are no more than the
+busy time per row of the calls' blocks in this process
+(:func:`serial_row_s`): the same rows in one thread take no longer.
 
 Parallelism is 1 serially, the measured speed-up of threads in the caller's
 process (where the GIL is shared), and the worker count in worker processes,
@@ -134,6 +137,12 @@ class Measurements:
     call_s : float
         func's own seconds per call besides its rows' (0.0: too little to tell):
         every block pays it again (:func:`blocks`).
+    block_row_s : float or None
+        The least seconds per row that calls' blocks kept in-process workers busy,
+        all blocks' busy time together (None: no such call yet). The same rows run
+        in one thread, alone, take no longer (less, where the blocks slowed each
+        other down), so this bounds serial's own seconds per row from above
+        (:func:`serial_row_s`).
     """
 
     kind: str
@@ -152,6 +161,7 @@ class Measurements:
     calls: int = 0
     current: str | None = None
     call_s: float = 0.0
+    block_row_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -352,22 +362,48 @@ def parallelism(m: Measurements, c: Candidate) -> tuple[float, str]:
     return float(c.workers), "model"
 
 
+def serial_row_s(m: Measurements) -> float:
+    """Serial seconds per item: the best recent whole serial call's, else the first
+    call's figure; but while serial has fewer than MIN_OBSERVATIONS whole calls, no
+    more than the blocks' busy seconds per row (``block_row_s``), an upper bound of
+    the same rows' cost in one thread. A first call is cold: besides its fresh pages
+    (taken off, see measure.warm_wall) it pays the first run of func's code and
+    cold caches, which made ``np.exp`` over 300k float64 read 9-12 ns a row
+    against 0.9 warm on a 2-core AVX-512 machine; nothing then ran serial again,
+    and auto kept threads at 1.5-2x serial's time for good. With the bound, serial
+    runs again once it is predicted the cheapest, and its warm calls decide from
+    then on: evidence beats the model. It is never explored on the bound alone
+    (:func:`_explorable`): early blocks are cold too, and a serial call right after
+    the first pays for its output's fresh pages (NumPy asks for huge pages over
+    4 MB, which a VM may compact for), 3-30 ms once over 1e6-3e6 rows of
+    ``np.exp``, where threads then won."""
+    seen = m.observed.get("serial", m.item_s)
+    cap = m.block_row_s
+    if cap is not None and cap < seen and m.observations.get("serial", 0) < MIN_OBSERVATIONS:
+        return cap
+    return seen
+
+
+def _capped(m: Measurements) -> bool:
+    """Whether serial's figure is the blocks' bound (:func:`serial_row_s`)."""
+    return serial_row_s(m) < m.observed.get("serial", m.item_s)
+
+
 def row_s(m: Measurements) -> float:
     """Serial seconds per item for predicting a backend not yet seen: the first
-    call's figure, or the best whole serial call's where that is lower. A serial
+    call's figure, or serial's (:func:`serial_row_s`) where that is lower. A serial
     figure is only ever slowed by a busy moment (the first calls often run while the
     machine warms up), and serial is judged by its best recent calls: the backends
     predicted beside it are predicted from the same work, else a first slow figure
     made every other backend look slower than serial for good."""
-    seen = m.observed.get("serial")
-    return m.item_s if seen is None else min(m.item_s, seen)
+    return min(m.item_s, serial_row_s(m))
 
 
 def threads_speedup(m: Measurements) -> float | None:
     """Threads over serial: from whole calls when both have run, else the sample."""
     t = m.observed.get("threads")
     if t is not None and t > 0:
-        return m.observed.get("serial", m.item_s) / t
+        return serial_row_s(m) / t
     return m.threads_speedup
 
 
@@ -381,13 +417,14 @@ def predict(m: Measurements, profile: Profile, c: Candidate, amortise: bool = Tr
         start = (_cost(profile, c.start_cost) or 0.0) * c.workers
         if amortise:
             start /= max(1, m.calls + 1)
+    alone = not c.parallel and c.in_process  # (func(x) whole, in the caller)
     observed = m.observed.get(c.name)
-    if observed is not None:
+    if observed is not None and not (alone and serial_row_s(m) < observed):
         return start + observed * m.items
     call_s = _cost(profile, c.call_cost) or 0.0
     task_s = _cost(profile, c.task_cost) or 0.0
     speed, _ = parallelism(m, c)
-    item_s = row_s(m) if c.parallel else m.item_s
+    item_s = row_s(m) if c.parallel else serial_row_s(m) if alone else m.item_s
     per_worker_item = item_s * c.workers / speed
     # func's own cost per call (apply): the whole call paid one, each block pays one
     # (:func:`blocks` makes fewer for it), and so do the first rows, which run alone
@@ -404,7 +441,7 @@ def predict(m: Measurements, profile: Profile, c: Candidate, amortise: bool = Tr
         work = max(0.0, work - own) + n * own
         fixed += own
     move = 0.0
-    if c.in_process and not c.parallel:  # func(x) whole: its output is fresh memory
+    if alone:  # func(x) whole: its output is fresh memory
         move = m.alloc_bytes / profile.fault_bytes_per_s
     if not c.in_process:
         move = m.items * m.bytes_per_item / profile.copy_bytes_per_s
@@ -419,7 +456,7 @@ def floor(m: Measurements, profile: Profile, c: Candidate) -> float:
     profile has not measured yet counts as the cheapest hand-off it has measured:
     reaching another process costs at least as much as waking a thread of this one.
     A whole call seen on ``c`` counts as it was: evidence beats the model."""
-    serial_s = m.items * m.observed.get("serial", m.item_s)
+    serial_s = m.items * serial_row_s(m)
     if not c.parallel:
         return serial_s
     best = _fixed(profile, c) + serial_s / c.workers
@@ -471,7 +508,10 @@ def _unknown(profile: Profile, c: Candidate) -> bool:
 def _explorable(m: Measurements, c: Candidate) -> bool:
     """Whether one whole call on ``c`` could show anything the sample did not: not for
     threads whose trusted sample showed them waiting for the GIL (a func that released
-    it but gained little, on the first call's fresh memory, may still gain on warm)."""
+    it but gained little, on the first call's fresh memory, may still gain on warm);
+    not for serial predicted from the blocks' bound (see :func:`serial_row_s`)."""
+    if not c.parallel and c.in_process and _capped(m):
+        return False
     if c.in_process and c.parallel and m.threads_trusted and m.threads_speedup is not None:
         return m.threads_speedup >= GIL_BOUND or m.gil_free is not False
     return True
@@ -590,7 +630,7 @@ def _describe_threads(m: Measurements, work: Work, reasons: list[Reason]) -> Non
     s = m.threads_speedup
     seen = m.observed.get(threads[0].name)
     if seen:  # whole calls on threads beat the sample
-        s = m.observed.get("serial", m.item_s) / seen
+        s = serial_row_s(m) / seen
     if s >= GIL_FREE * w:
         code = "gil-free"
     elif s < GIL_BOUND and m.gil_free:
