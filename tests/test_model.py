@@ -475,6 +475,7 @@ def test_certain_means_no_backend_could_win_even_scaling_perfectly(
     later=st.integers(0, 200),
     wake_s=st.floats(1e-6, 1e-3),
     trip_s=st.one_of(st.none(), st.floats(1e-5, 1e-2)),
+    block=st.one_of(st.none(), st.floats(1e-10, 1e-3)),
 )
 def test_the_evidences_serial_figure_against_the_bound_is_serial_certain(
     items: int,
@@ -485,16 +486,18 @@ def test_the_evidences_serial_figure_against_the_bound_is_serial_certain(
     later: int,
     wake_s: float,
     trip_s: float | None,
+    block: float | None,
 ) -> None:
     """The shortcut for another length of a class seen (Runner._seen_small): the
     evidence's serial figure times the rows against certain_below's bound says what
     serial_certain says on the full measurements; once another backend's recent
     whole calls beat serial per item, it gives way (None), and serial is not
-    certain. Across a dial of machines, figures, and calls since each backend last
-    ran (stale)."""
+    certain. Across a dial of machines, figures, calls since each backend last ran
+    (stale), and blocks' busy time (which caps serial's figure: model.serial_row_s)."""
     from numpool.planner.evidence import Evidence
 
     ev = Evidence("apply", first_s)
+    ev.block_row_s = block
     for s in serial:
         ev.observe("serial", s)
     if other is not None:
@@ -503,7 +506,7 @@ def test_the_evidences_serial_figure_against_the_bound_is_serial_certain(
     profile = _machine(wake_s, trip_s)
     m = ev.measurements(items)
     row_s = ev.serial_only_s()
-    serial_s = m.observed.get("serial", m.item_s)
+    serial_s = model.serial_row_s(m)  # (m.observed.get("serial", m.item_s) with no blocks)
     if row_s is None:  # (a backend's whole calls beat serial per item)
         assert any(v < serial_s for b, v in m.observed.items() if b != "serial")
         assert not model.serial_certain(m, profile, ALL.candidates)

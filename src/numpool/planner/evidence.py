@@ -27,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any
 
-from .model import Measurements
+from .model import Measurements, capped
 
 __all__ = ["STALE_CALLS", "WINDOW", "Evidence", "EvidenceCache", "cache", "func_key"]
 
@@ -119,13 +119,16 @@ class Evidence:
 
     def serial_only_s(self) -> float | None:
         """The serial seconds per item :meth:`measurements` gives (its best recent
-        whole call, else the first call's figure), while no other backend's recent
+        whole call, else the first call's figure; capped by the blocks' busy time,
+        :func:`model.serial_row_s`), while no other backend's recent
         whole calls ran an item faster; None once one has. A call of ``n`` items is
         then too small for any backend to win (:func:`model.serial_certain`) exactly
         when ``n`` times this is within :func:`model.certain_below`'s bound: a
         backend's whole calls count for it only when they beat serial per item."""
         mine = self.recent.get("serial")
-        row_s = min(mine) if mine and self._fresh("serial") else self.item_s
+        if not (mine and self._fresh("serial")):
+            mine = []
+        row_s = capped(min(mine, default=self.item_s), len(mine), self.block_row_s)
         for backend, window in self.recent.items():
             if backend != "serial" and window and min(window) < row_s and self._fresh(backend):
                 return None

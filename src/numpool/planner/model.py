@@ -378,10 +378,16 @@ def serial_row_s(m: Measurements) -> float:
     4 MB, which a VM may compact for), 3-30 ms once over 1e6-3e6 rows of
     ``np.exp``, where threads then won."""
     seen = m.observed.get("serial", m.item_s)
-    cap = m.block_row_s
-    if cap is not None and cap < seen and m.observations.get("serial", 0) < MIN_OBSERVATIONS:
-        return cap
-    return seen
+    return capped(seen, m.observations.get("serial", 0), m.block_row_s)
+
+
+def capped(row_s: float, calls: int, block_row_s: float | None) -> float:
+    """Serial's figure ``row_s``, from ``calls`` whole serial calls, capped by the
+    blocks' busy seconds per row while calls are fewer than MIN_OBSERVATIONS (the
+    rule of :func:`serial_row_s`; evidence.Evidence.serial_only_s reads it too)."""
+    if block_row_s is not None and block_row_s < row_s and calls < MIN_OBSERVATIONS:
+        return block_row_s
+    return row_s
 
 
 def _capped(m: Measurements) -> bool:
@@ -418,13 +424,14 @@ def predict(m: Measurements, profile: Profile, c: Candidate, amortise: bool = Tr
         if amortise:
             start /= max(1, m.calls + 1)
     alone = not c.parallel and c.in_process  # (func(x) whole, in the caller)
+    serial = serial_row_s(m) if alone else math.inf
     observed = m.observed.get(c.name)
-    if observed is not None and not (alone and serial_row_s(m) < observed):
+    if observed is not None and not serial < observed:  # (else: the blocks' cap)
         return start + observed * m.items
     call_s = _cost(profile, c.call_cost) or 0.0
     task_s = _cost(profile, c.task_cost) or 0.0
     speed, _ = parallelism(m, c)
-    item_s = row_s(m) if c.parallel else serial_row_s(m) if alone else m.item_s
+    item_s = row_s(m) if c.parallel else serial if alone else m.item_s
     per_worker_item = item_s * c.workers / speed
     # func's own cost per call (apply): the whole call paid one, each block pays one
     # (:func:`blocks` makes fewer for it), and so do the first rows, which run alone
