@@ -91,7 +91,7 @@ def test_the_sequence_of_a_first_and_a_later_call(handoffs_cost: Profile) -> Non
     x = np.linspace(0, 1, 10_000)
     with numpool.Pool("auto", workers=2) as pool:
         pool.apply(np.sqrt, x)
-        (ev,) = [e for k, e in evidence.cache._items.items() if np.sqrt in k]
+        (ev,) = [e for k, e in evidence.cache.items() if np.sqrt in k]
         assert ev.calls == 1 and list(ev.recent) == ["serial"] and not Recorder.jobs
         pool.apply(np.sqrt, x)
         assert ev.calls == 2 and "recorder" in ev.recent and Recorder.jobs == ["_help"]

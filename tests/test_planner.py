@@ -95,7 +95,7 @@ def test_every_call_is_recorded_as_evidence(auto: numpool.Pool, handoffs_free: P
     for _ in range(5):
         auto.apply(np.sqrt, x, out=out)
         assert np.array_equal(out, np.sqrt(x))
-    (ev,) = [e for e in evidence.cache._items.values()]
+    (ev,) = [e for _, e in evidence.cache.items()]
     assert ev.calls == 5
     # the 4 later calls each left their figure (the first call's rest may be too short
     # to count); a backend keeps its last WINDOW

@@ -13,6 +13,8 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import funcs
 import numpool
@@ -441,7 +443,7 @@ def test_a_call_that_wrote_into_fresh_memory_leaves_no_figure(
         gc.collect()
         _buffers.arena().clear()
         keep = [pool.apply(np.sqrt, x)]  # the first call: its output stays in use
-        (ev,) = [e for k, e in evidence.cache._items.items() if np.sqrt in k]
+        (ev,) = [e for k, e in evidence.cache.items() if np.sqrt in k]
         before = len(ev.recent.get("threads", []))
         keep.append(pool.apply(np.sqrt, x))  # a new buffer: cold
         assert len(ev.recent.get("threads", [])) == before
@@ -468,7 +470,7 @@ def test_a_buffer_another_thread_makes_meanwhile_is_not_this_calls(
     f = sqrt_while_another_thread_makes_a_buffer
     with numpool.Pool("threads", workers=2) as pool:
         pool.apply(f, x)  # (the first call)
-        (ev,) = [e for k, e in evidence.cache._items.items() if f.__code__ in k]
+        (ev,) = [e for k, e in evidence.cache.items() if f.__code__ in k]
         before = len(ev.recent.get("threads", []))
         for _ in range(2):
             assert np.array_equal(pool.apply(f, x), np.sqrt(x))
@@ -550,7 +552,7 @@ def test_a_cold_first_figure_does_not_keep_a_threads_route_in_many_blocks(
         x = np.linspace(0, 1, n)
         with numpool.Pool("threads", workers=2) as pool:
             pool.apply(np.exp, x)  # the first call
-            (ev,) = evidence.cache._items.values()  # type: ignore[attr-defined]
+            ((_, ev),) = evidence.cache.items()
             ev.item_s, ev.native = 20 * row_s, 1.0  # as a cold first call reads it
             pool.apply(np.exp, x)  # settles the route
             (route,) = pool._runner.routes.entries.values()
@@ -768,7 +770,7 @@ def test_another_length_the_evidence_does_not_settle_goes_to_the_planner(
     try:
         with numpool.Pool("auto", workers=2) as pool:
             pool.apply(np.exp, x[:1500])  # (~2 us of work: settled for good)
-            [ev] = list(evidence.cache._items.values())
+            [(_, ev)] = evidence.cache.items()
             ev.item_s = 1e-6
             ev.recent = {"serial": [1e-6]}
             pool._runner.routes.fewer.clear()  # (as if the first call had shown that)
@@ -1358,3 +1360,66 @@ def test_a_call_without_a_route_gets_the_checks_error_before_its_timeout(
                 pool.apply(funcs.fma, a, a[:-1], a, timeout=1e-9)
             with pytest.raises(cf.TimeoutError):
                 pool.apply(funcs.fma, a, a, a, timeout=1e-9)
+
+
+def _observed(ev: evidence.Evidence, backend: str, item_s: float) -> None:
+    """What a settled route's call did to its evidence before tallies (Runner._observe)."""
+    ev.observe(backend, item_s)
+    ev.calls += 1
+    ev.current = backend
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(0.0, 1e-6),  # a serial route's call (0.0: a figure too small to see)
+            st.just("threads"),  # a call observed directly in between (another route)
+            st.just("read"),  # the evidence read (the cache's get folds)
+        ),
+        max_size=40,
+    )
+)
+def test_calls_noted_on_a_tally_leave_the_evidence_as_observing_each_did(
+    events: list[float | str],
+) -> None:
+    """A settled serial route notes its calls on a tally, folded when the evidence is
+    read or observed otherwise: the evidence is then what observing each call in turn
+    left (figures kept, the call each was seen at, the count, the backend settled)."""
+    evidence.cache.clear()
+    direct = evidence.Evidence("apply", 1e-8)
+    tallied = evidence.cache.put(("tally test",), evidence.Evidence("apply", 1e-8))
+    tally = tallied.tally("serial")
+    for e in events:
+        if e == "threads":
+            _observed(direct, "threads", 2e-9)
+            tallied.fold()  # (as Runner._observe does, under the lock)
+            _observed(tallied, "threads", 2e-9)
+        elif e == "read":
+            assert evidence.cache.get(("tally test",)) is tallied
+        else:
+            assert isinstance(e, float)
+            _observed(direct, "serial", e)
+            tally.note(e)
+    evidence.cache.get(("tally test",))
+    assert tallied.recent == direct.recent
+    assert tallied.seen == direct.seen
+    assert (tallied.calls, tallied.current) == (direct.calls, direct.current)
+
+
+def test_serial_routes_of_one_evidence_note_on_one_tally() -> None:
+    """Routes of several lengths of one kind share their evidence's tally, so their
+    calls are folded in the order they ran; routes in blocks keep none."""
+    ev = evidence.Evidence("apply", 1e-8)
+    a, b = (
+        _routes.Route("serial", 1, serial=True, certain=False, check=False, plan=None, ev=ev)
+        for _ in range(2)
+    )
+    assert a.tally is b.tally is ev.tally("serial")
+    assert _route().tally is None
+    a.tally.note(3e-9)
+    b.tally.note(1e-9)
+    a.tally.note(2e-9)
+    ev.fold()
+    assert ev.recent["serial"] == [3e-9, 1e-9, 2e-9]
+    assert (ev.calls, ev.seen["serial"], ev.current) == (3, 2, "serial")

@@ -107,6 +107,7 @@ class Route:
         "revisit",
         "row_s",
         "serial",
+        "tally",
     )
 
     def __init__(
@@ -138,6 +139,9 @@ class Route:
         self.plan = plan
         #: the evidence each call on the route adds to (None: serial routes add none)
         self.ev = ev
+        #: where a serial route's calls note their figures for ``ev`` (see
+        #: ``planner.evidence.Tally``): no lock, no more objects touched per call
+        self.tally = ev.tally(backend) if serial and ev is not None else None
         #: the blocks' seconds per row its block count was worked out from
         #: (``Evidence.block_row_s``): when they show another, the count is asked again
         self.row_s = None if ev is None else ev.block_row_s

@@ -384,9 +384,9 @@ class Runner:
         self, route: Route, res: np.ndarray, wall: float, n: int
     ) -> tuple[np.ndarray, Last]:
         """A serial route's call is done: its evidence (a route that is not certain
-        keeps adding to it) and what ``last_stats`` will show."""
-        if route.ev is not None:
-            self._observe(route.ev, route.backend, None, wall / max(1, n), settled=True)
+        keeps adding to it, on its tally) and what ``last_stats`` will show."""
+        if route.tally is not None:
+            route.tally.note(wall / max(1, n))
         if route.plan is None:
             return res, Stats("apply", route.backend, tasks=1, wall_s=wall)
         return res, (route.plan, wall)
@@ -1535,6 +1535,7 @@ class Runner:
         output was fresh memory, its blocks shared the call with the measuring), so
         it is not kept as one."""
         with evidence.cache.lock:
+            ev.fold()
             ev.calls += 1
             if decision is not None:
                 ev.current = decision.backend
@@ -1556,6 +1557,7 @@ class Runner:
         in-process workers, and what its first rows took alone, which may show
         func's own cost per call (:meth:`_learn_call_cost`)."""
         with evidence.cache.lock:
+            ev.fold()  # (the calls noted on routes came first)
             if not cold:
                 ev.observe(name, item_s)
                 if (

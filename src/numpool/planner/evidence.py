@@ -16,7 +16,13 @@ pool's options. For each key an :class:`Evidence` keeps:
   model's hysteresis), and how many calls there were.
 
 Every call updates its key's evidence (:meth:`Evidence.observe`), so the
-decision follows what calls really take, not what one sample suggested.
+decision follows what calls really take, not what one sample suggested. A
+call on a settled serial route notes its figure on a :class:`Tally` instead
+(no lock, two small objects touched: after a call that streamed megabytes
+through the caches, each further object a call touches costs a cache and
+TLB miss); the tally is folded into the evidence, as the same calls'
+``observe`` would have left it, before the evidence is next read
+(:meth:`EvidenceCache.get`, :meth:`Evidence.fold`).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Any
 
 from .model import Measurements, capped
 
-__all__ = ["STALE_CALLS", "WINDOW", "Evidence", "EvidenceCache", "cache", "func_key"]
+__all__ = ["STALE_CALLS", "WINDOW", "Evidence", "EvidenceCache", "Tally", "cache", "func_key"]
 
 #: whole calls per backend kept; the lowest of them is the backend's figure
 WINDOW = 3
@@ -71,6 +77,7 @@ class Evidence:
         "out_bytes_per_item",
         "recent",
         "seen",
+        "tallies",
         "threads_speedup",
         "threads_trusted",
     )
@@ -98,6 +105,28 @@ class Evidence:
         self.seen: dict[str, int] = {}
         self.calls = 0
         self.current: str | None = None
+        #: whole calls noted on settled routes since the last fold, by backend
+        self.tallies: dict[str, Tally] = {}
+
+    def tally(self, backend: str) -> Tally:
+        """Where a settled route's whole calls on ``backend`` are noted (one per
+        backend, shared by the routes of this evidence, so that their order holds)."""
+        return self.tallies.setdefault(backend, Tally(backend))
+
+    def fold(self) -> None:
+        """Take in the calls noted on tallies since the last fold, leaving the evidence
+        as :meth:`observe` on each of them would have: the last ``WINDOW`` figures,
+        each seen at its own call, and every call counted. Under the cache's lock."""
+        for t in self.tallies.values():
+            calls, notes = t.take()
+            if not calls:
+                continue
+            start = self.calls
+            for i, item_s in notes:
+                self.calls = start + i
+                self.observe(t.backend, item_s)
+            self.calls = start + calls
+            self.current = t.backend
 
     def observe(self, backend: str, item_s: float) -> None:
         """A whole call (or the bulk of one) ran on ``backend`` at ``item_s`` wall
@@ -162,6 +191,38 @@ class Evidence:
         )
 
 
+class Tally:
+    """Whole calls of one backend noted on settled routes, waiting to be folded into
+    their :class:`Evidence` (:meth:`Evidence.fold`). :meth:`note` takes no lock: a
+    note racing a fold in another thread may be lost or counted twice; the figures
+    kept are still those of real calls."""
+
+    __slots__ = ("backend", "calls", "kept", "notes")
+
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
+        #: calls noted since the last fold
+        self.calls = 0
+        #: the last ``WINDOW`` positive figures, as (call index, seconds per item), in
+        #: the slots ``kept % WINDOW`` (the only ones ``observe`` would keep)
+        self.notes: list[tuple[int, float] | None] = [None] * WINDOW
+        self.kept = 0
+
+    def note(self, item_s: float) -> None:
+        """One more whole call, at ``item_s`` wall seconds per item."""
+        i = self.calls
+        if item_s > 0:
+            self.notes[self.kept % WINDOW] = (i, item_s)
+            self.kept += 1
+        self.calls = i + 1
+
+    def take(self) -> tuple[int, list[tuple[int, float]]]:
+        """The calls noted and their kept figures in call order; forgets them."""
+        calls, notes = self.calls, sorted(n for n in self.notes if n is not None)
+        self.calls, self.kept, self.notes = 0, 0, [None] * WINDOW
+        return calls, notes
+
+
 class EvidenceCache:
     """An LRU map from a kind of work's key to its :class:`Evidence` (thread-safe)."""
 
@@ -177,7 +238,16 @@ class EvidenceCache:
             ev = self._items.get(key)
             if ev is not None:
                 self._items.move_to_end(key)
+                ev.fold()
             return ev
+
+    def items(self) -> list[tuple[Hashable, Evidence]]:
+        """Every kind of work kept and its evidence, oldest first, each folded as
+        :meth:`get` folds it (for a look at all of them: tools and tests)."""
+        with self.lock:
+            for ev in self._items.values():
+                ev.fold()
+            return list(self._items.items())
 
     def put(self, key: Hashable, ev: Evidence) -> Evidence:
         """Keep ``ev`` for ``key``; another thread's evidence for it wins (returned)."""
