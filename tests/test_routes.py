@@ -1423,3 +1423,61 @@ def test_serial_routes_of_one_evidence_note_on_one_tally() -> None:
     ev.fold()
     assert ev.recent["serial"] == [3e-9, 1e-9, 2e-9]
     assert (ev.calls, ev.seen["serial"], ev.current) == (3, 2, "serial")
+
+
+def _no_detour(*args: object, **kwargs: object) -> None:
+    raise AssertionError("Runner.fast was asked")
+
+
+@pytest.mark.parametrize("func", [np.exp, lambda b: b * 2.0], ids=["ufunc", "checked"])
+def test_a_call_like_the_last_on_a_serial_route_runs_it_straight(
+    func: object, handoffs_cost: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``apply(func, x)`` like the last call that found a serial route runs it from
+    ``Routes.find``'s memo, with no detour through ``Runner.fast``; anything else (another
+    length, ``out=``, ``chunks=``) still goes there. Results, checks and stats are
+    the route's."""
+    x = np.linspace(0, 1, 10_000)
+    want = np.asarray(func(x))  # type: ignore[operator]
+    with numpool.Pool("auto", workers=2) as pool:
+        for _ in range(2):  # the first settles the route, the second finds it (the memo)
+            pool.apply(func, x)  # type: ignore[arg-type]
+        monkeypatch.setattr(Runner, "fast", _no_detour)
+        for _ in range(3):
+            res = pool.apply(func, x)  # type: ignore[arg-type]
+            assert np.array_equal(res, want) and res.flags.writeable
+        assert pool.last_stats.backend == "serial" and pool.last_stats.plan.cached
+        for other in (
+            lambda: pool.apply(func, x[:-1]),  # type: ignore[arg-type]
+            lambda: pool.apply(func, x, out=np.empty_like(x)),  # type: ignore[arg-type]
+            lambda: pool.apply(func, x, chunks=2),  # type: ignore[arg-type]
+        ):
+            with pytest.raises(AssertionError, match="fast was asked"):
+                other()
+
+
+def test_a_serial_route_taken_straight_still_goes_back_every_recheck_calls(
+    handoffs_cost: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A serial route that is not certain, taken straight, still goes back to the
+    planner's path on its RECHECK-th call, and only then."""
+    x = np.random.default_rng(0).random(1_000)
+    with numpool.Pool("auto", workers=2) as pool:
+        routes = pool._runner.routes
+        route = _routes.Route(
+            "serial", 1, serial=True, certain=False, check=False, plan=None, ev=None
+        )
+        routes.settle(_routes.plain_key(np.exp, x), route)
+        assert routes.find(np.exp, x) is route  # (the memo; that was its first call)
+        monkeypatch.setattr(Runner, "fast", _no_detour)
+        asked: list[int] = []
+        slow = numpool.Pool.apply_with_stats
+
+        def counting(self: numpool.Pool, *args: object, **kwargs: object) -> object:
+            asked.append(1)
+            return slow(self, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(numpool.Pool, "apply_with_stats", counting)
+        for call in range(2, _routes.RECHECK + 1):
+            assert np.array_equal(pool.apply(np.exp, x), np.exp(x))
+            assert len(asked) == (call == _routes.RECHECK)

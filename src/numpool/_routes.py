@@ -51,6 +51,7 @@ __all__ = [
     "Routes",
     "call_key",
     "chunks_key",
+    "due",
     "in_layout",
     "layout_of",
     "one_in_one_out",
@@ -183,7 +184,7 @@ class Routes:
         the planner): the last hit compared by identity first, then the table."""
         hit = self.last
         if hit[0] is func and hit[1] is x.dtype and hit[2] == x.shape:
-            return _due(hit[3])
+            return due(hit[3])
         route = self.find_key(plain_key(func, x))
         if route is not None:
             self.last = (func, x.dtype, x.shape, route)
@@ -195,7 +196,7 @@ class Routes:
             route = self.entries.get(key)
         except TypeError:  # an unhashable callable (or argument type): never routed
             return None
-        return None if route is None else _due(route)
+        return None if route is None else due(route)
 
     def holds(self, key: Hashable) -> bool:
         """Whether a route is kept under ``key``: when :meth:`find_key` (or :meth:`find`)
@@ -331,7 +332,7 @@ def in_layout(args: tuple[Any, ...], layout: tuple[Any, ...], rows: int) -> bool
     return True
 
 
-def _due(route: Route) -> Route | None:
+def due(route: Route) -> Route | None:
     """``route``, or None once in ``route.every`` calls of a route that is not certain
     (that call goes back to the planner)."""
     if not route.certain:
