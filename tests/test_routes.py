@@ -1481,3 +1481,48 @@ def test_a_serial_route_taken_straight_still_goes_back_every_recheck_calls(
         for call in range(2, _routes.RECHECK + 1):
             assert np.array_equal(pool.apply(np.exp, x), np.exp(x))
             assert len(asked) == (call == _routes.RECHECK)
+
+
+def _no_planner(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the planner's path was taken")
+
+
+@pytest.mark.parametrize("backend", ["serial", "threads", "processes", "auto"])
+@pytest.mark.parametrize("rows", [1, 0])
+@pytest.mark.parametrize("how", ["x", "halo", "out", "chunks"])
+def test_one_row_or_none_runs_whole_from_its_route_on_every_backend(
+    backend: str, rows: int, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call over one row or none runs whole in the caller on every backend; from its
+    second call on it takes its settled route, not the planner's ~30 us of checks and
+    plan, with the planner's result, stats and plan; its input stays read-only."""
+    x = np.random.default_rng(0).random((rows, 64))
+    kw: dict[str, object] = {
+        "x": {},
+        "halo": {"overlap": 1},
+        "out": {"out": np.empty_like(x)},
+        "chunks": {"chunks": 1},
+    }[how]
+    given = x.copy()
+    want = x * 2.0 + 1.0
+    writeable: list[bool] = []
+
+    def scale(b: np.ndarray) -> np.ndarray:
+        writeable.append(b.flags.writeable)
+        return b * 2.0 + 1.0
+
+    with numpool.Pool(backend, workers=2) as pool:  # type: ignore[arg-type]
+        first = pool.apply(scale, x, **kw)  # type: ignore[arg-type]
+        planned = pool.last_stats
+        monkeypatch.setattr(Runner, "apply", _no_planner)
+        for _ in range(2):
+            res = pool.apply(scale, x, **kw)  # type: ignore[arg-type]
+            assert np.array_equal(res, want) and np.array_equal(first, want)
+            assert res.flags.writeable and (res is kw.get("out")) == (how == "out")
+            stats = pool.last_stats
+            assert (stats.backend, stats.tasks) == ("serial", 1)
+            assert (planned.backend, planned.tasks) == ("serial", 1)
+            assert stats.plan == planned.plan
+            if backend == "auto":
+                assert stats.plan.what == f"apply over {rows} row{'s' * (rows != 1)}"
+    assert writeable == [False] * 3 and np.array_equal(x, given)

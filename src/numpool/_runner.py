@@ -627,15 +627,17 @@ class Runner:
             stats.backend = "serial"
             result = whole(func, inputs, out)
             stats.tasks = 1
-            if (
-                self.name == "serial"
-                and not (nested or chunks or inputs.plain)
-                and (out is None or type(out) is np.ndarray)
-            ):  # (x alone has its route always: see fast; this call was checked)
-                self._settle(func, inputs, _certain_route(func, inputs, None), out)
             if self.auto or nested:
                 what = _NESTED if nested else f"{n} row{'s' * (n != 1)}"
                 stats.plan = _trivial_plan("apply", what)
+            if (
+                not nested
+                and (out is None or type(out) is np.ndarray)
+                and (n <= 1 or not (chunks or inputs.plain))
+            ):  # (serial: x alone has its route always, see fast; this call was checked.
+                # One row or none runs whole on every backend: its next calls need no
+                # planner, ~30 us of its own work a call against func's few)
+                self._settle(func, inputs, _certain_route(func, inputs, stats.plan), out, chunks)
             stats.wall_s = perf_counter() - t0
             return result, stats
         key = _apply_key(func, inputs, out, chunks, self.key)
