@@ -1483,10 +1483,6 @@ def test_a_serial_route_taken_straight_still_goes_back_every_recheck_calls(
             assert len(asked) == (call == _routes.RECHECK)
 
 
-def _no_planner(*args: object, **kwargs: object) -> None:
-    raise AssertionError("the planner's path was taken")
-
-
 @pytest.mark.parametrize("backend", ["serial", "threads", "processes", "auto"])
 @pytest.mark.parametrize("rows", [1, 0])
 @pytest.mark.parametrize("how", ["x", "halo", "out", "chunks"])
