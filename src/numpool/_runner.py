@@ -633,10 +633,11 @@ class Runner:
             if (
                 not nested
                 and (out is None or type(out) is np.ndarray)
-                and (n <= 1 or not (chunks or inputs.plain))
-            ):  # (serial: x alone has its route always, see fast; this call was checked.
-                # One row or none runs whole on every backend: its next calls need no
-                # planner, ~30 us of its own work a call against func's few)
+                and (n <= 1 or not inputs.plain)
+            ):  # (more rows come here on serial alone, with no chunks=; x alone has its
+                # route always there, see fast; this call was checked. One row or none
+                # runs whole on every backend: its next calls need no planner, ~30 us
+                # of its own work a call against func's few)
                 self._settle(func, inputs, _certain_route(func, inputs, stats.plan), out, chunks)
             stats.wall_s = perf_counter() - t0
             return result, stats
