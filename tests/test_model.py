@@ -561,18 +561,51 @@ def test_a_backend_that_is_only_starting_does_not_make_serial_certain() -> None:
     assert not model.serial_certain(m, VM, (SERIAL, THREADS, starting))
 
 
-@pytest.mark.parametrize("workers", [2, 3, 4, 16])
-def test_pulled_blocks_need_not_be_a_multiple_of_the_workers(workers: int) -> None:
-    """Blocks taken from one counter (threads): a late worker takes fewer, so the
-    count is not rounded down to a multiple of the workers."""
-    task_s = 10e-6
-    for items in (10, 1000, 10**6):
-        for item_s in (1e-9, 1e-7, 1e-5):
-            even = blocks(items, item_s, workers, task_s)
-            pulled = blocks(items, item_s, workers, task_s, pulled=True)
-            assert pulled >= even and 1 <= pulled <= max(1, items)
-            if even >= workers:
-                assert even % workers == 0
+@given(
+    items=st.integers(1, 10**7),
+    item_s=st.floats(1e-10, 1e-3),
+    workers=st.integers(1, 64),
+    task_s=st.floats(1e-7, 1e-2),
+)
+def test_pulled_blocks_past_one_per_worker_cost_a_set_share_of_the_work(
+    items: int, item_s: float, workers: int, task_s: float
+) -> None:
+    """Blocks taken from one counter (threads) are never more than blocks sent, a
+    multiple of the workers when there are as many (3 on 2 workers take two blocks'
+    time), and those past one per worker cost at most PULLED_EXTRA of the work."""
+    even = blocks(items, item_s, workers, task_s)
+    pulled = blocks(items, item_s, workers, task_s, pulled=True)
+    assert 1 <= pulled <= even
+    if pulled >= workers:
+        assert pulled % workers == 0
+    if pulled > workers:
+        assert (pulled - workers) * task_s <= model.PULLED_EXTRA * items * item_s
+
+
+@pytest.mark.parametrize("speed", [0.2, 1.0, 5.0])
+@pytest.mark.parametrize(
+    ("workers", "hand_offs", "want"),
+    [
+        (2, 100, 2),  # np.exp over 3e6 on 2 threads: one block each, as a split
+        (2, 900, 2),  # one more may cost 0.2% of the work: 3 would leave one idle
+        (2, 1_100, 4),
+        (2, 2_100, 6),
+        (2, 100_000, 8),  # long: BLOCKS_PER_WORKER
+        (3, 100, 3),
+        (3, 1_600, 6),
+        (16, 105, 10),  # too little work for one block per worker
+        (16, 1_000, 16),
+        (16, 100_000, 64),
+    ],
+)
+def test_pulled_blocks_are_one_per_worker_until_the_work_is_long(
+    speed: float, workers: int, hand_offs: int, want: int
+) -> None:
+    """Pulled blocks for work worth ``hand_offs`` GIL hand-backs, on machines of every
+    speed: one per worker, more only where they cost a small share of the work."""
+    task_s = VM.thread_wake_s / speed
+    items = 10**7
+    assert blocks(items, hand_offs * task_s / items, workers, task_s, pulled=True) == want
 
 
 def test_a_figure_not_refreshed_for_stale_calls_is_forgotten() -> None:

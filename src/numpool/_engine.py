@@ -434,9 +434,10 @@ def pull(
 
     This is what a hand-written split does (half on a thread, half in the
     caller), with blocks taken from one counter so that a helper that wakes
-    late (a hand-off costs tens of microseconds on a VM) takes fewer of
-    them: the caller never sits idle while blocks wait for a thread, and a
-    call makes ``workers - 1`` hand-offs, however many blocks it has.
+    late takes fewer of them, when there are more blocks than workers (long
+    calls: ``planner.model.blocks``; each block costs a GIL hand-back, so
+    shorter calls get one per worker). A call makes ``workers - 1`` thread
+    hand-offs, however many blocks it has.
 
     Errors: the first failing block (in block order, of those that ran) is
     raised once every helper has stopped, since they write into the caller's

@@ -86,6 +86,11 @@ BLOCK_OVERHEAD = 0.1
 #: apply: at most this many blocks per worker (fewer, larger blocks ran faster on
 #: threads: np.exp over 10M on 2 threads, 8 blocks 2.2x serial, 76 blocks 1.8x)
 BLOCKS_PER_WORKER = 4
+#: pulled blocks (threads) past one per worker: each costs a GIL hand-back and, on
+#: rows of even cost, gains nothing (a helper that starts late still takes its share
+#: late), so there are only as many as cost this fraction of the work in all; long
+#: calls still get BLOCKS_PER_WORKER (progress, and rows whose costs differ)
+PULLED_EXTRA = 0.002
 
 
 @dataclass(frozen=True)
@@ -289,10 +294,13 @@ def blocks(
 
     No block holds less than ``task_s / BLOCK_OVERHEAD`` seconds of work; up to
     ``BLOCKS_PER_WORKER`` per worker, a multiple of the workers when there are at
-    least as many (9 blocks on 2 workers leave one idle for a ninth of the call),
-    unless the blocks are ``pulled`` from one counter by the caller and its
-    helpers (threads: see ``numpool._engine.pull``), where a worker that starts
-    late simply takes fewer. 1 means: not worth splitting.
+    least as many (9 blocks on 2 workers leave one idle for a ninth of the call).
+    Blocks ``pulled`` from one counter by the caller and its helpers (threads: see
+    ``numpool._engine.pull``) are one per worker, plus only as many more as cost
+    ``PULLED_EXTRA`` of the work in all: each costs a GIL hand-back, and a helper
+    that starts late by less than a block still runs its share late (np.exp over
+    3e6 on 2 threads: 2 blocks 1.54-1.68 ms, 8 blocks 1.64-1.92 ms, 3 blocks,
+    two of them in the caller, 2.27-2.41 ms). 1 means: not worth splitting.
 
     ``call_s``: func's own seconds per call besides its rows', paid again by every
     block. It counts with the hand-off (no block holds less than ``(task_s +
@@ -303,15 +311,15 @@ def blocks(
         return 1
     work = items * item_s
     cap = min(BLOCKS_PER_WORKER * workers, items)
+    if pulled and task_s > 0:
+        cap = min(cap, workers + int(work * PULLED_EXTRA / task_s))
     n = _count(work, task_s / BLOCK_OVERHEAD, cap)
     if call_s > 0:
         fewer = _count(work, (task_s + call_s) / BLOCK_OVERHEAD, cap)
         if fewer < min(n, workers) and work * (1 - 1 / workers) > call_s + task_s:
             fewer = min(n, workers)
         n = min(n, fewer)
-    if n >= workers and (not pulled or call_s > 0):
-        # (pulled blocks even out a helper that starts late; but each block that
-        # pays a call costs one more: 3 blocks on 2 workers take 2 blocks' time)
+    if n >= workers:  # (3 blocks on 2 workers take 2 blocks' time, pulled or not)
         n -= n % workers
     return max(1, n)
 
