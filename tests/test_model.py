@@ -10,7 +10,7 @@ import dataclasses
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from numpool.planner import measure, model
@@ -565,8 +565,9 @@ def test_a_backend_that_is_only_starting_does_not_make_serial_certain() -> None:
     items=st.integers(1, 10**7),
     item_s=st.floats(1e-10, 1e-3),
     workers=st.integers(1, 64),
-    task_s=st.floats(1e-7, 1e-2),
+    task_s=st.floats(0, 1e-2),
 )
+@example(items=10, item_s=1e-3, workers=2, task_s=5e-324)  # (work/task_s: inf)
 def test_pulled_blocks_past_one_per_worker_cost_a_set_share_of_the_work(
     items: int, item_s: float, workers: int, task_s: float
 ) -> None:

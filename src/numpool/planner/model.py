@@ -311,8 +311,9 @@ def blocks(
         return 1
     work = items * item_s
     cap = min(BLOCKS_PER_WORKER * workers, items)
-    if pulled and task_s > 0:
-        cap = min(cap, workers + int(work * PULLED_EXTRA / task_s))
+    extra = work * PULLED_EXTRA / task_s if pulled and task_s > 0 else math.inf
+    if extra < cap:  # (inf, or past any int, for hand-offs that cost nothing)
+        cap = min(cap, workers + int(extra))
     n = _count(work, task_s / BLOCK_OVERHEAD, cap)
     if call_s > 0:
         fewer = _count(work, (task_s + call_s) / BLOCK_OVERHEAD, cap)
