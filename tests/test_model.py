@@ -561,6 +561,21 @@ def test_a_backend_that_is_only_starting_does_not_make_serial_certain() -> None:
     assert not model.serial_certain(m, VM, (SERIAL, THREADS, starting))
 
 
+@pytest.mark.parametrize("workers", [2, 3, 4, 16])
+def test_pulled_blocks_need_not_be_a_multiple_of_the_workers(workers: int) -> None:
+    """Blocks taken from one counter (threads) by a func that makes temporaries: a
+    late worker takes fewer, so the count is not rounded down to a multiple of the
+    workers."""
+    task_s = 10e-6
+    for items in (10, 1000, 10**6):
+        for item_s in (1e-9, 1e-7, 1e-5):
+            even = blocks(items, item_s, workers, task_s)
+            pulled = blocks(items, item_s, workers, task_s, pulled=True)
+            assert pulled >= even and 1 <= pulled <= max(1, items)
+            if even >= workers:
+                assert even % workers == 0
+
+
 @given(
     items=st.integers(1, 10**7),
     item_s=st.floats(1e-10, 1e-3),
@@ -571,11 +586,12 @@ def test_a_backend_that_is_only_starting_does_not_make_serial_certain() -> None:
 def test_pulled_blocks_past_one_per_worker_cost_a_set_share_of_the_work(
     items: int, item_s: float, workers: int, task_s: float
 ) -> None:
-    """Blocks taken from one counter (threads) are never more than blocks sent, a
-    multiple of the workers when there are as many (3 on 2 workers take two blocks'
-    time), and those past one per worker cost at most PULLED_EXTRA of the work."""
+    """Blocks taken from one counter (threads), each written straight into the output,
+    are never more than blocks sent, a multiple of the workers when there are as many
+    (3 on 2 workers take two blocks' time), and those past one per worker cost at
+    most PULLED_EXTRA of the work."""
     even = blocks(items, item_s, workers, task_s)
-    pulled = blocks(items, item_s, workers, task_s, pulled=True)
+    pulled = blocks(items, item_s, workers, task_s, pulled=True, direct=True)
     assert 1 <= pulled <= even
     if pulled >= workers:
         assert pulled % workers == 0
@@ -602,11 +618,14 @@ def test_pulled_blocks_past_one_per_worker_cost_a_set_share_of_the_work(
 def test_pulled_blocks_are_one_per_worker_until_the_work_is_long(
     speed: float, workers: int, hand_offs: int, want: int
 ) -> None:
-    """Pulled blocks for work worth ``hand_offs`` GIL hand-backs, on machines of every
-    speed: one per worker, more only where they cost a small share of the work."""
+    """Pulled blocks written straight into the output, for work worth ``hand_offs`` GIL
+    hand-backs, on machines of every speed: one per worker, more only where they
+    cost a small share of the work; a func that makes temporaries keeps its blocks."""
     task_s = VM.thread_wake_s / speed
-    items = 10**7
-    assert blocks(items, hand_offs * task_s / items, workers, task_s, pulled=True) == want
+    items, item_s = 10**7, hand_offs * task_s / 10**7
+    assert blocks(items, item_s, workers, task_s, pulled=True, direct=True) == want
+    kept = blocks(items, item_s, workers, task_s, pulled=True)
+    assert kept >= want
 
 
 def test_a_figure_not_refreshed_for_stale_calls_is_forgotten() -> None:

@@ -68,7 +68,7 @@ from ._routes import (
     ufunc_call,
 )
 from ._stats import Last, Later, Stats, resolved, worker_name
-from ._walkers import ApplyWalker, MapWalker, check_whole, whole
+from ._walkers import ApplyWalker, MapWalker, check_whole, whole, writes_straight
 from .backends import BACKENDS, Backend, BackendSet, auto_choices
 from .backends._worker import in_worker
 from .planner import evidence, measure, model
@@ -787,7 +787,7 @@ class Runner:
         bound, candidates = self._certain_below(profile)
         if warm > bound:  # (the model decides, from the evidence)
             return result, self._learn_whole(key, func, inputs, None, result, timed, warm, out)
-        ev = _whole_evidence(inputs, result, warm, timed)
+        ev = _whole_evidence(func, inputs, result, warm, timed)
         ev.calls, ev.current = 1, "serial"  # (what _observe_first records; not shared yet)
         evidence.cache.put(key, ev)
         first, later = self._plans_later(func, inputs, ev, profile, candidates, timed.wall)
@@ -962,7 +962,7 @@ class Runner:
         when asked for (:meth:`_plans_later`), and the call's Last is (plan, wall,
         who ran it); wording it costs about as much as ``a * b + c`` over 1e5."""
         n, wall = inputs.n, timed.wall
-        ev = _whole_evidence(inputs, result, warm, timed)
+        ev = _whole_evidence(func, inputs, result, warm, timed)
         candidates = self._candidates(func, inputs, check=False)
         m = ev.measurements(n)
         profile = store.get()
@@ -1017,6 +1017,7 @@ class Runner:
         )
 
         def bytes_per_item(ev: Evidence) -> None:
+            ev.direct = writes_straight(func, inputs)
             ev.bytes_per_item = _apply_bytes_per_row(inputs, out, walker.out)
             if walker.out is not None and walker.n:
                 ev.out_bytes_per_item = walker.out.nbytes / walker.n
@@ -1228,6 +1229,7 @@ class Runner:
             backend.task_seconds(profile),
             pulled=backend.in_process,
             call_s=ev.call_s,
+            direct=ev.direct,
         )
         if backend.max_block_bytes:
             pieces = max(pieces, math.ceil(rows * row_bytes / backend.max_block_bytes))
@@ -1880,11 +1882,14 @@ def _head_evidence(kind: str, h: measure.Head) -> Evidence:
     return ev
 
 
-def _whole_evidence(inputs: Inputs, result: np.ndarray, warm: float, timed: _Timed) -> Evidence:
+def _whole_evidence(
+    func: Callable[..., Any], inputs: Inputs, result: np.ndarray, warm: float, timed: _Timed
+) -> Evidence:
     """The evidence of a first call run whole: ``warm`` seconds (its fresh pages'
     faults taken off), the cores it kept busy, its bytes per row."""
     n = inputs.n
     ev = Evidence("apply", warm / n, False, measure.native(timed.cpu, timed.wall))
+    ev.direct = writes_straight(func, inputs)
     ev.bytes_per_item = _apply_bytes_per_row(inputs, None, result)
     ev.out_bytes_per_item = result.nbytes / n
     ev.observe("serial", warm / n)

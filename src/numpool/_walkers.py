@@ -38,7 +38,7 @@ from .backends import Backend
 from .backends._transport import MapIO
 from .backends._worker import apply_block, check_block, run_tasks, same_layout
 
-__all__ = ["ApplyWalker", "MapWalker", "check_whole", "whole"]
+__all__ = ["ApplyWalker", "MapWalker", "check_whole", "whole", "writes_straight"]
 
 
 # --- whole calls in the caller ---------------------------------------------------------
@@ -82,6 +82,16 @@ def whole(func: Callable[..., Any], inputs: Inputs, out: np.ndarray | None) -> n
     check_out(inputs, out, res.shape, res.dtype)
     np.copyto(out, res, casting="no")
     return out
+
+
+def writes_straight(func: Any, inputs: Inputs) -> bool:
+    """Whether a block of this call may go straight into the output's rows (see
+    ``backends._worker.apply_block``): a ufunc of one output over all the call's
+    arguments, with no halo, so that it makes no block-sized temporary."""
+    halo = inputs.overlap or inputs.pre or inputs.post
+    return (
+        isinstance(func, np.ufunc) and func.nout == 1 and func.nin == len(inputs.args) and not halo
+    )
 
 
 def _writes_into(func: Any, inputs: Inputs, out: np.ndarray) -> bool:

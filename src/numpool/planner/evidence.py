@@ -69,6 +69,7 @@ class Evidence:
         "call_s",
         "calls",
         "current",
+        "direct",
         "gil_free",
         "item_s",
         "item_s_bound",
@@ -91,6 +92,9 @@ class Evidence:
         self.threads_trusted = False
         self.gil_free: bool | None = None
         self.bytes_per_item = 0.0
+        #: apply: func writes each block straight into the output (a ufunc over the
+        #: call's arrays, no halo), so it makes no block-sized temporaries
+        self.direct = False
         #: func's own seconds per call besides its rows' (apply), from the first call's
         #: head (measure.per_row_and_call); 0.0: too little to tell, or not measured
         self.call_s = 0.0

@@ -288,19 +288,27 @@ def blocks(
     task_s: float,
     pulled: bool = False,
     call_s: float = 0.0,
+    direct: bool = False,
 ) -> int:
     """How many blocks to split ``items`` rows into on ``workers`` workers, when one
     worker takes ``item_s`` seconds per row and sending a block costs ``task_s``.
 
     No block holds less than ``task_s / BLOCK_OVERHEAD`` seconds of work; up to
     ``BLOCKS_PER_WORKER`` per worker, a multiple of the workers when there are at
-    least as many (9 blocks on 2 workers leave one idle for a ninth of the call).
-    Blocks ``pulled`` from one counter by the caller and its helpers (threads: see
-    ``numpool._engine.pull``) are one per worker, plus only as many more as cost
-    ``PULLED_EXTRA`` of the work in all: each costs a GIL hand-back, and a helper
-    that starts late by less than a block still runs its share late (np.exp over
-    3e6 on 2 threads: 2 blocks 1.54-1.68 ms, 8 blocks 1.64-1.92 ms, 3 blocks,
-    two of them in the caller, 2.27-2.41 ms). 1 means: not worth splitting.
+    least as many (9 blocks on 2 workers leave one idle for a ninth of the call),
+    unless the blocks are ``pulled`` from one counter by the caller and its
+    helpers (threads: see ``numpool._engine.pull``), where a worker that starts
+    late takes fewer. 1 means: not worth splitting.
+
+    ``direct``: func writes each block straight into the output (a ufunc over the
+    call's arrays), making no block-sized temporaries. Pulled blocks are then one
+    per worker, plus only as many more as cost ``PULLED_EXTRA`` of the work in
+    all, a multiple of the workers: each costs a GIL hand-back, and a helper that
+    starts late by less than a block still runs its share late (np.exp over 3e6
+    on 2 threads: 2 blocks 1.54-1.68 ms, 8 blocks 1.64-1.92 ms, 3 blocks, two of
+    them in the caller, 2.27-2.41 ms). A func that makes temporaries keeps more,
+    smaller blocks, which stay in cache (a 3x3 blur over 3e6: 2 blocks 17.3 ms,
+    8 blocks 13.6 ms).
 
     ``call_s``: func's own seconds per call besides its rows', paid again by every
     block. It counts with the hand-off (no block holds less than ``(task_s +
@@ -311,7 +319,7 @@ def blocks(
         return 1
     work = items * item_s
     cap = min(BLOCKS_PER_WORKER * workers, items)
-    extra = work * PULLED_EXTRA / task_s if pulled and task_s > 0 else math.inf
+    extra = work * PULLED_EXTRA / task_s if pulled and direct and task_s > 0 else math.inf
     if extra < cap:  # (inf, or past any int, for hand-offs that cost nothing)
         cap = min(cap, workers + int(extra))
     n = _count(work, task_s / BLOCK_OVERHEAD, cap)
@@ -320,7 +328,10 @@ def blocks(
         if fewer < min(n, workers) and work * (1 - 1 / workers) > call_s + task_s:
             fewer = min(n, workers)
         n = min(n, fewer)
-    if n >= workers:  # (3 blocks on 2 workers take 2 blocks' time, pulled or not)
+    if n >= workers and (not pulled or call_s > 0 or direct):
+        # (pulled blocks even out a helper that starts late, and keep temporaries in
+        # cache; but 3 blocks on 2 workers, each paying a call or written straight
+        # into the output, take 2 blocks' time)
         n -= n % workers
     return max(1, n)
 
