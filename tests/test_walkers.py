@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from numpool._inputs import Inputs
-from numpool._walkers import whole
+from numpool._inputs import make as make_inputs
+from numpool._walkers import whole, writes_straight
 
 UFUNCS = [np.exp, np.sqrt, np.negative, np.isnan, np.floor, np.sin, np.abs, np.invert]
 DTYPES = ["float64", "float32", "int64", "int8", "uint16", "bool", "complex128"]
@@ -99,3 +100,24 @@ def test_which_calls_write_straight_into_out() -> None:
     assert not _writes_into(lambda b: np.exp(b), one, np.empty(50))  # (not a ufunc)
     assert not _writes_into(np.add, make(x, (x,), 0, 0, "apply"), np.empty(50))
     assert not _writes_into(np.exp, Inputs.one(x.astype(object)), np.empty(50, object))
+
+
+@pytest.mark.parametrize(
+    ("func", "others", "overlap", "want"),
+    [
+        (np.exp, (), 0, True),  # a ufunc over x: written straight into the output
+        (np.add, (np.ones(8),), 0, True),
+        (np.add, (2.0,), 0, True),  # (a scalar is one of the ufunc's inputs)
+        (np.add, (), 0, False),  # two inputs, one argument: func(x) raises, as it does
+        (np.divmod, (np.ones(8),), 0, False),  # two outputs
+        (np.exp, (), 1, False),  # a halo: rows are trimmed off a temporary
+        (lambda v: np.exp(v), (), 0, False),  # makes its own result
+    ],
+)
+def test_writes_straight_names_the_blocks_written_into_the_output(
+    func: Any, others: tuple[Any, ...], overlap: int, want: bool
+) -> None:
+    """What pulled blocks are sized by (planner.model.blocks, ``direct``): only a ufunc
+    of one output over all the call's arguments, with no halo, makes no temporary."""
+    inputs = make_inputs(np.ones(8), others, 0, overlap, "apply")
+    assert writes_straight(func, inputs) is want

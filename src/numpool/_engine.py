@@ -434,10 +434,12 @@ def pull(
 
     This is what a hand-written split does (half on a thread, half in the
     caller), with blocks taken from one counter so that a helper that wakes
-    late takes fewer of them, when there are more blocks than workers (long
-    calls: ``planner.model.blocks``; each block costs a GIL hand-back, so
-    shorter calls get one per worker). A call makes ``workers - 1`` thread
-    hand-offs, however many blocks it has.
+    late takes fewer of them, when there are more blocks than workers
+    (``planner.model.blocks``: each block costs a GIL hand-back, so a ufunc
+    written straight into the output gets one per worker unless its call is
+    long; a func that makes temporaries gets more, smaller blocks, which stay
+    in cache). A call makes ``workers - 1`` thread hand-offs, however many
+    blocks it has.
 
     Errors: the first failing block (in block order, of those that ran) is
     raised once every helper has stopped, since they write into the caller's
