@@ -36,7 +36,7 @@ from ._routes import one_in_one_out
 from ._stats import Stats, worker_name
 from .backends import Backend
 from .backends._transport import MapIO
-from .backends._worker import apply_block, check_block, run_tasks, same_layout
+from .backends._worker import apply_block, check_block, run_tasks, same_layout, straight_ufunc
 
 __all__ = ["ApplyWalker", "MapWalker", "check_whole", "whole", "writes_straight"]
 
@@ -89,9 +89,7 @@ def writes_straight(func: Any, inputs: Inputs) -> bool:
     ``backends._worker.apply_block``): a ufunc of one output over all the call's
     arguments, with no halo, so that it makes no block-sized temporary."""
     halo = inputs.overlap or inputs.pre or inputs.post
-    return (
-        isinstance(func, np.ufunc) and func.nout == 1 and func.nin == len(inputs.args) and not halo
-    )
+    return straight_ufunc(func, len(inputs.args)) and not halo
 
 
 def _writes_into(func: Any, inputs: Inputs, out: np.ndarray) -> bool:

@@ -432,8 +432,11 @@ def resolve(obj: Any) -> Any:
     return obj
 
 
-def _is_unary_ufunc(func: Any) -> bool:
-    return isinstance(func, np.ufunc) and func.nin == 1 and func.nout == 1
+def straight_ufunc(func: Any, nargs: int) -> bool:
+    """A ufunc of ``nargs`` inputs and one output: it can write a block straight into
+    the output's rows, with no block-sized temporary (the planner sizes pulled blocks
+    by it too: ``numpool._walkers.writes_straight``)."""
+    return isinstance(func, np.ufunc) and func.nin == nargs and func.nout == 1
 
 
 def same_layout(target: np.ndarray, arrays: Iterable[Any]) -> bool:
@@ -445,12 +448,6 @@ def same_layout(target: np.ndarray, arrays: Iterable[Any]) -> bool:
     if target.flags.c_contiguous and all(a.flags.c_contiguous for a in arrays):
         return True
     return bool(target.flags.f_contiguous and all(a.flags.f_contiguous for a in arrays))
-
-
-def _fits_ufunc(func: Any, cut: Cut) -> bool:
-    """A ufunc of as many inputs as the block has arguments, and one output: it can
-    write straight into the output's rows."""
-    return isinstance(func, np.ufunc) and func.nin == len(cut.args) and func.nout == 1
 
 
 def check_block(
@@ -507,7 +504,8 @@ def apply_block(
         axis, rows = src.axis, src.rows
         try:
             into = getattr(type(func), "write_into", None)
-            fits = target is not None and not (src.lo or src.hi) and _fits_ufunc(func, src)
+            halo = src.lo or src.hi
+            fits = target is not None and not halo and straight_ufunc(func, len(src.args))
             args = [resolve(a) for a in src.args] if fits else []  # (resolved once)
             if target is not None and fits and same_layout(target, args):
                 res = func(*[frozen(a) for a in args], out=target)
@@ -532,7 +530,7 @@ def apply_block(
         axis, rows = 0, block.shape[0]
         try:
             into = getattr(type(func), "write_into", None)
-            if target is not None and _is_unary_ufunc(func) and same_layout(target, (block,)):
+            if target is not None and straight_ufunc(func, 1) and same_layout(target, (block,)):
                 # ufuncs write straight into the output: no temporary, no copy.
                 res = func(block, out=target)
             elif target is not None and into is not None and into(func, target, None, block):
