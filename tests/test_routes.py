@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import threading
+from typing import Any
 
 import numpy as np
 import pytest
@@ -1531,3 +1532,151 @@ def test_one_row_or_none_runs_whole_from_its_route_on_every_backend(
             if backend == "auto":
                 assert stats.plan.what == f"apply over {rows} row{'s' * (rows != 1)}"
     assert writeable == [False] * 3 and np.array_equal(x, given)
+
+
+def _no_key(*args: object, **kwargs: object) -> None:
+    raise AssertionError("Runner.fast_many was asked")
+
+
+def _writes_second(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    b[0] = 99.0  # (its arguments are read-only: fails on every call, as on the first)
+    return a + b
+
+
+@pytest.mark.parametrize(
+    "func, others",
+    [
+        (funcs.fma, lambda a: (a[::-1].copy(), a * 2)),
+        (np.add, lambda a: (a[::-1].copy(),)),  # a ufunc: nothing to check or freeze
+        (funcs.weighted, lambda a: (a * 2, 0.5)),  # a value passed whole
+        (lambda a, b, c, d: a + b + c + d, lambda a: (a, a, a)),  # more than three
+    ],
+    ids=["three", "ufunc", "value", "four"],
+)
+def test_a_call_of_several_arguments_like_the_last_runs_its_serial_route_straight(
+    func: Any, others: Any, handoffs_cost: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``apply(func, x, *arrays)`` like the last call of several arguments that found a
+    serial route runs it from ``Routes.recall``, with no key built (no detour through
+    ``Runner.fast_many``); another length, dtype, argument type or count, a subclass,
+    ``out=``, ``chunks=``, ``axis=`` or ``overlap=`` still goes there. Results, stats
+    and read-only arguments are the route's."""
+    x = np.linspace(0, 1, 1_000)
+    args = (x, *others(x))
+    want = func(*args)
+    with numpool.Pool("auto", workers=2) as pool:
+        for _ in range(2):  # the first settles the route, the second finds it
+            pool.apply(func, *args)
+        monkeypatch.setattr(Runner, "fast_many", _no_key)
+        for _ in range(3):
+            res = pool.apply(func, *args)
+            assert np.array_equal(res, want) and res.flags.writeable
+            assert res is not x
+        assert pool.last_stats.backend == "serial" and pool.last_stats.plan.cached
+        second = args[1]
+        for other in (
+            (x[:-1], *[a[:-1] if isinstance(a, np.ndarray) else a for a in args[1:]]),
+            (x.astype(np.float32), *args[1:]),
+            (x, second.astype(np.float32), *args[2:]),
+            (x, second.view(np.matrix).T[:, 0].A1.view(_Sub), *args[2:]),
+            (x, *args[1:], 1.0),
+        ):
+            with pytest.raises(AssertionError, match="fast_many was asked"):
+                pool.apply(func, *other)
+        for kw in ({"out": np.empty_like(want)}, {"chunks": 2}, {"axis": -1}):
+            with pytest.raises(AssertionError, match="fast_many was asked"):
+                pool.apply(func, *args, **kw)
+        with pytest.raises(AssertionError):  # (overlap: its own key, then the planner)
+            pool.apply(func, *args, overlap=1)
+
+
+class _Sub(np.ndarray):
+    """An ndarray subclass: never on a route (the planner's checks see it every time)."""
+
+
+def test_a_call_of_several_arguments_taken_straight_stays_read_only(
+    handoffs_cost: Profile,
+) -> None:
+    """A func that writes into an argument fails on the call taken straight as on the
+    first, and the caller's arrays are never written."""
+    a, b = np.ones(1_000), np.zeros(1_000)
+    with numpool.Pool("auto", workers=2) as pool:
+        pool.apply(np.add, a, b)
+        pool.apply(np.add, a, b)  # (the memo holds np.add's route now)
+        for _ in range(3):
+            with pytest.raises(ValueError, match="read-only"):
+                pool.apply(_writes_second, a, b)
+        assert (b == 0).all()
+        assert pool._runner.routes.recall(_writes_second, a, (b,)) is None  # (no route)
+
+
+def test_a_serial_route_of_several_arguments_taken_straight_still_goes_back(
+    handoffs_cost: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A serial route of several arguments that is not certain, taken straight, goes
+    back to the planner's path on its RECHECK-th call, and only then; settling or
+    forgetting any route (or the evidence) drops the memo."""
+    a, b = np.ones(1_000), np.arange(1_000.0)
+    with numpool.Pool("auto", workers=2) as pool:
+        runner = pool._runner
+        routes = runner.routes
+        route = _routes.Route(
+            "serial", 1, serial=True, certain=False, check=False, plan=None, ev=None
+        )
+        key = _routes.call_key(np.add, (a, b), 0, 0)
+        routes.settle(key, route)
+        assert routes.recall(np.add, a, (b,)) is None  # (nothing remembered yet)
+        res = pool.apply(np.add, a, b)  # its first call: found under its key
+        assert np.array_equal(res, a + b)
+        assert routes.recall(np.add, a, (b,)) is route
+        monkeypatch.setattr(Runner, "fast_many", _no_key)
+        asked: list[int] = []
+        slow = numpool.Pool.apply_with_stats
+
+        def counting(self: numpool.Pool, *args: object, **kwargs: object) -> object:
+            asked.append(1)
+            return slow(self, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(numpool.Pool, "apply_with_stats", counting)
+        for call in range(2, _routes.RECHECK + 1):
+            assert np.array_equal(pool.apply(np.add, a, b), a + b)
+            assert len(asked) == (call == _routes.RECHECK)
+        monkeypatch.undo()
+        for drop in (
+            lambda: routes.settle(("another",), route),
+            lambda: routes.forget(("another",)),
+            routes.clear,
+            evidence.cache.clear,
+        ):
+            routes.remember(np.add, a, (b,), route)
+            assert routes.recall(np.add, a, (b,)) is route
+            drop()
+            assert routes.recall(np.add, a, (b,)) is None
+
+
+_KINDS = [
+    (np.float64, 50, 50),
+    (np.float64, 51, 51),
+    (np.float32, 50, 50),
+    (np.float64, 50, 1),  # (b broadcast along the rows)
+    (np.int64, 50, 50),
+]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_KINDS), st.sampled_from([None, 2, 2.5])), max_size=12))
+def test_calls_of_several_arguments_in_any_order_equal_plain_numpy(
+    calls: list[tuple[tuple[Any, int, int], float | None]],
+) -> None:
+    """Calls whose arguments change dtype, length, broadcasting and count from one call
+    to the next (each remembered in turn by ``Routes.recall``) give plain NumPy's
+    bits and dtype."""
+    with numpool.Pool("serial") as pool:
+        for (dtype, n, m), k in calls:
+            a = np.arange(n, dtype=dtype)
+            b = np.arange(m, dtype=dtype)[::-1].copy()
+            args = (a, b) if k is None else (a, b, k)
+            func = funcs.weighted if k is not None else np.add
+            want = func(*args)
+            res = pool.apply(func, *args)
+            assert res.dtype == want.dtype and np.array_equal(res, want)

@@ -66,6 +66,7 @@ RECHECK = 64
 RECHECK_MOST = 4096
 
 _MISS: tuple[Any, ...] = (None, None, None, None)
+_MISS_MANY: tuple[Any, ...] = (None,) * 7
 
 
 def one_in_one_out(func: Any) -> bool:
@@ -175,6 +176,10 @@ class Routes:
         self.entries: dict[Hashable, Route] = {}
         #: (func, dtype, shape, route) of the last hit, compared by identity first
         self.last: tuple[Any, ...] = _MISS
+        #: (func, x's dtype and shape, the other arguments' types, dtypes and shapes,
+        #: route) of the last call of several arguments that found a serial route: see
+        #: :meth:`recall`
+        self.many: tuple[Any, ...] = _MISS_MANY
         #: the most rows of each kind of call known too small for any backend
         self.fewer = Fewer(size)
         evidence.cache.derived.add(self)  # forgotten with the evidence
@@ -189,6 +194,38 @@ class Routes:
         if route is not None:
             self.last = (func, x.dtype, x.shape, route)
         return route
+
+    def recall(self, func: Any, x: np.ndarray, arrays: tuple[Any, ...]) -> Route | None:
+        """The route of ``apply(func, x, *arrays)`` (along axis 0, no halo, no option)
+        when it is the serial route the last such call found (:meth:`remember`):
+        ``func`` the same object, each argument of the same type and, for an ndarray,
+        the same dtype object and shape. None otherwise (look it up by its key). No key
+        is built and no table read: ~0.5 us less on a call of three arrays of 1e3
+        (against ~1 us of work). ``x`` is a plain ndarray; the route is not yet
+        counted as used (see :func:`due`)."""
+        last, x_dtype, x_shape, kinds, dtypes, shapes, route = self.many
+        if last is not func or x.dtype is not x_dtype or x.shape != x_shape:
+            return None
+        if len(arrays) != len(kinds):
+            return None
+        for i, a in enumerate(arrays):  # (by index: ~0.2 us less than zip and unpacking)
+            if type(a) is not kinds[i]:
+                return None
+            dtype = dtypes[i]
+            if dtype is not None and (a.dtype is not dtype or a.shape != shapes[i]):
+                return None
+        return route
+
+    def remember(self, func: Any, x: np.ndarray, arrays: tuple[Any, ...], route: Route) -> None:
+        """Keep ``route``, just found under the key of ``apply(func, x, *arrays)`` (along
+        axis 0, no halo, no option), for :meth:`recall`: each argument's type and, for
+        an ndarray, its dtype and shape (None for anything else, as :func:`call_key`
+        keeps only its type)."""
+        kinds = tuple(map(type, arrays))
+        known = [a if k is np.ndarray else None for a, k in zip(arrays, kinds, strict=True)]
+        dtypes = tuple(None if a is None else a.dtype for a in known)
+        shapes = tuple(None if a is None else a.shape for a in known)
+        self.many = (func, x.dtype, x.shape, kinds, dtypes, shapes, route)
 
     def find_key(self, key: Hashable) -> Route | None:
         """The route kept under ``key`` (:func:`plain_key`, :func:`call_key`), or None."""
@@ -221,16 +258,19 @@ class Routes:
                     route.every = route.left = min(route.every, route.revisit)
             self.entries[key] = route
         self.last = _MISS
+        self.many = _MISS_MANY
 
     def forget(self, key: Hashable) -> None:
         """Drop the route kept under ``key`` (the planner decided otherwise)."""
         with contextlib.suppress(TypeError):
             self.entries.pop(key, None)
         self.last = _MISS
+        self.many = _MISS_MANY
 
     def clear(self) -> None:
         self.entries = {}
         self.last = _MISS
+        self.many = _MISS_MANY
         self.fewer.clear()
 
 

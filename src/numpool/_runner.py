@@ -50,7 +50,7 @@ from . import _buffers, _reduce, shm
 from ._checks import AUTO
 from ._engine import deadline
 from ._errors import BackendUnavailableError, annotate
-from ._inputs import Inputs, frozen, told
+from ._inputs import Inputs, call_frozen, frozen, told
 from ._inputs import make as make_inputs
 from ._progress import advance, current
 from ._routes import (
@@ -234,6 +234,14 @@ class Runner:
             stencil = (boundary, cval, block_info)
         if type(overlap) is not int or type(axis) is not int:
             return None  # (True == 1: an argument the checks must see)
+        if stencil is None and not (overlap or axis) and out is None and chunks is None:
+            route = self.routes.recall(func, x, arrays)  # (the hit, straight, as above)
+            if route is not None:
+                route = due(route)
+                if route is None:
+                    return None  # (due: the planner's path revisits it)
+                res, wall = _serially_many(func, x, arrays, route.check)
+                return self._ran_whole(route, res, wall, x.shape[0])
         return self.fast_many(func, x, arrays, axis, overlap, stencil, out, chunks)
 
     def fast(
@@ -468,28 +476,13 @@ class Runner:
             if in_worker():
                 return None
             return self._run_route(route, func, given, None)
-        t0 = perf_counter()
-        n = x.shape[axis]
-        inputs = None
-        try:
-            if options:
-                inputs = self._inputs(x, arrays, axis, overlap, stencil)
-                res = inputs.whole(func)
-            elif route.check:
-                res = func(frozen(x), *map(frozen, arrays))
-            else:  # (a ufunc given its inputs: writes none of them, see ufunc_call)
-                res = func(x, *arrays)
-        except Exception as e:
-            raise annotate(e, told(e, f"the whole input (rows 0:{n}, run serially)")) from None
-        if route.check and (
-            type(res) is not np.ndarray
-            or res.ndim <= axis
-            or res.shape[axis] != n
-            or not res.flags.writeable
-        ):
-            check_whole(inputs or self._inputs(x, arrays, axis, overlap, stencil), res)
-            res = res.copy()  # (func returned its read-only input, or a view of it)
-        return self._ran_whole(route, res, perf_counter() - t0, n)
+        if options:
+            res, wall = _serially_many(func, x, arrays, route.check, axis, overlap, stencil)
+        else:
+            if not (axis or overlap or chunks is not None):
+                self.routes.remember(func, x, arrays, route)  # (see Routes.recall)
+            res, wall = _serially_many(func, x, arrays, route.check, axis, overlap)
+        return self._ran_whole(route, res, wall, x.shape[axis])
 
     @staticmethod
     def _inputs(
@@ -2066,6 +2059,44 @@ def _serially(func: Callable[..., Any], x: np.ndarray, check: bool) -> tuple[np.
         or not res.flags.writeable
     ):
         check_whole(Inputs.one(x), res)  # raises the usual error
+        res = res.copy()  # (func returned its read-only input, or a view of it)
+    return res, perf_counter() - t0
+
+
+def _serially_many(
+    func: Callable[..., Any],
+    x: np.ndarray,
+    arrays: tuple[Any, ...],
+    check: bool,
+    axis: int = 0,
+    overlap: int = 0,
+    stencil: tuple[Any, Any, Any] | None = None,
+) -> tuple[np.ndarray, float]:
+    """:func:`_serially` for ``apply(func, x, *arrays)`` along ``axis`` (a whole call
+    has no halo; ``overlap`` only words an error), with ``stencil`` (boundary, cval,
+    block_info) given through the inputs that make them. Read-only and checked unless
+    ``check`` is False (a ufunc given its inputs: writes none of them, see
+    ``ufunc_call``)."""
+    t0 = perf_counter()
+    inputs = None
+    try:
+        if stencil is not None:
+            inputs = Runner._inputs(x, arrays, axis, overlap, stencil)
+            res = inputs.whole(func)
+        elif check:
+            res = call_frozen(func, x, arrays)
+        else:
+            res = func(x, *arrays)
+    except Exception as e:
+        where = f"the whole input (rows 0:{x.shape[axis]}, run serially)"
+        raise annotate(e, told(e, where)) from None
+    if check and (
+        type(res) is not np.ndarray
+        or res.ndim <= axis
+        or res.shape[axis] != x.shape[axis]
+        or not res.flags.writeable
+    ):
+        check_whole(inputs or Runner._inputs(x, arrays, axis, overlap, stencil), res)
         res = res.copy()  # (func returned its read-only input, or a view of it)
     return res, perf_counter() - t0
 
