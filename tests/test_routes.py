@@ -1435,6 +1435,20 @@ def test_serial_routes_of_one_evidence_note_on_one_tally() -> None:
     assert (ev.calls, ev.seen["serial"], ev.current) == (3, 2, "serial")
 
 
+def _count_slow_path(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that gets a 1 for each call that takes the planner's path from the gate
+    (``Pool.apply_with_stats``, which still runs), from now on."""
+    asked: list[int] = []
+    slow = numpool.Pool.apply_with_stats
+
+    def counting(self: numpool.Pool, *args: object, **kwargs: object) -> object:
+        asked.append(1)
+        return slow(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(numpool.Pool, "apply_with_stats", counting)
+    return asked
+
+
 def _no_detour(*args: object, **kwargs: object) -> None:
     raise AssertionError("Runner.fast was asked")
 
@@ -1480,14 +1494,7 @@ def test_a_serial_route_taken_straight_still_goes_back_every_recheck_calls(
         routes.settle(_routes.plain_key(np.exp, x), route)
         assert routes.find(np.exp, x) is route  # (the memo; that was its first call)
         monkeypatch.setattr(Runner, "fast", _no_detour)
-        asked: list[int] = []
-        slow = numpool.Pool.apply_with_stats
-
-        def counting(self: numpool.Pool, *args: object, **kwargs: object) -> object:
-            asked.append(1)
-            return slow(self, *args, **kwargs)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(numpool.Pool, "apply_with_stats", counting)
+        asked = _count_slow_path(monkeypatch)
         for call in range(2, _routes.RECHECK + 1):
             assert np.array_equal(pool.apply(np.exp, x), np.exp(x))
             assert len(asked) == (call == _routes.RECHECK)
@@ -1630,14 +1637,7 @@ def test_a_serial_route_of_several_arguments_taken_straight_still_goes_back(
         assert np.array_equal(res, a + b)
         assert routes.recall(np.add, a, (b,)) is route
         monkeypatch.setattr(Runner, "fast_many", _no_key)
-        asked: list[int] = []
-        slow = numpool.Pool.apply_with_stats
-
-        def counting(self: numpool.Pool, *args: object, **kwargs: object) -> object:
-            asked.append(1)
-            return slow(self, *args, **kwargs)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(numpool.Pool, "apply_with_stats", counting)
+        asked = _count_slow_path(monkeypatch)
         for call in range(2, _routes.RECHECK + 1):
             assert np.array_equal(pool.apply(np.add, a, b), a + b)
             assert len(asked) == (call == _routes.RECHECK)
