@@ -1648,7 +1648,7 @@ def test_a_serial_route_of_several_arguments_taken_straight_still_goes_back(
             routes.clear,
             evidence.cache.clear,
         ):
-            routes.remember(np.add, a, (b,), route)
+            routes.remember(np.add, key, route)
             assert routes.recall(np.add, a, (b,)) is route
             drop()
             assert routes.recall(np.add, a, (b,)) is None

@@ -66,7 +66,9 @@ RECHECK = 64
 RECHECK_MOST = 4096
 
 _MISS: tuple[Any, ...] = (None, None, None, None)
-_MISS_MANY: tuple[Any, ...] = (None,) * 7
+#: where the arguments' part of a :func:`call_key` without options starts
+_SIG = 3
+_MISS_MANY: tuple[Any, ...] = (None, (), None)
 
 
 def one_in_one_out(func: Any) -> bool:
@@ -176,9 +178,8 @@ class Routes:
         self.entries: dict[Hashable, Route] = {}
         #: (func, dtype, shape, route) of the last hit, compared by identity first
         self.last: tuple[Any, ...] = _MISS
-        #: (func, x's dtype and shape, the other arguments' types, dtypes and shapes,
-        #: route) of the last call of several arguments that found a serial route: see
-        #: :meth:`recall`
+        #: (func, call_key, route) of the last call of several arguments that found a
+        #: serial route: see :meth:`recall`
         self.many: tuple[Any, ...] = _MISS_MANY
         #: the most rows of each kind of call known too small for any backend
         self.fewer = Fewer(size)
@@ -198,34 +199,32 @@ class Routes:
     def recall(self, func: Any, x: np.ndarray, arrays: tuple[Any, ...]) -> Route | None:
         """The route of ``apply(func, x, *arrays)`` (along axis 0, no halo, no option)
         when it is the serial route the last such call found (:meth:`remember`):
-        ``func`` the same object, each argument of the same type and, for an ndarray,
-        the same dtype object and shape. None otherwise (look it up by its key). No key
-        is built and no table read: ~0.5 us less on a call of three arrays of 1e3
+        ``func`` the same object, and each argument what that call's key holds (see
+        :func:`call_key`): for a plain ndarray the same dtype object and shape, for
+        anything else the same type. None otherwise (look it up by its key). No key is
+        built and no table read: ~0.5 us less on a call of three arrays of 1e3
         (against ~1 us of work). ``x`` is a plain ndarray; the route is not yet
         counted as used (see :func:`due`)."""
-        last, x_dtype, x_shape, kinds, dtypes, shapes, route = self.many
-        if last is not func or x.dtype is not x_dtype or x.shape != x_shape:
+        last, key, route = self.many
+        if last is not func or len(key) != _SIG + 1 + len(arrays):
             return None
-        if len(arrays) != len(kinds):
+        dtype, shape = key[_SIG]
+        if x.dtype is not dtype or x.shape != shape:
             return None
-        for i, a in enumerate(arrays):  # (by index: ~0.2 us less than zip and unpacking)
-            if type(a) is not kinds[i]:
-                return None
-            dtype = dtypes[i]
-            if dtype is not None and (a.dtype is not dtype or a.shape != shapes[i]):
+        for i, a in enumerate(arrays, _SIG + 1):  # (by index: ~0.2 us less than zip)
+            held = key[i]
+            if type(a) is np.ndarray:
+                if type(held) is not tuple or a.dtype is not held[0] or a.shape != held[1]:
+                    return None
+            elif held is not type(a):  # (a type: an ndarray subclass never matches it)
                 return None
         return route
 
-    def remember(self, func: Any, x: np.ndarray, arrays: tuple[Any, ...], route: Route) -> None:
-        """Keep ``route``, just found under the key of ``apply(func, x, *arrays)`` (along
-        axis 0, no halo, no option), for :meth:`recall`: each argument's type and, for
-        an ndarray, its dtype and shape (None for anything else, as :func:`call_key`
-        keeps only its type)."""
-        kinds = tuple(map(type, arrays))
-        known = [a if k is np.ndarray else None for a, k in zip(arrays, kinds, strict=True)]
-        dtypes = tuple(None if a is None else a.dtype for a in known)
-        shapes = tuple(None if a is None else a.shape for a in known)
-        self.many = (func, x.dtype, x.shape, kinds, dtypes, shapes, route)
+    def remember(self, func: Any, key: Hashable, route: Route) -> None:
+        """Keep ``route``, just found under ``key``, the :func:`call_key` of
+        ``apply(func, x, *arrays)`` along axis 0 with no halo and no option, for
+        :meth:`recall`."""
+        self.many = (func, key, route)
 
     def find_key(self, key: Hashable) -> Route | None:
         """The route kept under ``key`` (:func:`plain_key`, :func:`call_key`), or None."""
@@ -430,4 +429,4 @@ def call_key(
             sig.append(kind)
     if options:
         return (func_key(func), axis, overlap, options, *sig)
-    return (func_key(func), axis, overlap, *sig)
+    return (func_key(func), axis, overlap, *sig)  # (Routes.recall reads sig from _SIG on)

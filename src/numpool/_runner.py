@@ -50,7 +50,7 @@ from . import _buffers, _reduce, shm
 from ._checks import AUTO
 from ._engine import deadline
 from ._errors import BackendUnavailableError, annotate
-from ._inputs import Inputs, call_frozen, frozen, told
+from ._inputs import Inputs, call_frozen, told
 from ._inputs import make as make_inputs
 from ._progress import advance, current
 from ._routes import (
@@ -240,7 +240,7 @@ class Runner:
                 route = due(route)
                 if route is None:
                     return None  # (due: the planner's path revisits it)
-                res, wall = _serially_many(func, x, arrays, route.check)
+                res, wall = _serially(func, x, route.check, arrays)
                 return self._ran_whole(route, res, wall, x.shape[0])
         return self.fast_many(func, x, arrays, axis, overlap, stencil, out, chunks)
 
@@ -476,12 +476,10 @@ class Runner:
             if in_worker():
                 return None
             return self._run_route(route, func, given, None)
-        if options:
-            res, wall = _serially_many(func, x, arrays, route.check, axis, overlap, stencil)
-        else:
-            if not (axis or overlap or chunks is not None):
-                self.routes.remember(func, x, arrays, route)  # (see Routes.recall)
-            res, wall = _serially_many(func, x, arrays, route.check, axis, overlap)
+        if not (options or axis or overlap or chunks is not None):
+            self.routes.remember(func, key, route)  # (see Routes.recall)
+        stencil = stencil if options else None
+        res, wall = _serially(func, x, route.check, arrays, axis, overlap, stencil)
         return self._ran_whole(route, res, wall, x.shape[axis])
 
     @staticmethod
@@ -2042,40 +2040,20 @@ def _runs_whole(backend: Backend, pieces: int, given: bool) -> bool:
     return (backend.inline and not given) or (pieces == 1 and backend.in_process)
 
 
-def _serially(func: Callable[..., Any], x: np.ndarray, check: bool) -> tuple[np.ndarray, float]:
-    """``func(x)`` whole in the caller, as a settled serial route runs it, and its wall
-    seconds: read-only and its result checked unless ``check`` is False (a ufunc of
-    one input and one output cannot write into x, and returns x's rows)."""
-    t0 = perf_counter()
-    try:
-        res = func(frozen(x)) if check else func(x)
-    except Exception as e:
-        where = f"the whole input (rows 0:{x.shape[0]}, run serially)"
-        raise annotate(e, told(e, where)) from None
-    if check and (
-        type(res) is not np.ndarray
-        or not res.ndim
-        or res.shape[0] != x.shape[0]
-        or not res.flags.writeable
-    ):
-        check_whole(Inputs.one(x), res)  # raises the usual error
-        res = res.copy()  # (func returned its read-only input, or a view of it)
-    return res, perf_counter() - t0
-
-
-def _serially_many(
+def _serially(
     func: Callable[..., Any],
     x: np.ndarray,
-    arrays: tuple[Any, ...],
     check: bool,
+    arrays: tuple[Any, ...] = (),
     axis: int = 0,
     overlap: int = 0,
     stencil: tuple[Any, Any, Any] | None = None,
 ) -> tuple[np.ndarray, float]:
-    """:func:`_serially` for ``apply(func, x, *arrays)`` along ``axis`` (a whole call
-    has no halo; ``overlap`` only words an error), with ``stencil`` (boundary, cval,
-    block_info) given through the inputs that make them. Read-only and checked unless
-    ``check`` is False (a ufunc given its inputs: writes none of them, see
+    """``func(x, *arrays)`` whole in the caller, as a settled serial route runs it, and
+    its wall seconds, along ``axis`` (a whole call has no halo: ``overlap`` only words
+    an error), with ``stencil`` (boundary, cval, block_info) given through the inputs
+    that make them. Read-only and its result checked unless ``check`` is False (a
+    ufunc given its inputs writes none of them and returns x's rows: see
     ``ufunc_call``)."""
     t0 = perf_counter()
     inputs = None
