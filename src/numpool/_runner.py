@@ -2063,8 +2063,8 @@ def _serially(
             res = inputs.whole(func)
         elif check:
             res = call_frozen(func, x, arrays)
-        else:
-            res = func(x, *arrays)
+        else:  # (x alone, the commonest call, without unpacking an empty tuple)
+            res = func(x, *arrays) if arrays else func(x)
     except Exception as e:
         where = f"the whole input (rows 0:{x.shape[axis]}, run serially)"
         raise annotate(e, told(e, where)) from None
