@@ -8,11 +8,14 @@ only what ran (or did not) after it is checked.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import itertools
 import time
 import traceback
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import numpool
 from numpool import _engine
@@ -100,3 +103,53 @@ def test_drive_inline_runs_jobs_in_order_and_feeds_each_result() -> None:
         _engine._drive(backend, jobs(), lambda i, r: done.append((i, r)), str)
     assert made == [0, 1, 2, 3]
     assert done == [(0, 0), (1, 1), (2, 4), (3, 9)]
+
+
+@given(st.integers(0, 10_000), st.integers(1, 40), st.integers(-5, 20_000))
+def test_bounds_give_every_row_once_the_first_block_leading(
+    rows: int, chunks: int, lead: int
+) -> None:
+    """Block edges cover rows 0..rows in order; the blocks after the first differ by at
+    most a row, and the first holds up to ``lead`` rows more (at most rows // chunks)."""
+    edges = _engine.bounds(rows, chunks, lead)
+    sizes = [b - a for a, b in itertools.pairwise(edges)]
+    assert edges[0] == 0 and edges[-1] == rows and len(sizes) == chunks
+    assert all(s >= 0 for s in sizes)
+    rest = sizes[1:]
+    if rest:
+        assert max(rest) - min(rest) <= 1
+        extra = max(0, min(lead, rows // chunks))
+        assert sizes[0] - min(rest) in (extra, extra - 1) or sizes[0] == min(rest) + extra
+    if lead <= 0 or chunks == 1:
+        assert edges == [i * rows // chunks for i in range(chunks + 1)]
+
+
+def test_the_caller_runs_the_first_pulled_block_and_the_lag_is_noted() -> None:
+    """Pulled blocks (threads): block 0 is the caller's, whoever wakes first; the
+    call notes how the helpers' blocks started and ended against the caller's."""
+    import threading
+
+    x = np.arange(4000.0)
+    me = threading.current_thread().name
+    seen: list[tuple[float, int, str]] = []
+    helper_in = threading.Event()
+
+    def f(b: np.ndarray) -> np.ndarray:
+        who = threading.current_thread().name
+        seen.append((float(b[0]), len(b), who))
+        if len(b) > 2:  # (not the first call's head)
+            if who == me:
+                assert helper_in.wait(30)  # both blocks run: each on its own thread
+            else:
+                helper_in.set()
+        return b * 2
+
+    with numpool.Pool("threads", workers=2) as pool:
+        for _ in range(4):  # the planner's path, then a route
+            seen.clear()
+            helper_in.clear()
+            assert pool.apply(f, x, chunks=2).tobytes() == (x * 2).tobytes()
+            blocks = sorted(s for s in seen if s[1] > 2)
+            assert len(blocks) == 2 and blocks[0][2] == me and blocks[1][2] != me
+            stats = pool.last_stats
+            assert stats is not None and stats.lag_s is not None and stats.late_s is not None

@@ -1204,3 +1204,66 @@ def test_the_blocks_busy_time_never_raises_serials_figure() -> None:
     m = apply(300_000, 1e-9, observed={"serial": 1e-9}, observations={"serial": 1})
     assert model.serial_row_s(dataclasses.replace(m, block_row_s=3e-9)) == 1e-9
     assert model.serial_row_s(dataclasses.replace(m, block_row_s=None)) == 1e-9
+
+
+# --- the caller's lead (pulled blocks) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lead", "lag", "late", "most", "want"),
+    [
+        (0.0, 60e-6, 40e-6, 1.0, 40e-6),  # the caller ended first: half the way, at most late
+        (0.0, 20e-6, 40e-6, 1.0, 30e-6),  # (20 + 40) / 2
+        (100e-6, -40e-6, 40e-6, 1.0, 100e-6),  # the caller ended one hand-off after: kept
+        (100e-6, -100e-6, 40e-6, 1.0, 70e-6),  # well after: back by (-100 + 40) / 2
+        (100e-6, -5e-3, 40e-6, 1.0, 60e-6),  # a caller descheduled: back by one hand-off
+        (10e-6, -5e-3, 40e-6, 1.0, 0.0),  # never below 0
+        (400e-6, 5e-3, 40e-6, 420e-6, 420e-6),  # never past an even block
+        (50e-6, 30e-6, -1e-6, 1.0, 50e-6),  # (a helper that started first: no hand-off)
+    ],
+)
+def test_the_caller_lead_moves_toward_ending_one_hand_off_after_the_helpers(
+    lead: float, lag: float, late: float, most: float, want: float
+) -> None:
+    assert model.next_lead(lead, lag, late, most) == pytest.approx(want)
+
+
+@given(
+    st.floats(0, 1e-2),
+    st.floats(-1e-1, 1e-1),
+    st.floats(-1e-3, 1e-3),
+    st.floats(0, 1e-1),
+)
+def test_the_caller_lead_stays_between_none_and_an_even_block(
+    lead: float, lag: float, late: float, most: float
+) -> None:
+    new = model.next_lead(min(lead, most), lag, late, most)
+    assert 0.0 <= new <= most
+    assert abs(new - min(lead, most)) <= max(0.0, late) + 1e-15  # (one hand-off a call)
+
+
+@pytest.mark.parametrize("late_us", [1.0, 40.0, 400.0])  # a dial of machines' hand-offs
+def test_the_caller_lead_settles_where_the_caller_ends_one_hand_off_last(late_us: float) -> None:
+    """With lag = lag0 - lead (a second of lead moves a second of lag), repeated calls
+    bring the lead to lag0 + late: the caller then ends one hand-off after the helper."""
+    late, lag0, lead = late_us * 1e-6, 3 * late_us * 1e-6, 0.0
+    for _ in range(60):
+        lead = model.next_lead(lead, lag0 - lead, late, 1.0)
+    assert lead == pytest.approx(lag0 + late, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("lead_s", "row_s", "rows", "blocks", "want"),
+    [
+        (100e-6, 1e-9, 1_000_000, 2, 100_000),
+        (100e-6, 1e-9, 100_000, 2, 50_000),  # at most an even block
+        (100e-6, None, 1_000_000, 2, 0),  # no figure per row
+        (100e-6, 0.0, 1_000_000, 2, 0),
+        (100e-6, 1e-9, 1_000_000, 1, 0),  # one block: nothing to lead
+        (0.0, 1e-9, 1_000_000, 4, 0),
+    ],
+)
+def test_the_lead_in_rows(
+    lead_s: float, row_s: float | None, rows: int, blocks: int, want: int
+) -> None:
+    assert model.lead_rows(lead_s, row_s, rows, blocks) == want

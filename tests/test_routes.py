@@ -248,6 +248,118 @@ def test_the_caller_runs_blocks_too_and_every_row_runs_once() -> None:
     assert "MainThread" in {who for who, _, _ in seen}
 
 
+def _scopes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the threads backend's BLAS scopes entered."""
+    from numpool.backends.threads import ThreadsBackend
+
+    entered: list[int] = []
+    scope = ThreadsBackend.scope
+
+    def counted(self: ThreadsBackend) -> Any:
+        entered.append(1)
+        return scope(self)
+
+    monkeypatch.setattr(ThreadsBackend, "scope", counted)
+    return entered
+
+
+@pytest.mark.parametrize(
+    ("func", "dtypes"),
+    [(np.exp, ("f4",)), (np.sqrt, ("i2",)), (np.add, ("f8", "u1")), (np.isnan, ("c16",))],
+)
+def test_a_ufunc_route_on_threads_makes_its_output_first(
+    func: Any, dtypes: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ufunc whose output's layout is known before it runs (known_layout): once its
+    route is settled, every block, the caller's first included, goes straight into
+    the output made first (no head), with no BLAS budget set; the result is
+    func(*args)'s bits and dtype, also into a given out=, and a bad out= raises what
+    it raises on serial."""
+    rng = np.random.default_rng(0)
+    args = tuple((rng.random((500, 3)) * 50).astype(d) for d in dtypes)
+    want = func(*args)
+    entered = _scopes(monkeypatch)
+    with numpool.Pool("threads", workers=2) as pool:
+        for _ in range(3):  # the first call's head, then the route's
+            got = pool.apply(func, *args, chunks=4)
+            assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+        stats = pool.last_stats
+        assert stats is not None and stats.tasks == 4  # (no head block)
+        for _ in range(3):  # (out= is another kind of call: its own route)
+            out = np.empty_like(want)
+            assert pool.apply(func, *args, out=out, chunks=4) is out
+            assert out.tobytes() == want.tobytes()
+        entered.clear()
+        assert pool.apply(func, *args, out=out, chunks=4) is out
+        assert pool.apply(func, *args, chunks=4).tobytes() == want.tobytes()
+        assert not entered
+        bad = np.empty(want.shape, np.int8 if want.dtype != np.int8 else np.float64)
+        with pytest.raises(Exception) as on_threads:
+            pool.apply(func, *args, out=bad, chunks=4)
+    with pytest.raises(type(on_threads.value)):
+        numpool.Pool("serial").apply(func, *args, out=bad)
+
+
+def test_a_func_that_may_call_blas_keeps_its_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A func that is not an elementwise ufunc (a lambda, matmul) still runs its
+    blocks under the pool's BLAS budget."""
+    x = np.ones((400, 3, 3))
+    entered = _scopes(monkeypatch)
+    with numpool.Pool("threads", workers=2) as pool:
+        for func in (lambda b: np.exp(b), np.matmul):
+            for _ in range(3):
+                entered.clear()
+                args = (x,) if func is not np.matmul else (x, x)
+                assert pool.apply(func, *args, chunks=4).tobytes() == func(*args).tobytes()
+                assert entered
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.sampled_from([np.exp, np.negative, np.sqrt, np.add, np.multiply, np.less, np.arctan2]),
+    st.sampled_from(["f4", "f8", "i4", "u1", "?", "c8", "i8"]),
+    st.sampled_from(["f4", "f8", "i4", "u1", "?", "c8", "i8"]),
+    st.integers(2, 60),
+    st.integers(1, 4),
+    st.sampled_from([0, 1]),
+    st.integers(1, 6),
+    st.booleans(),
+)
+def test_ufunc_routes_on_threads_give_numpys_bits(
+    func: Any,
+    d1: str,
+    d2: str,
+    rows: int,
+    cols: int,
+    axis: int,
+    chunks: int,
+    fortran: bool,
+) -> None:
+    """Across ufuncs, dtypes, shapes, split axes, block counts and memory orders, the
+    route's calls (no head: known_layout) give plain NumPy's bits and dtype, or its
+    error's type."""
+    rng = np.random.default_rng(rows * cols)
+    shape = (rows, cols)
+    args = [
+        np.asarray(rng.random(shape) * 10, order="F" if fortran else "C").astype(d, order="K")
+        for d in ((d1,) if func.nin == 1 else (d1, d2))
+    ]
+    with np.errstate(all="ignore"):
+        try:
+            want: Any = func(*args)
+        except Exception as e:
+            want = type(e)
+        with numpool.Pool("threads", workers=2) as pool:
+            for _ in range(3):
+                if isinstance(want, type):
+                    with pytest.raises(want):
+                        pool.apply(func, *args, axis=axis, chunks=chunks)
+                    continue
+                got = pool.apply(func, *args, axis=axis, chunks=chunks)
+                assert got.dtype == want.dtype and got.shape == want.shape
+                assert got.tobytes() == want.tobytes()
+
+
 @pytest.mark.parametrize("bad", [[3], [2, 5], [0]])
 def test_the_lowest_failing_block_is_raised_once_the_helpers_stopped(bad: list[int]) -> None:
     """A block's error reaches the caller only once no helper is still writing into

@@ -121,3 +121,81 @@ def test_writes_straight_names_the_blocks_written_into_the_output(
     of one output over all the call's arguments, with no halo, makes no temporary."""
     inputs = make_inputs(np.ones(8), others, 0, overlap, "apply")
     assert writes_straight(func, inputs) is want
+
+
+_X = np.ones((6, 3))
+
+
+@pytest.mark.parametrize(
+    ("func", "others", "axis", "overlap", "want"),
+    [
+        (np.exp, (), 0, 0, ((3,), np.dtype(np.float64))),
+        (np.exp, (), 1, 0, ((6,), np.dtype(np.float64))),  # (tail: without the split axis)
+        (np.isnan, (), 0, 0, ((3,), np.dtype(bool))),
+        (np.add, (np.ones((6, 3), np.int8),), 0, 0, ((3,), np.dtype(np.float64))),
+        (np.exp, (), 0, 1, None),  # a halo
+        (np.add, (2.0,), 0, 0, None),  # a scalar: the head tells its dtype
+        (np.add, (np.ones(3),), 0, 0, None),  # broadcast: not x's shape
+        (np.matmul, (np.ones((6, 3)),), 0, 0, None),  # a gufunc (and BLAS)
+        (np.divmod, (np.ones((6, 3)),), 0, 0, None),  # two outputs
+        (lambda v: np.exp(v), (), 0, 0, None),  # not a ufunc
+        (np.frompyfunc(abs, 1, 1), (), 0, 0, None),  # object loops
+    ],
+)
+def test_which_calls_know_their_layout_before_func_runs(
+    func: Any, others: tuple[Any, ...], axis: int, overlap: int, want: Any
+) -> None:
+    """Only an elementwise ufunc of one output over arrays of x's shape and numeric
+    dtypes, with no halo, skips the head (numpool._runner.Runner._run)."""
+    from numpool._walkers import known_layout
+
+    assert known_layout(func, make_inputs(_X, others, axis, overlap, "apply")) == want
+
+
+@pytest.mark.parametrize("kind", ["O", "U", "M", "V"])
+def test_a_dtype_whose_values_matter_has_no_layout_before_func_runs(kind: str) -> None:
+    from numpool._walkers import known_layout
+
+    x = {"O": _X.astype(object), "U": _X.astype(str), "M": np.zeros((6, 3), "M8[s]")}.get(
+        kind, np.zeros((6, 3), "V8")
+    )
+    assert known_layout(np.isnat if kind == "M" else np.negative, Inputs.one(x)) is None
+    assert known_layout(np.exp, Inputs.one(_X.astype(">f8"))) is None  # (not native)
+
+
+def _numeric_ufunc_cases() -> list[tuple[Any, tuple[np.dtype, ...]]]:
+    ufuncs = [v for v in vars(np).values() if isinstance(v, np.ufunc)]
+    codes = "?bBhHiIlLqQefdgFDG"
+    cases = []
+    for f in sorted(set(ufuncs), key=lambda f: f.__name__):
+        if f.signature is None and f.nout == 1 and f.nin in (1, 2):
+            for i, c in enumerate(codes):  # (two inputs: each dtype with itself and next)
+                d = np.dtype(c)
+                cases.append((f, (d,) * f.nin))
+                if f.nin == 2:
+                    cases.append((f, (d, np.dtype(codes[(i + 1) % len(codes)]))))
+    return cases
+
+
+def test_the_known_layout_is_what_a_call_gives_for_every_ufunc_and_dtype() -> None:
+    """known_layout's dtype (``ufunc.resolve_dtypes``) against the dtype of a real
+    call, for every elementwise NumPy ufunc of one output and numeric dtypes: the
+    same, or both fail (no loop)."""
+    from numpool._walkers import known_layout
+
+    checked = 0
+    for func, dtypes in _numeric_ufunc_cases():
+        args = [np.ones((4, 2), d) for d in dtypes]
+        inputs = make_inputs(args[0], tuple(args[1:]), 0, 0, "apply")
+        with np.errstate(all="ignore"):
+            try:
+                got = func(*args).dtype
+            except Exception:
+                got = None
+        layout = known_layout(func, inputs)
+        if got is None:
+            assert layout is None, (func, dtypes)
+        elif layout is not None:
+            assert layout == ((2,), got), (func, dtypes)
+            checked += 1
+    assert checked > 500  # (most of them are known)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
 import queue
 import signal
 import threading
@@ -347,9 +348,12 @@ def run_one(
     return got[0]
 
 
-def bounds(rows: int, chunks: int) -> list[int]:
-    """Block edges: ``chunks`` blocks whose sizes differ by at most one row."""
-    return [i * rows // chunks for i in range(chunks + 1)]
+def bounds(rows: int, chunks: int, lead: int = 0) -> list[int]:
+    """Block edges: ``chunks`` blocks whose sizes differ by at most one row, but for
+    the first, which holds ``lead`` rows more (at most ``rows // chunks``)."""
+    lead = max(0, min(lead, rows // chunks)) if chunks > 1 else 0
+    rest = rows - lead
+    return [0] + [lead + i * rest // chunks for i in range(1, chunks + 1)]
 
 
 def apply(
@@ -361,6 +365,8 @@ def apply(
     layout: tuple[tuple[int, ...], np.dtype],
     stats: Stats,
     row0: int = 0,
+    blas: bool = True,
+    lead: int = 0,
 ) -> np.ndarray:
     """Run ``func`` blockwise over the rows of ``inputs`` into ``out``, in ``chunks``
     blocks (``inputs`` cuts every argument's rows, with their halo).
@@ -369,11 +375,16 @@ def apply(
     is where these rows start in the caller's call (for error messages).
     ``stats`` is filled as the call runs. Threads in the caller's process run it
     by :func:`pull` (the caller takes blocks too); the others by :func:`_drive`.
+    ``blas=False``: func runs no BLAS, so the backend's BLAS budget is not set
+    (an in-process backend's set and restore cost ~20 us a call). ``lead``: rows
+    the caller's first block holds beyond an even share (:func:`pull`).
     """
     rows = inputs.n
     if backend.in_process and not backend.inline:
-        with backend.scope():
-            edges = bounds(rows, max(1, min(rows, chunks))) if rows else [0]
+        with backend.scope() if blas else contextlib.nullcontext():
+            if _deadline_left() is not None:
+                lead = 0  # (the caller takes no block: see pull)
+            edges = bounds(rows, max(1, min(rows, chunks)), lead) if rows else [0]
             pull(backend, func, inputs, out, edges, layout, stats, row0)
         return out
     if rows == 0:
@@ -441,6 +452,15 @@ def pull(
     in cache). A call makes ``workers - 1`` thread hand-offs, however many
     blocks it has.
 
+    The caller takes block 0 before it wakes the helpers, and a helper runs only
+    once the caller lets the GIL go (in its first block's NumPy work): the
+    caller starts first. Block 0 may be the larger (``edges``) so that the
+    caller ends last, rather than sleep until a helper is done and pay a wake;
+    ``stats.lag_s`` says how long the last helper block ended after the
+    caller's last one (negative: before), and ``stats.late_s`` how long the
+    first helper block started after the caller's first, for the next call's
+    sizes (``planner.model.next_lead``).
+
     Errors: the first failing block (in block order, of those that ran) is
     raised once every helper has stopped, since they write into the caller's
     memory. Ctrl-C in the caller stops taking blocks and leaves the helpers
@@ -453,16 +473,18 @@ def pull(
     axis = inputs.axis
     ticket = itertools.count()  # next() on a count is atomic: each block taken once
     failed: list[tuple[int, BaseException]] = []
-    ran: list[tuple[tuple[int, str], float, float]] = []
+    ran: list[tuple[tuple[int, str], float, float, bool]] = []
 
     def where(i: int) -> str:
         return f"block {i} of {n} (rows {edges[i] + row0}:{edges[i + 1] + row0})"
 
-    def work(caller: bool) -> None:
+    def work(caller: bool, first: int | None = None) -> None:
+        i = first
         while not failed:
             if caller:
                 check_deadline()  # (a block the caller runs cannot be stopped)
-            i = next(ticket)
+            if i is None:
+                i = next(ticket)
             if i >= n:
                 return
             a, b = edges[i], edges[i + 1]
@@ -475,11 +497,12 @@ def pull(
                 if caller and not isinstance(e, Exception):
                     raise  # Ctrl-C: at once
                 return
-            ran.append((who, t0, t1))
+            ran.append((who, t0, t1, caller))
             if caller:
                 advance(b - a + helped.take())
             else:
                 helped.add(b - a)
+            i = None
 
     # rows the helpers finished, for the progress bar: counted by the caller, so that
     # a helper signals it only once, when it stops (each wake of a sleeping caller
@@ -488,8 +511,9 @@ def pull(
     helpers: Helpers | None = None
     try:
         if _deadline_left() is None:
+            first = next(ticket)  # (block 0: the caller's, however soon a helper wakes)
             helpers = Helpers(backend, min(backend.workers, n) - 1, work)
-            work(True)
+            work(True, first)
             helpers.wait()
         else:  # timeout=: the caller only waits, as a block it ran could not be stopped
             helpers = Helpers(backend, min(backend.workers, n), work)
@@ -500,10 +524,16 @@ def pull(
         if helpers is not None:
             helpers.abandon()
         raise
-    for who, t0, t1 in ran:
+    starts, ends = [math.inf, math.inf], [-math.inf, -math.inf]  # (helpers', caller's)
+    for who, t0, t1, by_caller in ran:
         stats.busy(who, t0, t1)
+        starts[by_caller] = min(starts[by_caller], t0)
+        ends[by_caller] = max(ends[by_caller], t1)
     if failed:
         raise min(failed, key=lambda f: f[0])[1]
+    if math.isfinite(starts[0]) and math.isfinite(starts[1]):
+        stats.lag_s = ends[0] - ends[1]
+        stats.late_s = starts[0] - starts[1]
 
 
 class _Tally:

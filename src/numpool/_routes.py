@@ -106,6 +106,7 @@ class Route:
         "every",
         "given",
         "layout",
+        "lead_s",
         "left",
         "plan",
         "revisit",
@@ -149,6 +150,9 @@ class Route:
         #: the blocks' seconds per row its block count was worked out from
         #: (``Evidence.block_row_s``): when they show another, the count is asked again
         self.row_s = None if ev is None else ev.block_row_s
+        #: pulled blocks: the seconds of work the caller's first block holds beyond
+        #: each other block's, learned call by call (``planner.model.next_lead``)
+        self.lead_s = 0.0
         #: calls between two that go back to the planner, and those left until the next
         #: (no more than ``revisit``: the calls after which the decision that settled it
         #: may change as a backend's start-up is spread over them; see

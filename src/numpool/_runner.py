@@ -68,7 +68,7 @@ from ._routes import (
     ufunc_call,
 )
 from ._stats import Last, Later, Stats, resolved, worker_name
-from ._walkers import ApplyWalker, MapWalker, check_whole, whole, writes_straight
+from ._walkers import ApplyWalker, MapWalker, check_whole, known_layout, whole, writes_straight
 from .backends import BACKENDS, Backend, BackendSet, auto_choices
 from .backends._worker import in_worker
 from .planner import evidence, measure, model
@@ -538,9 +538,16 @@ class Runner:
         stats = Stats("apply", "")
         made = _buffers.made()
         t0 = perf_counter()
-        with self._scope():
-            result = self._run(route, func, inputs, out, stats)
+        known = None
+        if not route.serial and self.backends.get(route.backend).in_process:
+            known = known_layout(func, inputs)
+        # (a func whose layout is known runs no BLAS: no budget to set and restore)
+        with self._scope() if known is None else contextlib.nullcontext():
+            result = self._run(route, func, inputs, out, stats, known)
         wall = perf_counter() - t0
+        if stats.lag_s is not None and stats.late_s is not None and route.row_s:
+            most = route.row_s * inputs.n / route.blocks
+            route.lead_s = model.next_lead(route.lead_s, stats.lag_s, stats.late_s, most)
         if route.ev is not None:
             cold = _buffers.made() != made
             n = inputs.n
@@ -562,8 +569,12 @@ class Runner:
         inputs: Inputs,
         out: np.ndarray | None,
         stats: Stats,
+        known: tuple[tuple[int, ...], np.dtype] | None = None,
     ) -> np.ndarray:
-        """Run the whole call as ``route`` says: whole in the caller, or in blocks."""
+        """Run the whole call as ``route`` says: whole in the caller, or in blocks.
+        ``known``: the output's layout, known before func runs (:func:`known_layout`,
+        in-process backends): the output is made first and every block, the
+        caller's first one included, goes straight into it, with no head."""
         t0 = perf_counter()
         if route.serial:
             stats.backend = route.backend
@@ -576,7 +587,12 @@ class Runner:
         try:
             # the output's layout, from this call's own first rows, where func runs
             head = min(measure.FIRST_ROWS, n)
-            if head == n and not backend.in_process:  # (all of it, on a worker)
+            lead = model.lead_rows(route.lead_s, route.row_s, n, pieces)
+            if known is not None:
+                walker.lay_out(*known)
+                walker.blas = False
+                walker.parallel(backend, 0, n, min(pieces, n), lead=lead)
+            elif head == n and not backend.in_process:  # (all of it, on a worker)
                 walker.remote(backend, 0, n)
             elif backend.in_process:
                 t1 = perf_counter()
@@ -585,7 +601,7 @@ class Runner:
                 walker.done = head
                 advance(head)
                 if head < n:
-                    walker.parallel(backend, head, n, min(pieces, n - head))
+                    walker.parallel(backend, head, n, min(pieces, n - head), lead=lead)
             else:
                 walker.remote(backend, 0, head)
                 walker.parallel(backend, head, n, min(pieces, n - head))

@@ -75,6 +75,11 @@ class Stats:
     #: in the caller before its blocks (in-process backends): what one call of func
     #: costs besides its rows, near enough (None: not run so)
     probe_s: float | None = field(default=None, repr=False)
+    #: pulled blocks (threads): seconds the last helper block ended after the caller's
+    #: last one (negative: before), and the first one started after the caller's
+    #: first; None when the caller or no helper ran a block
+    lag_s: float | None = field(default=None, repr=False)
+    late_s: float | None = field(default=None, repr=False)
 
     @property
     def compute_s(self) -> float:
@@ -121,6 +126,8 @@ class Stats:
         self.retries += other.retries
         self.first_start = min(self.first_start, other.first_start)
         self.last_end = max(self.last_end, other.last_end)
+        if other.lag_s is not None:
+            self.lag_s, self.late_s = other.lag_s, other.late_s
         for k, v in other.busy_s.items():
             self.busy_s[k] = self.busy_s.get(k, 0.0) + v
 

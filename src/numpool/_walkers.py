@@ -38,7 +38,7 @@ from .backends import Backend
 from .backends._transport import MapIO
 from .backends._worker import apply_block, check_block, run_tasks, same_layout, straight_ufunc
 
-__all__ = ["ApplyWalker", "MapWalker", "check_whole", "whole", "writes_straight"]
+__all__ = ["ApplyWalker", "MapWalker", "check_whole", "known_layout", "whole", "writes_straight"]
 
 
 # --- whole calls in the caller ---------------------------------------------------------
@@ -104,16 +104,7 @@ def _writes_into(func: Any, inputs: Inputs, out: np.ndarray) -> bool:
         return False
     if not same_layout(out, (x,)):
         return False  # (another loop than into a new array: maybe other bits)
-    try:
-        dtype = _RESULT_DTYPES[func, x.dtype]
-    except KeyError:
-        try:
-            dtype = func.resolve_dtypes((x.dtype, None))[-1]
-        except Exception:  # (no resolve_dtypes, or no loop for x's dtype)
-            dtype = None
-        if len(_RESULT_DTYPES) >= 256:
-            _RESULT_DTYPES.clear()
-        _RESULT_DTYPES[func, x.dtype] = dtype
+    dtype = _result_dtype(func, (x.dtype,))
     if dtype is None:
         return False
     try:
@@ -123,9 +114,57 @@ def _writes_into(func: Any, inputs: Inputs, out: np.ndarray) -> bool:
     return True
 
 
-#: (ufunc, input dtype) -> the dtype of its result, or None (``ufunc.resolve_dtypes``
+def known_layout(func: Any, inputs: Inputs) -> tuple[tuple[int, ...], np.dtype] | None:
+    """The output's layout (its shape without the split axis, its dtype), known
+    before func runs, or None: the call's first rows tell it (its head).
+
+    Known for an elementwise NumPy ufunc of one output given exactly its inputs,
+    each a plain ndarray of x's shape and of a native numeric dtype, all split
+    along the call's axis, with no halo: its result has x's shape and the dtype
+    of the loop NumPy picks for those dtypes (``ufunc.resolve_dtypes``, which
+    gives what a call gives for every such ufunc and dtype NumPy has: a test
+    checks them all). Such a ufunc runs no BLAS either (see ``Runner._run``)."""
+    if type(func) is not np.ufunc or func.signature is not None or func.nout != 1:
+        return None
+    args = inputs.args
+    if func.nin != len(args) or inputs.overlap or inputs.pre or inputs.post or inputs.options:
+        return None
+    x, axis = inputs.x, inputs.axis
+    for a, ax in zip(args, inputs.axes, strict=True):
+        if type(a) is not np.ndarray or ax != axis or a.shape != x.shape:
+            return None
+        if a.dtype.kind not in _NUMERIC or not a.dtype.isnative:
+            return None
+    dtype = _result_dtype(func, tuple(a.dtype for a in args))
+    if dtype is None or dtype.kind not in _NUMERIC or not dtype.isnative:
+        return None
+    return tail_of(x.shape, axis), dtype
+
+
+#: bool, integers, floats, complex: dtypes whose values never change a result's dtype
+_NUMERIC = frozenset("biufc")
+
+
+def _result_dtype(func: np.ufunc, dtypes: tuple[np.dtype, ...]) -> np.dtype | None:
+    """The dtype of ``func``'s result for arguments of ``dtypes``, or None (no loop)."""
+    key = (func, *dtypes)
+    try:
+        return _RESULT_DTYPES[key]
+    except KeyError:
+        pass
+    try:
+        dtype = func.resolve_dtypes((*dtypes, None))[-1]
+    except Exception:  # (no resolve_dtypes, or no loop for these dtypes)
+        dtype = None
+    if len(_RESULT_DTYPES) >= 256:
+        _RESULT_DTYPES.clear()
+    _RESULT_DTYPES[key] = dtype
+    return dtype
+
+
+#: (ufunc, *input dtypes) -> the dtype of its result, or None (``ufunc.resolve_dtypes``
 #: costs 0.5 us, and ``whole`` asks on every call with out=)
-_RESULT_DTYPES: dict[tuple[Any, np.dtype], np.dtype | None] = {}
+_RESULT_DTYPES: dict[tuple[Any, ...], np.dtype | None] = {}
 
 
 # --- walking a call's items ---------------------------------------------------------
@@ -157,6 +196,8 @@ class ApplyWalker:
         self.stats = stats
         self.done = 0
         self.layout: tuple[tuple[int, ...], np.dtype] | None = None
+        #: False: func runs no BLAS, its blocks need no BLAS budget (see _engine.apply)
+        self.blas = True
         #: CPU seconds of each block run ``together`` (the threads stage)
         self.cpu: list[float] = []
 
@@ -176,13 +217,17 @@ class ApplyWalker:
             check_whole(self.inputs.window(a, b), res)  # raises the usual TypeError
         tail = tail_of(res.shape, axis)
         check_block(res, b - a, tail, res.dtype, _where(a, b), axis)
-        self.layout = tail, res.dtype
+        self.lay_out(tail, res.dtype)
+        along(self.out, a, b, axis)[...] = res
+
+    def lay_out(self, tail: tuple[int, ...], dtype: np.dtype) -> None:
+        """The output's layout is known: the output is made (or the given one checked)."""
+        self.layout = tail, dtype
         shape = self.inputs.out_shape(tail)
         if self.out is None:
-            self.out = self.new_out(shape, res.dtype)
+            self.out = self.new_out(shape, dtype)
         else:
-            check_out(self.inputs, self.out, shape, res.dtype)
-        along(self.out, a, b, axis)[...] = res
+            check_out(self.inputs, self.out, shape, dtype)
 
     def _first(self, a: int, b: int) -> float:
         """The first block, in the caller: the seconds ``func`` took."""
@@ -251,6 +296,7 @@ class ApplyWalker:
         b: int,
         pieces: int,
         together: bool = False,
+        lead: int = 0,
     ) -> list[tuple[float, float]]:
         assert self.out is not None and self.layout is not None
         sub = Stats("apply", backend.name, intervals=[])
@@ -281,6 +327,8 @@ class ApplyWalker:
                 self.layout,
                 sub,
                 row0=a,
+                blas=self.blas,
+                lead=lead,
             )
         self.stats.absorb(sub)
         self.done = b
