@@ -346,9 +346,7 @@ def next_lead(lead_s: float, lag_s: float, late_s: float, most_s: float) -> floa
     caller lets the GIL go, in that block's NumPy work (``late_s``: how long
     after the caller's this call's first helper block started). At the end the
     same hand-off comes back: a caller that ends first sleeps until the last
-    helper is done, or waits for the GIL while the helper's Python runs (np.exp
-    over 3e6 on 2 threads: 1.90-1.95 ms with even blocks, 1.53-1.59 with the
-    caller's 50-200 us longer, in one process's interleaved rounds).
+    helper is done, or waits for the GIL while the helper's Python runs.
 
     ``lag_s``: how long after the caller's last block this call's last helper
     block ended (negative: before). A second of lead takes a second off the lag
@@ -356,8 +354,12 @@ def next_lead(lead_s: float, lag_s: float, late_s: float, most_s: float) -> floa
     halfway toward the one at which the caller ends a hand-off (``late_s``, as
     this call saw it) after the last helper, by at most that hand-off: one
     helper descheduled for a while moves it no further. At least 0, at most
-    ``most_s`` (an even block's seconds: the first block at most twice
-    another)."""
+    ``most_s`` (the runner gives half an even block's seconds).
+
+    Measured (np.exp on 2 threads, one process, 8 rounds of 25 calls at each
+    lead): a lead of 0 / 100 / 200 us took 599 / 562 / 615 us over 1e6 and
+    1318 / 1260 / 1313 us over 3e6; the lag was +49 / -58 / -153 us, with the
+    helper ~40 us late: the rule settles near the best of the three."""
     late = max(0.0, late_s)
     step = max(-late, min(late, (lag_s + late) / 2))
     return min(max(0.0, lead_s + step), most_s)
