@@ -124,18 +124,17 @@ def known_layout(func: Any, inputs: Inputs) -> tuple[tuple[int, ...], np.dtype] 
     of the loop NumPy picks for those dtypes (``ufunc.resolve_dtypes``, which
     gives what a call gives for every such ufunc and dtype NumPy has: a test
     checks them all). Such a ufunc runs no BLAS either (see ``Runner._run``)."""
-    if type(func) is not np.ufunc or func.signature is not None or func.nout != 1:
+    if type(func) is not np.ufunc or func.signature is not None or inputs.options:
         return None
-    args = inputs.args
-    if func.nin != len(args) or inputs.overlap or inputs.pre or inputs.post or inputs.options:
+    if not writes_straight(func, inputs):  # (one output over all the arguments, no halo)
         return None
     x, axis = inputs.x, inputs.axis
-    for a, ax in zip(args, inputs.axes, strict=True):
+    for a, ax in zip(inputs.args, inputs.axes, strict=True):
         if type(a) is not np.ndarray or ax != axis or a.shape != x.shape:
             return None
         if a.dtype.kind not in _NUMERIC or not a.dtype.isnative:
             return None
-    dtype = _result_dtype(func, tuple(a.dtype for a in args))
+    dtype = _result_dtype(func, tuple(a.dtype for a in inputs.args))
     if dtype is None or dtype.kind not in _NUMERIC or not dtype.isnative:
         return None
     return tail_of(x.shape, axis), dtype
