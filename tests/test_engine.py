@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import numpool
-from numpool import _engine, _inputs
+from numpool import _engine
 
 
 def test_serial_blocks_run_in_order_in_the_caller_each_row_once() -> None:
@@ -153,46 +153,3 @@ def test_the_caller_runs_the_first_pulled_block_and_the_lag_is_noted() -> None:
             assert len(blocks) == 2 and blocks[0][2] == me and blocks[1][2] != me
             stats = pool.last_stats
             assert stats is not None and stats.lag_s is not None and stats.late_s is not None
-
-
-def test_pulled_blocks_note_their_cpu_time_where_blas_runs_on_no_other_thread() -> None:
-    """Pulled blocks note the CPU seconds they took (a wait, here a sleep, left out),
-    under a one-thread BLAS budget or with no BLAS; with a wider budget they do not
-    (BLAS threads would work where the block's own clock does not see)."""
-    from numpool._stats import Stats
-
-    def f(b: np.ndarray) -> np.ndarray:
-        time.sleep(0.005)  # (wall time, no CPU time)
-        return b + 1
-
-    x = np.arange(1000.0)
-    inputs = _inputs.make(x, (), 0, 0, "apply")
-    for blas_threads, blas, noted in ((1, True, True), (2, True, False), (2, False, True)):
-        with numpool.Pool("threads", workers=2, blas_threads=blas_threads) as pool:
-            backend = pool._runner.backends.get("threads")
-            stats = Stats("apply", "threads")
-            out = np.empty_like(x)
-            _engine.apply(backend, f, inputs, out, 4, ((), x.dtype), stats, blas=blas)
-        assert out.tobytes() == (x + 1).tobytes()
-        assert stats.tasks == 4 and stats.compute_s >= 4 * 0.005
-        if noted:
-            assert stats.cpu_rows == 1000 and 0 < stats.cpu_s < stats.compute_s / 2
-        else:
-            assert stats.cpu_rows == 0 and stats.cpu_s == 0
-
-
-def test_blocks_are_sized_by_their_cpu_time_where_it_was_noted() -> None:
-    """The rows' cost the block rule reads: CPU seconds per pulled row where they were
-    noted, else the blocks' busy seconds per row (figures passed in)."""
-    from numpool._runner import _block_row_s
-    from numpool._stats import Stats
-
-    stats = Stats("apply", "threads")
-    stats.busy((0, "a"), 0.0, 0.006)
-    assert _block_row_s(stats, 1000) == pytest.approx(6e-6)
-    stats.cpu_s, stats.cpu_rows = 0.002, 500
-    assert _block_row_s(stats, 1000) == pytest.approx(4e-6)
-    merged = Stats("apply", "auto")
-    merged.absorb(stats)
-    merged.absorb(stats)
-    assert (merged.cpu_s, merged.cpu_rows) == (0.004, 1000)

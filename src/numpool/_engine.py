@@ -34,7 +34,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, wait
 from concurrent.futures import TimeoutError as FuturesTimeout
-from time import thread_time
 from typing import Any
 
 import numpy as np
@@ -386,9 +385,7 @@ def apply(
             if _deadline_left() is not None:
                 lead = 0  # (the caller takes no block: see pull)
             edges = bounds(rows, max(1, min(rows, chunks)), lead) if rows else [0]
-            # (its CPU time tells its rows' cost where BLAS runs on no other thread)
-            cpu = not blas or backend.blas_threads == 1
-            pull(backend, func, inputs, out, edges, layout, stats, row0, cpu)
+            pull(backend, func, inputs, out, edges, layout, stats, row0)
         return out
     if rows == 0:
         return out
@@ -433,7 +430,6 @@ def pull(
     layout: tuple[tuple[int, ...], np.dtype],
     stats: Stats,
     row0: int = 0,
-    cpu: bool = False,
 ) -> None:
     """Blocks ``edges[i]:edges[i+1]`` of ``inputs`` into ``out`` on an in-process pool,
     the caller working too.
@@ -463,9 +459,7 @@ def pull(
     ``stats.lag_s`` says how long the last helper block ended after the
     caller's last one (negative: before), and ``stats.late_s`` how long the
     first helper block started after the caller's first, for the next call's
-    sizes (``planner.model.next_lead``). ``cpu``: BLAS runs on no thread but the
-    block's, so ``stats.cpu_s`` gets the CPU seconds the blocks took (their wall
-    time also holds each wait for the GIL: see ``Stats.cpu_s``).
+    sizes (``planner.model.next_lead``).
 
     Errors: the first failing block (in block order, of those that ran) is
     raised once every helper has stopped, since they write into the caller's
@@ -479,7 +473,7 @@ def pull(
     axis = inputs.axis
     ticket = itertools.count()  # next() on a count is atomic: each block taken once
     failed: list[tuple[int, BaseException]] = []
-    ran: list[tuple[tuple[int, str], float, float, bool, float]] = []
+    ran: list[tuple[tuple[int, str], float, float, bool]] = []
 
     def where(i: int) -> str:
         return f"block {i} of {n} (rows {edges[i] + row0}:{edges[i + 1] + row0})"
@@ -495,17 +489,15 @@ def pull(
                 return
             a, b = edges[i], edges[i + 1]
             try:
-                c0 = thread_time()
                 _, who, t0, t1 = apply_block(
                     func, inputs.block(a, b), along(out, a, b, axis), where(i), tail, dtype
                 )
-                c1 = thread_time()
             except BaseException as e:
                 failed.append((i, e))
                 if caller and not isinstance(e, Exception):
                     raise  # Ctrl-C: at once
                 return
-            ran.append((who, t0, t1, caller, c1 - c0))
+            ran.append((who, t0, t1, caller))
             if caller:
                 advance(b - a + helped.take())
             else:
@@ -533,17 +525,12 @@ def pull(
             helpers.abandon()
         raise
     starts, ends = [math.inf, math.inf], [-math.inf, -math.inf]  # (helpers', caller's)
-    spent = 0.0
-    for who, t0, t1, by_caller, c in ran:
+    for who, t0, t1, by_caller in ran:
         stats.busy(who, t0, t1)
-        spent += c
         starts[by_caller] = min(starts[by_caller], t0)
         ends[by_caller] = max(ends[by_caller], t1)
     if failed:
         raise min(failed, key=lambda f: f[0])[1]
-    if cpu:
-        stats.cpu_s += spent
-        stats.cpu_rows += edges[-1] - edges[0]
     if math.isfinite(starts[0]) and math.isfinite(starts[1]):
         stats.lag_s = ends[0] - ends[1]
         stats.late_s = starts[0] - starts[1]

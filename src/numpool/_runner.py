@@ -1600,7 +1600,7 @@ class Runner:
                     and rows > 0
                     and self.backends.get(name).in_process
                 ):
-                    ev.observe_blocks(_block_row_s(stats, rows))
+                    ev.observe_blocks(stats.compute_s / rows)
                     if self.auto and not settled:
                         self._learn_call_cost(ev, name, stats, rows)
             ev.calls += 1
@@ -1913,14 +1913,6 @@ def _head_fault_rate(inputs: Inputs) -> float:
     if max((a.nbytes for a in inputs.split_arrays()), default=0) >= FRESH_ALLOC_BYTES:
         return 0.0
     return store.get().fault_bytes_per_s
-
-
-def _block_row_s(stats: Stats, rows: int) -> float:
-    """Seconds per row a call's blocks took: their CPU time where it was measured
-    (``Stats.cpu_s``: pulled blocks, GIL waits left out), else their busy time."""
-    if stats.cpu_rows > 0 and stats.cpu_s > 0:
-        return stats.cpu_s / stats.cpu_rows
-    return stats.compute_s / rows
 
 
 def _worker_item_s(backend: Backend, ev: Evidence) -> float:

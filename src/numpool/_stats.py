@@ -80,13 +80,6 @@ class Stats:
     #: first; None when the caller or no helper ran a block
     lag_s: float | None = field(default=None, repr=False)
     late_s: float | None = field(default=None, repr=False)
-    #: pulled blocks (threads) under a one-thread BLAS budget: the CPU seconds their
-    #: threads spent in them (``time.thread_time``), and their rows. Their busy
-    #: (wall) time also holds each wait for the GIL, which grows with the blocks
-    #: (``a * b + c`` over 300k in 8 blocks on 2 threads: 4.7x its CPU time), so
-    #: sizing blocks by it made more blocks, hence more waits
-    cpu_s: float = field(default=0.0, repr=False)
-    cpu_rows: int = field(default=0, repr=False)
 
     @property
     def compute_s(self) -> float:
@@ -135,8 +128,6 @@ class Stats:
         self.last_end = max(self.last_end, other.last_end)
         if other.lag_s is not None:
             self.lag_s, self.late_s = other.lag_s, other.late_s
-        self.cpu_s += other.cpu_s
-        self.cpu_rows += other.cpu_rows
         for k, v in other.busy_s.items():
             self.busy_s[k] = self.busy_s.get(k, 0.0) + v
 
