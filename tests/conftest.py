@@ -134,6 +134,26 @@ def handoffs_free() -> Iterator[Profile]:
 
 
 @pytest.fixture
+def steady_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The block count of a kind of call stays the one the model gave it first: a
+    route in blocks asks the planner again when its blocks' least seconds per row
+    (measured) call for another count, which a test that says "no planner" must
+    not leave to the machine's load (seen on CI: one call's blocks ran faster)."""
+    from numpool._runner import Runner
+
+    real = Runner._apply_blocks
+    first: dict[tuple[object, ...], int] = {}
+
+    def steady(self: Runner, backend: object, rows: int, ev: object, row_bytes: int) -> int:
+        key = (getattr(backend, "name", backend), rows, row_bytes)
+        if key not in first:
+            first[key] = real(self, backend, rows, ev, row_bytes)  # type: ignore[arg-type]
+        return first[key]
+
+    monkeypatch.setattr(Runner, "_apply_blocks", steady)
+
+
+@pytest.fixture
 def handoffs_cost() -> Iterator[Profile]:
     """A machine where handing work to a thread costs 10 s: all real work is tiny."""
     from numpool.planner.profile import store

@@ -78,7 +78,7 @@ def test_the_module_level_apply_takes_the_same_route(
 
 
 def test_an_uncertain_route_goes_back_to_the_planner_every_recheck_calls(
-    handoffs_free: Profile, monkeypatch: pytest.MonkeyPatch
+    handoffs_free: Profile, steady_blocks: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A route in blocks (fixed threads here) is revisited once every RECHECK calls,
     so the evidence keeps flowing; the other calls skip the planner (the second
@@ -1176,7 +1176,11 @@ def test_a_first_calls_plan_is_worded_once_even_after_shutdown(handoffs_cost: Pr
     [("auto", "handoffs_cost"), ("serial", "handoffs_cost"), ("threads", "handoffs_free")],
 )
 def test_calls_with_out_settle_a_route_of_their_own(
-    backend: str, machine: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    backend: str,
+    machine: str,
+    steady_blocks: None,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """apply(f, x, out=out) settles a route as apply(f, x) does: it went through the
     planner on every call, 120-180 us for 2-10 us of work. Later calls skip the
@@ -1306,6 +1310,7 @@ def test_a_routed_call_builds_the_inputs_the_checks_built(
     backend: str,
     machine: str,
     shapes: list[object],
+    steady_blocks: None,
     request: pytest.FixtureRequest,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
