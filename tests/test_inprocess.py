@@ -59,10 +59,10 @@ def _both(
                 target = np.zeros_like(like)[::-1]
         try:
             if lean:
-                run = InProcess.make(
+                assert InProcess.fits(func, inputs.args, inputs.axes)
+                run = InProcess(
                     func, inputs.args, inputs.axes, inputs.axis, inputs.pre, target, tail, dtype
                 )
-                assert run is not None
                 for i in range(len(edges) - 1):
                     run.run(edges[i], edges[i + 1], where, i)
             else:

@@ -559,7 +559,7 @@ class InProcess:
     other thread waiting for the GIL.
 
     Only for plain blocks: no halo, no boundary=, no block_info=, no tiles, every
-    split argument an ndarray (:meth:`make` gives None otherwise)."""
+    split argument an ndarray (:meth:`fits`)."""
 
     __slots__ = (
         "args",
@@ -577,17 +577,19 @@ class InProcess:
     def __init__(
         self,
         func: Callable[..., Any],
-        args: list[Any],
+        args: tuple[Any, ...],
         axes: tuple[int | None, ...],
         axis: int,
         pre: int,
         out: np.ndarray,
         tail: tuple[int, ...],
         dtype: np.dtype,
-        straight: bool | None,
     ) -> None:
+        """The blocks of ``args`` split along ``axis`` (``axes[i]``: None for an argument
+        passed whole), rows ``pre + a : pre + b`` for own rows a:b, into ``out``, whose
+        shape without its split axis is ``tail``, of ``dtype`` (see :meth:`fits`)."""
         self.func = func
-        self.args = args
+        self.args = [frozen(a) for a in args]
         self.axes = axes
         #: every split argument is split along axis 0, as is the output
         self.rows0 = axis == 0 and all(ax in (0, None) for ax in axes)
@@ -598,36 +600,24 @@ class InProcess:
         self.dtype = dtype
         #: func writes straight into the output's rows: True for every block, None:
         #: ask each block (its layout), False: never
-        self.straight = straight
-
-    @classmethod
-    def make(
-        cls,
-        func: Callable[..., Any],
-        args: tuple[Any, ...],
-        axes: tuple[int | None, ...],
-        axis: int,
-        pre: int,
-        out: np.ndarray,
-        tail: tuple[int, ...],
-        dtype: np.dtype,
-    ) -> InProcess | None:
-        """The blocks of ``args`` split along ``axis`` (``axes[i]``: None for an argument
-        passed whole), rows ``pre + a : pre + b`` for own rows a:b, into ``out``; None
-        where :func:`apply_block` must run them (an argument that is a reference, tiles)."""
-        if getattr(type(func), "write_into", None) is not None:
-            return None
-        pairs = zip(args, axes, strict=True)
-        if any(ax is not None and not isinstance(a, np.ndarray) for a, ax in pairs):
-            return None
-        straight: bool | None = False
+        self.straight: bool | None = False
         if straight_ufunc(func, len(args)):
             arrays = [a for a in args if isinstance(a, np.ndarray)]
             # rows of C-contiguous arrays along axis 0 are C-contiguous: every block
             # runs the loop a whole array would; else each block's layout is asked
             c = out.flags.c_contiguous and all(a.flags.c_contiguous for a in arrays)
-            straight = True if c and all(ax in (0, None) for ax in (axis, *axes)) else None
-        return cls(func, [frozen(a) for a in args], axes, axis, pre, out, tail, dtype, straight)
+            self.straight = True if c and self.rows0 else None
+
+    @staticmethod
+    def fits(
+        func: Callable[..., Any], args: tuple[Any, ...], axes: tuple[int | None, ...]
+    ) -> bool:
+        """Whether the blocks of a call without halo, boundary= or block_info= can run
+        here: not tiles, nor an argument that is a reference (:func:`apply_block`)."""
+        if getattr(type(func), "write_into", None) is not None:
+            return False
+        pairs = zip(args, axes, strict=True)
+        return all(ax is None or isinstance(a, np.ndarray) for a, ax in pairs)
 
     def run(self, a: int, b: int, where: Callable[[int], str], i: int) -> tuple[float, float]:
         """Own rows a:b, block ``i`` (``where(i)`` words it for an error), into the
