@@ -59,10 +59,8 @@ def _both(
                 target = np.zeros_like(like)[::-1]
         try:
             if lean:
-                assert InProcess.fits(func, inputs.args, inputs.axes)
-                run = InProcess(
-                    func, inputs.args, inputs.axes, inputs.axis, inputs.pre, target, tail, dtype
-                )
+                assert InProcess.fits(func, inputs)
+                run = InProcess(func, inputs, target, tail, dtype)
                 for i in range(len(edges) - 1):
                     run.run(edges[i], edges[i + 1], where, i)
             else:
@@ -183,3 +181,12 @@ def test_threads_give_serial_bits_and_errors_through_the_lean_blocks() -> None:
                 pool.apply(_writes_its_input, a, chunks=6)
             errors.append(type(e.value))
         assert errors[0] is errors[1]
+
+
+def test_blocks_with_a_halo_or_block_info_go_through_apply_block() -> None:
+    """A halo, boundary= or block_info= changes what a block is (rows joined on, the
+    result trimmed, a keyword): InProcess takes only plain blocks."""
+    assert InProcess.fits(np.exp, _inputs.make(X, (), 0, 0, "apply"))
+    assert not InProcess.fits(np.exp, _inputs.make(X, (), 0, 1, "apply"))
+    assert not InProcess.fits(np.exp, _inputs.make(X, (), 0, 1, "apply", boundary="reflect"))
+    assert not InProcess.fits(np.exp, _inputs.make(X, (), 0, 0, "apply", block_info=True))

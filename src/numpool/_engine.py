@@ -480,11 +480,7 @@ def pull(
 
     # (the per-block Python, ~16 us warm through apply_block, is what the other
     # thread waits for the GIL on: plain blocks skip what is the same for all)
-    lean = None
-    if not (inputs.overlap or inputs.pads is not None or inputs.info) and InProcess.fits(
-        func, inputs.args, inputs.axes
-    ):
-        lean = InProcess(func, inputs.args, inputs.axes, axis, inputs.pre, out, tail, dtype)
+    lean = InProcess(func, inputs, out, tail, dtype) if InProcess.fits(func, inputs) else None
 
     def work(caller: bool, first: int | None = None) -> None:
         i = first

@@ -36,7 +36,7 @@ import numpy as np
 
 from .. import blas, shm
 from .._errors import annotate
-from .._inputs import Cut, frozen, told
+from .._inputs import Cut, Inputs, along, frozen, told
 from .._stats import worker_name
 from ..shm import Attachments, FileRef, ShmRef
 from . import _cpython
@@ -577,24 +577,22 @@ class InProcess:
     def __init__(
         self,
         func: Callable[..., Any],
-        args: tuple[Any, ...],
-        axes: tuple[int | None, ...],
-        axis: int,
-        pre: int,
+        inputs: Inputs,
         out: np.ndarray,
         tail: tuple[int, ...],
         dtype: np.dtype,
     ) -> None:
-        """The blocks of ``args`` split along ``axis`` (``axes[i]``: None for an argument
-        passed whole), rows ``pre + a : pre + b`` for own rows a:b, into ``out``, whose
-        shape without its split axis is ``tail``, of ``dtype`` (see :meth:`fits`)."""
+        """The blocks of ``inputs`` (own rows a:b are rows ``pre + a : pre + b`` of each
+        split argument) into ``out``, whose shape without its split axis is ``tail``,
+        of ``dtype``; only where :meth:`fits` says so."""
+        args, axes, axis = inputs.args, inputs.axes, inputs.axis
         self.func = func
         self.args = [frozen(a) for a in args]
         self.axes = axes
         #: every split argument is split along axis 0, as is the output
         self.rows0 = axis == 0 and all(ax in (0, None) for ax in axes)
         self.axis = axis
-        self.pre = pre
+        self.pre = inputs.pre
         self.out = out
         self.tail = tail
         self.dtype = dtype
@@ -609,14 +607,15 @@ class InProcess:
             self.straight = True if c and self.rows0 else None
 
     @staticmethod
-    def fits(
-        func: Callable[..., Any], args: tuple[Any, ...], axes: tuple[int | None, ...]
-    ) -> bool:
-        """Whether the blocks of a call without halo, boundary= or block_info= can run
-        here: not tiles, nor an argument that is a reference (:func:`apply_block`)."""
+    def fits(func: Callable[..., Any], inputs: Inputs) -> bool:
+        """Whether the blocks of ``func`` over ``inputs`` can run here: no halo, no
+        boundary=, no block_info=, not tiles, no argument that is a reference (those
+        go through :func:`apply_block`)."""
+        if inputs.overlap or inputs.pads is not None or inputs.info:
+            return False
         if getattr(type(func), "write_into", None) is not None:
             return False
-        pairs = zip(args, axes, strict=True)
+        pairs = zip(inputs.args, inputs.axes, strict=True)
         return all(ax is None or isinstance(a, np.ndarray) for a, ax in pairs)
 
     def run(self, a: int, b: int, where: Callable[[int], str], i: int) -> tuple[float, float]:
@@ -630,11 +629,9 @@ class InProcess:
             args = [x if ax is None else x[start:stop] for x, ax in pairs]
             dst = self.out[a:b]
         else:
-            args = [
-                x if ax is None else x[(slice(None),) * ax + (slice(start, stop),)]
-                for x, ax in zip(self.args, self.axes, strict=True)
-            ]
-            dst = self.out[(slice(None),) * axis + (slice(a, b),)]
+            pairs = zip(self.args, self.axes, strict=True)
+            args = [x if ax is None else along(x, start, stop, ax) for x, ax in pairs]
+            dst = along(self.out, a, b, axis)
         try:
             straight = self.straight
             if straight is None:
