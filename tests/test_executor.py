@@ -307,8 +307,34 @@ def test_ctrl_c_while_waiting_reaches_the_caller(backend: str, tmp_path: Path) -
     )
     try:
         assert p.stdout is not None and p.stdout.readline().strip() == "go"
+        _until_asleep(p.pid)
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=PATIENCE)
     finally:
         p.kill()
     assert "interrupted" in out, err
+
+
+def _until_asleep(pid: int, settle_s: float = 0.2) -> None:
+    """Wait until process ``pid``'s main thread has slept for ``settle_s`` on end.
+
+    Ctrl-C must reach the caller while it waits, not on its way in: CPython's
+    ``threading.Condition.wait`` is not safe against a signal that lands between
+    its lock's release and its ``try`` (a KeyboardInterrupt there leaves the lock
+    released, and ``Future.result``'s ``with`` then raises "cannot release
+    un-acquired lock"; seen once on 3.13 in CI, cf. python/cpython#118433). A
+    signal sent the moment "go" is read can land there; one sent while the
+    thread sleeps in its lock cannot."""
+    import psutil
+
+    me = psutil.Process(pid)
+    deadline = time.monotonic() + PATIENCE
+    since = None
+    while time.monotonic() < deadline:
+        asleep = me.status() == psutil.STATUS_SLEEPING
+        now = time.monotonic()
+        since = (since or now) if asleep else None
+        if since is not None and now - since >= settle_s:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} never settled into its wait")
