@@ -151,6 +151,17 @@ def steady_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
         return first[key]
 
     monkeypatch.setattr(Runner, "_apply_blocks", steady)
+    monkeypatch.setattr(Runner, "_time_counts", lambda *a: None)
+
+
+@pytest.fixture
+def model_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Block counts are the model's alone: a route in pulled blocks does not try one
+    block per worker against them (``Runner._time_counts``, tested on its own), for
+    tests of the model's count as a call's measurements move it."""
+    from numpool._runner import Runner
+
+    monkeypatch.setattr(Runner, "_time_counts", lambda *a: None)
 
 
 @pytest.fixture

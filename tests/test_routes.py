@@ -651,7 +651,7 @@ def _exp_made(v: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("speed", [0.2, 1.0, 5.0])
 def test_a_cold_first_figure_does_not_keep_a_threads_route_in_many_blocks(
-    speed: float,
+    speed: float, model_counts: None
 ) -> None:
     """A threads pool whose first call read its rows 20x too slow (cold memory) settles
     its route in the most blocks; once blocks have shown what a row takes, the route

@@ -83,6 +83,8 @@ __all__ = ["Runner", "whole"]
 log = logging.getLogger("numpool")
 
 FRESH_ALLOC_BYTES = measure.FRESH_ALLOC_BYTES
+#: call sizes of one kind of call whose block-count trials are kept (the latest)
+COUNT_SIZES = 8
 
 
 def func_name(func: Any) -> str:
@@ -554,10 +556,12 @@ class Runner:
             cold = _buffers.made() != made
             n = inputs.n
             self._observe(route.ev, route.backend, None, wall / n, True, cold, stats, n)
+            backend = self.backends.get(route.backend)
+            if backend.in_process and not (cold or route.given or route.serial):
+                self._time_counts(route, backend, n, wall, inputs.row_bytes)
             if route.ev.block_row_s != route.row_s and not route.given:
                 # (only in-process blocks move it; a count given with chunks= stays)
                 route.row_s = route.ev.block_row_s
-                backend = self.backends.get(route.backend)
                 if self._apply_blocks(backend, n, route.ev, inputs.row_bytes) != route.blocks:
                     route.left = 1  # its blocks' times call for another count: replan
         stats.plan = resolved(route.plan)
@@ -1227,7 +1231,46 @@ class Runner:
             walker.serial(a, n)
 
     def _apply_blocks(self, backend: Backend, rows: int, ev: Evidence, row_bytes: int) -> int:
-        """Blocks for ``rows`` rows of ``row_bytes`` each on ``backend``: the one rule."""
+        """Blocks for ``rows`` rows of ``row_bytes`` each on ``backend``: the one rule
+        (:func:`model.blocks`), or, on pulled blocks, the count this kind of call's
+        own calls are trying or kept (:meth:`_time_counts`)."""
+        pieces = self._model_blocks(backend, rows, ev, row_bytes)
+        trial = ev.counts.get(rows) if backend.in_process else None
+        if trial is not None and trial.proposed == pieces:
+            return trial.next()
+        return pieces
+
+    def _time_counts(
+        self, route: Route, backend: Backend, rows: int, wall: float, row_bytes: int
+    ) -> None:
+        """A call on a pulled route (threads) took ``wall`` seconds: note it at its block
+        count, and run the next call at the count the trial asks for (see
+        :func:`model.kept_count`: the model's count or one block per worker)."""
+        ev = route.ev
+        assert ev is not None
+        trial = ev.counts.get(rows)
+        if trial is not None and trial.kept == route.blocks:
+            return  # (kept, and running it: nothing to time)
+        proposed = self._model_blocks(backend, rows, ev, row_bytes)
+        fewer = backend.workers
+        if backend.max_block_bytes:
+            fewer = max(fewer, math.ceil(rows * row_bytes / backend.max_block_bytes))
+        if proposed <= fewer or route.blocks not in (proposed, fewer):
+            return  # (nothing to try; or the model's count moved: the route is asked again)
+        with evidence.cache.lock:
+            if trial is None or trial.proposed != proposed:
+                trial = ev.counts[rows] = model.Counts(proposed, fewer)
+                while len(ev.counts) > COUNT_SIZES:
+                    del ev.counts[next(iter(ev.counts))]
+            settling = trial.kept is None
+            trial.note(route.blocks, wall)
+            count = trial.next()
+        if settling and trial.kept is not None and trial.kept != proposed:
+            route.left = 1  # (the planner words the plan for the count kept)
+        route.blocks = count
+
+    def _model_blocks(self, backend: Backend, rows: int, ev: Evidence, row_bytes: int) -> int:
+        """:meth:`_apply_blocks` by the model alone."""
         if backend.inline:
             return 1
         profile = store.get()

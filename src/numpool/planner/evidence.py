@@ -33,7 +33,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any
 
-from .model import Measurements, capped
+from .model import Counts, Measurements, capped
 
 __all__ = ["STALE_CALLS", "WINDOW", "Evidence", "EvidenceCache", "Tally", "cache", "func_key"]
 
@@ -68,6 +68,7 @@ class Evidence:
         "bytes_per_item",
         "call_s",
         "calls",
+        "counts",
         "current",
         "direct",
         "gil_free",
@@ -102,6 +103,9 @@ class Evidence:
         #: workers, BLAS under budget): what block sizes go by once known, since the
         #: first call's serial figure may include its temporaries' page faults
         self.block_row_s: float | None = None
+        #: pulled blocks: each call size's trial of two block counts
+        #: (:class:`model.Counts`), by rows
+        self.counts: dict[int, Counts] = {}
         #: output bytes per item (apply: a row of func's result)
         self.out_bytes_per_item = 0.0
         self.recent: dict[str, list[float]] = {}

@@ -44,7 +44,7 @@ is ever run whole. Block sizes come from :func:`blocks` and
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +55,7 @@ __all__ = [
     "MIN_OBSERVATIONS",
     "SWITCH_MARGIN",
     "Candidate",
+    "Counts",
     "Decision",
     "Measurements",
     "Reason",
@@ -65,6 +66,7 @@ __all__ = [
     "choose",
     "chunksize",
     "floor",
+    "kept_count",
     "lead_rows",
     "next_lead",
     "next_step",
@@ -93,6 +95,10 @@ BLOCKS_PER_WORKER = 4
 #: late), so there are only as many as cost this fraction of the work in all; long
 #: calls still get BLOCKS_PER_WORKER (progress, and rows whose costs differ)
 PULLED_EXTRA = 0.002
+#: pulled blocks: calls timed at each of two block counts before one is kept ...
+COUNT_TRIALS = 4
+#: ... the fewer blocks being kept only when their fastest call was this much faster
+COUNT_MARGIN = 0.05
 
 
 @dataclass(frozen=True)
@@ -371,6 +377,55 @@ def lead_rows(lead_s: float, row_s: float | None, rows: int, blocks: int) -> int
     if not row_s or row_s <= 0 or blocks <= 1 or not math.isfinite(lead_s):
         return 0
     return max(0, min(rows // blocks, int(lead_s / row_s)))
+
+
+def kept_count(proposed: int, fewer: int, walls: Mapping[int, Sequence[float]]) -> int | None:
+    """The block count a kind of pulled call (threads) keeps, from its own calls'
+    wall seconds at each count (``walls``): the count :func:`blocks` proposed, or
+    ``fewer`` (one block per worker) when its fastest call beat the proposed
+    count's fastest by ``COUNT_MARGIN``; None until each has ``COUNT_TRIALS``.
+
+    Why: :func:`blocks` sizes blocks from a worker's busy seconds per row, but
+    what each block costs besides its rows (a GIL hand-back between two threads'
+    NumPy operations, a copy into the output, its temporaries' faults) depends
+    on func and on the machine, and grows with the count. ``a * b + c`` over 3e5
+    on 2 threads: 6-7 blocks 915-1031 us, 2 blocks 648-706 us; a 3x3 blur over 3e6:
+    8 blocks 13.6 ms, 2 blocks 17.3 ms. Fastest calls, not medians: noise only
+    adds time."""
+    mine, other = walls.get(proposed, ()), walls.get(fewer, ())
+    if len(mine) < COUNT_TRIALS or len(other) < COUNT_TRIALS:
+        return None
+    return fewer if min(other) < min(mine) * (1 - COUNT_MARGIN) else proposed
+
+
+class Counts:
+    """One kind of pulled call's trial of two block counts: the count
+    :func:`blocks` proposed and one block per worker, its calls alternating between
+    them (so that a change in the machine's load falls on both) until
+    :func:`kept_count` keeps one."""
+
+    __slots__ = ("fewer", "kept", "proposed", "walls")
+
+    def __init__(self, proposed: int, fewer: int) -> None:
+        self.proposed = proposed
+        self.fewer = fewer
+        self.walls: dict[int, list[float]] = {proposed: [], fewer: []}
+        #: the count kept (None: still trying)
+        self.kept: int | None = None
+
+    def next(self) -> int:
+        """The count the next call runs: the kept one, else the one timed less often
+        (the proposed one first)."""
+        if self.kept is not None:
+            return self.kept
+        tried = self.walls
+        return self.fewer if len(tried[self.fewer]) < len(tried[self.proposed]) else self.proposed
+
+    def note(self, count: int, wall_s: float) -> None:
+        """A call that ran in ``count`` blocks took ``wall_s`` seconds."""
+        if self.kept is None and count in self.walls and wall_s > 0:
+            self.walls[count].append(wall_s)
+            self.kept = kept_count(self.proposed, self.fewer, self.walls)
 
 
 def _count(work: float, smallest: float, cap: int) -> int:
