@@ -65,6 +65,20 @@ def test_a_trial_ignores_other_counts_and_empty_walls() -> None:
     assert c.walls == {6: [], 2: []} and c.next() == 6
 
 
+def test_a_new_trial_keeps_the_walls_of_the_counts_it_shares() -> None:
+    """The model's count moved (its blocks were timed): one block per worker's walls
+    are not timed again."""
+    old = Counts(8, 2)
+    for n in (8, 2, 8):
+        old.note(n, 1.0 if n == 8 else 0.5)
+    new = Counts(6, 2, old.walls)
+    assert new.walls == {6: [], 2: [0.5]} and new.next() == 6
+    again = Counts(8, 2, old.walls)
+    assert again.walls == {8: [1.0, 1.0], 2: [0.5]} and again.next() == 2
+    old.walls[2].append(0.1)  # (copies, not the old trial's lists)
+    assert again.walls[2] == [0.5]
+
+
 def _sizes_func(sizes: list[int]):  # type: ignore[no-untyped-def]
     lock = threading.Lock()
 

@@ -1259,7 +1259,8 @@ class Runner:
             return  # (nothing to try; or the model's count moved: the route is asked again)
         with evidence.cache.lock:
             if trial is None or trial.proposed != proposed:
-                trial = ev.counts[rows] = model.Counts(proposed, fewer)
+                seen = None if trial is None else trial.walls
+                trial = ev.counts[rows] = model.Counts(proposed, fewer, seen)
                 while len(ev.counts) > COUNT_SIZES:
                     del ev.counts[next(iter(ev.counts))]
             settling = trial.kept is None

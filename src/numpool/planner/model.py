@@ -406,10 +406,15 @@ class Counts:
 
     __slots__ = ("fewer", "kept", "proposed", "walls")
 
-    def __init__(self, proposed: int, fewer: int) -> None:
+    def __init__(
+        self, proposed: int, fewer: int, seen: Mapping[int, Sequence[float]] | None = None
+    ) -> None:
+        """``seen``: walls an earlier trial of the same call size noted (the model's
+        count moved as the calls' blocks were timed): those at these counts are kept."""
         self.proposed = proposed
         self.fewer = fewer
-        self.walls: dict[int, list[float]] = {proposed: [], fewer: []}
+        seen = seen or {}
+        self.walls: dict[int, list[float]] = {k: list(seen.get(k, ())) for k in (proposed, fewer)}
         #: the count kept (None: still trying)
         self.kept: int | None = None
 
