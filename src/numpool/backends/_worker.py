@@ -60,6 +60,20 @@ def init_report(pid: int) -> str:
     return os.path.join(tempfile.gettempdir(), f"numpool-init-{pid}.txt")
 
 
+def _report_init(text: str) -> None:
+    """Leave ``text`` at :func:`init_report` for the parent: a new file of this user's
+    only (the temporary directory is shared: never through a link or into a file
+    another user left there); nothing when that cannot be."""
+    path = init_report(os.getpid())
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    with contextlib.suppress(OSError):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # (a report an earlier process of this pid left)
+        fd = os.open(path, flags, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+
+
 def init_worker(
     blas_threads: int | None,
     shm_config: tuple[str, str, int | None],
@@ -89,8 +103,7 @@ def init_worker(
         except BaseException as e:
             # The stdlib's worker would log it and exit 0, which reads as "func ended
             # its process": the parent reads this report instead (processes._death).
-            with contextlib.suppress(OSError), open(init_report(os.getpid()), "w") as f:
-                f.write(f"{getattr(fn, '__qualname__', fn)!r} raised {type(e).__name__}: {e}")
+            _report_init(f"{getattr(fn, '__qualname__', fn)!r} raised {type(e).__name__}: {e}")
             traceback.print_exc()
             os._exit(INIT_FAILED)
 

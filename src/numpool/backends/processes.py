@@ -49,6 +49,7 @@ try:
 except ImportError:  # Windows
     resource = None  # type: ignore[assignment]
 import signal
+import stat
 import sys
 import threading
 import time
@@ -63,7 +64,16 @@ from . import _cpython
 from ._base import Backend
 from ._ship import keep_byte_order, ship, ship_args
 from ._transport import Shared, Transport
-from ._worker import call, caller_state, following, init_report, init_worker, pack, unpack
+from ._worker import (
+    INIT_FAILED,
+    call,
+    caller_state,
+    following,
+    init_report,
+    init_worker,
+    pack,
+    unpack,
+)
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -757,13 +767,8 @@ def _context_for(method: str | None) -> Any:
 
 
 def _death(pid: int, code: int) -> str:
-    try:
-        with open(init_report(pid)) as f:
-            why = f.read()
-        os.unlink(init_report(pid))
-    except OSError:
-        pass
-    else:
+    why = _init_report(pid) if code == INIT_FAILED else None
+    if why is not None:
         return (
             f"worker pid {pid} could not start: the pool's initializer {why} (see its "
             "traceback on stderr); fix the initializer, or make the pool without it"
@@ -788,7 +793,39 @@ def _death(pid: int, code: int) -> str:
             f"worker pid {pid} exited with code 0 (os._exit(0) in func, or in code it "
             "calls? a worker must return its result, not end its process)"
         )
+    if code == INIT_FAILED:
+        return (
+            f"worker pid {pid} exited with code {code}, numpool's code for a pool "
+            "initializer that raised (its traceback is on stderr)"
+        )
     return f"worker pid {pid} exited with code {code} (os._exit or a fatal error in func)"
+
+
+def _init_report(pid: int) -> str | None:
+    """What worker ``pid``, which exited with ``INIT_FAILED``, said of its initializer
+    (``_worker.init_worker``), taken out of the temporary directory; None if it left
+    nothing, or a file it cannot have written (not a plain file of this user's: the
+    directory is shared with other users). Read only for that exit code: a report an
+    earlier worker of the same pid left (it died before this one's parent read it)
+    must not name the cause of another death (seen: a SIGKILL reported as a test's
+    failing initializer, pids reused within the suite)."""
+    path = init_report(pid)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+            return None
+        with os.fdopen(fd, closefd=False) as f:
+            why = f.read(4096)
+        os.unlink(path)
+        return why
+    except (OSError, UnicodeDecodeError):
+        return None
+    finally:
+        os.close(fd)
 
 
 #: seconds that a start refused at the limit on processes makes ``unavailable_here``
