@@ -1,5 +1,6 @@
 """The report a worker process leaves when its Pool(initializer=) raises
-(``_worker._report_init``), and how the parent reads it (``processes._death``).
+(``_worker.leave_init_report``), and how the parent reads it
+(``_worker.take_init_report``, through ``processes._death``).
 
 It lives in the temporary directory, named by the worker's pid, which the
 system reuses and other users share: a report must name the cause of no other
@@ -10,6 +11,7 @@ nothing another user put there may be followed, overwritten or believed.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,7 +64,7 @@ def test_a_link_at_the_reports_name_is_not_followed(
     report.symlink_to(target)
     assert _death(PID, INIT_FAILED).endswith("(its traceback is on stderr)")  # not believed
     monkeypatch.setattr(os, "getpid", lambda: PID)
-    _worker._report_init("'boom' raised ValueError: fresh")
+    _worker.leave_init_report("'boom' raised ValueError: fresh")
     assert target.read_text() == "keep me"
     assert not report.is_symlink() and report.read_text() == "'boom' raised ValueError: fresh"
 
@@ -72,3 +74,14 @@ def test_a_report_of_another_users_is_not_believed(report: Path) -> None:
     report.write_text("'boom' raised ValueError: planted")
     os.chown(report, 65534, -1)
     assert "planted" not in _death(PID, INIT_FAILED)
+
+
+def test_a_fifo_at_the_reports_name_does_not_hang_the_parent(report: Path) -> None:
+    """Another user's FIFO there would block a plain open for good."""
+    os.mkfifo(report)
+    said: list[str] = []
+    t = threading.Thread(target=lambda: said.append(_death(PID, INIT_FAILED)), daemon=True)
+    t.start()
+    t.join(60)
+    assert not t.is_alive(), "reading the report blocked on a FIFO"
+    assert said and "could not start" not in said[0]

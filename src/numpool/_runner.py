@@ -1251,10 +1251,10 @@ class Runner:
         trial = ev.counts.get(rows)
         if trial is not None and trial.kept == route.blocks:
             return  # (kept, and running it: nothing to time)
+        fewer = max(backend.workers, _least_blocks(backend, rows, row_bytes))
+        if trial is None and route.blocks <= fewer:
+            return  # (the model's own count: nothing fewer to try, and no model asked)
         proposed = self._model_blocks(backend, rows, ev, row_bytes)
-        fewer = backend.workers
-        if backend.max_block_bytes:
-            fewer = max(fewer, math.ceil(rows * row_bytes / backend.max_block_bytes))
         if proposed <= fewer or route.blocks not in (proposed, fewer):
             return  # (nothing to try; or the model's count moved: the route is asked again)
         with evidence.cache.lock:
@@ -1284,9 +1284,7 @@ class Runner:
             call_s=ev.call_s,
             direct=ev.direct,
         )
-        if backend.max_block_bytes:
-            pieces = max(pieces, math.ceil(rows * row_bytes / backend.max_block_bytes))
-        return min(rows, pieces)
+        return min(rows, max(pieces, _least_blocks(backend, rows, row_bytes)))
 
     # --- reduce -------------------------------------------------------------------
 
@@ -1957,6 +1955,14 @@ def _head_fault_rate(inputs: Inputs) -> float:
     if max((a.nbytes for a in inputs.split_arrays()), default=0) >= FRESH_ALLOC_BYTES:
         return 0.0
     return store.get().fault_bytes_per_s
+
+
+def _least_blocks(backend: Backend, rows: int, row_bytes: int) -> int:
+    """The fewest blocks ``rows`` rows of ``row_bytes`` each may go in on ``backend``
+    (its ``max_block_bytes``); 1 when it has no such limit."""
+    if not backend.max_block_bytes:
+        return 1
+    return math.ceil(rows * row_bytes / backend.max_block_bytes)
 
 
 def _worker_item_s(backend: Backend, ev: Evidence) -> float:

@@ -23,6 +23,7 @@ import io
 import os
 import pickle
 import signal
+import stat
 import sys
 import threading
 import time
@@ -60,18 +61,45 @@ def init_report(pid: int) -> str:
     return os.path.join(tempfile.gettempdir(), f"numpool-init-{pid}.txt")
 
 
-def _report_init(text: str) -> None:
+def leave_init_report(text: str) -> None:
     """Leave ``text`` at :func:`init_report` for the parent: a new file of this user's
     only (the temporary directory is shared: never through a link or into a file
     another user left there); nothing when that cannot be."""
     path = init_report(os.getpid())
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     with contextlib.suppress(OSError):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)  # (a report an earlier process of this pid left)
         fd = os.open(path, flags, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(text)
+
+
+def take_init_report(pid: int) -> str | None:
+    """What worker ``pid``, which exited with ``INIT_FAILED``, said of its initializer
+    (:func:`leave_init_report`), taken out of the temporary directory; None if it left
+    nothing, or a file it cannot have written (not a plain file of this user's: the
+    directory is shared with other users; a FIFO there must not block the open).
+    Ask only for that exit code: a report an earlier worker of the same pid left
+    (it died before its parent read it) must not name the cause of another death
+    (seen: a SIGKILL reported as a test's failing initializer, pids reused within
+    the suite)."""
+    path = init_report(pid)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+            return None
+        why = os.read(fd, 4096).decode(errors="replace")
+        os.unlink(path)
+        return why
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def init_worker(
@@ -103,7 +131,9 @@ def init_worker(
         except BaseException as e:
             # The stdlib's worker would log it and exit 0, which reads as "func ended
             # its process": the parent reads this report instead (processes._death).
-            _report_init(f"{getattr(fn, '__qualname__', fn)!r} raised {type(e).__name__}: {e}")
+            leave_init_report(
+                f"{getattr(fn, '__qualname__', fn)!r} raised {type(e).__name__}: {e}"
+            )
             traceback.print_exc()
             os._exit(INIT_FAILED)
 

@@ -49,7 +49,6 @@ try:
 except ImportError:  # Windows
     resource = None  # type: ignore[assignment]
 import signal
-import stat
 import sys
 import threading
 import time
@@ -69,9 +68,9 @@ from ._worker import (
     call,
     caller_state,
     following,
-    init_report,
     init_worker,
     pack,
+    take_init_report,
     unpack,
 )
 
@@ -767,7 +766,7 @@ def _context_for(method: str | None) -> Any:
 
 
 def _death(pid: int, code: int) -> str:
-    why = _init_report(pid) if code == INIT_FAILED else None
+    why = take_init_report(pid) if code == INIT_FAILED else None
     if why is not None:
         return (
             f"worker pid {pid} could not start: the pool's initializer {why} (see its "
@@ -799,33 +798,6 @@ def _death(pid: int, code: int) -> str:
             "initializer that raised (its traceback is on stderr)"
         )
     return f"worker pid {pid} exited with code {code} (os._exit or a fatal error in func)"
-
-
-def _init_report(pid: int) -> str | None:
-    """What worker ``pid``, which exited with ``INIT_FAILED``, said of its initializer
-    (``_worker.init_worker``), taken out of the temporary directory; None if it left
-    nothing, or a file it cannot have written (not a plain file of this user's: the
-    directory is shared with other users). Read only for that exit code: a report an
-    earlier worker of the same pid left (it died before this one's parent read it)
-    must not name the cause of another death (seen: a SIGKILL reported as a test's
-    failing initializer, pids reused within the suite)."""
-    path = init_report(pid)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
-            return None
-        with os.fdopen(fd, closefd=False) as f:
-            why = f.read(4096)
-        os.unlink(path)
-        return why
-    except (OSError, UnicodeDecodeError):
-        return None
-    finally:
-        os.close(fd)
 
 
 #: seconds that a start refused at the limit on processes makes ``unavailable_here``
