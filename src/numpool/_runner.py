@@ -1255,8 +1255,13 @@ class Runner:
         if trial is None and route.blocks <= fewer:
             return  # (the model's own count: nothing fewer to try, and no model asked)
         proposed = self._model_blocks(backend, rows, ev, row_bytes)
-        if proposed <= fewer or route.blocks not in (proposed, fewer):
-            return  # (nothing to try; or the model's count moved: the route is asked again)
+        if proposed <= fewer:
+            with evidence.cache.lock:  # (the model now gives no more: nothing to try)
+                if ev.counts.get(rows) is trial:
+                    ev.counts.pop(rows, None)
+            return
+        if route.blocks not in (proposed, fewer):
+            return  # (the model's count moved: the route is asked again)
         with evidence.cache.lock:
             if trial is None or trial.proposed != proposed:
                 seen = None if trial is None else trial.walls
