@@ -40,7 +40,7 @@ from .._errors import annotate
 from .._inputs import Cut, Inputs, along, frozen, told
 from .._stats import worker_name
 from ..shm import Attachments, FileRef, ShmRef
-from . import _cpython
+from . import _cpython, _fpe
 from ._ship import keep_byte_order, portable, ship
 from ._transport import Returns, send_back
 
@@ -153,18 +153,22 @@ def reseed() -> None:
 
 class CallerState(NamedTuple):
     """What a worker process takes from the caller before each job, so that the same
-    line of code reads the same files and settings whichever backend runs it."""
+    line of code reads the same files and settings, and meets the same NumPy error
+    modes, whichever backend runs it."""
 
     cwd: str
     path: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
+    #: NumPy's floating-point error modes (``np.errstate``: see ``_fpe``)
+    fpe: _fpe.Modes
 
 
 _env_seen: tuple[dict[Any, Any], tuple[tuple[str, str], ...]] | None = None
 
 
 def caller_state() -> CallerState:
-    """The caller's working directory, sys.path and environment, now."""
+    """The caller's working directory, sys.path, environment and NumPy error modes,
+    now (modes that call back into this process are refused: see ``_fpe.to_send``)."""
     global _env_seen
     data = _cpython.environ_data()  # (os.environ's own dict: compared in C)
     if data is None or _env_seen is None or _env_seen[0] != data:
@@ -172,7 +176,7 @@ def caller_state() -> CallerState:
         _env_seen = (dict(data), env) if data is not None else None
     else:
         env = _env_seen[1]
-    return CallerState(os.getcwd(), tuple(sys.path), env)
+    return CallerState(os.getcwd(), tuple(sys.path), env, _fpe.to_send("a worker process"))
 
 
 _followed: CallerState | None = None
@@ -183,6 +187,7 @@ def follow(state: CallerState) -> None:
     job (a chdir, an environment variable, a sys.path entry added after the workers
     started)."""
     global _followed
+    _fpe.enter(state.fpe)  # (each job: func may have changed them in the last one)
     if state == _followed:
         return
     if _followed is None or state.cwd != _followed.cwd:

@@ -59,6 +59,7 @@ from .. import blas, shm
 from .._errors import BackendUnavailableError
 from .._inputs import Cut, Inputs, along
 from ..blas import process_budget
+from . import _fpe
 from ._base import Backend
 from ._transport import ApplyIO, MapIO, Task, Transport
 from ._worker import call, load_packed, pack
@@ -449,20 +450,20 @@ def _in_process(client: Any) -> bool:
 _budget: int | None = None
 
 
-def _run(n: int | None, data: bytes, aside: tuple[np.ndarray, ...]) -> Any:
+def _run(n: int | None, err: _fpe.Modes, data: bytes, aside: tuple[np.ndarray, ...]) -> Any:
     """Run a task in a worker process: its function and arguments loaded here from
     what :func:`~numpool.backends._worker.pack` made of them (Dask would unpickle them
     before any of numpool's code ran, and one that cannot load there, a function the
     worker's copy of its module lacks, would kill the worker: here it is the task's
     own error), its arrays laid out as in the caller, under the BLAS budget ``n`` set
     on the first task (a worker restarted after a crash, or one that joined later,
-    gets it too)."""
+    gets it too), and the caller's NumPy error modes ``err`` (see ``_fpe``)."""
     global _budget
     if n is not None and _budget != n:
         blas.limit_this_process(n)
         _budget = n
     (fn, *args), kwargs = load_packed(data, aside, "the task's function or an argument")
-    return fn(*_unwrapped(tuple(args)), **kwargs)
+    return _fpe.run((err, None), fn, *_unwrapped(tuple(args)), **kwargs)
 
 
 def _init_plugin(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
@@ -599,10 +600,15 @@ class DaskBackend(Backend):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         if self.client is None:
             raise RuntimeError("cannot schedule new work after the pool was shut down")
+        # the caller's NumPy error modes: Dask pickles a task's callables even for a
+        # worker in this process, so one of the caller's own to call back is refused
+        err = _fpe.to_send("a Dask worker (which gets a pickled copy)")
         if not self.local:
             also = (_import().Future,)
             data, aside = pack((fn, *_wrapped(args)), kwargs, by_value=True, also=also)
-            fn, args, kwargs = _run, (self.blas_threads, data, aside), {}
+            fn, args, kwargs = _run, (self.blas_threads, err, data, aside), {}
+        else:
+            fn, args = _fpe.run, ((err, None), fn, *args)
         with warnings.catch_warnings():
             # with retries, blocks travel inside their tasks on purpose
             warnings.filterwarnings("ignore", message=".*[Ll]arge (object|graph)")

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from . import _fpe
 from ._base import Backend, init_here
 
 __all__ = ["SerialBackend"]
@@ -37,7 +38,9 @@ class SerialBackend(Backend):
     def submit_call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """``Pool.submit``: one call at a time, in order, on a thread of its own, so that
         futures are pending until their turn (cancel and timeouts work) and the caller
-        stays free to wait on them."""
+        stays free to wait on them; under the caller's NumPy error modes (see
+        ``_fpe``)."""
+        state = _fpe.here()
         with self._lock:
             if self._closed:
                 raise RuntimeError("cannot schedule new work after the pool was shut down")
@@ -50,7 +53,7 @@ class SerialBackend(Backend):
                     if init is None
                     else functools.partial(init_here, self._ran, *init),
                 )
-            return self._executor.submit(fn, *args, **kwargs)
+            return self._executor.submit(_fpe.run, state, fn, *args, **kwargs)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 from .. import _buffers
 from ..blas import process_budget
-from . import _cpython
+from . import _cpython, _fpe
 from ._base import Backend, init_here
 from ._transport import Transport
 
@@ -137,14 +137,17 @@ class ThreadsBackend(Backend):
         old.shutdown(wait=False)  # (no thread yet: nothing ran on it)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """``fn(*args, **kwargs)`` on a pool thread, under the caller's NumPy error
+        modes (``np.errstate``: see ``_fpe``)."""
         ex = self._executor
+        state = _fpe.here()
         try:
-            return ex.submit(fn, *args, **kwargs)
+            return ex.submit(_fpe.run, state, fn, *args, **kwargs)
         except RuntimeError:
             # another thread's call left ``ex`` behind meanwhile: its successor takes it
             if self._closed or self._executor is ex:
                 raise
-            return self._executor.submit(fn, *args, **kwargs)
+            return self._executor.submit(_fpe.run, state, fn, *args, **kwargs)
 
     def interrupt(self) -> None:
         """Ctrl-C or an abandoned call: threads cannot be stopped, so the pool leaves
