@@ -143,3 +143,14 @@ def test_to_send_names_the_modes_that_call_back() -> None:
         _fpe.to_send("a Dask worker process")
     with np.errstate(all="raise"):
         assert _fpe.to_send("x") == ("raise", "raise", "raise", "raise")
+
+
+def test_defaults_travel_as_nothing() -> None:
+    """Under NumPy's defaults a job in this process runs as it is (no errstate to
+    enter); under any other modes it carries them."""
+    assert _fpe.here() is None
+    assert _fpe.run(None, np.geterr) == _fpe.DEFAULTS
+    with np.errstate(under="raise"):
+        state = _fpe.here()
+    assert state == (("warn", "warn", "raise", "warn"), None)
+    assert _fpe.run(state, np.geterr)["under"] == "raise"

@@ -20,7 +20,8 @@ The ``"call"`` and ``"log"`` modes hand each error to an object of the caller's
 such object, so a job sent there under those modes is refused with a
 ``ValueError`` that says what to do (:func:`to_send`).
 
-Costs: ~1 us in the caller per job sent, ~1 us where it runs.
+Costs: ~0.7 us in the caller per job sent; where it runs, nothing under NumPy's
+defaults in a thread, ~1.7 us otherwise.
 """
 
 from __future__ import annotations
@@ -42,8 +43,11 @@ Mode = Literal["ignore", "warn", "raise", "call", "print", "log"]
 Modes = tuple[Mode, Mode, Mode, Mode]
 
 #: the modes and the error callback (``np.geterrcall()``) of a caller, for a job that
-#: runs in this process
-Here = tuple[Modes, Any]
+#: runs in this process; None: NumPy's defaults, which a pool thread has already
+Here = tuple[Modes, Any] | None
+
+#: NumPy's modes in a thread that set none
+DEFAULTS = {"divide": "warn", "over": "warn", "under": "ignore", "invalid": "warn"}
 
 #: modes that hand an error to the caller's own object
 _CALLERS = frozenset(("call", "log"))
@@ -57,14 +61,23 @@ def modes() -> Modes:
 
 def here() -> Here:
     """What a job run in another thread of this process needs to run as the caller
-    would: its modes and, where one of them uses it, its callback."""
-    now = modes()
+    would: its modes and, where one of them uses it, its callback; None when they
+    are NumPy's defaults (the common case: the job then runs as it is, ~2 us less
+    on every hand-off to a pool thread)."""
+    err = np.geterr()
+    if err == DEFAULTS:
+        return None
+    now: Modes = (err["divide"], err["over"], err["under"], err["invalid"])
     return now, (np.geterrcall() if _CALLERS.intersection(now) else None)
 
 
 def run(state: Here, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     """``fn(*args, **kwargs)`` under the caller's modes (``state`` from :func:`here`),
-    in whatever thread runs it; the thread's own modes are back afterwards."""
+    in whatever thread runs it; the thread's own modes are back afterwards. With
+    ``state`` None, under the thread's own: NumPy's defaults in a pool thread (unless
+    a func called ``np.seterr`` there, as it would have in the caller serially)."""
+    if state is None:
+        return fn(*args, **kwargs)
     err, call = state
     with np.errstate(call=call, **_by_kind(err)):
         return fn(*args, **kwargs)
