@@ -558,6 +558,14 @@ def _forget_locks() -> None:
 os.register_at_fork(after_in_child=_forget_locks)
 
 
+def own_file(st: os.stat_result) -> bool:
+    """Whether ``st`` (of a path in a directory other users may write to) is a regular
+    file of this user's (its effective uid): the only kind numpool reads, maps or
+    removes there. Not a link (ask with ``lstat``, or open with ``O_NOFOLLOW``), not a
+    FIFO or a device, not another user's."""
+    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
+
+
 def lock_state(path: str) -> bool | None:
     """Whether the owner of the lock file ``path`` lives: True while it holds the lock,
     False when the lock can be taken (its owner died), None when there is no lock
@@ -568,7 +576,7 @@ def lock_state(path: str) -> bool | None:
         return None
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+        if not own_file(st):
             return None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -727,7 +735,7 @@ class Segment:
                     raise
         try:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            if not own_file(st):
                 raise ValueError(f"refusing to attach to {path}: not a file of this user")
             buf = _map(fd, st.st_size, populate)
         finally:
@@ -1405,7 +1413,6 @@ def scan() -> list[Entry]:
     name with no lock file (numpool before locks, or a lock file gone first) is
     its pid asked, as before."""
     found: list[Entry] = []
-    me = os.geteuid()
     for d in directories():
         try:
             names = os.listdir(d)
@@ -1421,7 +1428,7 @@ def scan() -> list[Entry]:
                 st = os.lstat(path)
             except OSError:
                 continue
-            if not stat.S_ISREG(st.st_mode) or st.st_uid != me:
+            if not own_file(st):
                 continue
             owner = (parsed.pid, parsed.token)
             if owner not in alive:

@@ -26,7 +26,7 @@ defaults in a thread, ~1.7 us otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -55,8 +55,7 @@ _CALLERS = frozenset(("call", "log"))
 
 def modes() -> Modes:
     """This thread's modes now (``np.geterr()``, as data that travels)."""
-    err = np.geterr()
-    return (err["divide"], err["over"], err["under"], err["invalid"])
+    return _as_modes(np.geterr())
 
 
 def here() -> Here:
@@ -67,7 +66,7 @@ def here() -> Here:
     err = np.geterr()
     if err == DEFAULTS:
         return None
-    now: Modes = (err["divide"], err["over"], err["under"], err["invalid"])
+    now = _as_modes(err)
     return now, (np.geterrcall() if _CALLERS.intersection(now) else None)
 
 
@@ -103,6 +102,10 @@ def enter(err: Modes) -> None:
     """In another process, before a job: the caller's modes (:func:`to_send`) are this
     thread's from now on (set for each job: func may have changed them in the last)."""
     np.seterr(**_by_kind(err))
+
+
+def _as_modes(err: Mapping[str, Any]) -> Modes:
+    return (err["divide"], err["over"], err["under"], err["invalid"])
 
 
 def _by_kind(err: Modes) -> dict[str, Mode]:

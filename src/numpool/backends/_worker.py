@@ -23,7 +23,6 @@ import io
 import os
 import pickle
 import signal
-import stat
 import sys
 import threading
 import time
@@ -91,7 +90,7 @@ def take_init_report(pid: int) -> str | None:
         return None
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+        if not shm.own_file(st):
             return None
         why = os.read(fd, 4096).decode(errors="replace")
         os.unlink(path)
@@ -672,12 +671,11 @@ class InProcess:
         t0 = time.perf_counter()
         axis = self.axis
         start, stop = self.pre + a, self.pre + b
+        pairs = zip(self.args, self.axes, strict=True)
         if self.rows0:
-            pairs = zip(self.args, self.axes, strict=True)
             args = [x if ax is None else x[start:stop] for x, ax in pairs]
             dst = self.out[a:b]
         else:
-            pairs = zip(self.args, self.axes, strict=True)
             args = [x if ax is None else along(x, start, stop, ax) for x, ax in pairs]
             dst = along(self.out, a, b, axis)
         try:
