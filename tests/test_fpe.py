@@ -69,6 +69,17 @@ def test_map_and_submit_run_under_the_callers_modes(pool: numpool.Pool) -> None:
         assert pool.submit(inverse_all, xs[1]).result(timeout=60) == np.inf
 
 
+def test_a_func_sent_by_value_runs_under_the_callers_modes(pool: numpool.Pool) -> None:
+    """A lambda (sent by value to a worker process) given to map and submit: before,
+    Pool.submit's call of one ran under the worker's defaults (inf, a warning)."""
+    f = lambda b: 1.0 / np.float64(b)  # noqa: E731
+    with np.errstate(divide="raise"):
+        with pytest.raises(FloatingPointError):
+            list(pool.map(f, [1.0, 0.0]))
+        with pytest.raises(FloatingPointError):
+            pool.submit(f, 0.0).result(timeout=60)
+
+
 def test_the_modes_do_not_stay_in_a_worker(pool: numpool.Pool) -> None:
     """After calls under divide="raise", a call under the defaults warns, as serially:
     no worker kept the modes of an earlier call."""

@@ -59,6 +59,16 @@ def test_later_environment_changes_are_followed(one_worker, monkeypatch) -> None
     assert got[0] == want[0] == 0
 
 
+def test_a_func_sent_by_value_follows_too(one_worker, tmp_path, monkeypatch) -> None:
+    """Pool.submit and Pool.map of a lambda (sent by value): the worker takes the
+    caller's state before it runs (before, only a func sent by name did)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NUMPOOL_TEST_STATE", "by value")
+    here = lambda: (os.getcwd(), os.environ.get("NUMPOOL_TEST_STATE"))  # noqa: E731
+    assert one_worker.submit(here).result(timeout=60) == (str(tmp_path), "by value")
+    assert list(one_worker.map(lambda _: here(), [0])) == [(str(tmp_path), "by value")]
+
+
 def write_module(d, name: str, body: str) -> None:
     shutil.rmtree(d / "__pycache__", ignore_errors=True)
     (d / f"{name}.py").write_text(textwrap.dedent(body))

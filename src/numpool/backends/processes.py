@@ -61,7 +61,7 @@ from .. import shm
 from .._errors import BackendUnavailableError
 from . import _cpython
 from ._base import Backend
-from ._ship import keep_byte_order, ship, ship_args
+from ._ship import Shipped, keep_byte_order, ship, ship_args
 from ._transport import Shared, Transport
 from ._worker import (
     INIT_FAILED,
@@ -187,7 +187,8 @@ class ProcessesBackend(Backend):
         packed, loaded by numpool's code after that (see ``_worker.pack``)."""
         ex = self.executor()
         sent = ship_args(args)
-        if args and callable(args[0]):
+        # (func may arrive shipped already: Pool.submit's, by value, is a Shipped)
+        if args and (callable(args[0]) or isinstance(args[0], Shipped)):
             func = following(sent[0], caller_state())
             fn, sent, kwargs = unpack, (fn, func, *pack(sent[1:], kwargs)), {}
         try:
