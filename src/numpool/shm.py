@@ -188,13 +188,22 @@ def free_bytes(directory: str) -> int:
 _held = 0
 _held_lock = threading.Lock()
 _warned = False
+_warned_lock = threading.Lock()
+
+
+def first_spill_warning() -> bool:
+    """True once in a process: the spill to disk is worth one warning, also where a
+    worker process spilled too (its warning comes back to the caller: ``_warns``)."""
+    global _warned
+    with _warned_lock:
+        first, _warned = not _warned, True
+    return first
 
 
 def _place(size: int) -> str:
     """The directory for a new segment of ``size`` bytes: shm_dir() when it fits there
     (free space, NUMPOOL_SHM_LIMIT), else spill_dir() with one warning, else an error.
     Decided before anything is copied: never ENOSPC mid-copy, never SIGBUS."""
-    global _warned
     d = shm_dir()
     limit = shm_limit()
     try:
@@ -223,8 +232,7 @@ def _place(size: int) -> str:
             _no_space_message(size, d) + f" The spill directory {spill} has "
             f"{spill_free / 2**20:.0f} MiB free, not enough either."
         )
-    if not _warned:
-        _warned = True
+    if first_spill_warning():
         warnings.warn(
             f"numpool: {why}, not enough for {size / 2**20:.1f} MiB of shared memory; "
             f"using file-backed memory maps in {spill} instead (slower). Enlarge {d} "
@@ -1490,8 +1498,8 @@ def after_fork_in_child(*others: Arena) -> None:
     empty, with fresh locks (a thread of the parent may have held one at the
     fork). ``others``: arenas of other kinds (``numpool._buffers``').
     """
-    global _held, _held_lock
-    _held, _held_lock = 0, threading.Lock()
+    global _held, _held_lock, _warned_lock
+    _held, _held_lock, _warned_lock = 0, threading.Lock(), threading.Lock()
     inherited: list[Any] = []
     for a in (_arena, *others):
         inherited += a._idle.values()

@@ -39,8 +39,9 @@ from typing import Any
 import numpy as np
 
 from .._errors import RemoteError
+from . import _warns
 
-__all__ = ["Shipped", "needs_value", "portable", "ship", "ship_args"]
+__all__ = ["Shipped", "by_value", "needs_value", "portable", "ship", "ship_args"]
 
 #: a function shipped by value and bigger than this is worth a warning: every task
 #: carries it (the globals it uses travel with it)
@@ -195,14 +196,11 @@ def ship(obj: Any) -> Any:
         cached = None
     if cached is not None and cached[0] == _call:
         return cached[1]
-    import cloudpickle
 
-    if isinstance(obj, (types.FunctionType, type)):
-        shipped = Shipped(cloudpickle.dumps(obj))
-    else:
-        with io.BytesIO() as file:
-            _instance_pickler()(file).dump(obj)
-            shipped = Shipped(file.getvalue())
+    with io.BytesIO() as file:
+        kind = by_value() if isinstance(obj, (types.FunctionType, type)) else _instance_pickler()
+        kind(file).dump(obj)
+        shipped = Shipped(file.getvalue())
     if len(shipped.data) > LARGE and id(obj) not in _warned:
         _warned.add(id(obj))
         name = getattr(obj, "__qualname__", type(obj).__name__)
@@ -218,13 +216,36 @@ def ship(obj: Any) -> Any:
 
 
 @functools.cache
+def by_value() -> type:
+    """cloudpickle's pickler, keeping the file name of the code it sends by value.
+    cloudpickle (3.x) names it ``<dynamic-code>``, so a traceback from a worker showed
+    ``File "<dynamic-code>", line 3`` without its line of source, and a warning came
+    back from a file that is nowhere; the caller's run shows the script's own."""
+    import cloudpickle
+
+    class ByValue(cloudpickle.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            if type(obj) is types.CodeType:
+                rebuild, args = self.dispatch_table[types.CodeType](obj)
+                return _filed, (rebuild, args, obj.co_filename)
+            return super().reducer_override(obj)
+
+    return ByValue
+
+
+def _filed(rebuild: Any, args: tuple[Any, ...], filename: str) -> types.CodeType:
+    """A code object sent by :func:`by_value`, with its own file name."""
+    code: types.CodeType = rebuild(*args)
+    return code.replace(co_filename=filename)
+
+
+@functools.cache
 def _instance_pickler() -> type:
     """cloudpickle, taking the functions it sends by value from ship's cache: an
     instance is pickled anew for every task (SciPy's wrapper of an objective), the
     function it holds need not be (measured: 0.7 ms a task, for DE's wrapper)."""
-    import cloudpickle
 
-    class InstancePickler(cloudpickle.Pickler):
+    class InstancePickler(by_value()):  # type: ignore[misc]
         def reducer_override(self, obj: Any) -> Any:
             if isinstance(obj, types.FunctionType) and not _by_name(obj):
                 return _load, (ship(obj).data,)
@@ -408,6 +429,11 @@ class _InTransit(Exception):
     def __str__(self) -> str:
         return str(self.args[2][3])
 
+    def hear(self, heard: bytes) -> None:
+        """Take the warnings the job raised before this (see ``_warns.run``): they
+        are issued in the caller before the exception arrives."""
+        self.args = (*self.args[:4], heard)
+
     def __reduce__(self) -> Any:
         return (_arrive, self.args)
 
@@ -416,10 +442,16 @@ _transit_classes: dict[tuple[str, str], type[_InTransit]] = {}
 
 
 def _arrive(
-    data: bytes, how: str, fallback: tuple[str, str, str, str, str], why: str
+    data: bytes,
+    how: str,
+    fallback: tuple[str, str, str, str, str],
+    why: str,
+    heard: bytes | None = None,
 ) -> BaseException:
     """In the caller: the exception itself, with the worker's traceback; a look-alike
-    that says why when its class cannot be had here (never an error: see above)."""
+    that says why when its class cannot be had here (never an error: see above). The
+    warnings the job raised before it (``heard``) are issued first."""
+    _warns.emit(heard)
     try:
         if how == "lookalike":
             return remote_error(*fallback, why)

@@ -39,8 +39,8 @@ from .._errors import annotate
 from .._inputs import Cut, Inputs, along, frozen, told
 from .._stats import worker_name
 from ..shm import Attachments, FileRef, ShmRef
-from . import _cpython, _fpe
-from ._ship import keep_byte_order, portable, ship
+from . import _cpython, _fpe, _warns
+from ._ship import by_value, keep_byte_order, portable, ship
 from ._transport import Returns, send_back
 
 _attachments: Attachments | None = None
@@ -160,14 +160,17 @@ class CallerState(NamedTuple):
     env: tuple[tuple[str, str], ...]
     #: NumPy's floating-point error modes (``np.errstate``: see ``_fpe``)
     fpe: _fpe.Modes
+    #: the warning filters (``warnings.filters``, packed: see ``_warns``)
+    warn: bytes
 
 
 _env_seen: tuple[dict[Any, Any], tuple[tuple[str, str], ...]] | None = None
 
 
 def caller_state() -> CallerState:
-    """The caller's working directory, sys.path, environment and NumPy error modes,
-    now (modes that call back into this process are refused: see ``_fpe.to_send``)."""
+    """The caller's working directory, sys.path, environment, NumPy error modes and
+    warning filters, now (modes that call back into this process are refused: see
+    ``_fpe.to_send``)."""
     global _env_seen
     data = _cpython.environ_data()  # (os.environ's own dict: compared in C)
     if data is None or _env_seen is None or _env_seen[0] != data:
@@ -175,7 +178,9 @@ def caller_state() -> CallerState:
         _env_seen = (dict(data), env) if data is not None else None
     else:
         env = _env_seen[1]
-    return CallerState(os.getcwd(), tuple(sys.path), env, _fpe.to_send("a worker process"))
+    return CallerState(
+        os.getcwd(), tuple(sys.path), env, _fpe.to_send("a worker process"), _warns.to_send()
+    )
 
 
 _followed: CallerState | None = None
@@ -333,9 +338,8 @@ def _set_aside(packer: Any, obj: Any) -> tuple[Any, tuple[int]] | None:
 def _cloud_packer() -> type:
     """:class:`_Packer`'s set-asides on cloudpickle's pickler (functions of __main__,
     lambdas and closures by value): for a backend that packs the function too."""
-    import cloudpickle
 
-    class CloudPacker(cloudpickle.Pickler):
+    class CloudPacker(by_value()):  # type: ignore[misc]
         def __init__(self, file: io.BytesIO, also: tuple[type, ...] = ()) -> None:
             super().__init__(file, protocol=pickle.DEFAULT_PROTOCOL)
             self.aside: list[Any] = []
@@ -401,7 +405,11 @@ def unpack(job: Callable[..., Any], func: Any, data: bytes, aside: tuple[np.ndar
         if isinstance(func, Unloadable):  # (func's own error comes first, as it would)
             raise _back(_not_loaded(func.error, "func")) from None
         raise _back(_not_loaded(e, "an argument of the task")) from None
-    return job(func, *args, **kwargs)
+    if _followed is None:  # (func did not arrive: it is Unloadable, its job fails)
+        return job(func, *args, **kwargs)
+    # under the caller's warning filters: those that pass come back with the result
+    value, heard = _warns.run(_followed.warn, job, func, *args, **kwargs)
+    return value if heard is None else _warns.Heard(value, heard)
 
 
 def load_packed(data: bytes, aside: tuple[np.ndarray, ...], what: str) -> Any:

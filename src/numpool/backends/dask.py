@@ -59,8 +59,9 @@ from .. import blas, shm
 from .._errors import BackendUnavailableError
 from .._inputs import Cut, Inputs, along
 from ..blas import process_budget
-from . import _fpe
+from . import _fpe, _warns
 from ._base import Backend
+from ._ship import ship, ship_args
 from ._transport import ApplyIO, MapIO, Task, Transport
 from ._worker import call, load_packed, pack
 
@@ -450,20 +451,52 @@ def _in_process(client: Any) -> bool:
 _budget: int | None = None
 
 
-def _run(n: int | None, err: _fpe.Modes, data: bytes, aside: tuple[np.ndarray, ...]) -> Any:
+def _run(
+    n: int | None, err: _fpe.Modes, warn: bytes, data: bytes, aside: tuple[np.ndarray, ...]
+) -> Any:
     """Run a task in a worker process: its function and arguments loaded here from
     what :func:`~numpool.backends._worker.pack` made of them (Dask would unpickle them
     before any of numpool's code ran, and one that cannot load there, a function the
     worker's copy of its module lacks, would kill the worker: here it is the task's
     own error), its arrays laid out as in the caller, under the BLAS budget ``n`` set
     on the first task (a worker restarted after a crash, or one that joined later,
-    gets it too), and the caller's NumPy error modes ``err`` (see ``_fpe``)."""
+    gets it too), the caller's NumPy error modes ``err`` (see ``_fpe``) and warning
+    filters ``warn``: the warnings that pass them come back with the result (see
+    ``_warns``)."""
     global _budget
     if n is not None and _budget != n:
         blas.limit_this_process(n)
         _budget = n
     (fn, *args), kwargs = load_packed(data, aside, "the task's function or an argument")
-    return _fpe.run((err, None), fn, *_unwrapped(tuple(args)), **kwargs)
+    args = _unwrapped(tuple(args))
+    if not _one_thread():  # (the filters are the process's: see _warns.run)
+        return _fpe.run((err, None), fn, *args, **kwargs)
+    value, heard = _warns.run(warn, _fpe.run, (err, None), fn, *args, **kwargs)
+    return value if heard is None else _warns.Sent(value, heard)
+
+
+_threads: int | None = None
+
+
+def _one_thread() -> bool:
+    """Whether this Dask worker runs one task at a time (numpool's own cluster does).
+    A worker with several threads runs tasks side by side, and the warning filters
+    are its process's: there, a task's warnings stay with the worker (its log)."""
+    global _threads
+    if _threads is None:
+        try:
+            _threads = int(_import().get_worker().state.nthreads)
+        except Exception:  # (not in a worker: a test calling _run itself)
+            _threads = 1
+    return _threads == 1
+
+
+def _large_graph() -> int:
+    """The size of a task above which Dask warns of a large graph, in bytes."""
+    import dask
+    from dask.utils import parse_bytes
+
+    return int(parse_bytes(dask.config.get("distributed.admin.large-graph-warning-threshold")))
 
 
 def _init_plugin(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
@@ -517,6 +550,9 @@ class _Bridged(Future[Any]):
             with contextlib.suppress(InvalidStateError):
                 self.set_exception(e)
         else:
+            if isinstance(value, _warns.Sent):  # (a task's warnings, before its result)
+                _warns.emit(value.heard)
+                value = value.value
             with contextlib.suppress(InvalidStateError):
                 self.set_result(value)
         self.task = None  # released: the cluster may forget the result now
@@ -606,13 +642,21 @@ class DaskBackend(Backend):
         if not self.local:
             also = (_import().Future,)
             data, aside = pack((fn, *_wrapped(args)), kwargs, by_value=True, also=also)
-            fn, args, kwargs = _run, (self.blas_threads, err, data, aside), {}
+            fn, args, kwargs = _run, (self.blas_threads, err, _warns.to_send(), data, aside), {}
+            size = len(data) + sum(getattr(a, "nbytes", 0) for a in aside)
         else:
-            fn, args = _fpe.run, ((err, None), fn, *args)
-        with warnings.catch_warnings():
-            # with retries, blocks travel inside their tasks on purpose
-            warnings.filterwarnings("ignore", message=".*[Ll]arge (object|graph)")
+            # (by value as to a worker process, so that code keeps its file name)
+            fn, args = _fpe.run, ((err, None), ship(fn), *ship_args(args))
+            size = sum(a.nbytes for a in args if isinstance(a, np.ndarray))
+        if size < _large_graph() // 2:
             future = _Bridged(self.client.submit(fn, *args, pure=False, **kwargs))
+        else:
+            # with retries, blocks travel inside their tasks on purpose: Dask's warning
+            # about a large graph is not for the user. (Only then: catch_warnings resets
+            # every module's record of warnings shown, so "default" would show again.)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*[Ll]arge (object|graph)")
+                future = _Bridged(self.client.submit(fn, *args, pure=False, **kwargs))
         self._outstanding.add(future)
         return future
 
@@ -633,8 +677,9 @@ class DaskBackend(Backend):
     def submit_call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """``Pool.submit``: the user's keywords travel as a dict (Client.submit has
         keywords of its own), and the result or error comes back whole."""
-        sent = (fn, args, kwargs)
-        return self.submit(_open, _Sealed(sent if self.local else _wrapped(sent)))
+        if self.local:  # (by value as to a worker process: code keeps its file name)
+            return self.submit(_open, _Sealed((ship(fn), ship_args(args), kwargs)))
+        return self.submit(_open, _Sealed(_wrapped((fn, args, kwargs))))
 
     def scope(self) -> contextlib.AbstractContextManager[None]:
         return process_budget(self.blas_threads) if self.local else contextlib.nullcontext()
