@@ -30,9 +30,11 @@ cannot load (a class of a module the worker alone has) comes back as a
 ``UserWarning`` that names it. Warnings raised before ``func`` raised an error
 come back with the error (processes; on Dask they are printed by the worker).
 
-Costs: ~0.3 us in the caller per job sent (the filters are packed again only
-when they changed), ~3 us in the worker per job; nothing is sent back for a job
-that raised no warning.
+Costs, measured: ~0.5 us in the caller per job sent (the filters are packed
+again only when they change), ~1 us in the worker per job; nothing is sent back
+for a job that raised no warning. Python 3.14's per-context filters
+(``sys.flags.context_aware_warnings``) are not followed yet: the caller's
+process-wide filters are what travels.
 """
 
 from __future__ import annotations
