@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import pickle
 import sys
 import types
 import warnings
@@ -183,24 +184,20 @@ def _hear(
 
 
 def _pack(heard: list[tuple[Any, ...]]) -> bytes:
-    """The warnings, each whole where it pickles, else as a UserWarning that says
-    what it was."""
+    """The warnings, each pickled on its own (one the caller cannot load is lost
+    alone, and said to be: see :func:`emit`); one that cannot be pickled travels as
+    a UserWarning that says what it was."""
     import cloudpickle
 
     out = []
     for message, category, filename, lineno, module in heard:
-        item = (message, category, filename, lineno, module)
         try:
-            data = cloudpickle.dumps(item)
-            cloudpickle.loads(data)
+            data = cloudpickle.dumps((message, category, filename, lineno, module))
         except Exception:
             text = f"{category.__module__}.{category.__qualname__}: {message}"
-            item = (UserWarning(text), UserWarning, filename, lineno, module)
-        out.append(item)
-    try:
-        return cloudpickle.dumps(out)
-    except Exception:  # pragma: no cover (each item pickled above)
-        return cloudpickle.dumps([])
+            data = cloudpickle.dumps((UserWarning(text), UserWarning, filename, lineno, module))
+        out.append(data)
+    return pickle.dumps(out)
 
 
 def emit(heard: bytes | None) -> None:
@@ -208,18 +205,28 @@ def emit(heard: bytes | None) -> None:
     have issued them there (same module registry, so ``"default"`` shows each once
     across the caller and its workers). Never raises: a warning that the caller's
     filters now turn into an error (they changed since the job was sent) is shown
-    instead."""
+    instead, and one that cannot be loaded here (a category only the worker had) is
+    a UserWarning that says so."""
     if not heard:
         return
     import cloudpickle
 
     try:
-        items = cloudpickle.loads(heard)
-    except Exception as e:  # (a category the worker had, which this process lacks)
-        lost = UserWarning(f"numpool: the warnings of a job in another process were lost: {e}")
-        items = [(lost, UserWarning, "", 0, None)]
-    for item in items:
+        items: list[bytes] = pickle.loads(heard)
+    except Exception as e:
+        _emit_one(_lost(e))
+        return
+    for data in items:
+        try:
+            item = cloudpickle.loads(data)
+        except Exception as e:
+            item = _lost(e)
         _emit_one(item)
+
+
+def _lost(e: Exception) -> tuple[Any, ...]:
+    text = f"numpool: a warning of a job in another process was lost: {e}"
+    return (UserWarning(text), UserWarning, "", 0, None)
 
 
 _registries: dict[str, dict[Any, Any]] = {}

@@ -389,6 +389,22 @@ def _mapped(args: Any, fn: Callable[[Any], Any]) -> Any:
     return fn(args)
 
 
+def _array_bytes(args: Any) -> int:
+    """Bytes of the arrays in ``args`` (through tuples, lists, dicts and a Pool.submit
+    call's _Sealed)."""
+    found: list[int] = []
+
+    def see(a: Any) -> Any:
+        if isinstance(a, np.ndarray):
+            found.append(a.nbytes)
+        elif isinstance(a, _Sealed):
+            _mapped(a.sent, see)
+        return a
+
+    _mapped(args, see)
+    return sum(found)
+
+
 def _laid_out(a: np.ndarray, mod: int, strides: tuple[int, ...], copy: bool = False) -> np.ndarray:
     """``a`` in fresh memory that starts at ``mod`` modulo ALIGN, with strides laid out
     as ``strides`` are (_strides_like); unless ``copy``, ``a`` itself where it is laid
@@ -647,7 +663,7 @@ class DaskBackend(Backend):
         else:
             # (by value as to a worker process, so that code keeps its file name)
             fn, args = _fpe.run, ((err, None), ship(fn), *ship_args(args))
-            size = sum(a.nbytes for a in args if isinstance(a, np.ndarray))
+            size = _array_bytes(args)
         if size < _large_graph() // 2:
             future = _Bridged(self.client.submit(fn, *args, pure=False, **kwargs))
         else:

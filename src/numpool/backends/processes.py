@@ -61,7 +61,7 @@ from .. import shm
 from .._errors import BackendUnavailableError
 from . import _cpython
 from ._base import Backend
-from ._ship import Shipped, keep_byte_order, ship, ship_args
+from ._ship import keep_byte_order, ship, ship_args
 from ._transport import Shared, Transport
 from ._worker import (
     INIT_FAILED,
@@ -187,8 +187,7 @@ class ProcessesBackend(Backend):
         packed, loaded by numpool's code after that (see ``_worker.pack``)."""
         ex = self.executor()
         sent = ship_args(args)
-        # (func may arrive shipped already: Pool.submit's, by value, is a Shipped)
-        if args and (callable(args[0]) or isinstance(args[0], Shipped)):
+        if args and callable(args[0]):
             func = following(sent[0], caller_state())
             fn, sent, kwargs = unpack, (fn, func, *pack(sent[1:], kwargs)), {}
         try:
@@ -223,10 +222,13 @@ class ProcessesBackend(Backend):
 
     def submit_call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """``Pool.submit``: the user's call, by value where it needs to be; its result
-        and its exception come back whole (see _worker.call)."""
+        and its exception come back whole (see _worker.call). ``fn`` goes first as it
+        is, so that :meth:`submit` sends it as the user's func, with the caller's
+        state (shipped here, a Shipped, it went without: a lambda ran in the worker's
+        stale directory and environment, under NumPy's default error modes)."""
         return self.submit(
             call,
-            ship(fn),
+            fn,
             ship_args(args),
             dict(zip(kwargs, ship_args(tuple(kwargs.values())), strict=True)),
         )
